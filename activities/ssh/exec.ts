@@ -1,0 +1,80 @@
+// Node side. Runs one command on a pooled connection: output captured up to a cap (the tail is kept, the
+// sha256 covers everything), a timeout, and cancellation that signals the remote command.
+import crypto from 'node:crypto';
+import type { Client } from 'ssh2';
+
+export interface ExecOptions {
+  /** Kill the command after this long. @default 600000 */
+  timeoutMs?: number;
+  /** Keep at most this many bytes of each stream (the tail). @default 1048576 */
+  maxOutputBytes?: number;
+  /** Aborting it kills the remote command. */
+  signal?: AbortSignal;
+  /** Called with each chunk of output, e.g. to heartbeat. */
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+}
+
+export interface ExecResult {
+  exitCode: number | null;
+  /** Set when the remote command died of a signal. */
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  /** True when a stream exceeded the cap and only its tail is kept. */
+  truncated: boolean;
+  /** sha256 of the full stdout. */
+  stdoutSha256: string;
+  durationMs: number;
+}
+
+class Capture {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  truncated = false;
+  private readonly hash = crypto.createHash('sha256');
+  constructor(private readonly cap: number) {}
+  push(chunk: Buffer): void {
+    this.hash.update(chunk);
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size > this.cap) {
+      const all = Buffer.concat(this.chunks);
+      this.chunks = [all.subarray(all.length - this.cap)];
+      this.size = this.cap;
+      this.truncated = true;
+    }
+  }
+  text(): string { return Buffer.concat(this.chunks).toString('utf8'); }
+  digest(): string { return this.hash.digest('hex'); }
+}
+
+export function exec(client: Client, command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+  const started = Date.now();
+  const cap = opts.maxOutputBytes ?? 1024 * 1024;
+  const out = new Capture(cap);
+  const err = new Capture(cap);
+  return new Promise<ExecResult>((resolve, reject) => {
+    client.exec(command, (e, channel) => {
+      if (e) return reject(e);
+      let exitCode: number | null = null;
+      let exitSignal: string | null = null;
+      const kill = () => { channel.signal('KILL'); channel.close(); };
+      const timer = setTimeout(kill, opts.timeoutMs ?? 600_000);
+      opts.signal?.addEventListener('abort', kill, { once: true });
+      channel.on('data', (chunk: Buffer) => { out.push(chunk); opts.onOutput?.('stdout', chunk); });
+      channel.stderr.on('data', (chunk: Buffer) => { err.push(chunk); opts.onOutput?.('stderr', chunk); });
+      channel.on('exit', (code: number | null, signalName?: string) => {
+        exitCode = code;
+        exitSignal = signalName ?? null;
+      });
+      channel.on('close', () => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', kill);
+        resolve({
+          exitCode, signal: exitSignal, stdout: out.text(), stderr: err.text(),
+          truncated: out.truncated || err.truncated, stdoutSha256: out.digest(), durationMs: Date.now() - started,
+        });
+      });
+    });
+  });
+}

@@ -1,0 +1,96 @@
+// Node side. The `runbook` command line.
+import { Command, Option } from 'commander';
+import { UserError } from '../common/errors';
+import { fleetDown, fleetUp } from '../fleet/fleet';
+import { ensureTemporalCli, findTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
+import { runDev } from './dev';
+import { runExec } from './exec';
+import { runCli } from './run-cli';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const pkg = require('../../package.json') as { version: string; dependencies: Record<string, string> };
+
+function int(name: string) {
+  return (raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 0) throw new UserError(`${name} must be a non-negative integer, got "${raw}".`);
+    return n;
+  };
+}
+
+const program = new Command('runbook')
+  .description('Durable, auditable runbooks on Temporal.')
+  .showHelpAfterError('(run with --help for usage)');
+
+const serverOptions = (cmd: Command) => cmd
+  .addOption(new Option('--data-dir <dir>', 'where the dev server keeps its SQLite history and log').env('RUNBOOK_DATA_DIR').default('.runbook'))
+  .addOption(new Option('--ip <addr>', 'address the dev server and UI bind to').default('127.0.0.1'))
+  .addOption(new Option('--port <port>', 'dev server gRPC port').argParser(int('--port')).default(7233))
+  .addOption(new Option('--ui-port <port>', 'Web UI port (default: --port + 1000)').argParser(int('--ui-port')))
+  .option('--headless', 'start no Web UI', false);
+
+serverOptions(program.command('dev')
+  .description('Start everything on one machine: the Temporal dev server (persistent, with Web UI), the worker; ' +
+    'with TEMPORAL_ADDRESS set, connect there instead of starting a server'))
+  .action(async (o: { dataDir: string; ip: string; port: number; uiPort?: number; headless: boolean }) => {
+    await runDev({ ...o, embedded: true });
+  });
+
+program.command('worker')
+  .description('Run a worker against the Temporal server named by TEMPORAL_ADDRESS (default 127.0.0.1:7233)')
+  .action(async () => {
+    await runDev({ dataDir: '', ip: '', port: 0, headless: true, embedded: false });
+  });
+
+program.command('exec')
+  .description('Run one ad hoc command on one inventory host, durably, through Temporal')
+  .requiredOption('-i, --inventory <file>', 'inventory YAML file')
+  .requiredOption('-H, --host <name>', 'inventory host name')
+  .option('--no-wait', 'start the run and print its id without waiting')
+  .option('--json', 'print the result as JSON', false)
+  .addOption(new Option('--timeout <seconds>', 'kill the command after this long').argParser(int('--timeout')).default(600))
+  .argument('<command...>', 'the command (after --)')
+  .action(async (command: string[], o: { inventory: string; host: string; wait: boolean; json: boolean; timeout: number }) => {
+    process.exitCode = await runExec(command, o);
+  });
+
+program.command('setup')
+  .description('Find or build the Temporal CLI (dev server + Web UI) and say which path was taken')
+  .action(async () => {
+    const cli = await ensureTemporalCli((line) => console.log(line));
+    console.log(`Temporal CLI: ${cli.path} (${temporalCliVersion(cli.path)}; found via ${cli.source})`);
+  });
+
+program.command('version')
+  .description('Print the versions of runbook, the Temporal SDK and the Temporal CLI')
+  .action(() => {
+    const cli = findTemporalCli();
+    console.log(`runbook ${pkg.version}`);
+    console.log(`Temporal SDK ${pkg.dependencies['@temporalio/client']}`);
+    console.log(`Temporal CLI ${cli ? `${temporalCliVersion(cli.path)} at ${cli.path}` : 'not found (run `runbook setup`)'}`);
+    console.log(`Node ${process.version}`);
+  });
+
+const fleet = program.command('fleet').description('Start or stop a test fleet of real sshd hosts on loopback (needs root)');
+fleet.command('up')
+  .description('Start N sshd hosts; writes DIR/inventory.yaml, DIR/known_hosts and DIR/id_ed25519')
+  .addOption(new Option('--hosts <n>', 'number of hosts').argParser(int('--hosts')).default(3))
+  .requiredOption('--dir <dir>', 'directory for keys, inventory and host state')
+  .action(async (o: { hosts: number; dir: string }) => {
+    const state = await fleetUp({ hosts: o.hosts, dir: o.dir, progress: (l) => console.error(l) });
+    const first = state.hosts[0];
+    console.log(`fleet ${state.id}: ${state.hosts.length} hosts up; inventory ${o.dir}/inventory.yaml`);
+    if (first) {
+      console.log(`try: ssh -i ${o.dir}/id_ed25519 -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${o.dir}/known_hosts ` +
+        `-p ${first.port} ${first.user}@${first.address} true`);
+    }
+  });
+fleet.command('down')
+  .description('Stop the fleet started in DIR and remove its users')
+  .requiredOption('--dir <dir>', 'the directory given to `fleet up`')
+  .action(async (o: { dir: string }) => {
+    const state = await fleetDown(o.dir);
+    console.log(`fleet ${state.id}: ${state.hosts.length} hosts stopped`);
+  });
+
+void runCli(program, process.argv);

@@ -1,0 +1,14 @@
+// Jest: TypeScript through SWC (type checking is `npm run typecheck`), one real Temporal dev server and one
+// real sshd fleet per run (test/harness/global-setup.ts), results summarised for CI by test/harness/summary-reporter.js.
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
+  globalSetup: '<rootDir>/test/harness/global-setup.ts',
+  globalTeardown: '<rootDir>/test/harness/global-teardown.ts',
+  reporters: ['default', '<rootDir>/test/harness/summary-reporter.js'],
+  testTimeout: 60_000,
+  maxWorkers: 2,
+};

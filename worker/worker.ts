@@ -1,0 +1,73 @@
+// Node side. Builds the engine's worker: activities with their real dependencies, the workflow code, and the
+// Temporal runtime's logs routed into pino.
+import { Runtime, Worker, type NativeConnection, type WorkflowBundleOption, type LogLevel, type LogMetadata } from '@temporalio/worker';
+import path from 'node:path';
+import fs from 'node:fs';
+import { createActivities } from '../activities';
+import { SshPool } from '../activities/ssh/pool';
+import type { Logger } from '../common/logger';
+import type { WorkerSettings } from './config';
+
+let runtimeInstalled = false;
+
+/** Routes the Temporal SDK's own logs (core and worker) into pino, once per process. */
+export function installRuntime(logger: Logger): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const sdk = logger.child({ component: 'temporal' });
+  const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> =
+    { TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' };
+  Runtime.install({
+    logger: {
+      log: (level: LogLevel, message: string, meta?: LogMetadata) => sdk[levels[level]](meta ?? {}, message),
+      trace: (m: string, meta?: LogMetadata) => sdk.trace(meta ?? {}, m),
+      debug: (m: string, meta?: LogMetadata) => sdk.debug(meta ?? {}, m),
+      info: (m: string, meta?: LogMetadata) => sdk.info(meta ?? {}, m),
+      warn: (m: string, meta?: LogMetadata) => sdk.warn(meta ?? {}, m),
+      error: (m: string, meta?: LogMetadata) => sdk.error(meta ?? {}, m),
+    },
+    // Shutdown is ours: SIGINT/SIGTERM handlers in the CLI stop the worker, then the dev server.
+    shutdownSignals: [],
+  });
+}
+
+/** The workflow code: a prebuilt bundle when RUNBOOK_WORKFLOW_BUNDLE names one, else the workflows/ sources. */
+function workflowSource(): { workflowBundle: WorkflowBundleOption } | { workflowsPath: string } {
+  const bundle = process.env.RUNBOOK_WORKFLOW_BUNDLE;
+  if (bundle) return { workflowBundle: { codePath: path.resolve(bundle) } };
+  const dir = path.join(__dirname, '..', 'workflows');
+  const file = ['index.ts', 'index.js'].map((f) => path.join(dir, f)).find((f) => fs.existsSync(f));
+  return { workflowsPath: file ?? dir };
+}
+
+export interface EngineWorker {
+  worker: Worker;
+  /** Runs until shutdown, then closes SSH connections. */
+  run(): Promise<void>;
+}
+
+export async function createEngineWorker(connection: NativeConnection, namespace: string, settings: WorkerSettings,
+  logger: Logger, overrides: { workflowBundle?: WorkflowBundleOption } = {}): Promise<EngineWorker> {
+  installRuntime(logger);
+  const ssh = new SshPool();
+  const worker = await Worker.create({
+    connection,
+    namespace,
+    taskQueue: settings.taskQueue,
+    activities: createActivities({ ssh, logger }),
+    ...(overrides.workflowBundle ? { workflowBundle: overrides.workflowBundle } : workflowSource()),
+    maxConcurrentActivityTaskExecutions: settings.maxConcurrentActivities,
+    maxConcurrentWorkflowTaskExecutions: settings.maxConcurrentWorkflowTasks,
+    shutdownGraceTime: '10 seconds',
+  });
+  return {
+    worker,
+    async run() {
+      try {
+        await worker.run();
+      } finally {
+        await ssh.closeAll();
+      }
+    },
+  };
+}

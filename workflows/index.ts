@@ -1,0 +1,2 @@
+// Workflow side (deterministic). Every workflow type the worker registers.
+export { runCommand } from './run-command';
