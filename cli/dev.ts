@@ -82,7 +82,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
       say('stopping the Temporal dev server ...');
       await server.stop();
     }
-    say('stopped');
+    if (connection || server) say('stopped');
   }
 }
 

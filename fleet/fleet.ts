@@ -54,6 +54,17 @@ function pidOf(host: FleetHost): number | undefined {
   }
 }
 
+/** Every ancestor of the fleet dir must let the (unprivileged) host users through. */
+function assertTraversable(dir: string): void {
+  for (let d = dir; ; d = path.dirname(d)) {
+    if ((fs.statSync(d).mode & 0o001) === 0) {
+      throw new UserError(`The fleet's users cannot reach their home directories: ${d} is not searchable by others ` +
+        `(mode ${(fs.statSync(d).mode & 0o777).toString(8)}). Run \`chmod o+x ${d}\` or choose a --dir under /tmp.`);
+    }
+    if (d === path.dirname(d)) return;
+  }
+}
+
 /** 127.A.B.C for host i: A fixed per fleet, B.C counting from .0.1, so fleets and hosts never share an address. */
 function addressFor(octet: number, i: number): string {
   return `127.${octet}.${Math.floor(i / 250)}.${(i % 250) + 1}`;
@@ -107,6 +118,7 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
   fs.mkdirSync(path.join(dir, 'hosts'), { recursive: true });
   // Each host's user must reach its home inside DIR.
   fs.chmodSync(dir, 0o755);
+  assertTraversable(path.dirname(dir));
   fs.chmodSync(path.join(dir, 'hosts'), 0o755);
   fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
 

@@ -1,5 +1,6 @@
 // Node side. Connection and worker settings from the environment, following Temporal's own conventions
 // (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_CONFIG_FILE / profile).
+import net from 'node:net';
 import { Connection, Client } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { NativeConnection } from '@temporalio/worker';
@@ -36,11 +37,39 @@ export function temporalTargetFromEnv(fallbackAddress = '127.0.0.1:7233'): Tempo
   };
 }
 
+/** A short reason instead of the transport library's debug dump. */
+function connectReason(err: unknown): string {
+  const text = messageOf(err);
+  if (/ConnectionRefused|Connection refused|ECONNREFUSED/i.test(text)) return 'connection refused';
+  if (/deadline|timed? ?out|ETIMEDOUT/i.test(text)) return 'no answer before the deadline';
+  if (/dns|resolve|ENOTFOUND|EAI_AGAIN/i.test(text)) return 'the host name does not resolve';
+  if (/NOT_FOUND|namespace.*not found/i.test(text)) return 'the namespace does not exist there';
+  if (/UNAUTHENTICATED|PERMISSION_DENIED|unauthori[sz]ed/i.test(text)) return 'the server refused our credentials';
+  return text;
+}
+
 function unreachable(target: TemporalTarget, err: unknown): UserError {
   return new UserError(`Cannot reach the Temporal server at ${target.address} (namespace ${target.namespace}): ` +
-    `${messageOf(err)}. Check TEMPORAL_ADDRESS and that the server is running and reachable from here; for ` +
+    `${connectReason(err)}. Check TEMPORAL_ADDRESS and that the server is running and reachable from here; for ` +
     'Temporal Cloud also set TEMPORAL_API_KEY (or TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH). ' +
     'Unset TEMPORAL_ADDRESS to use the embedded dev server of `runbook dev`.', { cause: err });
+}
+
+/** Opens and closes a TCP connection to the frontend, so a refused or unresolvable address fails in milliseconds. */
+function probeTcp(target: TemporalTarget, timeoutMs = 5000): Promise<void> {
+  const idx = target.address.lastIndexOf(':');
+  const host = target.address.slice(0, idx).replace(/^\[|\]$/g, '');
+  const port = Number(target.address.slice(idx + 1));
+  return new Promise((resolve, reject) => {
+    if (idx < 0 || !Number.isInteger(port)) {
+      reject(new UserError(`TEMPORAL_ADDRESS must be HOST:PORT, got "${target.address}".`));
+      return;
+    }
+    const sock = net.connect({ host, port, timeout: timeoutMs });
+    sock.once('connect', () => { sock.destroy(); resolve(); });
+    sock.once('timeout', () => { sock.destroy(); reject(unreachable(target, new Error('ETIMEDOUT'))); });
+    sock.once('error', (err) => reject(unreachable(target, err)));
+  });
 }
 
 /** Verifies the namespace answers, so a wrong address fails now with a clear message, not at first use. */
@@ -54,6 +83,7 @@ async function probe(connection: Connection, target: TemporalTarget): Promise<vo
 
 /** A client connection, checked to answer for the namespace. */
 export async function connectClient(target: TemporalTarget): Promise<Client> {
+  await probeTcp(target);
   let connection: Connection;
   try {
     connection = await Connection.connect({ ...target.connectionOptions, connectTimeout: 10_000 });
@@ -69,6 +99,7 @@ export async function connectClient(target: TemporalTarget): Promise<Client> {
 
 /** A worker (native) connection. */
 export async function connectWorker(target: TemporalTarget): Promise<NativeConnection> {
+  await probeTcp(target);
   try {
     return await NativeConnection.connect(target.connectionOptions);
   } catch (err) {

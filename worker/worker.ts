@@ -10,7 +10,7 @@ import type { WorkerSettings } from './config';
 
 let runtimeInstalled = false;
 
-/** Routes the Temporal SDK's own logs (core and worker) into pino, once per process. */
+/** Routes the Temporal SDK's own logs (core and worker) into pino; call once, before the first connection. */
 export function installRuntime(logger: Logger): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
@@ -48,7 +48,6 @@ export interface EngineWorker {
 
 export async function createEngineWorker(connection: NativeConnection, namespace: string, settings: WorkerSettings,
   logger: Logger, overrides: { workflowBundle?: WorkflowBundleOption } = {}): Promise<EngineWorker> {
-  installRuntime(logger);
   const ssh = new SshPool();
   const worker = await Worker.create({
     connection,

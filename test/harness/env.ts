@@ -1,0 +1,75 @@
+// Test harness (Node side). What a test needs from the shared server and fleet: a Temporal test environment on
+// the run's dev server, a unique task queue per test, a worker running the engine, and fleet hosts.
+import crypto from 'node:crypto';
+import path from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type pino from 'pino';
+import { createLogger } from '../../common/logger';
+import { loadInventory, sshTargetFor, type Inventory } from '../../dsl/inventory';
+import type { SshTarget } from '../../activities/ssh/pool';
+import { createEngineWorker, type EngineWorker } from '../../worker/worker';
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the tests through jest (global-setup starts the harness)`);
+  return value;
+}
+
+export const temporalAddress = (): string => required('RUNBOOK_TEST_TEMPORAL_ADDRESS');
+export const fleetDir = (): string => required('RUNBOOK_TEST_FLEET_DIR');
+export const testRoot = (): string => required('RUNBOOK_TEST_ROOT');
+
+let runtimeInstalled = false;
+
+/** A Temporal test environment on the run's shared dev server (SDK logs at WARN unless LOG_LEVEL says more). */
+export function connectTestEnv(): Promise<TestWorkflowEnvironment> {
+  if (!runtimeInstalled) {
+    runtimeInstalled = true;
+    Runtime.install({ logger: new DefaultLogger(process.env.LOG_LEVEL === 'debug' ? 'DEBUG' : 'WARN'), shutdownSignals: [] });
+  }
+  return TestWorkflowEnvironment.createFromExistingServer({ address: temporalAddress(), namespace: 'default' });
+}
+
+/** A task queue no other test uses. */
+export function uniqueTaskQueue(label: string): string {
+  return `test-${label}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+export function fleetInventory(): Inventory {
+  return loadInventory(path.join(fleetDir(), 'inventory.yaml'));
+}
+
+export function fleetHost(index = 1): SshTarget {
+  return sshTargetFor(fleetInventory(), `host-${index}`);
+}
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+
+/** The workflow bundle, built once per test file. */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietBundlerLogger });
+  return bundle;
+}
+
+const noop = () => undefined;
+const quietBundlerLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop };
+
+export function testLogger(): pino.Logger {
+  return createLogger('test', process.env.LOG_LEVEL ?? 'warn');
+}
+
+/** Starts the engine's worker on `taskQueue` and runs `fn` while it polls. */
+export async function withEngineWorker<T>(env: TestWorkflowEnvironment, taskQueue: string,
+  fn: (engine: EngineWorker) => Promise<T>): Promise<T> {
+  const engine = await createEngineWorker(env.nativeConnection, env.namespace ?? 'default',
+    { taskQueue, maxConcurrentActivities: 50, maxConcurrentWorkflowTasks: 50 }, testLogger(),
+    { workflowBundle: await workflowBundle() });
+  const running = engine.run();
+  try {
+    return await fn(engine);
+  } finally {
+    engine.worker.shutdown();
+    await running;
+  }
+}

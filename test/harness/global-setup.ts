@@ -1,0 +1,32 @@
+// Test harness (Node side). Once per jest run: one Temporal dev server (in memory, headless, free ports) and one
+// real sshd fleet. Tests find them through RUNBOOK_TEST_* environment variables (see ./env.ts).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from '../../common/ports';
+import { fleetUp } from '../../fleet/fleet';
+import { startDevServer, type DevServer } from '../../worker/dev-server';
+import { ensureTemporalCli } from '../../worker/temporal-cli';
+
+export const FLEET_HOSTS = 3;
+
+declare global {
+  var runbookTestServer: DevServer | undefined;
+  var runbookTestFleetDir: string | undefined;
+}
+
+export default async function globalSetup(): Promise<void> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-test-'));
+  fs.chmodSync(root, 0o755); // fleet users live below it
+  const cli = await ensureTemporalCli((line) => process.stderr.write(`${line}\n`));
+  const server = await startDevServer({ cli: cli.path, port: await freePort(), headless: true,
+    logFile: path.join(root, 'temporal.log') });
+  globalThis.runbookTestServer = server;
+  const fleetDir = path.join(root, 'fleet');
+  await fleetUp({ hosts: FLEET_HOSTS, dir: fleetDir });
+  globalThis.runbookTestFleetDir = fleetDir;
+  process.env.RUNBOOK_TEST_ROOT = root;
+  process.env.RUNBOOK_TEST_TEMPORAL_ADDRESS = server.address;
+  process.env.RUNBOOK_TEST_TEMPORAL_CLI = cli.path;
+  process.env.RUNBOOK_TEST_FLEET_DIR = fleetDir;
+}
