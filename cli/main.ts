@@ -5,6 +5,10 @@ import { fleetDown, fleetUp } from '../fleet/fleet';
 import { ensureTemporalCli, findTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
 import { runDev } from './dev';
 import { runExec } from './exec';
+import { runDocs, runPlan, runValidate } from './language';
+import { runbookJsonSchema } from '../dsl/schema';
+import fs from 'node:fs';
+import path from 'node:path';
 import { runCli } from './run-cli';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -52,6 +56,55 @@ program.command('exec')
   .argument('<command...>', 'the command (after --)')
   .action(async (command: string[], o: { inventory: string; host: string; wait: boolean; json: boolean; timeout: number }) => {
     process.exitCode = await runExec(command, o);
+  });
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+program.command('validate')
+  .description('Check runbooks and inventories: every problem at once, as file:line:col: message [RBnnnn]; exit 1 on any error')
+  .argument('[paths...]', 'files or directories (default: the runbooks directory)')
+  .option('--json', 'print the problems as JSON', false)
+  .action((paths: string[], o: { json: boolean }) => {
+    process.exitCode = runValidate(paths, { lint: false, json: o.json });
+  });
+
+program.command('lint')
+  .description('Validate, then warn about raw interpolation, risky runbooks without rollback, missing descriptions and timeouts')
+  .argument('[paths...]', 'files or directories (default: the runbooks directory)')
+  .option('--strict', 'exit 1 on warnings too', false)
+  .option('--json', 'print the problems as JSON', false)
+  .action((paths: string[], o: { strict: boolean; json: boolean }) => {
+    process.exitCode = runValidate(paths, { lint: true, strict: o.strict, json: o.json });
+  });
+
+program.command('plan')
+  .description('Show, per target and in order, the exact commands and requests a run would perform (secrets masked); runs nothing')
+  .argument('<runbook>', 'runbook name (from the runbooks directory) or path to its YAML file')
+  .option('-p, --param <key=value>', 'a param value (repeat for several; a key given twice makes a list)', collect, [])
+  .option('--params-json <json>', 'params as a JSON object, as the UI sends them')
+  .option('-i, --inventory <file>', 'inventory (ours, or Ansible INI/YAML)')
+  .option('--json', 'print the plan as JSON', false)
+  .action((name: string, o: { param: string[]; paramsJson?: string; inventory?: string; json: boolean }) => {
+    runPlan(name, o);
+  });
+
+program.command('docs')
+  .description('Render a runbook as Markdown')
+  .argument('<runbook>', 'runbook name or path')
+  .option('-o, --output <file>', 'write to a file instead of stdout')
+  .action((name: string, o: { output?: string }) => {
+    runDocs(name, o);
+  });
+
+program.command('schema')
+  .description('Print the runbook JSON Schema (draft 2020-12), or write it to runbooks/runbook.schema.json')
+  .option('--write', 'write the file instead of printing it', false)
+  .action((o: { write: boolean }) => {
+    const text = `${JSON.stringify(runbookJsonSchema(), null, 2)}\n`;
+    if (!o.write) return void process.stdout.write(text);
+    const file = path.join(__dirname, '..', '..', 'runbooks', 'runbook.schema.json');
+    fs.writeFileSync(file, text);
+    console.log(`wrote ${file}`);
   });
 
 program.command('setup')

@@ -1,0 +1,203 @@
+// Node side. `runbook validate`, `lint`, `plan` and `docs`: everything about a runbook that runs nothing.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { quote } from 'shell-quote';
+import YAML from 'yaml';
+import { UserError } from '../common/errors';
+import { maskSecrets } from '../dsl/expr';
+import { loadInventoryFile, loadInventoryText } from '../dsl/inventory';
+import { lintRunbook } from '../dsl/lint';
+import { loadRunbookFile, resolveRunbookPath, runbookDir, type LoadedRunbook } from '../dsl/load';
+import { coerceParams } from '../dsl/params';
+import { planRun, type Plan, type PlannedStep } from '../dsl/plan';
+import { formatProblem, type Problem } from '../dsl/problems';
+import { runbookMarkdown } from '../dsl/docs';
+import type { RenderedAction } from '../dsl/render';
+
+/** Files a path stands for: a file itself, or the YAML (and .ini) files directly in a directory. */
+function expand(p: string): string[] {
+  if (!fs.existsSync(p)) throw new UserError(`${p}: no such file or directory.`);
+  if (!fs.statSync(p).isDirectory()) return [p];
+  return fs.readdirSync(p).filter((f) => /\.(ya?ml|ini)$/.test(f)).sort().map((f) => path.join(p, f));
+}
+
+/** Inventory or runbook? Runbooks have apiVersion/kind: Runbook/steps; inventories hosts, all, or INI sections. */
+function isInventory(file: string, text: string): boolean {
+  if (/\.ini$/.test(file)) return true;
+  try {
+    const doc = YAML.parse(text) as Record<string, unknown> | null;
+    if (!doc || typeof doc !== 'object') return false;
+    if (doc.kind === 'Runbook' || 'apiVersion' in doc || 'steps' in doc) return false;
+    return doc.kind === 'Inventory' || 'hosts' in doc || 'all' in doc;
+  } catch {
+    return false;
+  }
+}
+
+export function checkFile(file: string, withLint: boolean): Problem[] {
+  const text = fs.readFileSync(file, 'utf8');
+  if (isInventory(file, text)) return loadInventoryText(file, text).problems;
+  const loaded = loadRunbookFile(file);
+  if (!withLint || !loaded.runbook) return loaded.problems;
+  return [...loaded.problems, ...lintRunbook(loaded.runbook, (p, m, c, o) => loaded.source.problem(p, m, c, { ...o, severity: 'warning' }))];
+}
+
+/** Prints every problem of every file; resolves to the exit code (1 on any error, or any warning with --strict). */
+export function runValidate(paths: string[], opts: { lint: boolean; strict?: boolean; json?: boolean }): number {
+  const files = (paths.length ? paths : [runbookDir()]).flatMap(expand);
+  const problems = files.flatMap((f) => checkFile(f, opts.lint));
+  const errors = problems.filter((p) => p.severity === 'error').length;
+  const warnings = problems.length - errors;
+  if (opts.json) console.log(JSON.stringify({ files: files.length, errors, warnings, problems }, null, 2));
+  else {
+    for (const p of problems) console.log(formatProblem(p));
+    console.log(`${files.length} file${files.length === 1 ? '' : 's'} checked: ${errors} error${errors === 1 ? '' : 's'}, ${warnings} warning${warnings === 1 ? '' : 's'}`);
+  }
+  return errors > 0 || (opts.strict && warnings > 0) ? 1 : 0;
+}
+
+/** `-p key=value` pairs; a key given twice makes a list. */
+export function parseParamPairs(pairs: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UserError(`-p ${pair}: expected key=value.`);
+    const key = pair.slice(0, eq);
+    const value = pair.slice(eq + 1);
+    const prev = out[key];
+    out[key] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+  }
+  return out;
+}
+
+/** A runbook that loaded without errors, or a UserError listing them all. */
+export function loadValidRunbook(nameOrPath: string): LoadedRunbook & { runbook: NonNullable<LoadedRunbook['runbook']> } {
+  const loaded = loadRunbookFile(resolveRunbookPath(nameOrPath));
+  if (!loaded.runbook) {
+    throw new UserError(`${loaded.file} is not a valid runbook:\n${loaded.problems.filter((p) => p.severity === 'error').map(formatProblem).join('\n')}`, { exitCode: 1 });
+  }
+  return loaded as LoadedRunbook & { runbook: NonNullable<LoadedRunbook['runbook']> };
+}
+
+export interface PlanOptions { param: string[]; paramsJson?: string; inventory?: string; json: boolean }
+
+export function buildPlan(name: string, opts: PlanOptions): Plan {
+  const loaded = loadValidRunbook(name);
+  const rb = loaded.runbook;
+  let inputs = parseParamPairs(opts.param);
+  if (opts.paramsJson) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(opts.paramsJson);
+    } catch (err) {
+      throw new UserError(`--params-json is not valid JSON: ${(err as Error).message}.`);
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UserError('--params-json must be a JSON object of param values.');
+    inputs = { ...(parsed as Record<string, unknown>), ...inputs };
+  }
+  const { values, errors } = coerceParams(rb.params ?? {}, inputs, Object.keys(rb.secrets ?? {}));
+  if (errors.length) {
+    throw new UserError(`Invalid params for ${rb.metadata.name} (${loaded.file}):\n${errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`).join('\n')}`, { exitCode: 1 });
+  }
+  let inventory;
+  if (opts.inventory) {
+    const inv = loadInventoryFile(opts.inventory);
+    if (!inv.inventory) throw new UserError(`Inventory ${opts.inventory} is invalid:\n${inv.problems.map(formatProblem).join('\n')}`, { exitCode: 1 });
+    inventory = inv.inventory;
+  }
+  const result = planRun({ runbook: rb, contentHash: loaded.contentHash, params: values, inventory,
+    run: { id: '<run id>', initiator: os.userInfo().username, trigger: 'plan' } });
+  if (!result.ok) {
+    throw new UserError(`Cannot resolve the targets of ${rb.metadata.name}:\n${result.errors.map((e) => `targets: ${e.message} [${e.code}]`).join('\n')}`, { exitCode: 1 });
+  }
+  return result.plan;
+}
+
+function describeAction(a: RenderedAction | undefined): string {
+  if (!a) return '';
+  switch (a.kind) {
+    case 'ssh': {
+      const prefix = a.user ? `[as ${a.user}] ` : a.sudo ? '[as root] ' : '';
+      const env = Object.entries(a.env).map(([k, v]) => `${k}=${quote([v])} `).join('');
+      const where = a.cwd ? ` (in ${a.cwd})` : '';
+      if (a.command !== undefined) return `$ ${prefix}${env}${a.command}${where}`;
+      if (a.upload) return `upload ${a.upload.src} -> ${a.upload.dest} (mode ${a.upload.mode})`;
+      return `script (${prefix || 'bash'}${where}):\n${(a.script ?? '').trimEnd().split('\n').map((l) => `          | ${l}`).join('\n')}`;
+    }
+    case 'http': {
+      const headers = Object.entries(a.headers).map(([k, v]) => ` -H ${JSON.stringify(`${k}: ${v}`)}`).join('');
+      const auth = a.auth?.bearer ? ` (bearer ${a.auth.bearer})` : a.auth?.basic ? ` (basic ${a.auth.basic.user}:${a.auth.basic.password})` : '';
+      const body = a.json !== undefined ? ` json=${JSON.stringify(a.json)}` : a.body !== undefined ? ` body=${JSON.stringify(a.body)}` : '';
+      return `${a.method} ${a.url}${headers}${auth}${body} -> expect ${a.expectStatus.join('|')}${a.tlsVerify ? '' : ' (TLS NOT verified)'}`;
+    }
+    case 'sleep': return `sleep ${a.duration}`;
+    case 'approval': return `approval: ${a.quorum} of ${[...a.users, ...a.groups.map((g) => `group:${g}`)].join(', ')} within ${a.timeout}, else ${a.onTimeout}: ${JSON.stringify(a.message)}`;
+    case 'notify': return `notify ${a.channel}: ${JSON.stringify(a.message)}`;
+    case 'runbook': return `runbook ${a.name} ${JSON.stringify(a.params)}`;
+    case 'parallel': return `parallel${a.limit ? ` (at most ${a.limit} at once)` : ''}:`;
+  }
+}
+
+function stepLines(steps: PlannedStep[], indent: string): string[] {
+  const width = Math.max(...steps.map((s) => s.id.length), 4);
+  return steps.flatMap((s, i) => {
+    const flags = [s.when === 'runtime' ? 'if condition (decided at run time)' : s.when === false ? 'SKIPPED (when is false)' : undefined,
+      s.timeout && `timeout ${s.timeout}`, s.retry && s.retry > 1 && `${s.retry} attempts`, s.until && `until ${s.until.condition ?? 'ok'} every ${s.until.every} for ${s.until.timeout}`,
+      s.continueOnError && 'continue on error'].filter(Boolean);
+    const lines = [`${indent}${String(i + 1).padStart(2)}. ${s.id.padEnd(width)}  ${s.kind.padEnd(8)} ${s.on ? '' : describeAction(s.action)}${flags.length ? `   [${flags.join('; ')}]` : ''}`];
+    for (const d of s.on ?? []) lines.push(`${indent}      on ${d.target}: ${describeAction(d.action)}`);
+    if (s.children) lines.push(...stepLines(s.children, `${indent}      `));
+    if (s.rollback?.length) lines.push(`${indent}      rollback of ${s.id} (newest first):`, ...stepLines([...s.rollback].reverse(), `${indent}      `));
+    return lines;
+  });
+}
+
+export function formatPlan(plan: Plan): string {
+  const out: string[] = [];
+  out.push(`Plan for ${plan.runbook} (sha256 ${plan.contentHash.slice(0, 12)}), risk ${plan.risk}. Nothing has been run.`);
+  out.push(`Params:   ${Object.entries(plan.params).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' ') || '(none)'}`);
+  if (plan.selector !== undefined) out.push(`Targets:  ${plan.targets.length} from ${JSON.stringify(plan.selector)}: ${plan.targets.join(', ')}`);
+  const s = plan.strategy;
+  out.push(`Strategy: ${s.type}${s.type === 'rolling' ? `, ${s.batches.length} batch${s.batches.length === 1 ? '' : 'es'} of ${s.batches.map((b) => b.length).join(' + ')}` : s.limit ? `, at most ${s.limit} at once` : ', all at once'}; ` +
+    `stop after more than ${s.maxFailures} failed target${s.maxFailures === 1 ? '' : 's'}; host locks: ${plan.hostLocks}`);
+  if (plan.approval) out.push(`Gate:     ${describeAction(plan.approval)}`);
+  const byTarget = new Map(plan.perTarget.map((t) => [t.target, t.steps]));
+  const rollback = new Map(plan.rollback.map((t) => [t.target, t.steps]));
+  const groups = plan.selector === undefined ? [[null]] : s.batches;
+  groups.forEach((batch, bi) => {
+    if (plan.selector !== undefined) out.push('', `Batch ${bi + 1}/${groups.length}: ${batch.join(', ')}`);
+    for (const target of batch) {
+      if (target !== null) out.push(`  ${target}`);
+      out.push(...stepLines(byTarget.get(target) ?? [], '    '));
+    }
+  });
+  const rb = rollback.get(plan.perTarget[0]?.target ?? null) ?? [];
+  if (rb.length) {
+    out.push('', 'Rollback, on a failure or cancel (newest first), per affected target:');
+    for (const [target, steps] of rollback) {
+      if (target !== null) out.push(`  ${target}`);
+      out.push(...stepLines(steps, '    '));
+    }
+  }
+  return maskSecrets(out.join('\n'));
+}
+
+function maskDeep(value: unknown): unknown {
+  if (typeof value === 'string') return maskSecrets(value);
+  if (Array.isArray(value)) return value.map(maskDeep);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskDeep(v)]));
+  return value;
+}
+
+export function runPlan(name: string, opts: PlanOptions): void {
+  const plan = buildPlan(name, opts);
+  console.log(opts.json ? JSON.stringify(maskDeep(plan), null, 2) : formatPlan(plan));
+}
+
+export function runDocs(name: string, opts: { output?: string }): void {
+  const loaded = loadValidRunbook(name);
+  const md = runbookMarkdown(loaded.runbook, loaded.contentHash);
+  if (opts.output) fs.writeFileSync(opts.output, md);
+  else process.stdout.write(md);
+}

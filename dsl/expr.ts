@@ -1,0 +1,227 @@
+// Pure (workflow-safe). Expressions `${{ ... }}` in runbooks, evaluated by CEL (Common Expression Language,
+// @marcbachmann/cel-js): sandboxed, no eval, always terminates, deterministic. Values interpolated into shell
+// commands are shell-quoted unless the expression is wrapped in raw(...).
+import { parse } from '@marcbachmann/cel-js';
+import { quote } from 'shell-quote';
+
+/** Variables an expression may start from. `result` exists only in `until.condition`. */
+export const ROOT_VARIABLES = ['params', 'target', 'steps', 'alert', 'run', 'secrets', 'result'] as const;
+
+/** One piece of a template string: literal text or an expression. */
+export type Segment =
+  | { kind: 'text'; text: string }
+  | { kind: 'expr'; source: string; raw: boolean; offset: number };
+
+/** Thrown for a template or expression that does not parse; `offset` is within the template string. */
+export class ExpressionError extends Error {
+  override name = 'ExpressionError' as const;
+  constructor(message: string, readonly offset: number) {
+    super(message);
+  }
+}
+
+const OPEN = '${{';
+const CLOSE = '}}';
+
+/** Splits `text ${{ expr }} text` into segments; throws ExpressionError on an unterminated `${{`. */
+export function parseTemplate(template: string): Segment[] {
+  const segments: Segment[] = [];
+  let pos = 0;
+  for (;;) {
+    const start = template.indexOf(OPEN, pos);
+    if (start < 0) {
+      if (pos < template.length) segments.push({ kind: 'text', text: template.slice(pos) });
+      return segments;
+    }
+    if (start > pos) segments.push({ kind: 'text', text: template.slice(pos, start) });
+    const end = template.indexOf(CLOSE, start + OPEN.length);
+    if (end < 0) throw new ExpressionError('unterminated `${{`: expected `}}`', start);
+    let source = template.slice(start + OPEN.length, end).trim();
+    if (!source) throw new ExpressionError('empty expression `${{ }}`', start);
+    const rawMatch = /^raw\(([\s\S]*)\)$/.exec(source);
+    if (rawMatch?.[1] !== undefined) source = rawMatch[1].trim();
+    segments.push({ kind: 'expr', source, raw: rawMatch !== null, offset: start });
+    pos = end + CLOSE.length;
+  }
+}
+
+/** True when the string contains an expression. */
+export function isTemplate(value: string): boolean {
+  return value.includes(OPEN);
+}
+
+type Compiled = ReturnType<typeof parse>;
+const compiled = new Map<string, Compiled>();
+
+function compile(source: string): Compiled {
+  let fn = compiled.get(source);
+  if (!fn) {
+    try {
+      fn = parse(source);
+    } catch (err) {
+      throw new ExpressionError(`cannot parse \`${source}\`: ${firstLine(err)}`, 0);
+    }
+    compiled.set(source, fn);
+  }
+  return fn;
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+}
+
+interface AstNode { op: string; args: unknown }
+
+/**
+ * The variable paths an expression reads, e.g. [['params','service'], ['steps','check','outputs','lag']].
+ * Comprehension variables (`hosts.map(h, ...)`) are not roots and are left out.
+ */
+export function references(source: string): string[][] {
+  const ast = (compile(source) as unknown as { ast: AstNode }).ast;
+  const found: string[][] = [];
+  const chain = (node: AstNode): string[] | undefined => {
+    if (node.op === 'id' && typeof node.args === 'string') return [node.args];
+    if (node.op === '.' || node.op === '.?') {
+      const [obj, field] = node.args as [AstNode, string];
+      const base = chain(obj);
+      return base ? [...base, field] : undefined;
+    }
+    if (node.op === '[]') {
+      const [obj, key] = node.args as [AstNode, AstNode];
+      const base = chain(obj);
+      if (base && key.op === 'value' && typeof key.args === 'string') return [...base, key.args];
+    }
+    return undefined;
+  };
+  const walk = (node: unknown, bound: Set<string>): void => {
+    if (!node || typeof node !== 'object') return;
+    if (Array.isArray(node)) {
+      node.forEach((n) => walk(n, bound));
+      return;
+    }
+    const n = node as AstNode;
+    if (typeof n.op !== 'string') return;
+    const path = chain(n);
+    if (path) {
+      if (!bound.has(path[0]!)) found.push(path);
+      return;
+    }
+    if (n.op === 'rcall' || n.op === 'call') {
+      const args = n.args as unknown[];
+      // Macros like list.map(x, expr) bind x inside expr.
+      const macroArgs = (args[args.length - 1] ?? []) as AstNode[];
+      const macro = typeof args[0] === 'string' && ['map', 'filter', 'all', 'exists', 'exists_one'].includes(args[0]);
+      const inner = new Set(bound);
+      if (macro && macroArgs[0]?.op === 'id') inner.add(String(macroArgs[0].args));
+      args.forEach((a, i) => walk(a, macro && i === args.length - 1 ? inner : bound));
+      return;
+    }
+    walk(n.args, bound);
+  };
+  walk(ast, new Set());
+  return found;
+}
+
+/** Checks that an expression parses; throws ExpressionError with the parser's message. */
+export function checkExpression(source: string): void {
+  compile(source);
+}
+
+/** CEL works on BigInt integers; runbook data uses JS numbers. These convert at the boundary. */
+function toCel(value: unknown): unknown {
+  if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
+  if (Array.isArray(value)) return value.map(toCel);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toCel(v)]));
+  }
+  return value;
+}
+
+function fromCel(value: unknown): unknown {
+  if (typeof value === 'bigint') return Number(value);
+  if (Array.isArray(value)) return value.map(fromCel);
+  if (value instanceof Map) return Object.fromEntries([...value.entries()].map(([k, v]) => [String(k), fromCel(v)]));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fromCel(v)]));
+  }
+  return value;
+}
+
+/**
+ * A secret in an expression context (`secrets.NAME`) is never its value but this token, which the executing
+ * activity replaces at the last moment (shell-quoted in commands) and `plan` shows masked. The NUL bytes make
+ * it unforgeable: inputs containing NUL are refused.
+ */
+export function secretToken(name: string): string {
+  return `\u0000secret:${name}\u0000`;
+}
+
+// eslint-disable-next-line no-control-regex -- NUL delimits secret tokens on purpose
+const SECRET_TOKEN = /\u0000secret:([a-z][a-z0-9_]*)\u0000/g;
+// eslint-disable-next-line no-control-regex -- as above
+const WHOLE_SECRET_TOKEN = /^\u0000secret:[a-z][a-z0-9_]*\u0000$/;
+
+/** Replaces secret tokens with `<secret:NAME>` for display. */
+export function maskSecrets(text: string): string {
+  return text.replace(SECRET_TOKEN, '<secret:$1>');
+}
+
+/** Names of the secrets a rendered string carries. */
+export function secretsIn(text: string): string[] {
+  return [...text.matchAll(SECRET_TOKEN)].map((m) => m[1]!);
+}
+
+export type ExprContext = Record<string, unknown>;
+
+/** Evaluates one expression. Throws ExpressionError naming the expression on failure. */
+export function evaluate(source: string, ctx: ExprContext): unknown {
+  const fn = compile(source);
+  try {
+    return fromCel(fn(toCel(ctx) as Record<string, unknown>));
+  } catch (err) {
+    throw new ExpressionError(`\`${source}\`: ${firstLine(err)}`, 0);
+  }
+}
+
+/** Evaluates a `when`/`condition` expression to a boolean; anything but a boolean is an error. */
+export function evaluateCondition(source: string, ctx: ExprContext): boolean {
+  const value = evaluate(source, ctx);
+  if (typeof value !== 'boolean') throw new ExpressionError(`\`${source}\` must be true or false, got ${JSON.stringify(value)}`, 0);
+  return value;
+}
+
+/** How an interpolated value is written into its context. */
+export type RenderMode = 'shell' | 'text';
+
+function stringify(value: unknown, mode: RenderMode, raw: boolean): string {
+  if (typeof value === 'string' && value.includes('\u0000')) {
+    if (WHOLE_SECRET_TOKEN.test(value)) return value;
+    throw new ExpressionError('a secret can only be interpolated whole, as `${{ secrets.NAME }}`', 0);
+  }
+  if (mode === 'shell' && !raw) {
+    if (Array.isArray(value)) return value.map((v) => stringify(v, mode, raw)).join(' ');
+    return quote([stringify(value, 'text', true)]);
+  }
+  if (value === null || value === undefined) return '';
+  if (Array.isArray(value)) return value.map((v) => stringify(v, 'text', true)).join(',');
+  if (typeof value === 'object') return JSON.stringify(value);
+  return String(value);
+}
+
+/**
+ * Renders a template. In 'shell' mode every interpolated value is shell-quoted (lists become several quoted
+ * words); `${{ raw(expr) }}` inserts the value as is, which `runbook lint` flags.
+ */
+export function render(template: string, ctx: ExprContext, mode: RenderMode): string {
+  return parseTemplate(template)
+    .map((seg) => (seg.kind === 'text' ? seg.text : stringify(evaluate(seg.source, ctx), mode, seg.raw)))
+    .join('');
+}
+
+/** Renders a template that is exactly one expression to its value (keeps lists and numbers), else a string. */
+export function renderValue(template: string, ctx: ExprContext): unknown {
+  const segs = parseTemplate(template);
+  const only = segs[0];
+  if (segs.length === 1 && only?.kind === 'expr') return evaluate(only.source, ctx);
+  return render(template, ctx, 'text');
+}

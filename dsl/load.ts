@@ -1,0 +1,75 @@
+// Node side. Loads a runbook file in passes (YAML with positions, JSON Schema, cross-field rules) and reports
+// every problem at once. Only a runbook with no errors is returned, with the sha256 of its exact bytes.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../common/errors';
+import { CODES, sortProblems, type Problem } from './problems';
+import { checkRules } from './rules';
+import { runbookJsonSchema, type RunbookDoc } from './schema';
+import { validateAgainstSchema } from './validate';
+import { parseYamlSource, type YamlSource } from './yaml-source';
+
+export interface LoadedRunbook {
+  /** Present only when there are no errors. */
+  runbook?: RunbookDoc;
+  problems: Problem[];
+  /** sha256 (hex) of the file's bytes: the version a run pins. */
+  contentHash: string;
+  file: string;
+  source: YamlSource;
+}
+
+const schema = runbookJsonSchema();
+
+export function loadRunbookText(file: string, text: string): LoadedRunbook {
+  const contentHash = crypto.createHash('sha256').update(text).digest('hex');
+  const src = parseYamlSource(file, text);
+  const problems = [...src.problems];
+  if (!src.broken) {
+    const schemaProblems = validateAgainstSchema(schema, src);
+    problems.push(...schemaProblems);
+    if (schemaProblems.length === 0) {
+      const rb = src.data as RunbookDoc;
+      checkRules(rb, (p, message, code, opts) => {
+        const problem = src.problem(p, message, code, opts);
+        problems.push(problem);
+        return problem;
+      });
+      const stem = path.basename(file).replace(/\.ya?ml$/, '');
+      if (stem !== rb.metadata.name && /\.ya?ml$/.test(file)) {
+        problems.push(src.problem(['metadata', 'name'], `name "${rb.metadata.name}" does not match the file name "${path.basename(file)}"; runbooks are found by name, so call the file ${rb.metadata.name}.yaml`, CODES.nameMismatch));
+      }
+    }
+  }
+  const sorted = sortProblems(problems);
+  const ok = !sorted.some((p) => p.severity === 'error');
+  return { runbook: ok ? (src.data as RunbookDoc) : undefined, problems: sorted, contentHash, file, source: src };
+}
+
+export function loadRunbookFile(file: string): LoadedRunbook {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(`Cannot read runbook ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}.`, { cause: err });
+  }
+  return loadRunbookText(file, text);
+}
+
+/** The runbooks directory: RUNBOOK_DIR, else ./runbooks. */
+export function runbookDir(): string {
+  return process.env.RUNBOOK_DIR ?? 'runbooks';
+}
+
+/** A runbook by name (runbooks/NAME.yaml) or by path (anything ending in .yaml/.yml or containing a slash). */
+export function resolveRunbookPath(nameOrPath: string, dir = runbookDir()): string {
+  if (/\.ya?ml$/.test(nameOrPath) || nameOrPath.includes('/')) return nameOrPath;
+  for (const ext of ['.yaml', '.yml']) {
+    const candidate = path.join(dir, nameOrPath + ext);
+    if (fs.existsSync(candidate)) return candidate;
+  }
+  const known = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && !f.includes('inventory')).map((f) => f.replace(/\.ya?ml$/, '')) : [];
+  throw new UserError(`No runbook named "${nameOrPath}" in ${dir}${known.length ? ` (there are: ${known.join(', ')})` : ''}. Give a name from that directory, a path to a YAML file, or set RUNBOOK_DIR.`);
+}
