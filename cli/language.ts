@@ -80,7 +80,7 @@ export function loadValidRunbook(nameOrPath: string): LoadedRunbook & { runbook:
   return loaded as LoadedRunbook & { runbook: NonNullable<LoadedRunbook['runbook']> };
 }
 
-export interface PlanOptions { param: string[]; paramsJson?: string; inventory?: string; json: boolean }
+export interface PlanOptions { param: string[]; paramsJson?: string; inventory?: string; json: boolean; alertLabel?: string[] }
 
 export function buildPlan(name: string, opts: PlanOptions): Plan {
   const loaded = loadValidRunbook(name);
@@ -107,7 +107,8 @@ export function buildPlan(name: string, opts: PlanOptions): Plan {
     inventory = inv.inventory;
   }
   const result = planRun({ runbook: rb, contentHash: loaded.contentHash, params: values, inventory,
-    run: { id: '<run id>', initiator: os.userInfo().username, trigger: 'plan' } });
+    run: { id: '<run id>', initiator: os.userInfo().username, trigger: opts.alertLabel?.length ? 'alert' : 'manual' },
+    alert: { labels: Object.fromEntries(Object.entries(parseParamPairs(opts.alertLabel ?? [])).map(([k, v]) => [k, String(v)])), annotations: {} } });
   if (!result.ok) {
     throw new UserError(`Cannot resolve the targets of ${rb.metadata.name}:\n${result.errors.map((e) => `targets: ${e.message} [${e.code}]`).join('\n')}`, { exitCode: 1 });
   }

@@ -83,8 +83,9 @@ program.command('plan')
   .option('-p, --param <key=value>', 'a param value (repeat for several; a key given twice makes a list)', collect, [])
   .option('--params-json <json>', 'params as a JSON object, as the UI sends them')
   .option('-i, --inventory <file>', 'inventory (ours, or Ansible INI/YAML)')
+  .option('--alert-label <key=value>', 'an alert label, to plan what an alert-triggered run would do', collect, [])
   .option('--json', 'print the plan as JSON', false)
-  .action((name: string, o: { param: string[]; paramsJson?: string; inventory?: string; json: boolean }) => {
+  .action((name: string, o: { param: string[]; paramsJson?: string; inventory?: string; json: boolean; alertLabel: string[] }) => {
     runPlan(name, o);
   });
 

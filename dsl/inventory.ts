@@ -34,8 +34,8 @@ export const InventorySchema = Type.Object({
     zone: Type.Optional(Type.String({ description: 'Network zone: task queue of the worker that reaches it.' })),
     labels: Type.Optional(Type.Record(Type.String(), Type.String())),
     vars: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-  }, { additionalProperties: false })),
-  groups: Type.Optional(Type.Record(Type.String({ pattern: HOST_NAME }), Type.Array(Type.String()))),
+  }, { additionalProperties: false }), { additionalProperties: false }),
+  groups: Type.Optional(Type.Record(Type.String({ pattern: HOST_NAME }), Type.Array(Type.String()), { additionalProperties: false })),
 }, { additionalProperties: false });
 
 export interface Inventory extends InventoryData {
@@ -71,7 +71,7 @@ interface AnsibleHost { name: string; vars: Record<string, unknown>; line: numbe
 
 /** Builds hosts and flattened groups from Ansible's group tree; host vars beat group vars beat `all` vars. */
 function fromAnsible(file: string, hostOrder: AnsibleHost[], groupHosts: Map<string, string[]>, children: Map<string, string[]>,
-  groupVars: Map<string, Record<string, unknown>>, problems: Problem[]): InventoryData {
+  groupVars: Map<string, Record<string, unknown>>, problems: Problem[], childLines = new Map<string, number>()): InventoryData {
   const flat = new Map<string, Set<string>>();
   const expand = (g: string, stack: string[]): Set<string> => {
     const done = flat.get(g);
@@ -86,7 +86,11 @@ function fromAnsible(file: string, hostOrder: AnsibleHost[], groupHosts: Map<str
     return set;
   };
   const allGroups = new Set([...groupHosts.keys(), ...children.keys(), ...groupVars.keys()]);
-  for (const [g, kids] of children) for (const k of kids) if (!allGroups.has(k)) problems.push(located(file, 1, `group "${g}" has unknown child group "${k}"`, CODES.unknownGroup));
+  for (const [g, kids] of children) {
+    for (const k of kids) {
+      if (!allGroups.has(k)) problems.push(located(file, childLines.get(`${g}/${k}`) ?? 1, `group "${g}" has unknown child group "${k}"${didYouMean(k, [...allGroups])}`, CODES.unknownGroup));
+    }
+  }
   const groups: Record<string, string[]> = {};
   const order = hostOrder.map((h) => h.name);
   for (const g of allGroups) groups[g] = order.filter((h) => expand(g, []).has(h));
@@ -112,6 +116,7 @@ export function parseAnsibleIni(file: string, text: string, problems: Problem[])
   const groupHosts = new Map<string, string[]>();
   const children = new Map<string, string[]>();
   const groupVars = new Map<string, Record<string, unknown>>();
+  const childLines = new Map<string, number>();
   let section = { group: 'ungrouped', kind: 'hosts' as 'hosts' | 'children' | 'vars' };
   text.split('\n').forEach((raw, idx) => {
     const line = raw.replace(/\s[#;].*$/, '').trim();
@@ -128,6 +133,7 @@ export function parseAnsibleIni(file: string, text: string, problems: Problem[])
       return;
     }
     if (section.kind === 'children') {
+      childLines.set(`${section.group}/${line}`, lineNo);
       children.set(section.group, [...(children.get(section.group) ?? []), line]);
       return;
     }
@@ -166,7 +172,7 @@ export function parseAnsibleIni(file: string, text: string, problems: Problem[])
     const members = groupHosts.get(section.group) ?? [];
     if (!members.includes(name)) groupHosts.set(section.group, [...members, name]);
   });
-  return fromAnsible(file, hostOrder, groupHosts, children, groupVars, problems);
+  return fromAnsible(file, hostOrder, groupHosts, children, groupVars, problems, childLines);
 }
 
 /** Ansible YAML: `all: { hosts, vars, children: { group: { hosts, vars, children } } }`. */

@@ -26,7 +26,9 @@ export function loadRunbookText(file: string, text: string): LoadedRunbook {
   const contentHash = crypto.createHash('sha256').update(text).digest('hex');
   const src = parseYamlSource(file, text);
   const problems = [...src.problems];
-  if (!src.broken) {
+  if (!src.broken && (src.data === null || src.data === undefined)) {
+    problems.push(src.problem([], 'the file is empty: a runbook is a mapping with apiVersion, kind, metadata and steps', CODES.wrongType));
+  } else if (!src.broken) {
     const schemaProblems = validateAgainstSchema(schema, src);
     problems.push(...schemaProblems);
     if (schemaProblems.length === 0) {

@@ -83,6 +83,7 @@ export function coerceParam(spec: ParamDoc, value: unknown, secretNames: readonl
     case 'targets': {
       if (typeof value !== 'string' && !Array.isArray(value)) return fail(`expected a target selector, got ${show(value)}`, CODES.inputTargets);
       const text = Array.isArray(value) ? value.map(String).join(',') : value;
+      if (spec.pattern !== undefined && !fullMatch(spec.pattern, text)) return fail(`${show(text)} does not match the pattern ${spec.pattern}`, CODES.inputPattern);
       const parsed = parseSelector(text);
       if (!parsed.ok) return fail(parsed.message, CODES.inputTargets);
       return { ok: true, value: text };

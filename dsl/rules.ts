@@ -55,6 +55,8 @@ interface Scope {
   /** Step ids defined before this point, with their declared outputs. */
   steps: Map<string, string[]>;
   allowResult: boolean;
+  /** Every step id in the runbook, to tell "later" from "unknown". */
+  allIds: string[];
 }
 
 function checkExpr(source: string, path: FieldPath, offset: number, scope: Scope, report: Reporter): void {
@@ -78,7 +80,8 @@ function checkExpr(source: string, path: FieldPath, offset: number, scope: Scope
     } else if (root === 'steps' && name !== undefined) {
       const outputs = scope.steps.get(name);
       if (!outputs) {
-        report(path, `unknown step "${name}" in \`${source}\`${didYouMean(name, [...scope.steps.keys()])}; only earlier steps can be referenced`, CODES.unknownStep, { offset });
+        const why = scope.allIds.includes(name) ? `step "${name}" runs after this one` : `unknown step "${name}"${didYouMean(name, [...scope.steps.keys()])}`;
+        report(path, `${why} in \`${source}\`; only earlier steps can be referenced`, CODES.unknownStep, { offset });
       } else if (third === 'outputs' && fourth !== undefined && !outputs.includes(fourth)) {
         report(path, `step "${name}" has no output "${fourth}"${didYouMean(fourth, outputs)}${outputs.length ? `; it declares ${outputs.join(', ')}` : '; it declares no outputs'}`, CODES.unknownOutput, { offset });
       }
@@ -107,11 +110,11 @@ function checkParams(params: Record<string, ParamDoc>, secrets: string[], report
       try {
         new RegExp(spec.pattern, 'u');
       } catch (err) {
-        report([...at, 'pattern'], `invalid regular expression: ${(err as Error).message}`, CODES.badPattern);
+        report([...at, 'pattern'], `invalid regular expression: ${(err as Error).message.replace(/^Invalid regular expression: /, '')}`, CODES.badPattern);
         continue;
       }
     }
-    if (spec.default !== undefined) {
+    if (spec.default !== undefined && !(spec.type === 'enum' && !spec.values)) {
       const r = coerceParam(spec, spec.default, secrets);
       if (!r.ok) report([...at, 'default'], `default does not fit the param: ${r.message}`, CODES.badDefault);
     }
@@ -125,7 +128,7 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
   checkParams(rb.params ?? {}, secrets, report);
 
   if (rb.targets !== undefined) {
-    const scope: Scope = { params, secrets, steps: new Map(), allowResult: false };
+    const scope: Scope = { params, secrets, steps: new Map(), allowResult: false, allIds: [] };
     try {
       const segs = parseTemplate(rb.targets);
       if (!segs.some((s) => s.kind === 'expr')) {
@@ -143,6 +146,7 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
   const seen = new Map<string, string>();
   const defined = new Map<string, string[]>();
   const mainIds = new Map<string, string[]>();
+  const allIds = walkSteps(rb).map(({ step }) => step.id);
   for (const { step, path } of walkSteps(rb)) if (path[0] === 'steps') mainIds.set(step.id, Object.keys(step.outputs ?? {}));
   for (const { step, path, inRollback } of walkSteps(rb)) {
     const where = path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').slice(1);
@@ -167,7 +171,7 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
     if (step.http?.auth?.basic) checkSecretRef(step.http.auth.basic.password, [...path, 'http', 'auth', 'basic', 'password'], secrets, report);
 
     // Rollback steps may read any main step; others only earlier ones.
-    const scope: Scope = { params, secrets, steps: inRollback ? new Map([...mainIds, ...defined]) : defined, allowResult: false };
+    const scope: Scope = { params, secrets, steps: inRollback ? new Map([...mainIds, ...defined]) : defined, allowResult: false, allIds };
     if (step.when) checkExpr(step.when, [...path, 'when'], 0, scope, report);
     if (step.until?.condition) checkExpr(step.until.condition, [...path, 'until', 'condition'], 0, { ...scope, allowResult: true }, report);
     const strings: { text: string; path: FieldPath }[] = [];

@@ -18,6 +18,9 @@ const Count = (description: string) =>
   Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: PERCENT_PATTERN })], { description });
 const Id = (description: string) => Type.String({ pattern: ID_PATTERN, description });
 const strict = { additionalProperties: false } as const;
+/** A mapping whose keys must match a pattern; anything else is an error (TypeBox leaves other keys open). */
+const NamedRecord = <V extends TSchema>(keyPattern: string, value: V, opts: { description?: string } = {}) =>
+  Type.Record(Type.String({ pattern: keyPattern }), value, { ...opts, additionalProperties: false });
 
 export const ParamTypes = ['string', 'integer', 'boolean', 'enum', 'list', 'duration', 'secret', 'targets'] as const;
 
@@ -56,7 +59,7 @@ export const SshAction = Type.Object({
   }, { ...strict, description: 'Copy a file to the host (SFTP, checksum-verified).' })),
   sudo: Type.Optional(Type.Boolean({ description: 'Run as root via sudo.', default: false })),
   user: Type.Optional(Type.String({ description: 'Run as this user via sudo -u.' })),
-  env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { description: 'Environment variables for the command.' })),
+  env: Type.Optional(NamedRecord('^[A-Za-z_][A-Za-z0-9_]*$', Type.String(), { description: 'Environment variables for the command.' })),
   cwd: Type.Optional(Type.String({ description: 'Working directory.' })),
   expectExit: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { minItems: 1, description: 'Exit codes that count as success.', default: [0] })),
 }, { ...strict, description: 'Act on each target over SSH: exactly one of run, script, upload.' });
@@ -126,7 +129,7 @@ export const Step = Type.Recursive((Self) => Type.Object({
   timeout: Type.Optional(Duration('Fail the step after this long.')),
   until: Type.Optional(Until),
   continueOnError: Type.Optional(Type.Boolean({ default: false, description: 'A failure is recorded but does not stop the run.' })),
-  outputs: Type.Optional(Type.Record(Type.String({ pattern: ID_PATTERN }), Output, { description: 'Values to capture.' })),
+  outputs: Type.Optional(NamedRecord(ID_PATTERN, Output, { description: 'Values to capture.' })),
   zone: Type.Optional(Type.String({ description: 'Task queue of the worker in the hosts\' network zone.' })),
   targets: Type.Optional(Type.String({ description: 'Run this step on these hosts (a selector, may use `${{ }}`) instead of the current target, e.g. to fence a primary while acting on its standby.' })),
   rollback: Type.Optional(Type.Array(Self, { description: 'Undo steps run if a later step fails or the run is cancelled.' })),
@@ -141,7 +144,7 @@ export const Step = Type.Recursive((Self) => Type.Object({
 const StepRef = Type.Unsafe<Static<typeof Step>>({ $ref: '#/$defs/Step' });
 
 export const Strategy = Type.Object({
-  type: Type.Union([Type.Literal('rolling'), Type.Literal('parallel')], { default: 'rolling', description: 'Batches one after another, or all targets at once.' }),
+  type: Type.Optional(Type.Union([Type.Literal('rolling'), Type.Literal('parallel')], { default: 'rolling', description: 'Batches one after another, or all targets at once.' })),
   batch: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.String({ pattern: PERCENT_PATTERN }),
     Type.Array(Type.Union([Type.Integer({ minimum: 1 }), Type.String({ pattern: PERCENT_PATTERN })]), { minItems: 1 })],
     { description: 'Batch size: a count, a percentage, or a ramp like [1, 5, "25%"] whose last entry repeats.', default: 1 })),
@@ -165,8 +168,8 @@ export const Runbook = Type.Object({
     owner: Type.Optional(Type.String({ description: 'Team or person responsible.' })),
     tags: Type.Optional(Type.Array(Type.String())),
   }, strict),
-  params: Type.Optional(Type.Record(Type.String({ pattern: ID_PATTERN }), Param, { description: 'Typed inputs.' })),
-  secrets: Type.Optional(Type.Record(Type.String({ pattern: ID_PATTERN }), SecretDecl, { description: 'Secrets by reference.' })),
+  params: Type.Optional(NamedRecord(ID_PATTERN, Param, { description: 'Typed inputs.' })),
+  secrets: Type.Optional(NamedRecord(ID_PATTERN, SecretDecl, { description: 'Secrets by reference.' })),
   targets: Type.Optional(Type.String({ description: 'Target selector (group:web, host:a, label:k=v, !host:b, comma-separated) or an expression such as `${{ params.hosts }}`. Absent: the steps run once, with no host.' })),
   strategy: Type.Optional(Strategy),
   approval: Type.Optional(Approval),

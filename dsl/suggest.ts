@@ -5,5 +5,8 @@ import { closest, distance } from 'fastest-levenshtein';
 export function didYouMean(word: string, candidates: readonly string[]): string {
   if (candidates.length === 0) return '';
   const best = closest(word, [...candidates]);
-  return distance(word.toLowerCase(), best.toLowerCase()) <= Math.max(2, Math.ceil(word.length * 0.45)) ? ` (did you mean "${best}"?)` : '';
+  const [a, b] = [word.toLowerCase(), best.toLowerCase()];
+  const d = distance(a, b);
+  const transposed = d === 2 && [...a].sort().join('') === [...b].sort().join('');
+  return (d <= Math.max(1, 0.45 * Math.max(a.length, b.length)) && d < b.length) || transposed ? ` (did you mean "${best}"?)` : '';
 }

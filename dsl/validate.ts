@@ -88,7 +88,12 @@ function convert(err: ErrorObject, src: YamlSource): Problem | undefined {
     }
     case 'pattern':
       return src.problem(path, `expected ${describe(parent)}; found ${kindOf(err.data)}`, CODES.badFormat);
-    case 'minimum': case 'maximum': case 'minItems': case 'maxItems': case 'minLength':
+    case 'minItems': case 'maxItems': {
+      const limit = (err.params as { limit: number }).limit;
+      const n = Array.isArray(err.data) ? err.data.length : 0;
+      return src.problem(path, `needs ${err.keyword === 'minItems' ? 'at least' : 'at most'} ${limit} item${limit === 1 ? '' : 's'}; found ${n === 0 ? 'an empty list' : `${n}`}`, CODES.outOfRange);
+    }
+    case 'minimum': case 'maximum': case 'minLength':
       return src.problem(path, `${err.message ?? 'out of range'}; found ${kindOf(err.data)}`, CODES.outOfRange);
     default:
       return src.problem(path, err.message ?? 'invalid', CODES.wrongType);

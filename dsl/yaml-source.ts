@@ -38,7 +38,7 @@ export function parseYamlSource(file: string, text: string): YamlSource {
       syntaxLines.add(pos.line);
     }
     const line = lines[pos.line - 1] ?? '';
-    const hint = !duplicate && /\{[^}]*\$\{\{/.test(line) ? '; a value containing ${{ }} inside a { } flow mapping must be quoted' : '';
+    const hint = !duplicate && /\{[^}'"]*\$\{\{/.test(line) ? '; a value containing ${{ }} inside a { } flow mapping must be quoted' : '';
     const message = duplicate
       ? `duplicate key${keyAt(text, err.pos[0])}: a key may appear once per mapping`
       : `YAML syntax error: ${err.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}${hint}`;
