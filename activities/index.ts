@@ -2,57 +2,59 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from '../common/logger';
-import { exec, type ExecResult } from './ssh/exec';
+import { redact } from './secrets/redact';
+import type { Secrets } from './secrets/providers';
 import { NON_RETRYABLE_SSH_ERRORS } from './ssh/errors';
-import type { SshPool, SshTarget } from './ssh/pool';
+import type { SshPool } from './ssh/pool';
+import { runSshStep, type SshStepInput, type SshStepResult } from './ssh/step';
 
 export interface ActivityDeps {
   ssh: SshPool;
+  secrets: Secrets;
   logger: Logger;
 }
 
-export interface SshRunInput {
-  target: SshTarget;
-  command: string;
-  /** @default 600000 */
-  timeoutMs?: number;
+export interface SshStepActivityInput extends SshStepInput {
+  /** A non-zero exit is retryable (the step asked for retries); otherwise it fails the step at once. */
+  retryOnExit?: boolean;
 }
 
-export type SshRunResult = Pick<ExecResult, 'exitCode' | 'signal' | 'stdout' | 'stderr' | 'truncated' | 'stdoutSha256' | 'durationMs'>;
+/** Progress recorded in heartbeats: the tail of the running command's output (secrets redacted). */
+export interface SshStepProgress { tail?: string }
 
-/** Heartbeat detail recorded the moment the remote command is launched. */
-interface SshRunProgress { started: true }
+/** Turns an executor error into the Temporal failure the workflow branches on (type = error class name). */
+function toFailure(err: unknown, retryOnExit: boolean): unknown {
+  if (!(err instanceof Error)) return err;
+  const nonRetryable = (NON_RETRYABLE_SSH_ERRORS as readonly string[]).includes(err.name) || (err.name === 'SshCommandFailed' && !retryOnExit);
+  const details = 'result' in err ? [(err as { result: unknown }).result] : [];
+  return ApplicationFailure.create({ message: redact(err.message), type: err.name, nonRetryable, details });
+}
 
-export function createActivities({ ssh, logger }: ActivityDeps) {
+export function createActivities({ ssh, secrets, logger }: ActivityDeps) {
   return {
-    /** Runs one command on one host over a pooled SSH connection. */
-    async sshRun(input: SshRunInput): Promise<SshRunResult> {
+    /**
+     * Runs one SSH step on one target under the remote exactly-once wrapper: a retry after a lost worker or a
+     * dropped connection re-attaches to the command (or returns its recorded result) instead of running it again.
+     */
+    async sshStep(input: SshStepActivityInput): Promise<SshStepResult> {
       const ctx = Context.current();
-      const previous = ctx.info.heartbeatDetails as SshRunProgress | undefined;
-      if (previous?.started) {
-        // An earlier attempt launched the command and then lost its worker. Running it again could apply the
-        // change twice, so this attempt refuses; re-attaching to the remote record is the executor's job.
-        throw ApplicationFailure.nonRetryable(`The command on ${input.target.name} was already started by attempt ` +
-          `${ctx.info.attempt - 1}, whose worker was lost; not running it a second time.`, 'SshCommandMayHaveRun');
-      }
-      const log = logger.child({ activity: 'sshRun', workflowId: ctx.info.workflowExecution?.workflowId, host: input.target.name });
+      const log = logger.child({ activity: 'sshStep', workflowId: input.key.workflowId, step: input.key.stepPath, host: input.target.name, attempt: ctx.info.attempt });
+      const heartbeatMs = Math.max(1000, Math.min(5000, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
+      const beat = setInterval(() => ctx.heartbeat({} satisfies SshStepProgress), heartbeatMs);
+      ctx.heartbeat({} satisfies SshStepProgress);
       try {
-        return await ssh.use(input.target, async (client) => {
-          ctx.heartbeat({ started: true } satisfies SshRunProgress);
-          log.info({ address: input.target.address }, 'ssh command started');
-          const result = await exec(client, input.command, {
-            timeoutMs: input.timeoutMs,
-            signal: ctx.cancellationSignal,
-            onOutput: () => ctx.heartbeat({ started: true } satisfies SshRunProgress),
-          });
-          log.info({ exitCode: result.exitCode, durationMs: result.durationMs }, 'ssh command finished');
-          return result;
+        const result = await runSshStep(ssh, secrets, input, {
+          signal: ctx.cancellationSignal,
+          progressIntervalMs: Math.max(heartbeatMs, 5000),
+          onProgress: (tail) => ctx.heartbeat({ tail } satisfies SshStepProgress),
         });
+        log.info({ mode: result.mode, exitCode: result.exitCode, durationMs: result.durationMs }, 'ssh step finished');
+        return result;
       } catch (err) {
-        if (err instanceof Error && (NON_RETRYABLE_SSH_ERRORS as readonly string[]).includes(err.name)) {
-          throw ApplicationFailure.create({ message: err.message, type: err.name, nonRetryable: true });
-        }
-        throw err;
+        log.warn({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'ssh step failed');
+        throw toFailure(err, input.retryOnExit ?? false);
+      } finally {
+        clearInterval(beat);
       }
     },
   };

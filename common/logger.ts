@@ -1,5 +1,6 @@
 // Node side. The process logger: pino, JSON lines on stderr, level from LOG_LEVEL (default info).
 import pino from 'pino';
+import { redact, redactDeep } from '../activities/secrets/redact';
 
 export type Logger = pino.Logger;
 
@@ -8,5 +9,15 @@ const REDACT = ['password', 'passphrase', 'privateKey', 'apiKey', 'token', 'secr
   '*.passphrase', '*.privateKey', '*.apiKey', '*.token', '*.secret'];
 
 export function createLogger(name: string, level = process.env.LOG_LEVEL ?? 'info'): Logger {
-  return pino({ name, level, redact: { paths: REDACT, censor: '[redacted]' } }, pino.destination(2));
+  return pino({
+    name, level,
+    redact: { paths: REDACT, censor: '[redacted]' },
+    // Known secret values are masked wherever they appear: in the message and in every attribute.
+    hooks: {
+      logMethod(args, method) {
+        method.apply(this, args.map((a) => (typeof a === 'string' ? redact(a) : a instanceof Error ? a : redactDeep(a))) as Parameters<typeof method>);
+      },
+    },
+    formatters: { log: (obj) => redactDeep(obj) },
+  }, pino.destination(2));
 }

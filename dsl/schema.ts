@@ -195,6 +195,7 @@ export type RunbookDoc = Static<typeof Runbook>;
 export type StepDoc = Static<typeof Step>;
 export type ParamDoc = Static<typeof Param>;
 export type StrategyDoc = Static<typeof Strategy>;
+export type SecretDeclDoc = Static<typeof SecretDecl>;
 
 /** The JSON Schema document written to runbooks/runbook.schema.json (and given to ajv). */
 export function runbookJsonSchema(): TSchema & Record<string, unknown> {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import { createActivities } from '../activities';
 import { SshPool } from '../activities/ssh/pool';
+import { Secrets } from '../activities/secrets/providers';
 import type { Logger } from '../common/logger';
 import type { WorkerSettings } from './config';
 
@@ -53,7 +54,7 @@ export async function createEngineWorker(connection: NativeConnection, namespace
     connection,
     namespace,
     taskQueue: settings.taskQueue,
-    activities: createActivities({ ssh, logger }),
+    activities: createActivities({ ssh, secrets: new Secrets(), logger }),
     ...(overrides.workflowBundle ? { workflowBundle: overrides.workflowBundle } : workflowSource()),
     maxConcurrentActivityTaskExecutions: settings.maxConcurrentActivities,
     maxConcurrentWorkflowTaskExecutions: settings.maxConcurrentWorkflowTasks,

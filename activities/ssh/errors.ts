@@ -15,5 +15,26 @@ export class SshConnectError extends Error {
   override name = 'SshConnectError' as const;
 }
 
+/** The command exited with a code the step does not expect. */
+export class SshCommandFailed extends Error {
+  override name = 'SshCommandFailed' as const;
+}
+
+/** The command's record exists but its process is gone without an exit code (host rebooted, killed by hand). */
+export class SshCommandLost extends Error {
+  override name = 'SshCommandLost' as const;
+}
+
+/** The command was killed by a cancel or its timeout. */
+export class SshCommandCancelled extends Error {
+  override name = 'SshCommandCancelled' as const;
+}
+
+/** The remote wrapper could not run (no writable home, missing tools). */
+export class SshWrapperError extends Error {
+  override name = 'SshWrapperError' as const;
+}
+
 /** Failure types an activity must not retry. */
-export const NON_RETRYABLE_SSH_ERRORS = ['HostKeyError', 'SshAuthError'] as const;
+export const NON_RETRYABLE_SSH_ERRORS = ['HostKeyError', 'SshAuthError', 'SshCommandLost', 'SshCommandCancelled',
+  'SshWrapperError', 'SecretError'] as const;

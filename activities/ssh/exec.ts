@@ -10,6 +10,8 @@ export interface ExecOptions {
   maxOutputBytes?: number;
   /** Aborting it kills the remote command. */
   signal?: AbortSignal;
+  /** Bytes written to the command's stdin, which is then closed. */
+  stdin?: Buffer;
   /** Called with each chunk of output, e.g. to heartbeat. */
   onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
 }
@@ -63,6 +65,7 @@ export function exec(client: Client, command: string, opts: ExecOptions = {}): P
       opts.signal?.addEventListener('abort', kill, { once: true });
       channel.on('data', (chunk: Buffer) => { out.push(chunk); opts.onOutput?.('stdout', chunk); });
       channel.stderr.on('data', (chunk: Buffer) => { err.push(chunk); opts.onOutput?.('stderr', chunk); });
+      channel.end(opts.stdin);
       channel.on('exit', (code: number | null, signalName?: string) => {
         exitCode = code;
         exitSignal = signalName ?? null;

@@ -56,7 +56,7 @@ const noop = () => undefined;
 const quietBundlerLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop };
 
 export function testLogger(): pino.Logger {
-  return createLogger('test', process.env.LOG_LEVEL ?? 'warn');
+  return createLogger('test', process.env.LOG_LEVEL ?? 'error');
 }
 
 /** Starts the engine's worker on `taskQueue` and runs `fn` while it polls. */

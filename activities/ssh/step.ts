@@ -1,0 +1,151 @@
+// Node side. One SSH step on one target, exactly once: builds the command file (env, cwd, secrets by
+// reference), runs it under the remote wrapper on a pooled connection, and turns the outcome into a result or a
+// typed error. Secret values are resolved here, at the last moment, and redacted from everything returned.
+import { quote } from 'shell-quote';
+import type { RenderedAction } from '../../dsl/render';
+import { redact } from '../secrets/redact';
+import type { SecretDeclaration, Secrets } from '../secrets/providers';
+import { SecretError } from '../secrets/errors';
+import { SshCommandCancelled, SshCommandFailed, SshCommandLost, SshWrapperError } from './errors';
+import { exec } from './exec';
+import type { SshPool, SshTarget } from './pool';
+import { killScript, parseTrailer, stepKey, tailScript, wrapperScript, wrapperStdin } from './wrapper';
+
+export type SshAction = Extract<RenderedAction, { kind: 'ssh' }>;
+
+export interface SshStepInput {
+  target: SshTarget;
+  action: SshAction;
+  /** Identity of the step: the record key on the host is derived from it. */
+  key: { workflowId: string; stepPath: string };
+  /** Declarations of the secrets the action refers to (references only, never values). */
+  secrets?: Record<string, SecretDeclaration>;
+  /** A declared secret holding the sudo password, when the host does not allow NOPASSWD. */
+  sudoPasswordSecret?: string;
+  /** @default 600000 */
+  timeoutMs?: number;
+  /** Bytes of each stream kept (the tail). @default 1048576 */
+  maxOutputBytes?: number;
+}
+
+export interface SshStepResult {
+  /** 'ran': this attempt started the command; 'attached': it found an earlier attempt's record. */
+  mode: 'ran' | 'attached';
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  /** True when a stream was longer than the cap and only its tail is kept. */
+  truncated: boolean;
+  stdoutBytes: number;
+  stdoutSha256: string | null;
+  durationMs: number;
+}
+
+const TOKEN = /\u0000secret:([a-z][a-z0-9_]*)\u0000/g; // eslint-disable-line no-control-regex
+
+/** Secret names a text refers to. */
+function secretNames(text: string): string[] {
+  return [...text.matchAll(TOKEN)].map((m) => m[1]!);
+}
+
+/** A rendered command (values already quoted): each secret token becomes a quoted variable reference. */
+function commandWithSecretRefs(command: string): string {
+  return command.replace(TOKEN, (_m, name: string) => `"$RB_SECRET_${name}"`);
+}
+
+/** A raw value (an env value): quoted, with secret tokens as variable references. */
+function quotedWithSecretRefs(value: string): string {
+  const parts: string[] = [];
+  let last = 0;
+  for (const m of value.matchAll(TOKEN)) {
+    if (m.index! > last) parts.push(quote([value.slice(last, m.index)]));
+    parts.push(`"$RB_SECRET_${m[1]}"`);
+    last = m.index! + m[0].length;
+  }
+  if (last < value.length || parts.length === 0) parts.push(quote([value.slice(last)]));
+  return parts.join('');
+}
+
+/** The command file: env exports, working directory, then the command or script. */
+export function commandFile(action: SshAction): string {
+  const lines: string[] = [];
+  for (const [k, v] of Object.entries(action.env)) lines.push(`export ${k}=${quotedWithSecretRefs(v)}`);
+  if (action.cwd !== undefined) lines.push(`cd -- ${quote([action.cwd])} || exit 1`);
+  lines.push(commandWithSecretRefs(action.command ?? action.script ?? ''));
+  return `${lines.join('\n')}\n`;
+}
+
+export interface SshStepHooks {
+  /** Called every `intervalMs` while the command runs, with the tail of its output. */
+  onProgress?: (tail: string) => void;
+  progressIntervalMs?: number;
+  /** Aborting kills the remote process group. */
+  signal?: AbortSignal;
+}
+
+export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStepInput, hooks: SshStepHooks = {}): Promise<SshStepResult> {
+  const started = Date.now();
+  const key = stepKey(input.key.workflowId, input.key.stepPath, input.target.name);
+  const script = commandFile(input.action);
+  const names = [...new Set([...secretNames(input.action.command ?? input.action.script ?? ''), ...Object.values(input.action.env).flatMap(secretNames)])];
+  const values: Record<string, string> = {};
+  for (const name of names) {
+    const decl = input.secrets?.[name];
+    if (!decl) throw new SecretError(`secret "${name}" is used by the command but not declared`);
+    values[name] = await secrets.resolve(name, decl);
+  }
+  let sudoPassword: string | undefined;
+  if (input.sudoPasswordSecret) {
+    const decl = input.secrets?.[input.sudoPasswordSecret];
+    if (!decl) throw new SecretError(`sudo password secret "${input.sudoPasswordSecret}" is not declared`);
+    sudoPassword = await secrets.resolve(input.sudoPasswordSecret, decl);
+  }
+  const cap = input.maxOutputBytes ?? 1024 * 1024;
+  const wrapper = wrapperScript({ key, capBytes: cap, sudo: input.action.sudo, runAs: input.action.user, secretNames: names, sudoPassword: sudoPassword !== undefined });
+  // The sudo password travels on stdin too, as a first line read before the wrapper's own input.
+  const command = sudoPassword === undefined ? wrapper
+    : `IFS= read -r RB_SUDO_PASSWORD; RB_SUDO_PASSWORD=$(printf %s "$RB_SUDO_PASSWORD" | base64 -d); export RB_SUDO_PASSWORD\n${wrapper}`;
+  const stdin = sudoPassword === undefined ? wrapperStdin(values, script)
+    : Buffer.concat([Buffer.from(`${Buffer.from(sudoPassword).toString('base64')}\n`), wrapperStdin(values, script)]);
+
+  const kill = () => {
+    void pool.use(input.target, (c) => exec(c, killScript(key), { timeoutMs: 15_000 })).catch(() => undefined);
+  };
+  const timeoutMs = input.timeoutMs ?? 600_000;
+  const timer = setTimeout(kill, timeoutMs);
+  hooks.signal?.addEventListener('abort', kill, { once: true });
+  const progress = hooks.onProgress ? setInterval(() => {
+    void pool.use(input.target, (c) => exec(c, tailScript(key, 2048), { timeoutMs: 5000 }))
+      .then((r) => hooks.onProgress?.(redact(r.stdout))).catch(() => undefined);
+  }, hooks.progressIntervalMs ?? 5000) : undefined;
+  try {
+    const raw = await pool.use(input.target, (client) => exec(client, command, { stdin, timeoutMs: timeoutMs + 30_000, maxOutputBytes: cap + 4096 }));
+    const outcome = parseTrailer(raw.stderr);
+    if (!outcome) {
+      throw new SshWrapperError(`The runbook wrapper could not run on ${input.target.name} (exit ${raw.exitCode}): ` +
+        `${redact(raw.stderr.trim()).slice(-500) || 'no output'}. The login user needs a writable home directory, a POSIX sh, coreutils, setsid and base64.`);
+    }
+    const result: SshStepResult = {
+      mode: outcome.mode, exitCode: typeof outcome.exit === 'number' ? outcome.exit : -1,
+      stdout: redact(raw.stdout), stderr: redact(outcome.stderr),
+      truncated: outcome.stdoutBytes > cap || outcome.stderrBytes > cap,
+      stdoutBytes: outcome.stdoutBytes, stdoutSha256: outcome.stdoutSha256, durationMs: Date.now() - started,
+    };
+    if (outcome.exit === 'lost') {
+      throw new SshCommandLost(`The command on ${input.target.name} was started (pid ${outcome.pid}) but its process is gone without ` +
+        'an exit code (host rebooted or process killed outside runbook). Its effect is unknown: check the host before retrying the run.');
+    }
+    if (outcome.exit === 'cancelled' || hooks.signal?.aborted || Date.now() - started >= timeoutMs) {
+      throw new SshCommandCancelled(`The command on ${input.target.name} was killed ${hooks.signal?.aborted ? 'by a cancel' : `after its ${timeoutMs / 1000} s timeout`}.`);
+    }
+    if (!input.action.expectExit.includes(result.exitCode)) {
+      throw Object.assign(new SshCommandFailed(`The command on ${input.target.name} exited with ${result.exitCode} ` +
+        `(expected ${input.action.expectExit.join(' or ')}): ${result.stderr.trim().split('\n').slice(-3).join(' | ').slice(0, 300)}`), { result });
+    }
+    return result;
+  } finally {
+    clearTimeout(timer);
+    if (progress) clearInterval(progress);
+    hooks.signal?.removeEventListener('abort', kill);
+  }
+}
