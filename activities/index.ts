@@ -5,6 +5,7 @@ import type { Logger } from '../common/logger';
 import { redact } from './secrets/redact';
 import type { Secrets } from './secrets/providers';
 import { NON_RETRYABLE_SSH_ERRORS } from './ssh/errors';
+import { NON_RETRYABLE_HTTP_ERRORS, runHttpStep, type HttpStepInput, type HttpStepResult } from './http/request';
 import type { SshPool } from './ssh/pool';
 import { runSshStep, type SshStepInput, type SshStepResult } from './ssh/step';
 
@@ -25,7 +26,8 @@ export interface SshStepProgress { tail?: string }
 /** Turns an executor error into the Temporal failure the workflow branches on (type = error class name). */
 function toFailure(err: unknown, retryOnExit: boolean): unknown {
   if (!(err instanceof Error)) return err;
-  const nonRetryable = (NON_RETRYABLE_SSH_ERRORS as readonly string[]).includes(err.name) || (err.name === 'SshCommandFailed' && !retryOnExit);
+  const nonRetryable = (NON_RETRYABLE_SSH_ERRORS as readonly string[]).includes(err.name)
+    || (NON_RETRYABLE_HTTP_ERRORS as readonly string[]).includes(err.name) || (err.name === 'SshCommandFailed' && !retryOnExit);
   const details = 'result' in err ? [(err as { result: unknown }).result] : [];
   return ApplicationFailure.create({ message: redact(err.message), type: err.name, nonRetryable, details });
 }
@@ -55,6 +57,19 @@ export function createActivities({ ssh, secrets, logger }: ActivityDeps) {
         throw toFailure(err, input.retryOnExit ?? false);
       } finally {
         clearInterval(beat);
+      }
+    },
+
+    /** One HTTP request; connection errors and 5xx are retryable, other failures are not. */
+    async httpStep(input: HttpStepInput): Promise<HttpStepResult> {
+      const log = logger.child({ activity: 'httpStep', attempt: Context.current().info.attempt });
+      try {
+        const result = await runHttpStep(secrets, input);
+        log.info({ status: result.status, durationMs: result.durationMs }, 'http step finished');
+        return result;
+      } catch (err) {
+        log.warn({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'http step failed');
+        throw toFailure(err, false);
       }
     },
   };

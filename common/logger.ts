@@ -8,7 +8,8 @@ export type Logger = pino.Logger;
 const REDACT = ['password', 'passphrase', 'privateKey', 'apiKey', 'token', 'secret', '*.password',
   '*.passphrase', '*.privateKey', '*.apiKey', '*.token', '*.secret'];
 
-export function createLogger(name: string, level = process.env.LOG_LEVEL ?? 'info'): Logger {
+/** A pino logger; `destination` defaults to stderr. */
+export function createLogger(name: string, level = process.env.LOG_LEVEL ?? 'info', destination: pino.DestinationStream = pino.destination(2)): Logger {
   return pino({
     name, level,
     redact: { paths: REDACT, censor: '[redacted]' },
@@ -19,5 +20,6 @@ export function createLogger(name: string, level = process.env.LOG_LEVEL ?? 'inf
       },
     },
     formatters: { log: (obj) => redactDeep(obj) },
-  }, pino.destination(2));
+    serializers: { err: (e: Error) => redactDeep(pino.stdSerializers.err(e)) },
+  }, destination);
 }

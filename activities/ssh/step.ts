@@ -108,8 +108,9 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
   const stdin = sudoPassword === undefined ? wrapperStdin(values, script)
     : Buffer.concat([Buffer.from(`${Buffer.from(sudoPassword).toString('base64')}\n`), wrapperStdin(values, script)]);
 
+  let killing: Promise<unknown> | undefined;
   const kill = () => {
-    void pool.use(input.target, (c) => exec(c, killScript(key), { timeoutMs: 15_000 })).catch(() => undefined);
+    killing ??= pool.use(input.target, (c) => exec(c, killScript(key), { timeoutMs: 15_000 })).catch(() => undefined);
   };
   const timeoutMs = input.timeoutMs ?? 600_000;
   const timer = setTimeout(kill, timeoutMs);
@@ -120,6 +121,7 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
   }, hooks.progressIntervalMs ?? 5000) : undefined;
   try {
     const raw = await pool.use(input.target, (client) => exec(client, command, { stdin, timeoutMs: timeoutMs + 30_000, maxOutputBytes: cap + 4096 }));
+    await killing; // a kill in progress finishes before the outcome is read
     const outcome = parseTrailer(raw.stderr);
     if (!outcome) {
       throw new SshWrapperError(`The runbook wrapper could not run on ${input.target.name} (exit ${raw.exitCode}): ` +

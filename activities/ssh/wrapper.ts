@@ -51,6 +51,7 @@ D="$R/${o.key}"
 CAP=${Math.max(1, Math.floor(o.capBytes))}
 finish() {
   code=lost
+  [ -f "$D/cancelling" ] && code=cancelled
   [ -f "$D/exit" ] && code=$(cat "$D/exit")
   osz=0; esz=0; osha=-
   if [ -f "$D/out" ]; then tail -c "$CAP" "$D/out"; osz=$(wc -c < "$D/out"); osha=$(sha256sum < "$D/out"); osha=\${osha%% *}; fi
@@ -90,6 +91,7 @@ export function killScript(key: string, signal: 'TERM' | 'KILL' = 'TERM'): strin
   return `D="$HOME/${REMOTE_RUNS_DIR}/${key}"
 pid=$(cat "$D/pid" 2>/dev/null) || exit 0
 [ -f "$D/exit" ] && exit 0
+: > "$D/cancelling"
 kill -${signal} -- -"$pid" 2>/dev/null || sudo -n kill -${signal} -- -"$pid" 2>/dev/null
 i=0; while [ -d "/proc/$pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 kill -KILL -- -"$pid" 2>/dev/null || sudo -n kill -KILL -- -"$pid" 2>/dev/null

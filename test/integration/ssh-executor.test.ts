@@ -1,0 +1,127 @@
+// Integration (real sshd): the SSH executor directly. Injection strings reach the remote shell as literal data,
+// secrets reach the command but never the host's disk, argv, results or logs; sudo, env, cwd, exit codes,
+// output caps, timeouts, cancels that kill the process group, wrong keys and unknown host keys.
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { Secrets } from '../../activities/secrets/providers';
+import { forgetSecrets } from '../../activities/secrets/redact';
+import { exec } from '../../activities/ssh/exec';
+import { SshPool, type SshTarget } from '../../activities/ssh/pool';
+import { runSshStep, type SshAction } from '../../activities/ssh/step';
+import { REMOTE_RUNS_DIR, stepKey } from '../../activities/ssh/wrapper';
+import { createLogger } from '../../common/logger';
+import { render, secretToken } from '../../dsl/expr';
+import { fleetHost, testRoot } from '../harness/env';
+
+const pool = new SshPool();
+const secretValue = `s3cr3t-${crypto.randomBytes(6).toString('hex')}`;
+const secrets = new Secrets({ env: { ...process.env, RB_TEST_PASSWORD: secretValue } });
+const decls = { pw: { provider: 'env' as const, key: 'RB_TEST_PASSWORD' } };
+afterAll(async () => { await pool.closeAll(); forgetSecrets(); });
+
+const host = (): SshTarget => fleetHost(1);
+let n = 0;
+const key = () => ({ workflowId: `exec-test-${process.pid}-${Date.now()}`, stepPath: `steps[${n++}]` });
+const action = (command: string, extra: Partial<SshAction> = {}): SshAction => ({ kind: 'ssh', command, sudo: false, env: {}, expectExit: [0], ...extra });
+const remote = async (cmd: string) => (await pool.use(host(), (c) => exec(c, cmd))).stdout;
+
+const INJECTION = ['; rm -rf /', '$(touch pwned-subst)', '`touch pwned-tick`', "it's \"quoted\"", '*', 'two\nlines', '$HOME',
+  'a && touch pwned-and', '| tee pwned-pipe', '\\', ' leading and trailing ', '-n', '--', '#comment', '~root', '{a,b}', '!!', 'ünïcødé'];
+
+test('the injection corpus reaches the remote shell as literal data', async () => {
+  for (const value of INJECTION) {
+    const command = render('printf %s ${{ params.v }}', { params: { v: value } }, 'shell');
+    const r = await runSshStep(pool, secrets, { target: host(), action: action(command), key: key() });
+    expect(r.stdout).toBe(value);
+  }
+  expect(await remote('ls pwned-* 2>/dev/null | wc -l')).toBe('0\n');
+});
+
+test('a secret reaches the command, but not the host disk, the result or the logs', async () => {
+  const lines: string[] = [];
+  const logger = createLogger('t', 'debug', new Writable({ write(c, _e, cb) { lines.push(String(c)); cb(); } }));
+  const command = render('printf "%s" ${{ secrets.pw }} | sha256sum | cut -c1-64; sleep 1', { secrets: { pw: secretToken('pw') } }, 'shell');
+  const k = key();
+  const r = await runSshStep(pool, secrets, { target: host(), action: action(command, { env: { PGPASSWORD: secretToken('pw'), MODE: 'x y' } }), key: k, secrets: decls });
+  expect(r.stdout).toBe(`${crypto.createHash('sha256').update(secretValue).digest('hex')}\n`);
+  const dir = `${REMOTE_RUNS_DIR}/${stepKey(k.workflowId, k.stepPath, host().name)}`;
+  expect(await remote(`grep -rl ${secretValue} ${dir} || echo none`)).toBe('none\n');
+  expect(await remote(`cat ${dir}/cmd`)).toBe(`export PGPASSWORD="$RB_SECRET_pw"\nexport MODE='x y'\nprintf "%s" "$RB_SECRET_pw" | sha256sum | cut -c1-64; sleep 1\n`);
+  // Output that echoes the secret is redacted, and so is anything logged.
+  const echo = await runSshStep(pool, secrets, { target: host(), action: action(render('echo leaked=${{ secrets.pw }}', { secrets: { pw: secretToken('pw') } }, 'shell')), key: key(), secrets: decls });
+  expect(echo.stdout).toBe('leaked=***\n');
+  logger.info({ detail: `value ${secretValue}`, nested: { list: [secretValue] } }, `message with ${secretValue}`);
+  logger.error(new Error(`failed with ${secretValue}`), 'boom');
+  const text = lines.join('');
+  expect(text).toContain('"msg":"message with ***"');
+  expect(text).toContain('"detail":"value ***"');
+  expect(text).not.toContain(secretValue);
+});
+
+test('sudo, another user, env and cwd', async () => {
+  const r1 = await runSshStep(pool, secrets, { target: host(), action: action('id -u', { sudo: true }), key: key() });
+  expect(r1.stdout).toBe('0\n');
+  const r2 = await runSshStep(pool, secrets, { target: host(), action: action('id -un', { user: 'nobody' }), key: key() });
+  expect(r2.stdout).toBe('nobody\n');
+  const r3 = await runSshStep(pool, secrets, { target: host(), action: action('printf "%s|%s" "$GREETING" "$(pwd)"', { env: { GREETING: "it's $x" }, cwd: '/tmp' }), key: key() });
+  expect(r3.stdout).toBe("it's $x|/tmp");
+});
+
+test('an unexpected exit code is SshCommandFailed with the tail of stderr; an expected one is a result', async () => {
+  await expect(runSshStep(pool, secrets, { target: host(), action: action('echo bad thing >&2; exit 3'), key: key() }))
+    .rejects.toMatchObject({ name: 'SshCommandFailed', message: 'The command on host-1 exited with 3 (expected 0): bad thing' });
+  const ok = await runSshStep(pool, secrets, { target: host(), action: action('exit 3', { expectExit: [0, 3] }), key: key() });
+  expect(ok.exitCode).toBe(3);
+});
+
+test('the same step key never runs twice: a second call returns the recorded result', async () => {
+  const k = key();
+  const a = action('echo x >> count.txt; wc -l < count.txt');
+  await remote('rm -f count.txt');
+  const first = await runSshStep(pool, secrets, { target: host(), action: a, key: k });
+  const second = await runSshStep(pool, secrets, { target: host(), action: a, key: k });
+  expect([first.mode, second.mode]).toEqual(['ran', 'attached']);
+  expect(second.stdout).toBe(first.stdout);
+  expect(await remote('wc -l < count.txt')).toBe('1\n');
+});
+
+test('output beyond the cap keeps the tail, with the sha256 of the whole', async () => {
+  const r = await runSshStep(pool, secrets, { target: host(), action: action("head -c 300000 /dev/zero | tr '\\0' a; printf END"), key: key(), maxOutputBytes: 1000 });
+  expect(r.truncated).toBe(true);
+  expect(r.stdout).toBe(`${'a'.repeat(997)}END`);
+  expect(r.stdoutBytes).toBe(300003);
+  expect(r.stdoutSha256).toBe(crypto.createHash('sha256').update(`${'a'.repeat(300000)}END`).digest('hex'));
+});
+
+/** `alive` while the process in the pid file exists and is not a zombie (PID 1 here may reap late). */
+const ALIVE = (pidFile: string) => `p=$(cat ${pidFile}); if [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status; then echo alive; else echo gone; fi`;
+
+test('a timeout or a cancel kills the remote process group, children included', async () => {
+  const started = Date.now();
+  await expect(runSshStep(pool, secrets, { target: host(), action: action('sleep 300 & echo $! > bg.pid; wait'), key: key(), timeoutMs: 1500 }))
+    .rejects.toMatchObject({ name: 'SshCommandCancelled', message: 'The command on host-1 was killed after its 1.5 s timeout.' });
+  expect(Date.now() - started).toBeLessThan(10_000);
+  expect(await remote(ALIVE('bg.pid'))).toBe('gone\n');
+
+  const ac = new AbortController();
+  const running = runSshStep(pool, secrets, { target: host(), action: action('sleep 300 & echo $! > bg2.pid; wait'), key: key() }, { signal: ac.signal });
+  await new Promise((r) => setTimeout(r, 700));
+  ac.abort();
+  await expect(running).rejects.toMatchObject({ name: 'SshCommandCancelled', message: 'The command on host-1 was killed by a cancel.' });
+  expect(await remote(ALIVE('bg2.pid'))).toBe('gone\n');
+});
+
+test('a wrong key is SshAuthError naming user, host and key file', async () => {
+  const wrongKey = path.join(testRoot(), 'wrong_id_ed25519');
+  if (!fs.existsSync(wrongKey)) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', wrongKey]);
+  const target = { ...fleetHost(2), identityFile: wrongKey };
+  const other = new SshPool();
+  await expect(runSshStep(other, secrets, { target, action: action('true'), key: key() })).rejects.toMatchObject({
+    name: 'SshAuthError',
+    message: `${target.user}@host-2 (${target.address}:${target.port}) refused the key ${wrongKey}: check the user name and that the public key is in its authorized_keys.`,
+  });
+  await other.closeAll();
+});
