@@ -1,6 +1,7 @@
 // Node side. One SSH step on one target, exactly once: builds the command file (env, cwd, secrets by
 // reference), runs it under the remote wrapper on a pooled connection, and turns the outcome into a result or a
 // typed error. Secret values are resolved here, at the last moment, and redacted from everything returned.
+import crypto from 'node:crypto';
 import { quote } from 'shell-quote';
 import type { RenderedAction } from '../../dsl/render';
 import { redact } from '../secrets/redact';
@@ -9,7 +10,7 @@ import { SecretError } from '../secrets/errors';
 import { SshCommandCancelled, SshCommandFailed, SshCommandLost, SshWrapperError } from './errors';
 import { exec } from './exec';
 import type { SshPool, SshTarget } from './pool';
-import { killScript, parseTrailer, stepKey, tailScript, wrapperScript, wrapperStdin } from './wrapper';
+import { digestScript, killScript, parseTrailer, stepKey, tailScript, wrapperScript, wrapperStdin } from './wrapper';
 
 export type SshAction = Extract<RenderedAction, { kind: 'ssh' }>;
 
@@ -101,7 +102,7 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
     sudoPassword = await secrets.resolve(input.sudoPasswordSecret, decl);
   }
   const cap = input.maxOutputBytes ?? 1024 * 1024;
-  const wrapper = wrapperScript({ key, capBytes: cap, sudo: input.action.sudo, runAs: input.action.user, secretNames: names, sudoPassword: sudoPassword !== undefined });
+  const wrapper = wrapperScript({ key, capBytes: cap, sudo: input.action.sudo, runAs: input.action.user, secretNames: names, sudoPassword: sudoPassword !== undefined }, script);
   // The sudo password travels on stdin too, as a first line read before the wrapper's own input.
   const command = sudoPassword === undefined ? wrapper
     : `IFS= read -r RB_SUDO_PASSWORD; RB_SUDO_PASSWORD=$(printf %s "$RB_SUDO_PASSWORD" | base64 -d); export RB_SUDO_PASSWORD\n${wrapper}`;
@@ -127,11 +128,23 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
       throw new SshWrapperError(`The runbook wrapper could not run on ${input.target.name} (exit ${raw.exitCode}): ` +
         `${redact(raw.stderr.trim()).slice(-500) || 'no output'}. The login user needs a writable home directory, a POSIX sh, coreutils, setsid and base64.`);
     }
+    // The wrapper sends up to cap + 1 bytes per stream: one more than the cap means there was more.
+    const outBuf = Buffer.from(raw.stdout, 'utf8');
+    const outTruncated = outBuf.length > cap;
+    const errTruncated = Buffer.byteLength(outcome.stderr) > cap;
+    let stdoutBytes = outBuf.length;
+    let stdoutSha256: string | null = outBuf.length ? crypto.createHash('sha256').update(outBuf).digest('hex') : null;
+    if (outTruncated) {
+      const d = await pool.use(input.target, (c) => exec(c, digestScript(key), { timeoutMs: 60_000 }));
+      const [size, sha] = d.stdout.trim().split(/\s+/);
+      stdoutBytes = Number(size);
+      stdoutSha256 = sha ?? null;
+    }
+    const tail = (text: string, truncated: boolean) => (truncated ? Buffer.from(text).subarray(-cap).toString('utf8') : text);
     const result: SshStepResult = {
       mode: outcome.mode, exitCode: typeof outcome.exit === 'number' ? outcome.exit : -1,
-      stdout: redact(raw.stdout), stderr: redact(outcome.stderr),
-      truncated: outcome.stdoutBytes > cap || outcome.stderrBytes > cap,
-      stdoutBytes: outcome.stdoutBytes, stdoutSha256: outcome.stdoutSha256, durationMs: Date.now() - started,
+      stdout: redact(tail(raw.stdout, outTruncated)), stderr: redact(tail(outcome.stderr, errTruncated)),
+      truncated: outTruncated || errTruncated, stdoutBytes, stdoutSha256, durationMs: Date.now() - started,
     };
     if (outcome.exit === 'lost') {
       throw new SshCommandLost(`The command on ${input.target.name} was started (pid ${outcome.pid}) but its process is gone without ` +

@@ -1,6 +1,6 @@
-// Node side. The remote wrapper that makes an SSH step take effect at most once. Each step runs under a
-// directory ~/.runbook/runs/KEY on the host, KEY derived from (workflow id, step path, target). The first attempt
-// creates it (mkdir is atomic), starts the command in its own session (setsid, so a dropped connection or a
+// Node side. The remote wrapper that makes an SSH step take effect at most once. Each step has a record
+// ~/.runbook/runs/KEY.* on the host, KEY derived from (workflow id, step path, target). The first attempt
+// claims it (an exclusive create), starts the command in its own session (setsid, so a dropped connection or a
 // killed worker does not kill it) with output going to files, waits for it, and records its exit code. A retried
 // attempt finds the directory and re-attaches: it waits for the recorded process, or returns the recorded
 // result, instead of starting the command a second time.
@@ -31,33 +31,40 @@ export interface WrapperOptions {
   sudoPassword: boolean;
 }
 
-/** How the detached runner starts the command file, per privilege mode. */
+/** How the detached runner runs the script held in $S, per privilege mode. */
 function runnerCommand(o: WrapperOptions): string {
-  if (!o.sudo && !o.runAs) return 'sh "$D/cmd"';
+  if (!o.sudo && !o.runAs) return '( eval "$S" )';
   const keep = o.secretNames.length ? ` --preserve-env=${o.secretNames.map((n) => `RB_SECRET_${n}`).join(',')}` : '';
   const who = o.runAs ? ` -u ${quote([o.runAs])}` : '';
   const auth = o.sudoPassword ? `printf '%s\\n' "$RB_SUDO_PASSWORD" | sudo -S -p ''` : 'sudo -n';
-  // The script goes in as an argument: a file in the login user's home may be unreadable to the target user.
-  return `${auth}${keep}${who} -- sh -c "$(cat "$D/cmd")" runbook-step`;
+  return `${auth}${keep}${who} -- sh -c "$S" runbook-step`;
 }
 
-/** The wrapper script, run by the login user's shell as the exec command. */
-export function wrapperScript(o: WrapperOptions): string {
+/** Scripts longer than this travel on stdin instead of inside the exec request (argv length limits). */
+export const INLINE_SCRIPT_MAX = 64 * 1024;
+
+/**
+ * The wrapper script, run by the login user's shell as the exec command. It forks as little as it can (a step's
+ * overhead over a raw exec is a few process starts): the record is a set of files $R/KEY.*, the claim is an
+ * O_EXCL create through the shell's noclobber, and reads use builtins.
+ */
+export function wrapperScript(o: WrapperOptions, script?: string): string {
   if (!/^[0-9a-f]{32}$/.test(o.key)) throw new Error('bad step key');
+  const inline = script !== undefined && script.length <= INLINE_SCRIPT_MAX;
   return `set -u
 umask 077
 R="$HOME/${REMOTE_RUNS_DIR}"
 D="$R/${o.key}"
 CAP=${Math.max(1, Math.floor(o.capBytes))}
+${inline ? `S=${quote([script])}` : ''}
 finish() {
   code=lost
-  [ -f "$D/cancelling" ] && code=cancelled
-  [ -f "$D/exit" ] && code=$(cat "$D/exit")
-  osz=0; esz=0; osha=-
-  if [ -f "$D/out" ]; then tail -c "$CAP" "$D/out"; osz=$(wc -c < "$D/out"); osha=$(sha256sum < "$D/out"); osha=\${osha%% *}; fi
-  if [ -f "$D/err" ]; then tail -c "$CAP" "$D/err" >&2; esz=$(wc -c < "$D/err"); fi
-  pid=$(cat "$D/pid" 2>/dev/null || echo -)
-  printf '\\n__RUNBOOK_WRAPPER__ mode=%s exit=%s pid=%s out=%s err=%s sha=%s\\n' "$1" "$code" "$pid" "$osz" "$esz" "$osha" >&2
+  [ -f "$D.cancelling" ] && code=cancelled
+  [ -s "$D.exit" ] && read -r code < "$D.exit"
+  [ -s "$D.out" ] && tail -c $((CAP + 1)) "$D.out"
+  [ -s "$D.err" ] && tail -c $((CAP + 1)) "$D.err" >&2
+  pid=-; [ -s "$D.pid" ] && read -r pid < "$D.pid"
+  printf '\n__RUNBOOK_WRAPPER__ mode=%s exit=%s pid=%s\n' "$1" "$code" "$pid" >&2
   case $code in ''|*[!0-9]*) exit 255;; *) exit "$code";; esac
 }
 launch() {
@@ -65,22 +72,23 @@ launch() {
     v=$(printf '%s' "\${line#*=}" | base64 -d) || exit 241
     export "RB_SECRET_\${line%%=*}=$v"
   done
-  cat > "$D/cmd"
-  setsid sh -c '${runnerCommand(o).replace(/'/g, `'\\''`)} > "$D/out" 2> "$D/err" < /dev/null; echo $? > "$D/exit.tmp"; mv "$D/exit.tmp" "$D/exit"' &
-  echo $! > "$D/pid"
+  ${inline ? '' : 'S=$(cat)'}
+  printf '%s' "$S" > "$D.cmd"
+  export S D
+  setsid sh -c '${runnerCommand(o).replace(/'/g, `'\''`)} > "$D.out" 2> "$D.err" < /dev/null; echo $? > "$D.exit"' &
+  echo $! > "$D.pid"
   wait $!
   finish ran
 }
-export D
-mkdir -p "$R" || exit 240
-if mkdir "$D" 2>/dev/null; then launch; fi
+[ -d "$R" ] || mkdir -p "$R" || exit 240
+if (set -C; : > "$D.lock") 2>/dev/null; then launch; fi
 i=0
-while [ ! -f "$D/pid" ] && [ ! -f "$D/exit" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
-if [ ! -f "$D/pid" ] && [ ! -f "$D/exit" ]; then
-  rm -rf "$D" && mkdir "$D" && launch
+while [ ! -s "$D.pid" ] && [ ! -s "$D.exit" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
+if [ ! -s "$D.pid" ] && [ ! -s "$D.exit" ]; then
+  rm -f "$D".* && (set -C; : > "$D.lock") 2>/dev/null && launch
 fi
-pid=$(cat "$D/pid" 2>/dev/null || echo 0)
-while [ ! -f "$D/exit" ] && [ -d "/proc/$pid" ]; do sleep 0.1; done
+pid=0; [ -s "$D.pid" ] && read -r pid < "$D.pid"
+while [ ! -s "$D.exit" ] && [ -d "/proc/$pid" ]; do sleep 0.1; done
 finish attached
 `;
 }
@@ -89,24 +97,30 @@ finish attached
 export function killScript(key: string, signal: 'TERM' | 'KILL' = 'TERM'): string {
   if (!/^[0-9a-f]{32}$/.test(key)) throw new Error('bad step key');
   return `D="$HOME/${REMOTE_RUNS_DIR}/${key}"
-pid=$(cat "$D/pid" 2>/dev/null) || exit 0
-[ -f "$D/exit" ] && exit 0
-: > "$D/cancelling"
+[ -s "$D.pid" ] || exit 0
+read -r pid < "$D.pid"
+[ -s "$D.exit" ] && exit 0
+: > "$D.cancelling"
 kill -${signal} -- -"$pid" 2>/dev/null || sudo -n kill -${signal} -- -"$pid" 2>/dev/null
 i=0; while [ -d "/proc/$pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 kill -KILL -- -"$pid" 2>/dev/null || sudo -n kill -KILL -- -"$pid" 2>/dev/null
-[ -f "$D/exit" ] || { echo cancelled > "$D/exit.tmp"; mv "$D/exit.tmp" "$D/exit"; }
+[ -s "$D.exit" ] || echo cancelled > "$D.exit"
 `;
 }
 
 /** The last N bytes of a running step's output, for progress heartbeats. */
 export function tailScript(key: string, bytes: number): string {
-  return `tail -c ${Math.floor(bytes)} "$HOME/${REMOTE_RUNS_DIR}/${key}/out" 2>/dev/null || true`;
+  return `tail -c ${Math.floor(bytes)} "$HOME/${REMOTE_RUNS_DIR}/${key}.out" 2>/dev/null || true`;
+}
+
+/** Size and sha256 of a step's whole stdout (only needed when it was longer than the cap). */
+export function digestScript(key: string): string {
+  return `f="$HOME/${REMOTE_RUNS_DIR}/${key}.out"; printf '%s ' "$(wc -c < "$f")"; sha256sum < "$f"`;
 }
 
 /** Removes records older than `days` (run now and then per host). */
 export function gcScript(days: number): string {
-  return `find "$HOME/${REMOTE_RUNS_DIR}" -mindepth 1 -maxdepth 1 -type d -mtime +${Math.floor(days)} -exec rm -rf {} + 2>/dev/null || true`;
+  return `find "$HOME/${REMOTE_RUNS_DIR}" -mindepth 1 -maxdepth 1 -type f -mtime +${Math.floor(days)} -delete 2>/dev/null || true`;
 }
 
 export interface WrapperOutcome {
@@ -114,26 +128,22 @@ export interface WrapperOutcome {
   /** The command's exit code; 'cancelled' or 'lost' when it has none. */
   exit: number | 'cancelled' | 'lost';
   pid: string;
-  stdoutBytes: number;
-  stderrBytes: number;
-  stdoutSha256: string | null;
   /** stderr without the wrapper's trailer line. */
   stderr: string;
 }
 
-const TRAILER = /\n?__RUNBOOK_WRAPPER__ mode=(ran|attached) exit=(\S+) pid=(\S+) out=(\d+) err=(\d+) sha=(\S+)\n$/;
+const TRAILER = /\n?__RUNBOOK_WRAPPER__ mode=(ran|attached) exit=(\S+) pid=(\S+)\n$/;
 
 /** Splits the wrapper's trailer off stderr; undefined when there is none (the wrapper itself failed). */
 export function parseTrailer(stderr: string): WrapperOutcome | undefined {
   const m = TRAILER.exec(stderr);
   if (!m) return undefined;
   const exit = /^\d+$/.test(m[2]!) ? Number(m[2]) : m[2] === 'cancelled' ? 'cancelled' : 'lost';
-  return { mode: m[1] as 'ran' | 'attached', exit, pid: m[3]!, stdoutBytes: Number(m[4]), stderrBytes: Number(m[5]),
-    stdoutSha256: m[6] === '-' ? null : m[6]!, stderr: stderr.slice(0, m.index) };
+  return { mode: m[1] as 'ran' | 'attached', exit, pid: m[3]!, stderr: stderr.slice(0, m.index) };
 }
 
-/** The stdin payload: `NAME=base64(value)` lines, an empty line, then the command script. */
+/** The stdin payload: `NAME=base64(value)` lines, an empty line, then the script unless it went inline. */
 export function wrapperStdin(secrets: Record<string, string>, script: string): Buffer {
   const header = Object.entries(secrets).map(([n, v]) => `${n}=${Buffer.from(v).toString('base64')}\n`).join('');
-  return Buffer.from(`${header}\n${script}`);
+  return Buffer.from(`${header}\n${script.length > INLINE_SCRIPT_MAX ? script : ''}`);
 }

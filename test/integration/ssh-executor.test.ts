@@ -47,9 +47,10 @@ test('a secret reaches the command, but not the host disk, the result or the log
   const k = key();
   const r = await runSshStep(pool, secrets, { target: host(), action: action(command, { env: { PGPASSWORD: secretToken('pw'), MODE: 'x y' } }), key: k, secrets: decls });
   expect(r.stdout).toBe(`${crypto.createHash('sha256').update(secretValue).digest('hex')}\n`);
-  const dir = `${REMOTE_RUNS_DIR}/${stepKey(k.workflowId, k.stepPath, host().name)}`;
-  expect(await remote(`grep -rl ${secretValue} ${dir} || echo none`)).toBe('none\n');
-  expect(await remote(`cat ${dir}/cmd`)).toBe(`export PGPASSWORD="$RB_SECRET_pw"\nexport MODE='x y'\nprintf "%s" "$RB_SECRET_pw" | sha256sum | cut -c1-64; sleep 1\n`);
+  const record = `${REMOTE_RUNS_DIR}/${stepKey(k.workflowId, k.stepPath, host().name)}`;
+  expect(await remote(`ls ${record}.* | wc -l`)).toBe('6\n'); // lock, cmd, pid, out, err, exit
+  expect(await remote(`grep -l ${secretValue} ${record}.* || echo none`)).toBe('none\n');
+  expect(await remote(`cat ${record}.cmd`)).toBe(`export PGPASSWORD="$RB_SECRET_pw"\nexport MODE='x y'\nprintf "%s" "$RB_SECRET_pw" | sha256sum | cut -c1-64; sleep 1\n`);
   // Output that echoes the secret is redacted, and so is anything logged.
   const echo = await runSshStep(pool, secrets, { target: host(), action: action(render('echo leaked=${{ secrets.pw }}', { secrets: { pw: secretToken('pw') } }, 'shell')), key: key(), secrets: decls });
   expect(echo.stdout).toBe('leaked=***\n');
