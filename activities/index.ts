@@ -8,6 +8,8 @@ import { NON_RETRYABLE_SSH_ERRORS } from './ssh/errors';
 import { NON_RETRYABLE_HTTP_ERRORS, runHttpStep, type HttpStepInput, type HttpStepResult } from './http/request';
 import type { SshPool } from './ssh/pool';
 import { runSshStep, type SshStepInput, type SshStepResult } from './ssh/step';
+import { upload, type TransferResult } from './ssh/sftp';
+import type { SshTarget } from './ssh/pool';
 
 export interface ActivityDeps {
   ssh: SshPool;
@@ -57,6 +59,15 @@ export function createActivities({ ssh, secrets, logger }: ActivityDeps) {
         throw toFailure(err, input.retryOnExit ?? false);
       } finally {
         clearInterval(beat);
+      }
+    },
+
+    /** Copies a worker-side file to a host over SFTP, checksum-verified; unchanged content is not re-sent. */
+    async sshUpload(input: { target: SshTarget; src: string; dest: string; mode?: string }): Promise<TransferResult> {
+      try {
+        return await upload(ssh, input.target, input.src, input.dest, input.mode);
+      } catch (err) {
+        throw toFailure(err, false);
       }
     },
 

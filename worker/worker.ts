@@ -49,12 +49,13 @@ export interface EngineWorker {
 
 export async function createEngineWorker(connection: NativeConnection, namespace: string, settings: WorkerSettings,
   logger: Logger, overrides: { workflowBundle?: WorkflowBundleOption } = {}): Promise<EngineWorker> {
-  const ssh = new SshPool();
+  const secrets = new Secrets();
+  const ssh = new SshPool({ secrets });
   const worker = await Worker.create({
     connection,
     namespace,
     taskQueue: settings.taskQueue,
-    activities: createActivities({ ssh, secrets: new Secrets(), logger }),
+    activities: createActivities({ ssh, secrets, logger }),
     ...(overrides.workflowBundle ? { workflowBundle: overrides.workflowBundle } : workflowSource()),
     maxConcurrentActivityTaskExecutions: settings.maxConcurrentActivities,
     maxConcurrentWorkflowTaskExecutions: settings.maxConcurrentWorkflowTasks,

@@ -1,12 +1,16 @@
-// Node side. One ssh2 connection per user@host:port, reused across steps: TCP_NODELAY on the socket (48 ms ->
-// 3 ms per command on loopback), strict host-key checking, keepalive, and an idle close.
+// Node side. One ssh2 connection per user@host:port (and jump host), reused across steps: TCP_NODELAY on the
+// socket (48 ms -> 3 ms per command on loopback), strict host-key checking (trust-on-first-use only by explicit
+// opt-in, recording the key), key, agent or password auth (password from a secret reference), jump hosts,
+// keepalive, and an idle close.
 import fs from 'node:fs';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Client, type ConnectConfig } from 'ssh2';
+import type { SecretDeclaration, Secrets } from '../secrets/providers';
 import { HostKeyError, SshAuthError, SshConnectError } from './errors';
-import { fingerprint, loadKnownHosts, verifyHostKey } from './known-hosts';
+import { fingerprint, knownHostsName, loadKnownHosts, verifyHostKey } from './known-hosts';
 
-/** Where and how to log in; paths only, never key material. */
+/** Where and how to log in: paths and secret references only, never key material or passwords. */
 export interface SshTarget {
   /** Inventory name, used in messages. */
   name: string;
@@ -14,10 +18,16 @@ export interface SshTarget {
   /** @default 22 */
   port?: number;
   user: string;
-  /** Private key file. */
-  identityFile: string;
+  /** Private key file; without one, the SSH agent (SSH_AUTH_SOCK) or a password secret is used. */
+  identityFile?: string;
   /** known_hosts file the host key must be listed in. */
   knownHosts: string;
+  /** 'accept-new' trusts an unknown host's key once and records it (a changed key is always refused). @default 'strict' */
+  hostKeyPolicy?: 'strict' | 'accept-new';
+  /** Password auth from a declared secret. */
+  passwordSecret?: { name: string; decl: SecretDeclaration };
+  /** Reach this host through a bastion. */
+  jump?: SshTarget;
 }
 
 interface Pooled { client: Client; active: number; idleTimer?: NodeJS.Timeout }
@@ -27,21 +37,29 @@ export interface SshPoolOptions {
   idleMs?: number;
   /** @default 10000 */
   connectTimeoutMs?: number;
+  /** Resolves password secrets at connect time. */
+  secrets?: Secrets;
+}
+
+function poolKey(t: SshTarget): string {
+  return `${t.user}@${t.address}:${t.port ?? 22}${t.jump ? ` via ${poolKey(t.jump)}` : ''}`;
 }
 
 export class SshPool {
   private readonly conns = new Map<string, Promise<Pooled>>();
   private readonly idleMs: number;
   private readonly connectTimeoutMs: number;
+  private readonly secrets?: Secrets;
 
   constructor(opts: SshPoolOptions = {}) {
     this.idleMs = opts.idleMs ?? 60_000;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    this.secrets = opts.secrets;
   }
 
   /** Runs `fn` with a pooled connection to `target`, opening one if needed. */
   async use<T>(target: SshTarget, fn: (client: Client) => Promise<T>): Promise<T> {
-    const key = `${target.user}@${target.address}:${target.port ?? 22}`;
+    const key = poolKey(target);
     let pending = this.conns.get(key);
     if (!pending) {
       pending = this.open(target, key);
@@ -72,13 +90,45 @@ export class SshPool {
     }));
   }
 
-  private open(target: SshTarget, key: string): Promise<Pooled> {
+  /** A TCP socket (TCP_NODELAY) to the target, or a channel forwarded through its jump host. */
+  private async socketTo(target: SshTarget): Promise<Duplex> {
     const port = target.port ?? 22;
-    const knownHosts = loadKnownHosts(target.knownHosts);
+    if (target.jump) {
+      return this.use(target.jump, (bastion) => new Promise<Duplex>((resolve, reject) => {
+        bastion.forwardOut('127.0.0.1', 0, target.address, port, (err, stream) => (err
+          ? reject(new SshConnectError(`Cannot reach ${target.name} (${target.address}:${port}) through jump host ${target.jump!.name}: ${err.message}`))
+          : resolve(stream)));
+      }));
+    }
+    const sock = net.connect({ host: target.address, port });
+    sock.setNoDelay(true);
+    return sock;
+  }
+
+  private async credentials(target: SshTarget): Promise<Partial<ConnectConfig>> {
+    if (target.passwordSecret) {
+      if (!this.secrets) throw new SshAuthError(`${target.name}: password auth needs a secrets provider in the pool`);
+      return { password: await this.secrets.resolve(target.passwordSecret.name, target.passwordSecret.decl) };
+    }
+    if (target.identityFile) {
+      try {
+        return { privateKey: fs.readFileSync(target.identityFile) };
+      } catch (err) {
+        throw new SshAuthError(`${target.name}: cannot read the key ${target.identityFile}: ${(err as Error).message}`);
+      }
+    }
+    if (process.env.SSH_AUTH_SOCK) return { agent: process.env.SSH_AUTH_SOCK };
+    throw new SshAuthError(`${target.name}: no credentials: set identityFile, a password secret, or run an SSH agent (SSH_AUTH_SOCK)`);
+  }
+
+  private async open(target: SshTarget, key: string): Promise<Pooled> {
+    const port = target.port ?? 22;
+    const where = `${target.name} (${target.address}:${port})`;
+    const knownHosts = fs.existsSync(target.knownHosts) || target.hostKeyPolicy !== 'accept-new' ? loadKnownHosts(target.knownHosts) : [];
+    const creds = await this.credentials(target);
+    const sock = await this.socketTo(target);
     let hostKeyProblem: HostKeyError | undefined;
     return new Promise<Pooled>((resolve, reject) => {
-      const sock = net.connect({ host: target.address, port });
-      sock.setNoDelay(true);
       const client = new Client();
       const pooled: Pooled = { client, active: 0 };
       let settled = false;
@@ -87,24 +137,6 @@ export class SshPool {
         settled = true;
         sock.destroy();
         reject(err);
-      };
-      const config: ConnectConfig = {
-        sock,
-        username: target.user,
-        privateKey: fs.readFileSync(target.identityFile),
-        readyTimeout: this.connectTimeoutMs,
-        keepaliveInterval: 15_000,
-        keepaliveCountMax: 3,
-        hostVerifier: (hostKey: Buffer) => {
-          const verdict = verifyHostKey(knownHosts, target.address, port, hostKey);
-          if (verdict.ok) return true;
-          hostKeyProblem = new HostKeyError(verdict.reason === 'changed'
-            ? `Host key of ${target.name} (${target.address}:${port}) CHANGED: it presented ${fingerprint(hostKey)}, ` +
-              `which does not match ${target.knownHosts}. Refusing to connect; if the change is expected, update that file.`
-            : `Host key of ${target.name} (${target.address}:${port}) is unknown: ${fingerprint(hostKey)} is not in ` +
-              `${target.knownHosts}. Refusing to connect; add the host's key to that file (ssh-keyscan) after checking it.`);
-          return false;
-        },
       };
       client.once('ready', () => {
         settled = true;
@@ -115,16 +147,37 @@ export class SshPool {
       client.once('error', (err: Error & { level?: string }) => {
         if (hostKeyProblem) return fail(hostKeyProblem);
         if (err.level === 'client-authentication') {
-          return fail(new SshAuthError(`${target.user}@${target.name} (${target.address}:${port}) refused the key ` +
-            `${target.identityFile}: check the user name and that the public key is in its authorized_keys.`));
+          return fail(new SshAuthError(`${target.user}@${where} refused the ${creds.password ? 'password' : creds.agent ? 'agent\'s keys' : `key ${target.identityFile}`}: ` +
+            'check the user name and that the public key is in its authorized_keys.'));
         }
-        fail(new SshConnectError(`Cannot connect to ${target.name} (${target.address}:${port}): ${err.message}`));
+        fail(new SshConnectError(`Cannot connect to ${where}: ${err.message}`));
       });
-      client.once('close', () => fail(hostKeyProblem ?? new SshConnectError(
-        `Connection to ${target.name} (${target.address}:${port}) closed during the handshake`)));
-      sock.once('error', (err) => fail(new SshConnectError(
-        `Cannot connect to ${target.name} (${target.address}:${port}): ${err.message}`)));
-      client.connect(config);
+      client.once('close', () => fail(hostKeyProblem ?? new SshConnectError(`Connection to ${where} closed during the handshake`)));
+      sock.once('error', (err) => fail(new SshConnectError(`Cannot connect to ${where}: ${err.message}`)));
+      client.connect({
+        sock, username: target.user, readyTimeout: this.connectTimeoutMs, keepaliveInterval: 15_000, keepaliveCountMax: 3, ...creds,
+        hostVerifier: (hostKey: Buffer) => {
+          const verdict = verifyHostKey(knownHosts, target.address, port, hostKey);
+          if (verdict.ok) return true;
+          if (verdict.reason === 'unknown' && target.hostKeyPolicy === 'accept-new') {
+            recordHostKey(target.knownHosts, target.address, port, hostKey);
+            return true;
+          }
+          hostKeyProblem = new HostKeyError(verdict.reason === 'changed'
+            ? `Host key of ${where} CHANGED: it presented ${fingerprint(hostKey)}, which does not match ${target.knownHosts}. ` +
+              'Refusing to connect; if the change is expected, update that file.'
+            : `Host key of ${where} is unknown: ${fingerprint(hostKey)} is not in ${target.knownHosts}. Refusing to connect; ` +
+              'add the host\'s key to that file (ssh-keyscan) after checking it.');
+          return false;
+        },
+      });
     });
   }
+}
+
+/** Appends a host key to known_hosts (trust on first use, when explicitly enabled). */
+function recordHostKey(file: string, address: string, port: number, key: Buffer): void {
+  const typeLen = key.readUInt32BE(0);
+  const type = key.subarray(4, 4 + typeLen).toString('latin1');
+  fs.appendFileSync(file, `${knownHostsName(address, port)} ${type} ${key.toString('base64')}\n`, { mode: 0o600 });
 }

@@ -40,6 +40,11 @@ function runnerCommand(o: WrapperOptions): string {
   return `${auth}${keep}${who} -- sh -c "$S" runbook-step`;
 }
 
+/** Escapes text for use inside a single-quoted shell string. */
+function singleQuoted(text: string): string {
+  return text.replace(/'/g, "'\\''");
+}
+
 /** Scripts longer than this travel on stdin instead of inside the exec request (argv length limits). */
 export const INLINE_SCRIPT_MAX = 64 * 1024;
 
@@ -75,7 +80,7 @@ launch() {
   ${inline ? '' : 'S=$(cat)'}
   printf '%s' "$S" > "$D.cmd"
   export S D
-  setsid sh -c '${runnerCommand(o).replace(/'/g, `'\''`)} > "$D.out" 2> "$D.err" < /dev/null; echo $? > "$D.exit"' &
+  setsid sh -c '{ ${singleQuoted(runnerCommand(o))}; } > "$D.out" 2> "$D.err" < /dev/null; echo $? > "$D.exit"' &
   echo $! > "$D.pid"
   wait $!
   finish ran

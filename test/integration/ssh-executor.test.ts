@@ -67,6 +67,9 @@ test('sudo, another user, env and cwd', async () => {
   expect(r1.stdout).toBe('0\n');
   const r2 = await runSshStep(pool, secrets, { target: host(), action: action('id -un', { user: 'nobody' }), key: key() });
   expect(r2.stdout).toBe('nobody\n');
+  const sudoSecret = render('printf %s ${{ secrets.pw }} | wc -c', { secrets: { pw: secretToken('pw') } }, 'shell');
+  const r4 = await runSshStep(pool, secrets, { target: host(), action: action(sudoSecret, { user: 'nobody' }), key: key(), secrets: decls });
+  expect(r4.stdout.trim()).toBe(String(secretValue.length));
   const r3 = await runSshStep(pool, secrets, { target: host(), action: action('printf "%s|%s" "$GREETING" "$(pwd)"', { env: { GREETING: "it's $x" }, cwd: '/tmp' }), key: key() });
   expect(r3.stdout).toBe("it's $x|/tmp");
 });
@@ -125,4 +128,64 @@ test('a wrong key is SshAuthError naming user, host and key file', async () => {
     message: `${target.user}@host-2 (${target.address}:${target.port}) refused the key ${wrongKey}: check the user name and that the public key is in its authorized_keys.`,
   });
   await other.closeAll();
+});
+
+test('sudo with a password from a secret (host without NOPASSWD); without it, a clear failure', async () => {
+  const target = fleetHost(2);
+  const password = `sudo-pw-${crypto.randomBytes(4).toString('hex')}`;
+  const dropIn = `/etc/sudoers.d/zz-runbook-test-${target.user}`;
+  execFileSync('chpasswd', [], { input: `${target.user}:${password}\n` });
+  fs.writeFileSync(dropIn, `${target.user} ALL=(ALL:ALL) PASSWD: ALL\n`, { mode: 0o440 });
+  const withPw = new Secrets({ env: { SUDO_PW: password } });
+  try {
+    const r = await runSshStep(pool, withPw, { target, action: action("id -u; printf '%s' \"it's\"", { sudo: true }), key: key(),
+      secrets: { sudo_pw: { provider: 'env', key: 'SUDO_PW' } }, sudoPasswordSecret: 'sudo_pw' });
+    expect(r.stdout).toBe("0\nit's");
+    await expect(runSshStep(pool, withPw, { target, action: action('id -u', { sudo: true }), key: key() }))
+      .rejects.toMatchObject({ name: 'SshCommandFailed', message: 'The command on host-2 exited with 1 (expected 0): sudo: a password is required' });
+  } finally {
+    fs.rmSync(dropIn, { force: true });
+  }
+});
+
+test('through a jump host: the step runs on the target, reached via the bastion', async () => {
+  const target = { ...fleetHost(3), jump: fleetHost(1) };
+  const r = await runSshStep(pool, secrets, { target, action: action('whoami'), key: key() });
+  expect(r.stdout).toBe(`${fleetHost(3).user}\n`);
+});
+
+test('trust on first use only when asked: the key is recorded, and a changed key is refused anyway', async () => {
+  const file = path.join(testRoot(), `tofu-${Date.now()}`);
+  const strict = { ...fleetHost(2), knownHosts: file };
+  fs.writeFileSync(file, '');
+  const other = new SshPool();
+  try {
+    await expect(runSshStep(other, secrets, { target: strict, action: action('true'), key: key() })).rejects.toMatchObject({ name: 'HostKeyError' });
+    const r = await runSshStep(other, secrets, { target: { ...strict, hostKeyPolicy: 'accept-new' }, action: action('echo ok'), key: key() });
+    expect(r.stdout).toBe('ok\n');
+    const recorded = fs.readFileSync(file, 'utf8');
+    expect(recorded).toBe(fs.readFileSync(fleetHost(2).knownHosts, 'utf8').split('\n').find((l) => l.startsWith(`[${strict.address}]:${strict.port} `))! + '\n');
+    // A different host's key under this name is a changed key: refused even with accept-new.
+    const wrong = recorded.replace(/ \S+\n$/, ` ${fs.readFileSync(fleetHost(1).knownHosts, 'utf8').split('\n')[0]!.split(' ')[2]}\n`);
+    fs.writeFileSync(file, wrong);
+    await other.closeAll();
+    await expect(runSshStep(other, secrets, { target: { ...strict, hostKeyPolicy: 'accept-new' }, action: action('true'), key: key() }))
+      .rejects.toMatchObject({ name: 'HostKeyError', message: expect.stringContaining(`Host key of host-2 (${strict.address}:${strict.port}) CHANGED: it presented SHA256:`) });
+  } finally {
+    await other.closeAll();
+  }
+});
+
+test('SFTP upload and download, checksum-verified; a repeated upload changes nothing', async () => {
+  const { upload, download } = await import('../../activities/ssh/sftp');
+  const src = path.join(testRoot(), 'upload.bin');
+  fs.writeFileSync(src, crypto.randomBytes(200_000));
+  const sha = crypto.createHash('sha256').update(fs.readFileSync(src)).digest('hex');
+  const first = await upload(pool, host(), src, 'uploaded.bin', '0640');
+  expect(first).toEqual({ sha256: sha, bytes: 200_000, changed: true });
+  expect(await remote('stat -c %a uploaded.bin; sha256sum uploaded.bin | cut -c1-64')).toBe(`640\n${sha}\n`);
+  expect((await upload(pool, host(), src, 'uploaded.bin', '0640')).changed).toBe(false);
+  const back = path.join(testRoot(), 'downloaded.bin');
+  expect((await download(pool, host(), 'uploaded.bin', back)).sha256).toBe(sha);
+  expect(fs.readFileSync(back).equals(fs.readFileSync(src))).toBe(true);
 });

@@ -18,7 +18,7 @@ test('runCommand runs a command over SSH on a fleet host and returns its output 
     taskQueue, workflowId: `${taskQueue}-wf`,
     args: [{ target, command: 'echo "user=$(whoami) home=$HOME"; echo oops >&2; exit 7' }],
   }));
-  expect(result.stdout).toBe(`user=${target.user} home=${path.join(path.dirname(target.identityFile), 'hosts', 'host-2', 'home')}\n`);
+  expect(result.stdout).toBe(`user=${target.user} home=${path.join(path.dirname(target.identityFile!), 'hosts', 'host-2', 'home')}\n`);
   expect(result.stderr).toBe('oops\n');
   expect(result.exitCode).toBe(7);
   expect(result.stdoutSha256).toMatch(/^[0-9a-f]{64}$/);
