@@ -9,6 +9,8 @@ import { NON_RETRYABLE_HTTP_ERRORS, runHttpStep, type HttpStepInput, type HttpSt
 import type { SshPool } from './ssh/pool';
 import { runSshStep, type SshStepInput, type SshStepResult } from './ssh/step';
 import { upload, type TransferResult } from './ssh/sftp';
+import { prepareRun, type PrepareInput, type PreparedRun } from './prepare';
+import { sendNotification, type Notification } from './notify';
 import type { SshTarget } from './ssh/pool';
 
 export interface ActivityDeps {
@@ -60,6 +62,16 @@ export function createActivities({ ssh, secrets, logger }: ActivityDeps) {
       } finally {
         clearInterval(beat);
       }
+    },
+
+    /** Loads, validates and resolves a runbook run (see prepare.ts). */
+    async prepare(input: PrepareInput): Promise<PreparedRun> {
+      return prepareRun(input);
+    },
+
+    /** Sends a message to a channel (log, and the webhook in RUNBOOK_NOTIFY_URL when set). */
+    async notify(input: Notification): Promise<void> {
+      await sendNotification(input, logger);
     },
 
     /** Copies a worker-side file to a host over SFTP, checksum-verified; unchanged content is not re-sent. */

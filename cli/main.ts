@@ -6,6 +6,7 @@ import { ensureTemporalCli, findTemporalCli, temporalCliVersion } from '../worke
 import { runDev } from './dev';
 import { runExec } from './exec';
 import { runDocs, runPlan, runValidate } from './language';
+import { runCancel, runDecide, runList, runRun, runStatus } from './runs';
 import { runbookJsonSchema } from '../dsl/schema';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -88,6 +89,49 @@ program.command('plan')
   .action((name: string, o: { param: string[]; paramsJson?: string; inventory?: string; json: boolean; alertLabel: string[] }) => {
     runPlan(name, o);
   });
+
+program.command('run')
+  .description('Start a runbook run (validated here first when the runbook is local); --wait follows it and exits with its outcome')
+  .argument('<runbook>', 'runbook name (on the worker) or path')
+  .option('-p, --param <key=value>', 'a param value (repeat for several; a key given twice makes a list)', collect, [])
+  .option('--params-json <json>', 'params as a JSON object')
+  .option('-i, --inventory <file>', 'inventory (path as the worker sees it; default RUNBOOK_INVENTORY on the worker)')
+  .option('--wait', 'follow progress and exit with the outcome (0 succeeded, 3 degraded, 1 failed, 130 cancelled)', false)
+  .option('--json', 'print the result as JSON', false)
+  .option('--initiator <name>', 'who is running it (default: your user name)')
+  .action(async (name: string, o: { param: string[]; paramsJson?: string; inventory?: string; wait: boolean; json: boolean; initiator?: string }) => {
+    process.exitCode = await runRun(name, o);
+  });
+
+program.command('status')
+  .description('Show a run: Temporal status, current batch and step per host, pending approvals and decisions')
+  .argument('<id>', 'workflow id')
+  .option('--json', 'as JSON', false)
+  .action(async (id: string, o: { json: boolean }) => { await runStatus(id, o); });
+
+program.command('cancel')
+  .description('Cancel a run: running commands are killed, then rollback runs')
+  .argument('<id>', 'workflow id')
+  .action(async (id: string) => { await runCancel(id); });
+
+program.command('list')
+  .description('List runbook runs, newest first')
+  .option('--status <status>', 'preparing | awaiting-approval | running | succeeded | failed | cancelled')
+  .option('--runbook <name>', 'only this runbook')
+  .addOption(new Option('--limit <n>', 'at most this many').argParser(int('--limit')).default(20))
+  .option('--json', 'as JSON', false)
+  .action(async (o: { status?: string; runbook?: string; limit: number; json: boolean }) => { await runList(o); });
+
+for (const verb of ['approve', 'reject'] as const) {
+  program.command(verb)
+    .description(`${verb === 'approve' ? 'Approve' : 'Reject'} a pending approval of a run (the gate, or a step with --step)`)
+    .argument('<id>', 'workflow id')
+    .requiredOption('--by <name>', 'who decides')
+    .option('--group <group>', 'a group the decider belongs to (repeat)', collect, [])
+    .option('--step <path>', 'which pending approval, when there are several')
+    .option('--comment <text>', 'why')
+    .action(async (id: string, o: { by: string; group: string[]; step?: string; comment?: string }) => { await runDecide(id, verb === 'approve', o); });
+}
 
 program.command('docs')
   .description('Render a runbook as Markdown')

@@ -1,2 +1,3 @@
 // Workflow side (deterministic). Every workflow type the worker registers.
 export { runCommand } from './run-command';
+export { runbook } from './runbook';

@@ -1,0 +1,24 @@
+// Node side. Notifications: every message is logged; with RUNBOOK_NOTIFY_URL set it is also POSTed there as
+// JSON {channel, message} (Slack-compatible relays, chat bridges, paging gateways).
+import type { Logger } from '../common/logger';
+import { redact } from './secrets/redact';
+
+export interface Notification { channel: string; message: string }
+
+/** The webhook answered with an error or could not be reached: retryable. */
+export class NotifyError extends Error {
+  override name = 'NotifyError' as const;
+}
+
+export async function sendNotification(n: Notification, logger: Logger, url = process.env.RUNBOOK_NOTIFY_URL): Promise<void> {
+  const message = redact(n.message);
+  logger.info({ channel: n.channel, text: message }, 'notification');
+  if (!url) return;
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ channel: n.channel, message }), signal: AbortSignal.timeout(10_000) });
+  } catch (err) {
+    throw new NotifyError(`notification to ${new URL(url).origin} failed: ${(err as Error).message}`);
+  }
+  if (!res.ok) throw new NotifyError(`notification to ${new URL(url).origin} answered ${res.status}`);
+}

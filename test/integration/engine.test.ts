@@ -1,0 +1,130 @@
+// Integration (real Temporal, real sshd, the engine's worker): the runbook interpreter end to end. Rolling
+// batches, outputs, when, failure threshold with rollback, the approval gate, cancel, and bad input that fails
+// before any step.
+import path from 'node:path';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { exec } from '../../activities/ssh/exec';
+import { SshPool } from '../../activities/ssh/pool';
+import type { runbook, RunbookResult } from '../../workflows/runbook';
+import { decideSignal, stateQuery, type RunState } from '../../workflows/messages';
+import { connectTestEnv, fleetDir, fleetHost, uniqueTaskQueue, withEngineWorker } from '../harness/env';
+
+process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
+let env: TestWorkflowEnvironment;
+const pool = new SshPool();
+beforeAll(async () => { env = await connectTestEnv(); });
+afterAll(async () => { await pool.closeAll(); await env?.teardown(); });
+
+const inventory = () => path.join(fleetDir(), 'inventory.yaml');
+const remote = async (i: number, cmd: string) => (await pool.use(fleetHost(i), (c) => exec(c, cmd))).stdout;
+const start = (taskQueue: string, name: string, params: Record<string, unknown>) =>
+  env.client.workflow.start<typeof runbook>('runbook', { taskQueue, workflowId: `${taskQueue}-${name}`, args: [{ runbook: name, params, inventory: inventory(), initiator: 'test' }] });
+
+async function failureOf(handle: WorkflowHandle): Promise<{ type?: string; message?: string; details?: unknown[] }> {
+  const err = await handle.result().then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  return (err as WorkflowFailedError).cause as never;
+}
+
+test('rolling batches run every step on every host; outputs feed later steps; when skips', async () => {
+  const tq = uniqueTaskQueue('engine');
+  const marker = `${tq}.txt`;
+  const note = "it's $(not) run; `ever`";
+  const result = await withEngineWorker(env, tq, async () => (await start(tq, 'fleet-touch', { note, marker })).result());
+  expect(result.status).toBe('succeeded');
+  expect(Object.fromEntries(Object.entries(result.hosts).map(([h, r]) => [h, [r.state, r.steps]]))).toEqual(Object.fromEntries(
+    ['host-1', 'host-2', 'host-3'].map((h) => [h, ['succeeded', { write: 'succeeded', read: 'succeeded', skipped: 'skipped', echo_output: 'succeeded' }]])));
+  for (const i of [1, 2, 3]) {
+    expect(await remote(i, `cat ${marker}`)).toBe(note);
+    expect(await remote(i, `cat ${marker}.out`)).toBe(`got ${note}\n{"host": "${fleetHost(i).user}"}\n`);
+    expect(await remote(i, 'test -e should-not-exist && echo yes || echo no')).toBe('no\n');
+  }
+});
+
+test('a failure stops the rollout (maxFailures 0): that host rolls back, later hosts are skipped', async () => {
+  const tq = uniqueTaskQueue('engine');
+  const marker = `${tq}.txt`;
+  const handle = await start(tq, 'fail-rollback', { marker });
+  const failure = await withEngineWorker(env, tq, () => failureOf(handle));
+  expect(failure.type).toBe('RunbookFailed');
+  const result = failure.details?.[0] as RunbookResult;
+  expect(Object.fromEntries(Object.entries(result.hosts).map(([h, r]) => [h, r.state]))).toEqual({ 'host-1': 'succeeded', 'host-2': 'rolled-back', 'host-3': 'skipped' });
+  expect(result.hosts['host-2']!.error).toMatch(/^The command on host-2 exited with 1 \(expected 0\)/);
+  expect(await remote(1, `cat ${marker}`)).toBe('created\n');
+  expect(await remote(2, `test -e ${marker} && echo present || cat ${marker}.rolledback`)).toBe('removed\n');
+  expect(await remote(3, `test -e ${marker} && echo present || echo absent`)).toBe('absent\n');
+  const { RunbookStatus } = await handle.describe().then((d) => ({ RunbookStatus: d.typedSearchAttributes.get({ name: 'RunbookStatus', type: 'KEYWORD' } as never) }));
+  expect(RunbookStatus).toBe('failed');
+});
+
+test('high risk: nothing runs until a quorum of allowed approvers approves; decisions are recorded', async () => {
+  const tq = uniqueTaskQueue('engine');
+  const marker = `${tq}.txt`;
+  await withEngineWorker(env, tq, async () => {
+    const handle = await start(tq, 'gated', { marker });
+    const waitFor = async (pred: (s: RunState) => boolean) => {
+      for (let i = 0; i < 100; i++) {
+        const s = await handle.query(stateQuery);
+        if (pred(s)) return s;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('state never matched');
+    };
+    await waitFor((s) => s.pendingApprovals.length === 1);
+    await handle.signal(decideSignal, { id: 'gate', approve: true, by: 'mallory', comment: 'not allowed' });
+    await handle.signal(decideSignal, { id: 'gate', approve: true, by: 'alice', comment: 'ok' });
+    const s = await waitFor((x) => x.decisions.length === 2);
+    expect(s.pendingApprovals[0]!.approvals).toEqual([{ by: 'alice', comment: 'ok' }]);
+    expect(s.status).toBe('awaiting-approval');
+    expect(await remote(1, `test -e ${marker} && echo yes || echo no`)).toBe('no\n');
+    await handle.signal(decideSignal, { id: 'gate', approve: true, by: 'bob', groups: ['dba'], comment: 'checked replication' });
+    const result = await handle.result();
+    expect(result.status).toBe('succeeded');
+    expect(await remote(1, `test -e ${marker} && echo yes || echo no`)).toBe('yes\n');
+    expect((await handle.query(stateQuery)).decisions.map((d) => [d.by, d.approve, d.comment])).toEqual(
+      [['mallory', true, 'not allowed'], ['alice', true, 'ok'], ['bob', true, 'checked replication']]);
+  });
+});
+
+test('a rejection fails the gate with who rejected and why; no step runs', async () => {
+  const tq = uniqueTaskQueue('engine');
+  const marker = `${tq}.txt`;
+  const handle = await start(tq, 'gated', { marker });
+  const failure = await withEngineWorker(env, tq, async () => {
+    for (let i = 0; i < 100 && (await handle.query(stateQuery)).pendingApprovals.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    await handle.signal(decideSignal, { id: 'gate', approve: false, by: 'alice', comment: 'not during the freeze' });
+    return failureOf(handle);
+  });
+  expect([failure.type, failure.message]).toEqual(['ApprovalRejected', 'Approval "gate" rejected by alice: not during the freeze']);
+  expect(await remote(1, `test -e ${marker} && echo yes || echo no`)).toBe('no\n');
+});
+
+test('cancel kills the running remote command and runs rollback', async () => {
+  const tq = uniqueTaskQueue('engine');
+  const marker = `${tq}.txt`;
+  await withEngineWorker(env, tq, async () => {
+    const handle = await start(tq, 'long-sleep', { marker });
+    for (let i = 0; i < 100 && !(await remote(2, `test -s ${marker}.pid && echo y || true`)); i++) await new Promise((r) => setTimeout(r, 100));
+    await handle.cancel();
+    const err = await handle.result().then(() => undefined, (e: unknown) => e);
+    expect((err as WorkflowFailedError).cause?.name).toBe('CancelledFailure');
+    expect((await handle.describe()).status.name).toBe('CANCELLED');
+  });
+  expect(await remote(2, `cat ${marker}`)).toBe('started\nundone\n');
+  expect(await remote(2, `p=$(cat ${marker}.pid); if [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status; then echo alive; else echo gone; fi`)).toBe('gone\n');
+});
+
+test.each([
+  ['an unknown runbook', 'no-such-runbook', {}, 'UnknownRunbook', /^No runbook named "no-such-runbook" in .*fixtures\/runbooks \(there are: .*fleet-touch.*\)/],
+  ['invalid params', 'fleet-touch', { note: 'x', marker: '../etc/passwd' }, 'ParamsInvalid', /^Invalid params for fleet-touch:\nparams\.marker: "\.\.\/etc\/passwd" does not match the pattern \[a-z0-9\.-\]\+ \[RB1304\]$/],
+])('bad input at start (%s) fails fast with the located message and runs no step', async (_l, name, params, type, message) => {
+  const tq = uniqueTaskQueue('engine');
+  const handle = await start(tq, name, params);
+  const failure = await withEngineWorker(env, tq, () => failureOf(handle));
+  expect(failure.type).toBe(type);
+  expect(failure.message).toMatch(message);
+  const { events } = await handle.fetchHistory();
+  const scheduled = events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name);
+  expect(scheduled).toEqual(['prepare']);
+});

@@ -1,0 +1,192 @@
+// Workflow side (deterministic). The runbook interpreter: prepare (validated JSON + content hash in history),
+// an approval gate for high-risk runbooks, then the steps per target in rolling batches or in parallel with a
+// failure threshold, rollback newest-first in a non-cancellable scope after a failure or a cancel, live state
+// by query, and search attributes for the UI and `runbook list`.
+import {
+  ActivityFailure, ApplicationFailure, CancellationScope, CancelledFailure, isCancellation, proxyActivities, setHandler, upsertMemo, upsertSearchAttributes, workflowInfo,
+} from '@temporalio/workflow';
+import ms from 'ms';
+import type { Activities } from '../activities';
+import type { PreparedRun } from '../activities/prepare';
+import { batchSizes, failureThreshold } from '../dsl/plan';
+import { buildContext, renderStep } from '../dsl/render';
+import type { TargetHost } from '../dsl/selector';
+import { awaitApproval } from './approval';
+import { decideSignal, stateQuery, type ApprovalDecision, type HostState, type RunState } from './messages';
+import { Initiator, RunbookName, RunbookStatus, RunbookTargets, Trigger } from './search-attributes';
+import { runStep, type Compensation, type StepEnv, type StepsCtx } from './steps';
+
+export interface RunbookInput {
+  /** Runbook name (runbooks/NAME.yaml on the worker). */
+  runbook: string;
+  params?: Record<string, unknown>;
+  /** Inventory file on the worker; default RUNBOOK_INVENTORY. */
+  inventory?: string;
+  /** Who started it: an operator, an alert fingerprint, a schedule id. @default 'unknown' (e.g. the UI form) */
+  initiator?: string;
+  /** manual | alert | schedule | sub-runbook. @default 'manual' */
+  trigger?: string;
+  alert?: Record<string, unknown>;
+}
+
+export interface HostResult { state: HostState; error?: string; steps: Record<string, string>; rollbackErrors: string[] }
+
+export interface RunbookResult {
+  runbook: string;
+  contentHash: string;
+  status: 'succeeded' | 'degraded' | 'failed' | 'cancelled';
+  failures: number;
+  /** Failures tolerated before the rollout stops. */
+  threshold: number;
+  hosts: Record<string, HostResult>;
+}
+
+const { prepare } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['UnknownRunbook', 'RunbookInvalid', 'ParamsInvalid', 'InventoryInvalid', 'TargetsInvalid'] },
+});
+
+function setStatus(state: RunState, status: RunState['status']): void {
+  state.status = status;
+  upsertSearchAttributes([{ key: RunbookStatus, value: status }]);
+}
+
+function errorText(err: unknown): string {
+  const e = err as { message?: string; cause?: { message?: string } };
+  return e?.cause?.message ?? e?.message ?? String(err);
+}
+
+export async function runbook(input: RunbookInput): Promise<RunbookResult> {
+  const info = workflowInfo();
+  const initiator = input.initiator ?? 'unknown';
+  const trigger = input.trigger ?? 'manual';
+  const state: RunState = { runbook: input.runbook, contentHash: '', status: 'preparing', batch: { index: 0, of: 0 }, hosts: {}, pendingApprovals: [], decisions: [] };
+  const inbox: ApprovalDecision[] = [];
+  setHandler(stateQuery, () => state);
+  setHandler(decideSignal, (d) => { inbox.push(d); });
+  upsertSearchAttributes([{ key: RunbookName, value: input.runbook }, { key: Initiator, value: initiator }, { key: Trigger, value: trigger },
+    { key: RunbookStatus, value: 'preparing' }]);
+
+  let prepared: PreparedRun;
+  try {
+    prepared = await prepare({ runbook: input.runbook, params: input.params ?? {}, inventory: input.inventory, alert: input.alert });
+  } catch (err) {
+    setStatus(state, 'failed');
+    // Bad input: fail the run with the located message itself (type UnknownRunbook, ParamsInvalid, ...).
+    throw err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : err;
+  }
+  const rb = prepared.runbook;
+  state.contentHash = prepared.contentHash;
+  upsertMemo({ description: rb.metadata.description ?? '', contentHash: prepared.contentHash, risk: rb.metadata.risk ?? 'medium' });
+  upsertSearchAttributes([{ key: RunbookTargets, value: prepared.targets }]);
+
+  const env: StepEnv = { prepared, state, inbox, initiator };
+  const run = { id: info.workflowId, initiator, trigger };
+  const hosts: (TargetHost | undefined)[] = rb.targets === undefined ? [undefined] : prepared.targets.map((n) => prepared.inventory!.hosts.find((h) => h.name === n)!);
+  const results: Record<string, HostResult> = {};
+  for (const h of hosts) {
+    const name = h?.name ?? '(run)';
+    state.hosts[name] = { state: 'pending' };
+    results[name] = { state: 'pending', steps: {}, rollbackErrors: [] };
+  }
+  const threshold = failureThreshold(prepared.targets.length, rb.strategy);
+  let failures = 0;
+  let cancelled = false;
+
+  try {
+    if (rb.approval) {
+      setStatus(state, 'awaiting-approval');
+      const gate = renderStep({ id: 'gate', approval: rb.approval }, buildContext(prepared.params, undefined, rb, run, input.alert));
+      if (gate.kind === 'approval') await awaitApproval('gate', gate, state, inbox, rb.metadata.name, ms(gate.timeout as ms.StringValue));
+    }
+    setStatus(state, 'running');
+
+    const runTarget = async (host: TargetHost | undefined): Promise<void> => {
+      const name = host?.name ?? '(run)';
+      const result = results[name]!;
+      const steps: StepsCtx = {};
+      const ctx = buildContext(prepared.params, host, rb, run, input.alert, steps);
+      const comp: Compensation[] = (rb.rollback ?? []).map((step, i) => ({ step, path: `rollback[${i}]`, ctx, host }));
+      state.hosts[name] = { state: 'running' };
+      try {
+        for (const [i, step] of rb.steps.entries()) {
+          try {
+            await runStep(step, `steps[${i}]`, ctx, steps, host, env, comp);
+            result.steps[step.id] = steps[step.id]?.status ?? 'succeeded';
+          } catch (err) {
+            if (isCancellation(err) || !step.continueOnError) throw err;
+            result.steps[step.id] = `failed (continued): ${errorText(err)}`;
+          }
+        }
+        state.hosts[name] = { state: 'succeeded' };
+        result.state = 'succeeded';
+      } catch (err) {
+        if (isCancellation(err)) cancelled = true;
+        else failures += 1;
+        result.error = isCancellation(err) ? 'cancelled' : errorText(err);
+        state.hosts[name] = { state: 'failed', error: result.error };
+        // Rollback runs to completion even when the run is being cancelled; its own failures are recorded.
+        await CancellationScope.nonCancellable(async () => {
+          for (const c of [...comp].reverse()) {
+            try {
+              await runStep(c.step, c.path, c.ctx, {}, c.host, env, []);
+            } catch (rbErr) {
+              result.rollbackErrors.push(`${c.step.id}: ${errorText(rbErr)}`);
+            }
+          }
+        });
+        result.state = comp.length ? 'rolled-back' : 'failed';
+        state.hosts[name] = { state: result.state, error: result.error };
+      }
+    };
+
+    const sizes = batchSizes(hosts.length, rb.strategy);
+    const limit = rb.strategy?.type === 'parallel' ? (rb.strategy.limit ?? hosts.length) : Infinity;
+    state.batch.of = sizes.length;
+    let next = 0;
+    for (const [b, size] of sizes.entries()) {
+      state.batch.index = b + 1;
+      const batch = hosts.slice(next, next + size);
+      next += size;
+      if (rb.strategy?.type === 'parallel') {
+        // At most `limit` in flight; stop starting new targets once failures exceed the threshold.
+        const queue = [...batch];
+        const worker = async () => {
+          while (queue.length > 0) {
+            const h = queue.shift();
+            if (failures > threshold || cancelled) markSkipped(h);
+            else await runTarget(h);
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(limit, batch.length) }, worker));
+      } else {
+        await Promise.all(batch.map((h) => runTarget(h)));
+      }
+      if (failures > threshold || cancelled) {
+        hosts.slice(next).forEach(markSkipped);
+        break;
+      }
+    }
+  } catch (err) {
+    if (isCancellation(err)) cancelled = true;
+    else {
+      setStatus(state, 'failed');
+      throw err;
+    }
+  }
+
+  function markSkipped(h: TargetHost | undefined): void {
+    const name = h?.name ?? '(run)';
+    state.hosts[name] = { state: 'skipped' };
+    results[name]!.state = 'skipped';
+  }
+
+  const result: RunbookResult = { runbook: rb.metadata.name, contentHash: prepared.contentHash, failures, threshold, hosts: results,
+    status: cancelled ? 'cancelled' : failures > threshold ? 'failed' : failures > 0 ? 'degraded' : 'succeeded' };
+  setStatus(state, result.status === 'degraded' ? 'succeeded' : result.status);
+  state.result = result;
+  const failed = Object.entries(results).filter(([, r]) => r.error).map(([h, r]) => `${h}: ${r.error}`).join('; ');
+  if (result.status === 'cancelled') throw new CancelledFailure(`${rb.metadata.name} cancelled; rollback ran where needed. ${failed}`);
+  if (result.status === 'failed') throw ApplicationFailure.nonRetryable(`${rb.metadata.name} failed: ${failed}`, 'RunbookFailed', result);
+  return result;
+}

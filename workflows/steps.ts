@@ -1,0 +1,151 @@
+// Workflow side (deterministic). Executes one step for one target: when, retry (each logical attempt its own
+// exactly-once key), timeout, until (poll), outputs, delegated targets, parallel groups, sub-runbooks, and the
+// activity per kind. Rollback steps of completed steps are pushed onto the caller's compensation stack.
+import { ApplicationFailure, executeChild, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import ms from 'ms';
+import type { Activities } from '../activities';
+import type { SshTarget } from '../activities/ssh/pool';
+import { evaluateCondition, renderValue, type ExprContext } from '../dsl/expr';
+import { extractOutputs, type StepResultView } from '../dsl/outputs';
+import type { PreparedRun } from '../activities/prepare';
+import { renderStep, shouldRun, targetView, type RenderedAction } from '../dsl/render';
+import type { StepDoc } from '../dsl/schema';
+import { resolveTargets, type TargetHost } from '../dsl/selector';
+import { awaitApproval } from './approval';
+import type { ApprovalDecision, RunState } from './messages';
+
+export interface StepEnv {
+  prepared: PreparedRun;
+  state: RunState;
+  inbox: ApprovalDecision[];
+  initiator: string;
+}
+
+export interface Compensation { step: StepDoc; path: string; ctx: ExprContext; host?: TargetHost }
+
+export type StepsCtx = Record<string, { outputs: Record<string, unknown>; status: string }>;
+
+const duration = (d: string | undefined, fallback: string): number => ms((d ?? fallback) as ms.StringValue);
+
+/** Errors that come from the step's own command or request failing (as opposed to the engine). */
+const STEP_FAILURES = ['SshCommandFailed', 'HttpUnexpectedStatus', 'HttpServerError'];
+
+function failureType(err: unknown): string | undefined {
+  const e = err as { type?: string; cause?: { type?: string } };
+  return e?.cause?.type ?? e?.type;
+}
+
+function sshTarget(env: StepEnv, host: TargetHost | undefined, stepId: string): SshTarget {
+  const t = host ? env.prepared.ssh[host.name] : undefined;
+  if (!t) throw ApplicationFailure.nonRetryable(`step "${stepId}" acts over SSH but ${host ? `host "${host.name}" has no SSH login (user, key) in the inventory` : 'the run has no target'}`, 'NoTarget');
+  return t;
+}
+
+/** One attempt of a step's action. Returns what outputs are extracted from. */
+async function act(action: RenderedAction, step: StepDoc, path: string, key: string, host: TargetHost | undefined, env: StepEnv): Promise<StepResultView> {
+  const timeoutMs = duration(step.timeout, '10m');
+  const activities = proxyActivities<Activities>({
+    startToCloseTimeout: timeoutMs + 60_000, heartbeatTimeout: '10 seconds',
+    retry: { maximumAttempts: action.kind === 'http' ? (step.retry?.attempts ?? 3) : 10, initialInterval: '1 second', maximumInterval: '30 seconds' },
+  });
+  const secrets = env.prepared.runbook.secrets;
+  switch (action.kind) {
+    case 'ssh': {
+      if (action.upload) {
+        await activities.sshUpload({ target: sshTarget(env, host, step.id), src: action.upload.src, dest: action.upload.dest, mode: action.upload.mode });
+        return {};
+      }
+      return activities.sshStep({ target: sshTarget(env, host, step.id), action, key: { workflowId: workflowInfo().workflowId, stepPath: key }, secrets, timeoutMs });
+    }
+    case 'http':
+      return activities.httpStep({ action, secrets, timeoutMs });
+    case 'sleep':
+      await sleep(action.duration as ms.StringValue);
+      return {};
+    case 'approval':
+      await awaitApproval(path, action, env.state, env.inbox, env.prepared.name, duration(action.timeout, '1h'));
+      return {};
+    case 'notify':
+      await activities.notify({ channel: action.channel, message: action.message });
+      return {};
+    case 'runbook': {
+      const child = await executeChild('runbook', { args: [{ runbook: action.name, params: action.params, initiator: env.initiator, trigger: 'sub-runbook' }],
+        workflowId: `${workflowInfo().workflowId}/${key}` });
+      return { json: child };
+    }
+    case 'parallel':
+      return {};
+  }
+}
+
+/** The step's action with retries: each logical attempt gets its own record key on the host. */
+async function withRetry(step: StepDoc, path: string, ctx: ExprContext, host: TargetHost | undefined, env: StepEnv, keyBase: string): Promise<StepResultView> {
+  const attempts = step.retry?.attempts ?? 1;
+  let backoff = duration(step.retry?.backoff, '5s');
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await act(renderStep(step, ctx), step, path, attempt === 1 ? keyBase : `${keyBase}#${attempt}`, host, env);
+    } catch (err) {
+      if (attempt >= attempts || !STEP_FAILURES.includes(failureType(err) ?? '')) throw err;
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, duration(step.retry?.maxBackoff, '5m'));
+    }
+  }
+}
+
+/** The step, polled when it has `until`: repeat (each poll its own key) until it succeeds and the condition holds. */
+async function withUntil(step: StepDoc, path: string, ctx: ExprContext, host: TargetHost | undefined, env: StepEnv, keyBase: string): Promise<StepResultView> {
+  if (!step.until) return withRetry(step, path, ctx, host, env, keyBase);
+  const deadline = Date.now() + duration(step.until.timeout, '5m');
+  let last = 'it never ran';
+  for (let poll = 1; ; poll++) {
+    try {
+      const result = await withRetry(step, path, ctx, host, env, `${keyBase}@${poll}`);
+      if (!step.until.condition) return result;
+      const outputs = extractOutputs(step, result);
+      if (evaluateCondition(step.until.condition, { ...ctx, result: { ...result, outputs } })) return result;
+      last = `condition \`${step.until.condition}\` was false`;
+    } catch (err) {
+      if (!STEP_FAILURES.includes(failureType(err) ?? '')) throw err;
+      last = (err as Error).message;
+    }
+    if (Date.now() + duration(step.until.every, '5s') > deadline) {
+      throw ApplicationFailure.nonRetryable(`step "${step.id}" did not succeed within ${step.until.timeout}: ${last}`, 'UntilTimeout');
+    }
+    await sleep(step.until.every as ms.StringValue);
+  }
+}
+
+/**
+ * Runs a step for one target (or none). Skipped when `when` is false. Records its outputs in `steps` and its
+ * rollback steps on `comp`. Throws ApplicationFailure on failure.
+ */
+export async function runStep(step: StepDoc, path: string, ctx: ExprContext, steps: StepsCtx, host: TargetHost | undefined,
+  env: StepEnv, comp: Compensation[]): Promise<void> {
+  const hostName = host?.name;
+  if (hostName && env.state.hosts[hostName]) env.state.hosts[hostName]!.step = step.id;
+  if (!shouldRun(step, ctx)) {
+    steps[step.id] = { outputs: {}, status: 'skipped' };
+    return;
+  }
+  if (step.parallel) {
+    const children = step.parallel.steps;
+    const limit = step.parallel.limit ?? children.length;
+    for (let i = 0; i < children.length; i += limit) {
+      await Promise.all(children.slice(i, i + limit).map((child, j) => runStep(child, `${path}.parallel.steps[${i + j}]`, ctx, steps, host, env, comp)));
+    }
+  } else if (step.targets !== undefined) {
+    const selector = renderValue(step.targets, ctx);
+    const { hosts, errors } = resolveTargets(env.prepared.inventory ?? { hosts: [], groups: {}, vars: {} }, Array.isArray(selector) ? selector.join(',') : String(selector));
+    if (errors.length) throw ApplicationFailure.nonRetryable(`step "${step.id}": ${errors.map((e) => e.message).join('; ')}`, 'TargetsInvalid');
+    let last: StepResultView = {};
+    for (const other of hosts) {
+      last = await withUntil(step, path, { ...ctx, target: targetView(other) }, other, env, `${path}:${other.name}`);
+    }
+    steps[step.id] = { outputs: extractOutputs(step, last), status: 'succeeded' };
+  } else {
+    const result = await withUntil(step, path, ctx, host, env, path);
+    steps[step.id] = { outputs: extractOutputs(step, result), status: 'succeeded' };
+  }
+  for (const rb of step.rollback ?? []) comp.push({ step: rb, path: `${path}.rollback`, ctx: { ...ctx, steps: { ...steps } }, host });
+}
