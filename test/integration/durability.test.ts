@@ -1,0 +1,92 @@
+// Integration (real parts only): a run survives a SIGKILLed worker and a restarted Temporal server.
+// Worker processes are real `runbook worker` processes; the server restart uses a dev server on a SQLite file.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { exec } from '../../activities/ssh/exec';
+import { SshPool } from '../../activities/ssh/pool';
+import { freePort } from '../../common/ports';
+import { startDevServer } from '../../worker/dev-server';
+import type { runbook } from '../../workflows/runbook';
+import { fleetDir, fleetHost, temporalAddress, testRoot, uniqueTaskQueue } from '../harness/env';
+
+const runbookBin = path.join(__dirname, '..', '..', 'bin', 'runbook.js');
+const pool = new SshPool();
+afterAll(async () => { await pool.closeAll(); });
+const remote = async (i: number, cmd: string) => (await pool.use(fleetHost(i), (c) => exec(c, cmd))).stdout;
+
+function startWorker(address: string, taskQueue: string): Promise<ChildProcess> {
+  const child = spawn('node', [runbookBin, 'worker'], {
+    env: { ...process.env, TEMPORAL_ADDRESS: address, RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'warn',
+      RUNBOOK_DIR: path.join(__dirname, '..', 'fixtures', 'runbooks'), RUNBOOK_INVENTORY: path.join(fleetDir(), 'inventory.yaml') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker did not start: ${out}`)), 60_000);
+    child.stdout!.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('Worker       polling')) { clearTimeout(timer); resolve(child); } });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`worker exited ${code}: ${out}`)); });
+  });
+}
+
+const stop = async (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM') => {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill(signal);
+  await new Promise((r) => child.once('exit', r));
+};
+
+async function waitUntil(pred: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test('SIGKILL the worker mid multi-host run: a new worker finishes it and each host ran each step once', async () => {
+  const tq = uniqueTaskQueue('durable');
+  const marker = `${tq}.txt`;
+  const connection = await Connection.connect({ address: temporalAddress() });
+  const client = new Client({ connection });
+  const first = await startWorker(temporalAddress(), tq);
+  let second: ChildProcess | undefined;
+  try {
+    const handle = await client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-wf`, args: [{ runbook: 'slow-append', params: { marker }, initiator: 'test' }] });
+    await waitUntil(async () => (await Promise.all([1, 2, 3].map((i) => remote(i, `cat ${marker} 2>/dev/null || true`)))).every((t) => t === 'line\n'), 'all hosts to start');
+    await stop(first, 'SIGKILL');
+    second = await startWorker(temporalAddress(), tq);
+    const result = await handle.result();
+    expect(result.status).toBe('succeeded');
+    for (const i of [1, 2, 3]) expect(await remote(i, `cat ${marker}`)).toBe('line\nsecond\n');
+  } finally {
+    await stop(first, 'SIGKILL');
+    if (second) await stop(second);
+    await connection.close();
+  }
+}, 150_000);
+
+test('restart the Temporal server (SQLite) mid-run: the run completes', async () => {
+  const tq = uniqueTaskQueue('restart');
+  const marker = `${tq}.txt`;
+  const port = await freePort();
+  const opts = { cli: process.env.RUNBOOK_TEST_TEMPORAL_CLI!, port, headless: true, dbFile: path.join(testRoot(), `${tq}.db`), logFile: path.join(testRoot(), `${tq}.log`) };
+  let server = await startDevServer(opts);
+  const worker = await startWorker(server.address, tq);
+  let connection = await Connection.connect({ address: server.address });
+  try {
+    const handle = await new Client({ connection }).workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-wf`,
+      args: [{ runbook: 'slow-append', params: { marker, seconds: 4 }, initiator: 'test' }] });
+    await waitUntil(async () => (await remote(1, `cat ${marker} 2>/dev/null || true`)) === 'line\n', 'the first step to start');
+    await connection.close();
+    await server.stop();
+    server = await startDevServer(opts);
+    connection = await Connection.connect({ address: server.address });
+    const result = await new Client({ connection }).workflow.getHandle<typeof runbook>(handle.workflowId).result();
+    expect(result.status).toBe('succeeded');
+    for (const i of [1, 2, 3]) expect(await remote(i, `cat ${marker}`)).toBe('line\nsecond\n');
+  } finally {
+    await stop(worker);
+    await connection.close();
+    await server.stop();
+  }
+}, 180_000);
