@@ -45,14 +45,15 @@ export function createActivities({ ssh, secrets, logger }: ActivityDeps) {
     async sshStep(input: SshStepActivityInput): Promise<SshStepResult> {
       const ctx = Context.current();
       const log = logger.child({ activity: 'sshStep', workflowId: input.key.workflowId, step: input.key.stepPath, host: input.target.name, attempt: ctx.info.attempt });
+      // Local activities (short steps) cannot heartbeat; regular ones report liveness and the output's tail.
       const heartbeatMs = Math.max(1000, Math.min(5000, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
-      const beat = setInterval(() => ctx.heartbeat({} satisfies SshStepProgress), heartbeatMs);
-      ctx.heartbeat({} satisfies SshStepProgress);
+      const beat = ctx.info.isLocal ? undefined : setInterval(() => ctx.heartbeat({} satisfies SshStepProgress), heartbeatMs);
+      if (!ctx.info.isLocal) ctx.heartbeat({} satisfies SshStepProgress);
       try {
         const result = await runSshStep(ssh, secrets, input, {
           signal: ctx.cancellationSignal,
           progressIntervalMs: Math.max(heartbeatMs, 5000),
-          onProgress: (tail) => ctx.heartbeat({ tail } satisfies SshStepProgress),
+          onProgress: ctx.info.isLocal ? undefined : (tail) => ctx.heartbeat({ tail } satisfies SshStepProgress),
         });
         log.info({ mode: result.mode, exitCode: result.exitCode, durationMs: result.durationMs }, 'ssh step finished');
         return result;

@@ -113,6 +113,8 @@ export interface WorkerSettings {
   maxConcurrentActivities: number;
   /** Concurrent workflow task executions. @default 100 */
   maxConcurrentWorkflowTasks: number;
+  /** Workflows kept in the worker's cache (memory against replay work). @default 250 */
+  maxCachedWorkflows: number;
 }
 
 function positiveInt(name: string, fallback: number): number {
@@ -128,5 +130,6 @@ export function workerSettingsFromEnv(): WorkerSettings {
     taskQueue: process.env.RUNBOOK_TASK_QUEUE ?? DEFAULT_TASK_QUEUE,
     maxConcurrentActivities: positiveInt('RUNBOOK_MAX_ACTIVITIES', 200),
     maxConcurrentWorkflowTasks: positiveInt('RUNBOOK_MAX_WORKFLOW_TASKS', 100),
+    maxCachedWorkflows: positiveInt('RUNBOOK_MAX_CACHED_WORKFLOWS', 250),
   };
 }

@@ -59,6 +59,8 @@ export async function createEngineWorker(connection: NativeConnection, namespace
     ...(overrides.workflowBundle ? { workflowBundle: overrides.workflowBundle } : workflowSource()),
     maxConcurrentActivityTaskExecutions: settings.maxConcurrentActivities,
     maxConcurrentWorkflowTaskExecutions: settings.maxConcurrentWorkflowTasks,
+    maxConcurrentLocalActivityExecutions: settings.maxConcurrentActivities,
+    maxCachedWorkflows: settings.maxCachedWorkflows,
     shutdownGraceTime: '10 seconds',
   });
   return {

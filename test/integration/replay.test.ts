@@ -1,0 +1,41 @@
+// Replay: recorded histories of the runbook workflow must replay on today's workflow code (determinism), and a
+// history that no longer matches the code must raise DeterminismViolationError. RECORD_HISTORIES=1 re-records
+// the fixture from a real run (do that only together with a patched() guard for the change that needs it).
+import fs from 'node:fs';
+import path from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { Worker } from '@temporalio/worker';
+import { DeterminismViolationError } from '@temporalio/workflow';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { runbook } from '../../workflows/runbook';
+import { connectTestEnv, fleetDir, uniqueTaskQueue, withEngineWorker, workflowBundle } from '../harness/env';
+
+const dir = path.join(__dirname, '..', 'fixtures', 'histories');
+const recorded = path.join(dir, 'fleet-touch.history.json');
+let env: TestWorkflowEnvironment;
+beforeAll(async () => { env = await connectTestEnv(); });
+afterAll(async () => { await env?.teardown(); });
+
+if (process.env.RECORD_HISTORIES === '1') test('record a history of a real run', async () => {
+  process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
+  const tq = uniqueTaskQueue('record');
+  await withEngineWorker(env, tq, async () => {
+    const handle = await env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: 'recorded-fleet-touch',
+      args: [{ runbook: 'fleet-touch', params: { note: 'recorded', marker: 'recorded.txt' }, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'recorder' }] });
+    await handle.result();
+    fs.writeFileSync(recorded, historyToJSON(await handle.fetchHistory()));
+  });
+});
+
+test('a recorded run replays on the current workflow code', async () => {
+  const history = JSON.parse(fs.readFileSync(recorded, 'utf8')) as object;
+  await expect(Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, 'recorded-fleet-touch')).resolves.toBeUndefined();
+});
+
+test('a history whose steps no longer match the code raises DeterminismViolationError', async () => {
+  const history = JSON.parse(fs.readFileSync(recorded, 'utf8')) as { events: { activityTaskScheduledEventAttributes?: { activityType?: { name: string } } }[] };
+  // As if the recorded run had been made by code that called a different activity at its first step.
+  const scheduled = history.events.filter((e) => e.activityTaskScheduledEventAttributes);
+  scheduled[1]!.activityTaskScheduledEventAttributes!.activityType!.name = 'httpStep';
+  await expect(Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, 'recorded-fleet-touch')).rejects.toBeInstanceOf(DeterminismViolationError);
+});
