@@ -1,3 +1,4 @@
 // Workflow side (deterministic). Every workflow type the worker registers.
 export { runCommand } from './run-command';
 export { runbook } from './runbook';
+export { hostLock } from './host-lock';

@@ -3,7 +3,7 @@
 // failure threshold, rollback newest-first in a non-cancellable scope after a failure or a cancel, live state
 // by query, and search attributes for the UI and `runbook list`.
 import {
-  ActivityFailure, ApplicationFailure, CancellationScope, CancelledFailure, isCancellation, proxyActivities, setHandler, upsertMemo, upsertSearchAttributes, workflowInfo,
+  ActivityFailure, ApplicationFailure, CancellationScope, CancelledFailure, isCancellation, patched, proxyActivities, setHandler, upsertMemo, upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
 import ms from 'ms';
 import type { Activities } from '../activities';
@@ -12,6 +12,7 @@ import { batchSizes, failureThreshold } from '../dsl/plan';
 import { buildContext, renderStep } from '../dsl/render';
 import type { TargetHost } from '../dsl/selector';
 import { awaitApproval } from './approval';
+import { acquireHostLock, releaseHostLock } from './host-lock';
 import { decideSignal, stateQuery, type ApprovalDecision, type HostState, type RunState } from './messages';
 import { Initiator, RunbookName, RunbookStatus, RunbookTargets, Trigger } from './search-attributes';
 import { runStep, type Compensation, type StepEnv, type StepsCtx } from './steps';
@@ -107,8 +108,15 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
       const steps: StepsCtx = {};
       const ctx = buildContext(prepared.params, host, rb, run, input.alert, steps);
       const comp: Compensation[] = (rb.rollback ?? []).map((step, i) => ({ step, path: `rollback[${i}]`, ctx, host }));
-      state.hosts[name] = { state: 'running' };
+      let lock: Awaited<ReturnType<typeof acquireHostLock>> | undefined;
+      let acquired = !host;
       try {
+        // Runs recorded before host locks existed replay without them (see test/integration/replay.test.ts).
+        if (host && patched('host-locks')) {
+          lock = await acquireHostLock(host.name, info.workflowId, rb.locks?.hosts ?? 'wait', () => { state.hosts[name] = { state: 'waiting-lock' }; });
+          acquired = true;
+        }
+        state.hosts[name] = { state: 'running' };
         for (const [i, step] of rb.steps.entries()) {
           try {
             await runStep(step, `steps[${i}]`, ctx, steps, host, env, comp);
@@ -126,8 +134,9 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
         result.error = isCancellation(err) ? 'cancelled' : errorText(err);
         state.hosts[name] = { state: 'failed', error: result.error };
         // Rollback runs to completion even when the run is being cancelled; its own failures are recorded.
+        // A target whose lock was never acquired did nothing, so it has nothing to roll back.
         await CancellationScope.nonCancellable(async () => {
-          for (const c of [...comp].reverse()) {
+          for (const c of acquired ? [...comp].reverse() : []) {
             try {
               await runStep(c.step, c.path, c.ctx, {}, c.host, env, []);
             } catch (rbErr) {
@@ -135,8 +144,10 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
             }
           }
         });
-        result.state = comp.length ? 'rolled-back' : 'failed';
+        result.state = acquired && comp.length ? 'rolled-back' : 'failed';
         state.hosts[name] = { state: result.state, error: result.error };
+      } finally {
+        if (lock) await CancellationScope.nonCancellable(() => releaseHostLock(lock!));
       }
     };
 

@@ -1,7 +1,7 @@
 // Workflow side (deterministic). Executes one step for one target: when, retry (each logical attempt its own
 // exactly-once key), timeout, until (poll), outputs, delegated targets, parallel groups, sub-runbooks, and the
 // activity per kind. Rollback steps of completed steps are pushed onto the caller's compensation stack.
-import { ApplicationFailure, executeChild, proxyActivities, proxyLocalActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, executeChild, patched, proxyActivities, proxyLocalActivities, sleep, workflowInfo } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import ms from 'ms';
 import type { Activities } from '../activities';
@@ -54,7 +54,8 @@ export const LOCAL_STEP_MAX_MS = 10 * 60_000;
 async function act(action: RenderedAction, step: StepDoc, path: string, key: string, host: TargetHost | undefined, env: StepEnv): Promise<StepResultView> {
   const timeoutMs = duration(step.timeout, '10m');
   const retry: RetryPolicy = { maximumAttempts: action.kind === 'http' ? (step.retry?.attempts ?? 3) : 10, initialInterval: '1 second', maximumInterval: '30 seconds' };
-  const activities = timeoutMs <= LOCAL_STEP_MAX_MS
+  // Runs recorded before steps became local activities replay with regular ones.
+  const activities = timeoutMs <= LOCAL_STEP_MAX_MS && patched('local-steps')
     ? proxyLocalActivities<Activities>({ startToCloseTimeout: timeoutMs + 60_000, retry })
     : proxyActivities<Activities>({ startToCloseTimeout: timeoutMs + 60_000, heartbeatTimeout: '10 seconds', retry });
   const secrets = env.prepared.runbook.secrets;

@@ -128,3 +128,26 @@ test.each([
   const scheduled = events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name);
   expect(scheduled).toEqual(['prepare']);
 });
+
+test('host locks: two overlapping runs on one host take turns (wait), or the second fails fast (fail)', async () => {
+  const tq = uniqueTaskQueue('engine');
+  const log = `${tq}.log`;
+  await withEngineWorker(env, tq, async () => {
+    const a = await start(tq, 'hold-host', { log, tag: 'a' });
+    for (let i = 0; i < 100 && !(await remote(1, `cat ${log} 2>/dev/null || true`)); i++) await new Promise((r) => setTimeout(r, 100));
+    const b = await env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-b`, args: [{ runbook: 'hold-host', params: { log, tag: 'b' }, inventory: inventory() }] });
+    let sawWaiting = false;
+    for (let i = 0; i < 50 && !sawWaiting; i++) {
+      sawWaiting = (await b.query(stateQuery)).hosts['host-1']?.state === 'waiting-lock';
+      if (!sawWaiting) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(sawWaiting).toBe(true);
+    const c = await env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-c`, args: [{ runbook: 'hold-host-fail', params: { log, tag: 'c' }, inventory: inventory() }] });
+    const cFailure = await failureOf(c);
+    expect(cFailure.type).toBe('RunbookFailed');
+    expect((cFailure.details?.[0] as RunbookResult).hosts['host-1']!.error).toBe('host host-1 is locked by another run (locks.hosts: fail)');
+    expect((await a.result()).status).toBe('succeeded');
+    expect((await b.result()).status).toBe('succeeded');
+  });
+  expect(await remote(1, `cat ${log}`)).toBe('start a\nend a\nstart b\nend b\n');
+}, 60_000);

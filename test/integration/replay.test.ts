@@ -11,7 +11,9 @@ import type { runbook } from '../../workflows/runbook';
 import { connectTestEnv, fleetDir, uniqueTaskQueue, withEngineWorker, workflowBundle } from '../harness/env';
 
 const dir = path.join(__dirname, '..', 'fixtures', 'histories');
+/** The oldest recording (before host locks and local-activity steps, which replay through patched()). */
 const recorded = path.join(dir, 'fleet-touch.history.json');
+const histories = fs.readdirSync(dir).filter((f) => f.endsWith('.history.json')).sort();
 let env: TestWorkflowEnvironment;
 beforeAll(async () => { env = await connectTestEnv(); });
 afterAll(async () => { await env?.teardown(); });
@@ -23,12 +25,12 @@ if (process.env.RECORD_HISTORIES === '1') test('record a history of a real run',
     const handle = await env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: 'recorded-fleet-touch',
       args: [{ runbook: 'fleet-touch', params: { note: 'recorded', marker: 'recorded.txt' }, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'recorder' }] });
     await handle.result();
-    fs.writeFileSync(recorded, historyToJSON(await handle.fetchHistory()));
+    fs.writeFileSync(path.join(dir, 'fleet-touch-current.history.json'), historyToJSON(await handle.fetchHistory()));
   });
 });
 
-test('a recorded run replays on the current workflow code', async () => {
-  const history = JSON.parse(fs.readFileSync(recorded, 'utf8')) as object;
+test.each(histories)('recorded run %s replays on the current workflow code', async (file) => {
+  const history = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as object;
   await expect(Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, 'recorded-fleet-touch')).resolves.toBeUndefined();
 });
 
