@@ -7,6 +7,7 @@ import { createActivities } from '../activities';
 import { SshPool } from '../activities/ssh/pool';
 import { Secrets } from '../activities/secrets/providers';
 import type { Logger } from '../common/logger';
+import { PREBUILT_BUNDLE } from './bundle';
 import type { WorkerSettings } from './config';
 
 let runtimeInstalled = false;
@@ -32,9 +33,12 @@ export function installRuntime(logger: Logger): void {
   });
 }
 
-/** The workflow code: a prebuilt bundle when RUNBOOK_WORKFLOW_BUNDLE names one, else the workflows/ sources. */
+/**
+ * The workflow code: the bundle RUNBOOK_WORKFLOW_BUNDLE names, else the one `npm run build` wrote next to the
+ * compiled code, else (running from sources, as in tests) the workflows/ sources, bundled at start.
+ */
 function workflowSource(): { workflowBundle: WorkflowBundleOption } | { workflowsPath: string } {
-  const bundle = process.env.RUNBOOK_WORKFLOW_BUNDLE;
+  const bundle = process.env.RUNBOOK_WORKFLOW_BUNDLE ?? (__filename.endsWith('.js') && fs.existsSync(PREBUILT_BUNDLE) ? PREBUILT_BUNDLE : undefined);
   if (bundle) return { workflowBundle: { codePath: path.resolve(bundle) } };
   const dir = path.join(__dirname, '..', 'workflows');
   const file = ['index.ts', 'index.js'].map((f) => path.join(dir, f)).find((f) => fs.existsSync(f));
