@@ -7,7 +7,7 @@ import type { Secrets } from './secrets/providers';
 import { NON_RETRYABLE_SSH_ERRORS } from './ssh/errors';
 import { NON_RETRYABLE_HTTP_ERRORS, runHttpStep, type HttpStepInput, type HttpStepResult } from './http/request';
 import type { SshPool } from './ssh/pool';
-import { runSshStep, type SshStepInput, type SshStepResult } from './ssh/step';
+import { killStep, runSshStep, type SshStepInput, type SshStepResult } from './ssh/step';
 import { upload, type TransferResult } from './ssh/sftp';
 import { prepareRun, type PrepareInput, type PreparedRun } from './prepare';
 import { sendNotification, type Notification } from './notify';
@@ -50,8 +50,10 @@ export function createActivities({ ssh, secrets, logger }: ActivityDeps) {
       const beat = ctx.info.isLocal ? undefined : setInterval(() => ctx.heartbeat({} satisfies SshStepProgress), heartbeatMs);
       if (!ctx.info.isLocal) ctx.heartbeat({} satisfies SshStepProgress);
       try {
+        // A cancelled activity does not kill the remote command by itself: a worker shutting down or a run
+        // evicted from the cache cancels local activities too, and then the command must go on so the next
+        // attempt re-attaches. The workflow kills it (sshKill) when the step itself is cancelled.
         const result = await runSshStep(ssh, secrets, input, {
-          signal: ctx.cancellationSignal,
           progressIntervalMs: Math.max(heartbeatMs, 5000),
           onProgress: ctx.info.isLocal ? undefined : (tail) => ctx.heartbeat({ tail } satisfies SshStepProgress),
         });
@@ -73,6 +75,11 @@ export function createActivities({ ssh, secrets, logger }: ActivityDeps) {
     /** Sends a message to a channel (log, and the webhook in RUNBOOK_NOTIFY_URL when set). */
     async notify(input: Notification): Promise<void> {
       await sendNotification(input, logger);
+    },
+
+    /** Kills a step's remote process group (the workflow calls it when the step is cancelled). */
+    async sshKill(input: { target: SshTarget; key: { workflowId: string; stepPath: string } }): Promise<void> {
+      await killStep(ssh, input.target, input.key);
     },
 
     /** Copies a worker-side file to a host over SFTP, checksum-verified; unchanged content is not re-sent. */

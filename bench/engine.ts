@@ -76,6 +76,15 @@ export async function engineBench(concurrent: number): Promise<void> {
     const results = await Promise.allSettled(handles.map((h) => h.result()));
     clearInterval(sampler);
     const ok = results.filter((r) => r.status === 'fulfilled' && r.value.status === 'succeeded').length;
+    const reasons = new Map<string, number>();
+    for (const r of results) {
+      if (r.status === 'rejected') {
+        const e = r.reason as { cause?: { message?: string }; message?: string };
+        const why = (e.cause?.message ?? e.message ?? String(r.reason)).slice(0, 160);
+        reasons.set(why, (reasons.get(why) ?? 0) + 1);
+      }
+    }
+    for (const [why, n] of reasons) console.log(`  ${n} failed: ${why}`);
     console.log(`${concurrent} concurrent small runbooks (2 ssh steps + 1 s sleep each, 3 hosts): ${ok}/${concurrent} succeeded in ` +
       `${((Date.now() - t) / 1000).toFixed(1)} s (all started in ${(started / 1000).toFixed(1)} s); worker peak RSS ${peak.toFixed(0)} MB`);
   } finally {

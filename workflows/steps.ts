@@ -1,7 +1,9 @@
 // Workflow side (deterministic). Executes one step for one target: when, retry (each logical attempt its own
 // exactly-once key), timeout, until (poll), outputs, delegated targets, parallel groups, sub-runbooks, and the
 // activity per kind. Rollback steps of completed steps are pushed onto the caller's compensation stack.
-import { ApplicationFailure, executeChild, patched, proxyActivities, proxyLocalActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure, CancellationScope, executeChild, isCancellation, patched, proxyActivities, proxyLocalActivities, sleep, workflowInfo,
+} from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import ms from 'ms';
 import type { Activities } from '../activities';
@@ -50,6 +52,8 @@ function sshTarget(env: StepEnv, host: TargetHost | undefined, stepId: string): 
  */
 export const LOCAL_STEP_MAX_MS = 10 * 60_000;
 
+const killer = proxyLocalActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } });
+
 /** One attempt of a step's action. Returns what outputs are extracted from. */
 async function act(action: RenderedAction, step: StepDoc, path: string, key: string, host: TargetHost | undefined, env: StepEnv): Promise<StepResultView> {
   const timeoutMs = duration(step.timeout, '10m');
@@ -65,7 +69,15 @@ async function act(action: RenderedAction, step: StepDoc, path: string, key: str
         await activities.sshUpload({ target: sshTarget(env, host, step.id), src: action.upload.src, dest: action.upload.dest, mode: action.upload.mode });
         return {};
       }
-      return activities.sshStep({ target: sshTarget(env, host, step.id), action, key: { workflowId: workflowInfo().workflowId, stepPath: key }, secrets, timeoutMs });
+      const target = sshTarget(env, host, step.id);
+      const stepKey = { workflowId: workflowInfo().workflowId, stepPath: key };
+      try {
+        return await activities.sshStep({ target, action, key: stepKey, secrets, timeoutMs });
+      } catch (err) {
+        // The step itself was cancelled: stop its remote command (the activity leaves it running on purpose).
+        if (isCancellation(err)) await CancellationScope.nonCancellable(() => killer.sshKill({ target, key: stepKey }));
+        throw err;
+      }
     }
     case 'http':
       return activities.httpStep({ action, secrets, timeoutMs });

@@ -151,7 +151,9 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
         'an exit code (host rebooted or process killed outside runbook). Its effect is unknown: check the host before retrying the run.');
     }
     if (outcome.exit === 'cancelled' || hooks.signal?.aborted || Date.now() - started >= timeoutMs) {
-      throw new SshCommandCancelled(`The command on ${input.target.name} was killed ${hooks.signal?.aborted ? 'by a cancel' : `after its ${timeoutMs / 1000} s timeout`}.`);
+      const how = hooks.signal?.aborted ? 'by a cancel' : Date.now() - started >= timeoutMs ? `after its ${timeoutMs / 1000} s timeout`
+        : 'earlier (a cancel or timeout of a previous attempt)';
+      throw new SshCommandCancelled(`The command on ${input.target.name} was killed ${how}.`);
     }
     if (!input.action.expectExit.includes(result.exitCode)) {
       throw Object.assign(new SshCommandFailed(`The command on ${input.target.name} exited with ${result.exitCode} ` +
@@ -163,4 +165,9 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
     if (progress) clearInterval(progress);
     hooks.signal?.removeEventListener('abort', kill);
   }
+}
+
+/** Kills the remote process group of a step and records the cancel (no-op when it already finished). */
+export async function killStep(pool: SshPool, target: SshTarget, key: { workflowId: string; stepPath: string }): Promise<void> {
+  await pool.use(target, (c) => exec(c, killScript(stepKey(key.workflowId, key.stepPath, target.name)), { timeoutMs: 15_000 }));
 }

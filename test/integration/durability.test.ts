@@ -1,6 +1,6 @@
 // Integration (real parts only): a run survives a SIGKILLed worker and a restarted Temporal server.
 // Worker processes are real `runbook worker` processes; the server restart uses a dev server on a SQLite file.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { exec } from '../../activities/ssh/exec';
@@ -9,39 +9,15 @@ import { freePort } from '../../common/ports';
 import { startDevServer } from '../../worker/dev-server';
 import type { runbook } from '../../workflows/runbook';
 import { fleetDir, fleetHost, temporalAddress, testRoot, uniqueTaskQueue } from '../harness/env';
+import { startWorkerProcess, stopProcess, waitUntil } from '../harness/processes';
 
-const runbookBin = path.join(__dirname, '..', '..', 'bin', 'runbook.js');
 const pool = new SshPool();
 afterAll(async () => { await pool.closeAll(); });
 const remote = async (i: number, cmd: string) => (await pool.use(fleetHost(i), (c) => exec(c, cmd))).stdout;
 
-function startWorker(address: string, taskQueue: string): Promise<ChildProcess> {
-  const child = spawn('node', [runbookBin, 'worker'], {
-    env: { ...process.env, TEMPORAL_ADDRESS: address, RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'warn',
-      RUNBOOK_DIR: path.join(__dirname, '..', 'fixtures', 'runbooks'), RUNBOOK_INVENTORY: path.join(fleetDir(), 'inventory.yaml') },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker did not start: ${out}`)), 60_000);
-    child.stdout!.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('Worker       polling')) { clearTimeout(timer); resolve(child); } });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`worker exited ${code}: ${out}`)); });
-  });
-}
-
-const stop = async (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM') => {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill(signal);
-  await new Promise((r) => child.once('exit', r));
-};
-
-async function waitUntil(pred: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const workerEnv = () => ({ RUNBOOK_DIR: path.join(__dirname, '..', 'fixtures', 'runbooks'), RUNBOOK_INVENTORY: path.join(fleetDir(), 'inventory.yaml') });
+const startWorker = (address: string, taskQueue: string) => startWorkerProcess(address, taskQueue, workerEnv());
+const stop = stopProcess;
 
 test('SIGKILL the worker mid multi-host run: a new worker finishes it and each host ran each step once', async () => {
   const tq = uniqueTaskQueue('durable');
