@@ -139,6 +139,13 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
     checkTemplate(rb.targets, ['targets'], scope, report);
   }
 
+  // Alert triggers fill params from the alert: each key must be a param, each value a valid template.
+  for (const [key, value] of Object.entries(rb.on?.alert?.params ?? {})) {
+    const at: FieldPath = ['on', 'alert', 'params', key];
+    if (!params.includes(key)) report(at, `unknown param "${key}"${didYouMean(key, params)}; an alert can only fill declared params`, CODES.unknownParam, { at: 'key' });
+    checkTemplate(value, at, { params, secrets, steps: new Map(), allowResult: false, allIds: [] }, report);
+  }
+
   if (rb.metadata.risk === 'high' && !rb.approval && !rb.steps[0]?.approval) {
     report(['metadata', 'risk'], 'a high-risk runbook needs an approval before any change: add a top-level "approval" or make the first step an approval', CODES.approvalRequired);
   }

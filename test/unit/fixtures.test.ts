@@ -11,6 +11,10 @@ const rel = (f: string) => path.relative(process.cwd(), path.join(dir, f));
 
 /** fixture file -> the problems it must produce, as `line:col: path: message [code]`. */
 const EXPECTED: [string, string[]][] = [
+  ["alert-unknown-param.yaml", [
+    "16:7: on.alert.params.servce: unknown param \"servce\" (did you mean \"service\"?); an alert can only fill declared params [RB1202]",
+    "17:16: on.alert.params.service: invalid expression: cannot parse `alert.lables.service +`: Unexpected token: EOF [RB1204]",
+  ]],
   ["alert-match-not-map.yaml", [
     "14:12: on.alert.match: expected a mapping, found a list [RB1102]",
   ]],
