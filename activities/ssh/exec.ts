@@ -1,5 +1,5 @@
 // Node side. Runs one command on a pooled connection: output captured up to a cap (the tail is kept, the
-// sha256 covers everything), a timeout, and cancellation that signals the remote command.
+// sha256 covers everything), stdin, and a timeout that signals the remote command.
 import crypto from 'node:crypto';
 import type { Client } from 'ssh2';
 
@@ -8,12 +8,8 @@ export interface ExecOptions {
   timeoutMs?: number;
   /** Keep at most this many bytes of each stream (the tail). @default 1048576 */
   maxOutputBytes?: number;
-  /** Aborting it kills the remote command. */
-  signal?: AbortSignal;
   /** Bytes written to the command's stdin, which is then closed. */
   stdin?: Buffer;
-  /** Called with each chunk of output, e.g. to heartbeat. */
-  onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
 }
 
 export interface ExecResult {
@@ -62,9 +58,8 @@ export function exec(client: Client, command: string, opts: ExecOptions = {}): P
       let exitSignal: string | null = null;
       const kill = () => { channel.signal('KILL'); channel.close(); };
       const timer = setTimeout(kill, opts.timeoutMs ?? 600_000);
-      opts.signal?.addEventListener('abort', kill, { once: true });
-      channel.on('data', (chunk: Buffer) => { out.push(chunk); opts.onOutput?.('stdout', chunk); });
-      channel.stderr.on('data', (chunk: Buffer) => { err.push(chunk); opts.onOutput?.('stderr', chunk); });
+      channel.on('data', (chunk: Buffer) => out.push(chunk));
+      channel.stderr.on('data', (chunk: Buffer) => err.push(chunk));
       channel.end(opts.stdin);
       channel.on('exit', (code: number | null, signalName?: string) => {
         exitCode = code;
@@ -72,7 +67,6 @@ export function exec(client: Client, command: string, opts: ExecOptions = {}): P
       });
       channel.on('close', () => {
         clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', kill);
         resolve({
           exitCode, signal: exitSignal, stdout: out.text(), stderr: err.text(),
           truncated: out.truncated || err.truncated, stdoutSha256: out.digest(), durationMs: Date.now() - started,

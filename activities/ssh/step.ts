@@ -10,7 +10,7 @@ import { SecretError } from '../secrets/errors';
 import { SshCommandCancelled, SshCommandFailed, SshCommandLost, SshWrapperError } from './errors';
 import { exec } from './exec';
 import type { SshPool, SshTarget } from './pool';
-import { digestScript, killScript, parseTrailer, stepKey, tailScript, wrapperScript, wrapperStdin } from './wrapper';
+import { digestScript, gcScript, killScript, parseTrailer, stepKey, tailScript, wrapperScript, wrapperStdin } from './wrapper';
 
 export type SshAction = Extract<RenderedAction, { kind: 'ssh' }>;
 
@@ -84,8 +84,18 @@ export interface SshStepHooks {
   signal?: AbortSignal;
 }
 
+/** Hosts whose old step records this process has already cleaned up. */
+const collected = new Set<string>();
+/** Step records older than this are removed from a host the first time this process uses it. */
+const RECORD_RETENTION_DAYS = 7;
+
 export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStepInput, hooks: SshStepHooks = {}): Promise<SshStepResult> {
   const started = Date.now();
+  const hostId = `${input.target.user}@${input.target.address}:${input.target.port ?? 22}`;
+  if (!collected.has(hostId)) {
+    collected.add(hostId);
+    void pool.use(input.target, (c) => exec(c, gcScript(RECORD_RETENTION_DAYS), { timeoutMs: 30_000 })).catch(() => undefined);
+  }
   const key = stepKey(input.key.workflowId, input.key.stepPath, input.target.name);
   const script = commandFile(input.action);
   const names = [...new Set([...secretNames(input.action.command ?? input.action.script ?? ''), ...Object.values(input.action.env).flatMap(secretNames)])];

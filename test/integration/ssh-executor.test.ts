@@ -31,6 +31,20 @@ const remote = async (cmd: string) => (await pool.use(host(), (c) => exec(c, cmd
 const INJECTION = ['; rm -rf /', '$(touch pwned-subst)', '`touch pwned-tick`', "it's \"quoted\"", '*', 'two\nlines', '$HOME',
   'a && touch pwned-and', '| tee pwned-pipe', '\\', ' leading and trailing ', '-n', '--', '#comment', '~root', '{a,b}', '!!', 'ünïcødé'];
 
+test('step records older than 7 days are cleaned from a host the first time this process uses it', async () => {
+  const h2 = fleetHost(2);
+  const on2 = async (cmd: string) => (await pool.use(h2, (c) => exec(c, cmd))).stdout;
+  await on2(`mkdir -p ${REMOTE_RUNS_DIR} && touch -d '10 days ago' ${REMOTE_RUNS_DIR}/old.out && touch ${REMOTE_RUNS_DIR}/new.out`);
+  await runSshStep(pool, secrets, { target: h2, action: action('true'), key: key() });
+  let left = '';
+  for (let i = 0; i < 30; i++) {
+    left = await on2(`ls ${REMOTE_RUNS_DIR} | grep -E '^(old|new)\\.out$' || true`);
+    if (left === 'new.out\n') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(left).toBe('new.out\n');
+});
+
 test('the injection corpus reaches the remote shell as literal data', async () => {
   for (const value of INJECTION) {
     const command = render('printf %s ${{ params.v }}', { params: { v: value } }, 'shell');
