@@ -151,3 +151,12 @@ test('host locks: two overlapping runs on one host take turns (wait), or the sec
   });
   expect(await remote(1, `cat ${log}`)).toBe('start a\nend a\nstart b\nend b\n');
 }, 60_000);
+
+test('retry re-runs a failed command as a new attempt; until polls to its condition; parallel groups run', async () => {
+  const tq = uniqueTaskQueue('engine');
+  const marker = `${tq}`;
+  const result = await withEngineWorker(env, tq, async () => (await start(tq, 'retry-poll', { marker })).result());
+  expect(result.status).toBe('succeeded');
+  expect(result.hosts['host-1']!.steps).toEqual({ flaky: 'succeeded', poll: 'succeeded', group: 'succeeded' });
+  expect(await remote(1, `cat ${marker}.n ${marker}.p ${marker}.pa ${marker}.pb`)).toBe('3\n3\na\n3\n');
+});
