@@ -3,7 +3,7 @@
 // problem fails the run at once, before any step, with the located messages.
 import { ApplicationFailure } from '@temporalio/common';
 import { UserError } from '../common/errors';
-import { loadInventoryFile, sshTargetFor } from '../dsl/inventory';
+import { loadInventoryFile, sshTargetFor, type Inventory } from '../dsl/inventory';
 import { loadRunbookFile, resolveRunbookPath } from '../dsl/load';
 import { coerceParams, type ParamValue } from '../dsl/params';
 import { planTargets } from '../dsl/plan';
@@ -57,7 +57,7 @@ export function prepareRun(input: PrepareInput): PreparedRun {
     throw invalid('ParamsInvalid', `Invalid params for ${rb.metadata.name}:\n${errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`).join('\n')}`);
   }
   const invFile = input.inventory ?? process.env.RUNBOOK_INVENTORY;
-  let inventory: (InventoryData & { file: string }) | undefined;
+  let inventory: Inventory | undefined;
   if (invFile) {
     let inv;
     try {
@@ -76,7 +76,7 @@ export function prepareRun(input: PrepareInput): PreparedRun {
   if (inventory) {
     for (const h of inventory.hosts) {
       try {
-        ssh[h.name] = sshTargetFor({ ...inventory, format: 'runbook' }, h.name);
+        ssh[h.name] = sshTargetFor(inventory, h.name);
       } catch { /* a host without a user is only an error if a step acts on it */ }
     }
   }

@@ -161,9 +161,24 @@ const SECRET_TOKEN = /\u0000secret:([a-z][a-z0-9_]*)\u0000/g;
 // eslint-disable-next-line no-control-regex -- as above
 const WHOLE_SECRET_TOKEN = /^\u0000secret:[a-z][a-z0-9_]*\u0000$/;
 
+/**
+ * Rewrites a text that may carry secret tokens: each token through `onSecret(name)`, the non-empty text between
+ * them through `onText`. The one place that knows the token format, for display, shell and HTTP alike.
+ */
+export function mapSecretTokens(text: string, onSecret: (name: string) => string, onText: (t: string) => string = (t) => t): string {
+  let out = '';
+  let last = 0;
+  for (const m of text.matchAll(SECRET_TOKEN)) {
+    if (m.index! > last) out += onText(text.slice(last, m.index));
+    out += onSecret(m[1]!);
+    last = m.index! + m[0].length;
+  }
+  return last < text.length ? out + onText(text.slice(last)) : out;
+}
+
 /** Replaces secret tokens with `<secret:NAME>` for display. */
 export function maskSecrets(text: string): string {
-  return text.replace(SECRET_TOKEN, '<secret:$1>');
+  return mapSecretTokens(text, (name) => `<secret:${name}>`);
 }
 
 /** Names of the secrets a rendered string carries. */

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import { mapSecretTokens, secretsIn } from '../../dsl/expr';
 import type { RenderedAction } from '../../dsl/render';
 import { SecretError } from '../secrets/errors';
 import type { SecretDeclaration, Secrets } from '../secrets/providers';
@@ -55,11 +56,9 @@ export interface HttpStepResult {
   durationMs: number;
 }
 
-const TOKEN = /\u0000secret:([a-z][a-z0-9_]*)\u0000/g; // eslint-disable-line no-control-regex
-
 async function substitute(text: string, values: Map<string, string>, resolve: (n: string) => Promise<string>): Promise<string> {
-  for (const m of text.matchAll(TOKEN)) if (!values.has(m[1]!)) values.set(m[1]!, await resolve(m[1]!));
-  return text.replace(TOKEN, (_m, n: string) => values.get(n)!);
+  for (const name of secretsIn(text)) if (!values.has(name)) values.set(name, await resolve(name));
+  return mapSecretTokens(text, (name) => values.get(name)!);
 }
 
 const TLS_CODES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_HAS_EXPIRED',

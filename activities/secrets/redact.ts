@@ -2,22 +2,28 @@
 // logs (pino hooks), error messages and captured output pass through here.
 
 const known = new Set<string>();
+/** `known`, longest first (so a secret containing another is masked whole); rebuilt only when one is added. */
+let ordered: string[] = [];
 const MASK = '***';
+
+function add(value: string): void {
+  if (value.length < 4 || known.has(value)) return;
+  known.add(value);
+  ordered = [...known].sort((a, b) => b.length - a.length);
+}
 
 /** Registers a resolved secret value so every later redaction hides it. Very short values are not tracked. */
 export function rememberSecret(value: string): void {
-  if (value.length >= 4) known.add(value);
+  add(value);
   // A value with a trailing newline is often printed without it, and vice versa.
-  const trimmed = value.replace(/\s+$/, '');
-  if (trimmed.length >= 4) known.add(trimmed);
+  add(value.replace(/\s+$/, ''));
 }
 
 /** Replaces every known secret value in `text` with ***. */
 export function redact(text: string): string {
   if (known.size === 0 || text.length < 4) return text;
   let out = text;
-  // Longest first, so a secret that contains another is masked whole.
-  for (const secret of [...known].sort((a, b) => b.length - a.length)) {
+  for (const secret of ordered) {
     if (out.includes(secret)) out = out.split(secret).join(MASK);
   }
   return out;
@@ -37,4 +43,5 @@ export function redactDeep<T>(value: T): T {
 /** For tests: forget every value. */
 export function forgetSecrets(): void {
   known.clear();
+  ordered = [];
 }

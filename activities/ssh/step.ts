@@ -3,6 +3,7 @@
 // typed error. Secret values are resolved here, at the last moment, and redacted from everything returned.
 import crypto from 'node:crypto';
 import { quote } from 'shell-quote';
+import { mapSecretTokens, secretsIn } from '../../dsl/expr';
 import type { RenderedAction } from '../../dsl/render';
 import { redact } from '../secrets/redact';
 import type { SecretDeclaration, Secrets } from '../secrets/providers';
@@ -42,30 +43,17 @@ export interface SshStepResult {
   durationMs: number;
 }
 
-const TOKEN = /\u0000secret:([a-z][a-z0-9_]*)\u0000/g; // eslint-disable-line no-control-regex
-
-/** Secret names a text refers to. */
-function secretNames(text: string): string[] {
-  return [...text.matchAll(TOKEN)].map((m) => m[1]!);
-}
-
 /** A rendered command (values already quoted): each secret token becomes a quoted variable reference. */
 function commandWithSecretRefs(command: string): string {
-  return command.replace(TOKEN, (_m, name: string) => `"$RB_SECRET_${name}"`);
+  return mapSecretTokens(command, secretRef);
 }
 
 /** A raw value (an env value): quoted, with secret tokens as variable references. */
 function quotedWithSecretRefs(value: string): string {
-  const parts: string[] = [];
-  let last = 0;
-  for (const m of value.matchAll(TOKEN)) {
-    if (m.index! > last) parts.push(quote([value.slice(last, m.index)]));
-    parts.push(`"$RB_SECRET_${m[1]}"`);
-    last = m.index! + m[0].length;
-  }
-  if (last < value.length || parts.length === 0) parts.push(quote([value.slice(last)]));
-  return parts.join('');
+  return value === '' ? "''" : mapSecretTokens(value, secretRef, (t) => quote([t]));
 }
+
+const secretRef = (name: string) => `"$RB_SECRET_${name}"`;
 
 /** The command file: env exports, working directory, then the command or script. */
 export function commandFile(action: SshAction): string {
@@ -98,7 +86,7 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
   }
   const key = stepKey(input.key.workflowId, input.key.stepPath, input.target.name);
   const script = commandFile(input.action);
-  const names = [...new Set([...secretNames(input.action.command ?? input.action.script ?? ''), ...Object.values(input.action.env).flatMap(secretNames)])];
+  const names = [...new Set([...secretsIn(input.action.command ?? input.action.script ?? ''), ...Object.values(input.action.env).flatMap(secretsIn)])];
   const values: Record<string, string> = {};
   for (const name of names) {
     const decl = input.secrets?.[name];
