@@ -12,16 +12,23 @@ import { upload, type TransferResult } from './ssh/sftp';
 import { prepareRun, type PrepareInput, type PreparedRun } from './prepare';
 import { sendNotification, type Notification } from './notify';
 import type { SshTarget } from './ssh/pool';
+import type { AuditStore } from '../audit/store';
+import type { AuditEntry } from '../audit/record';
+import { messageOf } from '../common/errors';
+import { stepEntry, workflowEntry, type StepAuditContext, type WorkflowAuditEvent } from '../audit/events';
 
 export interface ActivityDeps {
   ssh: SshPool;
   secrets: Secrets;
   logger: Logger;
+  audit: AuditStore;
 }
 
 export interface SshStepActivityInput extends SshStepInput {
   /** A non-zero exit is retryable (the step asked for retries); otherwise it fails the step at once. */
   retryOnExit?: boolean;
+  /** Set when the run is audited: the activity records the step's success itself (no extra round trip). */
+  audit?: StepAuditContext;
 }
 
 /** Progress recorded in heartbeats: the tail of the running command's output (secrets redacted). */
@@ -36,13 +43,33 @@ function toFailure(err: unknown, retryOnExit: boolean): unknown {
   return ApplicationFailure.create({ message: redact(err.message), type: err.name, nonRetryable, details });
 }
 
-export function createActivities({ ssh, secrets, logger }: ActivityDeps) {
+/** The workflow and run ids of the calling activity. */
+function runOf(ctx: Context): { workflowId: string; runId: string } {
+  // Only standalone activities (none here) lack a workflow.
+  const { workflowId, runId } = ctx.info.workflowExecution ?? { workflowId: '', runId: '' };
+  return { workflowId, runId };
+}
+
+export function createActivities({ ssh, secrets, logger, audit }: ActivityDeps) {
+  /**
+   * Records a step's success. A store error does not fail the step (retrying it would repeat an HTTP request):
+   * the result says `audited: false` and the workflow records it through its own retried audit activity.
+   */
+  const record = async (entry: AuditEntry, log: Logger): Promise<boolean> => {
+    try {
+      await audit.append([entry]);
+      return true;
+    } catch (err) {
+      log.error({ error: messageOf(err) }, 'audit write failed; the workflow will record this step');
+      return false;
+    }
+  };
   return {
     /**
      * Runs one SSH step on one target under the remote exactly-once wrapper: a retry after a lost worker or a
      * dropped connection re-attaches to the command (or returns its recorded result) instead of running it again.
      */
-    async sshStep(input: SshStepActivityInput): Promise<SshStepResult> {
+    async sshStep(input: SshStepActivityInput): Promise<SshStepResult & { audited?: boolean }> {
       const ctx = Context.current();
       const log = logger.child({ activity: 'sshStep', workflowId: input.key.workflowId, step: input.key.stepPath, host: input.target.name, attempt: ctx.info.attempt });
       // Local activities (short steps) cannot heartbeat; regular ones report liveness and the output's tail.
@@ -58,13 +85,20 @@ export function createActivities({ ssh, secrets, logger }: ActivityDeps) {
           onProgress: ctx.info.isLocal ? undefined : (tail) => ctx.heartbeat({ tail } satisfies SshStepProgress),
         });
         log.info({ mode: result.mode, exitCode: result.exitCode, durationMs: result.durationMs }, 'ssh step finished');
-        return result;
+        const audited = input.audit && await record(stepEntry(runOf(ctx), input.audit, input.action, { status: 'succeeded', exitCode: result.exitCode,
+          durationMs: result.durationMs, stdout: result.stdout, stdoutSha256: result.stdoutSha256, stdoutBytes: result.stdoutBytes }), log);
+        return { ...result, audited };
       } catch (err) {
         log.warn({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'ssh step failed');
         throw toFailure(err, input.retryOnExit ?? false);
       } finally {
         clearInterval(beat);
       }
+    },
+
+    /** Records events the workflow reports (idempotent: ids are derived from the run and the event). */
+    async audit(input: { events: WorkflowAuditEvent[] }): Promise<void> {
+      await audit.append(input.events.map((e) => workflowEntry(runOf(Context.current()), e)));
     },
 
     /** Loads, validates and resolves a runbook run (see prepare.ts). */
@@ -92,12 +126,15 @@ export function createActivities({ ssh, secrets, logger }: ActivityDeps) {
     },
 
     /** One HTTP request; connection errors and 5xx are retryable, other failures are not. */
-    async httpStep(input: HttpStepInput): Promise<HttpStepResult> {
-      const log = logger.child({ activity: 'httpStep', attempt: Context.current().info.attempt });
+    async httpStep(input: HttpStepInput & { audit?: StepAuditContext }): Promise<HttpStepResult & { audited?: boolean }> {
+      const ctx = Context.current();
+      const log = logger.child({ activity: 'httpStep', attempt: ctx.info.attempt });
       try {
         const result = await runHttpStep(secrets, input);
         log.info({ status: result.status, durationMs: result.durationMs }, 'http step finished');
-        return result;
+        const audited = input.audit && await record(stepEntry(runOf(ctx), input.audit, input.action, { status: 'succeeded', httpStatus: result.status,
+          durationMs: result.durationMs, body: result.body }), log);
+        return { ...result, audited };
       } catch (err) {
         log.warn({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'http step failed');
         throw toFailure(err, false);

@@ -40,6 +40,8 @@ export async function runDev(opts: DevOptions): Promise<void> {
       throw new UserError(`Cannot create the data directory ${dataDir}: ${(err as Error).message}. Choose another ` +
         'with --data-dir or RUNBOOK_DATA_DIR.', { cause: err });
     }
+    // The audit trail lives with the rest of the dev state unless AUDIT_URL says otherwise.
+    process.env.AUDIT_URL ??= `file:${path.join(dataDir, 'audit.jsonl')}`;
     const cli = await ensureTemporalCli(say);
     say(`Temporal CLI: ${cli.path} (${temporalCliVersion(cli.path)}; found via ${cli.source})`);
     say(`starting the Temporal dev server (data in ${dataDir}) ...`);
@@ -72,7 +74,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
     process.on('SIGTERM', stop);
     const running = engine.run();
     await waitForRunning(engine.worker);
-    printBanner(target, server, settings.taskQueue);
+    printBanner(target, server, settings.taskQueue, engine.audit.description);
     await running;
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
@@ -90,11 +92,12 @@ async function waitForRunning(worker: { getState(): string }): Promise<void> {
   while (worker.getState() === 'INITIALIZED') await new Promise((r) => setTimeout(r, 50));
 }
 
-function printBanner(target: TemporalTarget, server: DevServer | undefined, taskQueue: string): void {
+function printBanner(target: TemporalTarget, server: DevServer | undefined, taskQueue: string, audit: string): void {
   const lines = [''];
   if (server?.uiUrl) lines.push(`  Temporal UI  ${server.uiUrl}/namespaces/${target.namespace}/workflows`);
   lines.push(`  Temporal     ${target.address} (namespace ${target.namespace})${server ? ', embedded dev server' : ''}`);
   lines.push(`  Worker       polling task queue "${taskQueue}"`);
+  lines.push(`  Audit        ${audit} (runbook audit show | verify)`);
   lines.push(`  Try          npx runbook exec --inventory INVENTORY.yaml --host NAME -- uptime`);
   lines.push('  Stop         Ctrl-C', '');
   say(lines.join('\n'));

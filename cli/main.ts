@@ -11,6 +11,7 @@ import { runbookJsonSchema } from '../dsl/schema';
 import fs from 'node:fs';
 import path from 'node:path';
 import { runCli } from './run-cli';
+import { runAuditExport, runAuditShow, runAuditVerify, type ExportOptions, type ShowOptions } from './audit';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const pkg = require('../../package.json') as { version: string; dependencies: Record<string, string> };
@@ -132,6 +133,31 @@ for (const verb of ['approve', 'reject'] as const) {
     .option('--comment <text>', 'why')
     .action(async (id: string, o: { by: string; group: string[]; step?: string; comment?: string }) => { await runDecide(id, verb === 'approve', o); });
 }
+
+const audit = program.command('audit').description('The audit trail: verify its hash chain, show or export change records');
+const auditStore = (cmd: Command) => cmd
+  .addOption(new Option('--audit-url <url>', 'file:PATH or postgres://USER@HOST:PORT/DB (default: file:DATA_DIR/audit.jsonl)').env('AUDIT_URL'));
+const auditFilters = (cmd: Command) => auditStore(cmd)
+  .option('--run <id>', 'one run (workflow id or run id)')
+  .option('--target <host>', 'one target host')
+  .option('--since <time>', 'records at or after a time (2026-11-22T03:00:00Z) or within an age (30m, 12h, 7d)');
+
+auditStore(audit.command('verify')
+  .description('Check every record and the hash chain; exit 1 naming the first bad record'))
+  .option('--json', 'the report as JSON', false)
+  .action(async (o: { auditUrl?: string; json: boolean }) => { process.exitCode = await runAuditVerify(o); });
+
+auditFilters(audit.command('show')
+  .description('Change records as a table (or JSON), oldest first'))
+  .addOption(new Option('--limit <n>', 'only the last n records').argParser(int('--limit')))
+  .option('--json', 'as JSON', false)
+  .action(async (o: ShowOptions) => { process.exitCode = await runAuditShow(o); });
+
+auditFilters(audit.command('export')
+  .description('Change records for an auditor: JSONL (the stored, hashed lines) or CSV'))
+  .addOption(new Option('--format <format>', 'jsonl | csv').default('jsonl'))
+  .option('-o, --output <file>', 'write to a file instead of stdout')
+  .action(async (o: ExportOptions) => { process.exitCode = await runAuditExport({ ...o, json: false }); });
 
 program.command('docs')
   .description('Render a runbook as Markdown')

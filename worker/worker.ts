@@ -9,6 +9,7 @@ import { Secrets } from '../activities/secrets/providers';
 import type { Logger } from '../common/logger';
 import { PREBUILT_BUNDLE } from './bundle';
 import type { WorkerSettings } from './config';
+import { openAuditStore, type AuditStore } from '../audit/store';
 
 let runtimeInstalled = false;
 
@@ -47,19 +48,22 @@ function workflowSource(): { workflowBundle: WorkflowBundleOption } | { workflow
 
 export interface EngineWorker {
   worker: Worker;
+  /** Where change records go (AUDIT_URL). */
+  audit: AuditStore;
   /** Runs until shutdown, then closes SSH connections. */
   run(): Promise<void>;
 }
 
 export async function createEngineWorker(connection: NativeConnection, namespace: string, settings: WorkerSettings,
-  logger: Logger, overrides: { workflowBundle?: WorkflowBundleOption } = {}): Promise<EngineWorker> {
+  logger: Logger, overrides: { workflowBundle?: WorkflowBundleOption; audit?: AuditStore } = {}): Promise<EngineWorker> {
   const secrets = new Secrets();
   const ssh = new SshPool({ secrets });
+  const audit = overrides.audit ?? await openAuditStore();
   const worker = await Worker.create({
     connection,
     namespace,
     taskQueue: settings.taskQueue,
-    activities: createActivities({ ssh, secrets, logger }),
+    activities: createActivities({ ssh, secrets, logger, audit }),
     ...(overrides.workflowBundle ? { workflowBundle: overrides.workflowBundle } : workflowSource()),
     maxConcurrentActivityTaskExecutions: settings.maxConcurrentActivities,
     maxConcurrentWorkflowTaskExecutions: settings.maxConcurrentWorkflowTasks,
@@ -69,11 +73,13 @@ export async function createEngineWorker(connection: NativeConnection, namespace
   });
   return {
     worker,
+    audit,
     async run() {
       try {
         await worker.run();
       } finally {
         await ssh.closeAll();
+        if (!overrides.audit) await audit.close();
       }
     },
   };

@@ -4,6 +4,7 @@ import { ApplicationFailure, condition, proxyActivities } from '@temporalio/work
 import type { Activities } from '../activities';
 import type { RenderedAction } from '../dsl/render';
 import type { ApprovalDecision, PendingApproval, RunState } from './messages';
+import { recordEvents, type RunAudit } from './audit';
 
 type ApprovalAction = Extract<RenderedAction, { kind: 'approval' }>;
 
@@ -22,31 +23,49 @@ function allowed(a: ApprovalAction, d: ApprovalDecision): boolean {
  * people not allowed to decide are recorded and ignored.
  */
 export async function awaitApproval(id: string, a: ApprovalAction, state: RunState, inbox: ApprovalDecision[], runbook: string,
-  timeoutMs: number): Promise<void> {
+  timeoutMs: number, audit: RunAudit, target?: string): Promise<void> {
   const pending: PendingApproval = { id, message: a.message, users: a.users, groups: a.groups, quorum: a.quorum, approvals: [],
     deadline: new Date(Date.now() + timeoutMs).toISOString() };
   state.pendingApprovals.push(pending);
   let rejected: ApprovalDecision | undefined;
+  /** Decisions to record: the condition callback cannot await, so they are written once it resolves. */
+  const heard: { n: number; d: ApprovalDecision; counted: boolean }[] = [];
   const tally = () => {
     for (const d of inbox.splice(0).filter((x) => x.id === id)) {
       state.decisions.push({ ...d });
+      heard.push({ n: state.decisions.length, d, counted: allowed(a, d) });
       if (!allowed(a, d)) continue;
       if (!d.approve) rejected = d;
       else if (!pending.approvals.some((p) => p.by === d.by)) pending.approvals.push({ by: d.by, comment: d.comment });
     }
     return rejected !== undefined || pending.approvals.length >= a.quorum;
   };
+  const recordHeard = () => recordEvents(audit, state, ...heard.splice(0).map(({ n, d, counted }) => ({
+    key: `${id}/decision/${n}`, kind: 'approval.decision' as const, step: id, target, status: d.approve ? 'approve' : 'reject',
+    approvals: [{ by: d.by, comment: d.comment }], detail: { by: d.by, groups: d.groups ?? [], comment: d.comment ?? '', counted } })));
+  const outcome = (status: string, error?: string) => recordEvents(audit, state, { key: id, kind: 'approval', step: id, target, status, error,
+    action: a, approvals: pending.approvals, detail: { quorum: a.quorum, users: a.users, groups: a.groups } });
   try {
     let decided = await condition(tally, timeoutMs);
+    await recordHeard();
     if (!decided && a.onTimeout === 'escalate') {
       await notify({ channel: 'escalation', message: `${runbook}: approval "${id}" got no decision in time; waiting once more. ${a.message}` });
+      await recordEvents(audit, state, { key: `${id}/escalated`, kind: 'approval', step: id, target, status: 'escalated', action: a });
       pending.deadline = new Date(Date.now() + timeoutMs).toISOString();
       decided = await condition(tally, timeoutMs);
+      await recordHeard();
     }
     if (rejected) {
+      await outcome('rejected', `rejected by ${rejected.by}${rejected.comment ? `: ${rejected.comment}` : ''}`);
       throw ApplicationFailure.nonRetryable(`Approval "${id}" rejected by ${rejected.by}${rejected.comment ? `: ${rejected.comment}` : ''}`, APPROVAL_FAILURES.rejected);
     }
-    if (!decided) throw ApplicationFailure.nonRetryable(`Approval "${id}" got ${pending.approvals.length} of ${a.quorum} approvals in time`, APPROVAL_FAILURES.timedOut);
+    if (!decided) {
+      const message = `Approval "${id}" got ${pending.approvals.length} of ${a.quorum} approvals in time`;
+      await outcome('timed-out', message);
+      throw ApplicationFailure.nonRetryable(message, APPROVAL_FAILURES.timedOut);
+    }
+    await outcome('approved');
+    audit.approvals.push(...pending.approvals);
   } finally {
     state.pendingApprovals = state.pendingApprovals.filter((p) => p !== pending);
   }

@@ -32,6 +32,8 @@ export interface RunState {
   decisions: ApprovalDecision[];
   /** The final result, once the run ended (also for failed and cancelled runs). */
   result?: unknown;
+  /** Audit records that could not be written (the store stayed down through the retries). */
+  auditErrors?: string[];
 }
 
 /** An operator's approve/reject for a pending approval. */

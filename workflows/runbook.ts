@@ -15,7 +15,8 @@ import { awaitApproval } from './approval';
 import { acquireHostLock, releaseHostLock } from './host-lock';
 import { decideSignal, stateQuery, type ApprovalDecision, type HostState, type RunState } from './messages';
 import { Initiator, RunbookName, RunbookStatus, RunbookTargets, Trigger } from './search-attributes';
-import { runStep, type Compensation, type StepEnv, type StepsCtx } from './steps';
+import { errorText, runStep, type Compensation, type StepEnv, type StepsCtx } from './steps';
+import { recordEvents, startAudit } from './audit';
 
 export interface RunbookInput {
   /** Runbook name (runbooks/NAME.yaml on the worker). */
@@ -52,15 +53,13 @@ function setStatus(state: RunState, status: RunState['status']): void {
   upsertSearchAttributes([{ key: RunbookStatus, value: status }]);
 }
 
-function errorText(err: unknown): string {
-  const e = err as { message?: string; cause?: { message?: string } };
-  return e?.cause?.message ?? e?.message ?? String(err);
-}
-
 export async function runbook(input: RunbookInput): Promise<RunbookResult> {
   const info = workflowInfo();
-  const initiator = input.initiator ?? 'unknown';
-  const trigger = input.trigger ?? 'manual';
+  // A run a Temporal schedule started names the schedule (the UI's and the server's own attribute).
+  const scheduledBy = (info.searchAttributes?.TemporalScheduledById as string[] | undefined)?.[0];
+  const initiator = input.initiator ?? scheduledBy ?? 'unknown';
+  const trigger = input.trigger ?? (scheduledBy ? 'schedule' : 'manual');
+  const audit = startAudit(input.runbook, trigger, initiator);
   const state: RunState = { runbook: input.runbook, contentHash: '', status: 'preparing', batch: { index: 0, of: 0 }, hosts: {}, pendingApprovals: [], decisions: [] };
   const inbox: ApprovalDecision[] = [];
   setHandler(stateQuery, () => state);
@@ -73,6 +72,8 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
     prepared = await prepare({ runbook: input.runbook, params: input.params ?? {}, inventory: input.inventory, alert: input.alert });
   } catch (err) {
     setStatus(state, 'failed');
+    await recordEvents(audit, state, { key: 'run', kind: 'run.finished', status: 'rejected', error: errorText(err),
+      detail: { params: input.params ?? {}, inventory: input.inventory ?? null } });
     // Bad input: fail the run with the located message itself (type UnknownRunbook, ParamsInvalid, ...).
     throw err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : err;
   }
@@ -80,8 +81,11 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
   state.contentHash = prepared.contentHash;
   upsertMemo({ description: rb.metadata.description ?? '', contentHash: prepared.contentHash, risk: rb.metadata.risk ?? 'medium' });
   upsertSearchAttributes([{ key: RunbookTargets, value: prepared.targets }]);
+  audit.runbook = { name: rb.metadata.name, contentHash: prepared.contentHash };
+  await recordEvents(audit, state, { key: 'run', kind: 'run.started', status: 'started',
+    detail: { params: prepared.params, targets: prepared.targets, inventory: input.inventory ?? null, alert: input.alert ?? null } });
 
-  const env: StepEnv = { prepared, state, inbox, initiator };
+  const env: StepEnv = { prepared, state, inbox, initiator, audit };
   const run = { id: info.workflowId, initiator, trigger };
   const hosts: (TargetHost | undefined)[] = rb.targets === undefined ? [undefined] : prepared.targets.map((n) => prepared.inventory!.hosts.find((h) => h.name === n)!);
   const results: Record<string, HostResult> = {};
@@ -98,7 +102,7 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
     if (rb.approval) {
       setStatus(state, 'awaiting-approval');
       const gate = renderStep({ id: 'gate', approval: rb.approval }, buildContext(prepared.params, undefined, rb, run, input.alert));
-      if (gate.kind === 'approval') await awaitApproval('gate', gate, state, inbox, rb.metadata.name, ms(gate.timeout as ms.StringValue));
+      if (gate.kind === 'approval') await awaitApproval('gate', gate, state, inbox, rb.metadata.name, ms(gate.timeout as ms.StringValue), audit);
     }
     setStatus(state, 'running');
 
@@ -182,6 +186,7 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
     if (isCancellation(err)) cancelled = true;
     else {
       setStatus(state, 'failed');
+      await recordEvents(audit, state, { key: 'run', kind: 'run.finished', status: 'failed', error: errorText(err) });
       throw err;
     }
   }
@@ -191,11 +196,17 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
     state.hosts[name] = { state: 'skipped' };
     results[name]!.state = 'skipped';
   }
+  const skipped = Object.entries(results).filter(([, r]) => r.state === 'skipped').map(([h]) => h);
+  await recordEvents(audit, state,
+    ...skipped.map((h) => ({ key: 'target', kind: 'skip' as const, target: h, status: 'skipped', detail: { reason: cancelled ? 'run cancelled' : `failures (${failures}) exceeded the threshold (${threshold})` } })),
+    ...(cancelled ? [{ key: 'run', kind: 'cancel' as const, status: 'cancelled', detail: { hosts: Object.fromEntries(Object.entries(results).map(([h, r]) => [h, r.state])) } }] : []));
 
   const result: RunbookResult = { runbook: rb.metadata.name, contentHash: prepared.contentHash, failures, threshold, hosts: results,
     status: cancelled ? 'cancelled' : failures > threshold ? 'failed' : failures > 0 ? 'degraded' : 'succeeded' };
   setStatus(state, result.status === 'degraded' ? 'succeeded' : result.status);
   state.result = result;
+  await recordEvents(audit, state, { key: 'run', kind: 'run.finished', status: result.status, detail: { failures, threshold,
+    hosts: Object.fromEntries(Object.entries(results).map(([h, r]) => [h, { state: r.state, error: r.error, rollbackErrors: r.rollbackErrors }])) } });
   const failed = Object.entries(results).filter(([, r]) => r.error).map(([h, r]) => `${h}: ${r.error}`).join('; ');
   if (result.status === 'cancelled') throw new CancelledFailure(`${rb.metadata.name} cancelled; rollback ran where needed. ${failed}`);
   if (result.status === 'failed') throw ApplicationFailure.nonRetryable(`${rb.metadata.name} failed: ${failed}`, 'RunbookFailed', result);

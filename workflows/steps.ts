@@ -13,15 +13,18 @@ import { extractOutputs, type StepResultView } from '../dsl/outputs';
 import type { PreparedRun } from '../activities/prepare';
 import { renderStep, shouldRun, targetView, type RenderedAction } from '../dsl/render';
 import type { StepDoc } from '../dsl/schema';
+import type { WorkflowAuditEvent } from '../audit/events';
 import { resolveTargets, type TargetHost } from '../dsl/selector';
 import { awaitApproval } from './approval';
 import type { ApprovalDecision, RunState } from './messages';
+import { recordEvents, stepAudit, isRollback, type RunAudit } from './audit';
 
 export interface StepEnv {
   prepared: PreparedRun;
   state: RunState;
   inbox: ApprovalDecision[];
   initiator: string;
+  audit: RunAudit;
 }
 
 export interface Compensation { step: StepDoc; path: string; ctx: ExprContext; host?: TargetHost }
@@ -54,6 +57,26 @@ export const LOCAL_STEP_MAX_MS = 10 * 60_000;
 
 const killer = proxyLocalActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } });
 
+/** The message of a failure, preferring its cause's (an activity failure wraps the real one). */
+export function errorText(err: unknown): string {
+  const e = err as { message?: string; cause?: { message?: string } };
+  return e?.cause?.message ?? e?.message ?? String(err);
+}
+
+/** The step result a failure carries (a failed command's exit code and output), if any. */
+function failureResult(err: unknown): StepResultView | undefined {
+  const e = err as { details?: unknown[]; cause?: { details?: unknown[] } };
+  return (e?.cause?.details ?? e?.details)?.[0] as StepResultView | undefined;
+}
+
+/** What the audit keeps of a step result. */
+function outcomeOf(r: StepResultView | undefined): WorkflowAuditEvent['outcome'] {
+  if (!r) return undefined;
+  const v = r as { exitCode?: number; status?: number; durationMs?: number; stdout?: string; stdoutSha256?: string | null; stdoutBytes?: number; body?: string };
+  return { status: 'succeeded', exitCode: v.exitCode, httpStatus: v.status, durationMs: v.durationMs, stdout: v.stdout, stdoutSha256: v.stdoutSha256,
+    stdoutBytes: v.stdoutBytes, body: v.body };
+}
+
 /** One attempt of a step's action. Returns what outputs are extracted from. */
 async function act(action: RenderedAction, step: StepDoc, path: string, key: string, host: TargetHost | undefined, env: StepEnv): Promise<StepResultView> {
   const timeoutMs = duration(step.timeout, '10m');
@@ -72,7 +95,7 @@ async function act(action: RenderedAction, step: StepDoc, path: string, key: str
       const target = sshTarget(env, host, step.id);
       const stepKey = { workflowId: workflowInfo().workflowId, stepPath: key };
       try {
-        return await activities.sshStep({ target, action, key: stepKey, secrets, timeoutMs });
+        return await activities.sshStep({ target, action, key: stepKey, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name) });
       } catch (err) {
         // The step itself was cancelled: stop its remote command (the activity leaves it running on purpose).
         if (isCancellation(err)) await CancellationScope.nonCancellable(() => killer.sshKill({ target, key: stepKey }));
@@ -80,12 +103,12 @@ async function act(action: RenderedAction, step: StepDoc, path: string, key: str
       }
     }
     case 'http':
-      return activities.httpStep({ action, secrets, timeoutMs });
+      return activities.httpStep({ action, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name) });
     case 'sleep':
       await sleep(action.duration as ms.StringValue);
       return {};
     case 'approval':
-      await awaitApproval(path, action, env.state, env.inbox, env.prepared.name, duration(action.timeout, '1h'));
+      await awaitApproval(path, action, env.state, env.inbox, env.prepared.name, duration(action.timeout, '1h'), env.audit, host?.name);
       return {};
     case 'notify':
       await activities.notify({ channel: action.channel, message: action.message });
@@ -105,9 +128,23 @@ async function withRetry(step: StepDoc, path: string, ctx: ExprContext, host: Ta
   const attempts = step.retry?.attempts ?? 1;
   let backoff = duration(step.retry?.backoff, '5s');
   for (let attempt = 1; ; attempt++) {
+    const key = attempt === 1 ? keyBase : `${keyBase}#${attempt}`;
+    const action = renderStep(step, ctx);
+    const event = { key, kind: isRollback(path) ? 'rollback' as const : 'step' as const, step: key, target: host?.name, action };
     try {
-      return await act(renderStep(step, ctx), step, path, attempt === 1 ? keyBase : `${keyBase}#${attempt}`, host, env);
+      const result = await act(action, step, path, key, host, env);
+      // SSH commands and HTTP requests record their success in the activity; the workflow records the rest
+      // (and those whose activity could not reach the store). An approval records itself.
+      const selfRecorded = (action.kind === 'ssh' && !action.upload) || action.kind === 'http';
+      if (action.kind !== 'approval' && (!selfRecorded || (result as { audited?: boolean }).audited === false)) {
+        await recordEvents(env.audit, env.state, { ...event, status: 'succeeded', outcome: selfRecorded ? outcomeOf(result) : undefined });
+      }
+      return result;
     } catch (err) {
+      if (action.kind !== 'approval') {
+        await recordEvents(env.audit, env.state, { ...event, status: isCancellation(err) ? 'cancelled' : 'failed', error: errorText(err),
+          outcome: outcomeOf(failureResult(err)) });
+      }
       if (attempt >= attempts || !STEP_FAILURES.includes(failureType(err) ?? '')) throw err;
       await sleep(backoff);
       backoff = Math.min(backoff * 2, duration(step.retry?.maxBackoff, '5m'));
@@ -148,6 +185,7 @@ export async function runStep(step: StepDoc, path: string, ctx: ExprContext, ste
   if (hostName && env.state.hosts[hostName]) env.state.hosts[hostName]!.step = step.id;
   if (!shouldRun(step, ctx)) {
     steps[step.id] = { outputs: {}, status: 'skipped' };
+    await recordEvents(env.audit, env.state, { key: path, kind: 'skip', step: path, target: hostName, status: 'skipped', detail: { when: step.when } });
     return;
   }
   if (step.parallel) {

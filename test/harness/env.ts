@@ -9,6 +9,7 @@ import { createLogger } from '../../common/logger';
 import { loadInventory, sshTargetFor, type Inventory } from '../../dsl/inventory';
 import type { SshTarget } from '../../activities/ssh/pool';
 import { createEngineWorker, type EngineWorker } from '../../worker/worker';
+import type { AuditStore } from '../../audit/store';
 
 function required(name: string): string {
   const value = process.env[name];
@@ -19,6 +20,9 @@ function required(name: string): string {
 export const temporalAddress = (): string => required('RUNBOOK_TEST_TEMPORAL_ADDRESS');
 export const fleetDir = (): string => required('RUNBOOK_TEST_FLEET_DIR');
 export const testRoot = (): string => required('RUNBOOK_TEST_ROOT');
+/** The harness's PostgreSQL: a database for tests, and the superuser's maintenance database. */
+export const pgUrl = (): string => required('RUNBOOK_TEST_PG_URL');
+export const pgAdminUrl = (): string => required('RUNBOOK_TEST_PG_ADMIN_URL');
 
 let runtimeInstalled = false;
 
@@ -61,10 +65,10 @@ export function testLogger(): pino.Logger {
 
 /** Starts the engine's worker on `taskQueue` and runs `fn` while it polls. */
 export async function withEngineWorker<T>(env: TestWorkflowEnvironment, taskQueue: string,
-  fn: (engine: EngineWorker) => Promise<T>): Promise<T> {
+  fn: (engine: EngineWorker) => Promise<T>, opts: { audit?: AuditStore } = {}): Promise<T> {
   const engine = await createEngineWorker(env.nativeConnection, env.namespace ?? 'default',
     { taskQueue, maxConcurrentActivities: 50, maxConcurrentWorkflowTasks: 50, maxCachedWorkflows: 50 }, testLogger(),
-    { workflowBundle: await workflowBundle() });
+    { workflowBundle: await workflowBundle(), audit: opts.audit });
   const running = engine.run();
   try {
     return await fn(engine);

@@ -7,12 +7,14 @@ import { freePort } from '../../common/ports';
 import { fleetUp } from '../../fleet/fleet';
 import { startDevServer, type DevServer } from '../../worker/dev-server';
 import { ensureTemporalCli } from '../../worker/temporal-cli';
+import { startPostgres, type PgServer } from './postgres';
 
 export const FLEET_HOSTS = 3;
 
 declare global {
   var runbookTestServer: DevServer | undefined;
   var runbookTestFleetDir: string | undefined;
+  var runbookTestPostgres: PgServer | undefined;
 }
 
 export default async function globalSetup(): Promise<void> {
@@ -25,6 +27,12 @@ export default async function globalSetup(): Promise<void> {
   const fleetDir = path.join(root, 'fleet');
   await fleetUp({ hosts: FLEET_HOSTS, dir: fleetDir });
   globalThis.runbookTestFleetDir = fleetDir;
+  const pg = await startPostgres(path.join(root, 'postgres'));
+  globalThis.runbookTestPostgres = pg;
+  process.env.RUNBOOK_TEST_PG_URL = pg.url;
+  process.env.RUNBOOK_TEST_PG_ADMIN_URL = pg.adminUrl;
+  // Workers started by tests write their change records here unless a test chooses its own store.
+  process.env.AUDIT_URL = `file:${path.join(root, 'audit.jsonl')}`;
   process.env.RUNBOOK_TEST_ROOT = root;
   process.env.RUNBOOK_TEST_TEMPORAL_ADDRESS = server.address;
   process.env.RUNBOOK_TEST_TEMPORAL_CLI = cli.path;

@@ -1,0 +1,113 @@
+// Node side. Turns what activities and the workflow report into change records: deterministic ids, the action
+// as an operator reads it (secrets as <secret:NAME>, known secret values masked), output digest and tail.
+import { createHash } from 'node:crypto';
+import { redact, redactDeep } from '../activities/secrets/redact';
+import { maskSecrets } from '../dsl/expr';
+import type { RenderedAction } from '../dsl/render';
+import { recordId, type AuditEntry, type AuditInitiator, type AuditKind } from './record';
+
+/** What the workflow tells a step activity so the activity can record its own outcome (no extra round trip). */
+export interface StepAuditContext {
+  runbook: { name: string; contentHash: string };
+  initiator: AuditInitiator;
+  /** The step's record key: its path plus attempt (#n), poll (@n) and delegated-target suffixes. */
+  key: string;
+  kind: 'step' | 'rollback';
+  target?: string;
+  approvals?: { by: string; comment?: string }[];
+}
+
+/** An event the workflow records itself (skips, approvals, cancels, failures, run start and end). */
+export interface WorkflowAuditEvent {
+  /** Identifies the event within the run (with the workflow and run ids it makes the record id). */
+  key: string;
+  time: string;
+  kind: AuditKind;
+  runbook: { name: string; contentHash: string };
+  initiator: AuditInitiator;
+  step?: string;
+  target?: string;
+  action?: RenderedAction;
+  approvals?: { by: string; comment?: string }[];
+  status: string;
+  error?: string;
+  /** A step's result, when the workflow records a success its activity could not (the store was down). */
+  outcome?: StepOutcome;
+  detail?: Record<string, unknown>;
+}
+
+const TAIL_BYTES = 1024;
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+function tail(text: string): string {
+  const t = text.length > TAIL_BYTES ? text.slice(-TAIL_BYTES) : text;
+  return redact(t);
+}
+
+/** The action as recorded: one line an operator can read; secret references stay references. */
+export function describeAction(action: RenderedAction | undefined): string | undefined {
+  if (!action) return undefined;
+  const text = (() => {
+    switch (action.kind) {
+      case 'ssh':
+        if (action.upload) return `upload ${action.upload.src} -> ${action.upload.dest} (mode ${action.upload.mode})`;
+        return `${action.sudo ? `sudo${action.user ? ` -u ${action.user}` : ''} ` : ''}${action.command ?? action.script ?? ''}`;
+      case 'http': return `${action.method} ${action.url}`;
+      case 'sleep': return `sleep ${action.duration}`;
+      case 'approval': return `approval: ${action.message}`;
+      case 'notify': return `notify ${action.channel}: ${action.message}`;
+      case 'runbook': return `runbook ${action.name} ${JSON.stringify(action.params)}`;
+      case 'parallel': return 'parallel';
+    }
+  })();
+  return redact(maskSecrets(text));
+}
+
+export interface StepOutcome {
+  status: 'succeeded' | 'failed';
+  exitCode?: number;
+  httpStatus?: number;
+  durationMs?: number;
+  stdout?: string;
+  stdoutSha256?: string | null;
+  stdoutBytes?: number;
+  body?: string;
+  error?: string;
+}
+
+/** Exit code or HTTP status, duration, and the output's digest and (redacted) tail. */
+function outcomeFields(o: StepOutcome): Pick<AuditEntry, 'exitCode' | 'httpStatus' | 'durationMs' | 'output'> {
+  const output = o.body !== undefined
+    ? { digest: `sha256:${sha256(o.body)}`, bytes: Buffer.byteLength(o.body), tail: tail(o.body) }
+    : o.stdout !== undefined
+      ? { digest: o.stdoutSha256 ? `sha256:${o.stdoutSha256}` : o.stdoutBytes ? undefined : `sha256:${sha256('')}`, bytes: o.stdoutBytes, tail: tail(o.stdout) }
+      : undefined;
+  return { exitCode: o.exitCode, httpStatus: o.httpStatus, durationMs: o.durationMs, output };
+}
+
+/** The record of a step outcome, written by the step's activity. */
+export function stepEntry(run: { workflowId: string; runId: string }, ctx: StepAuditContext, action: RenderedAction, outcome: StepOutcome): AuditEntry {
+  return workflowEntry(run, { key: ctx.key, time: new Date().toISOString(), kind: ctx.kind, runbook: ctx.runbook, initiator: ctx.initiator,
+    step: ctx.key, target: ctx.target, action, approvals: ctx.approvals, status: outcome.status, error: outcome.error, outcome });
+}
+
+/** The record of an event the workflow reports. A step failure shares the outcome id of its step's success. */
+export function workflowEntry(run: { workflowId: string; runId: string }, e: WorkflowAuditEvent): AuditEntry {
+  const idParts = e.kind === 'step' || e.kind === 'rollback' ? ['outcome', e.key, e.target ?? ''] : [e.kind, e.key, e.target ?? ''];
+  return {
+    id: recordId(run.workflowId, run.runId, ...idParts),
+    time: e.time,
+    kind: e.kind,
+    run,
+    runbook: e.runbook,
+    initiator: e.initiator,
+    step: e.step,
+    target: e.target,
+    action: describeAction(e.action),
+    approvals: e.approvals?.length ? e.approvals : undefined,
+    status: e.status,
+    ...(e.outcome ? outcomeFields(e.outcome) : {}),
+    error: e.error === undefined ? undefined : redact(e.error),
+    detail: e.detail === undefined ? undefined : redactDeep(e.detail),
+  };
+}

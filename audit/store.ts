@@ -1,0 +1,112 @@
+// Node side. The audit store contract, the backend chosen by AUDIT_URL, and verification of a whole store.
+import path from 'node:path';
+import { UserError } from '../common/errors';
+import { GENESIS, canonical, hashRecord, type AuditEntry, type AuditRecord } from './record';
+
+export interface AuditFilter {
+  runId?: string;
+  /** A workflow id matches too (operators copy either from `runbook list`). */
+  run?: string;
+  target?: string;
+  /** ISO time: records at or after it. */
+  since?: string;
+}
+
+export interface AppendResult { appended: number; duplicates: number }
+
+/**
+ * Where change records live. `append` is idempotent by record id (an entry whose id is stored is skipped) and
+ * keeps the chain valid when several processes append at once.
+ */
+export interface AuditStore {
+  readonly description: string;
+  append(entries: AuditEntry[]): Promise<AppendResult>;
+  /** Stored records in chain order. Raw rows that cannot be parsed come back as `{ broken }`. */
+  scan(): AsyncIterable<AuditRecord | BrokenRow>;
+  close(): Promise<void>;
+}
+
+/** A stored row that is not a record at all (a torn or edited line). */
+export interface BrokenRow { broken: string; position: number }
+
+export function isBroken(row: AuditRecord | BrokenRow): row is BrokenRow {
+  return 'broken' in row;
+}
+
+export function matches(r: AuditRecord, f: AuditFilter): boolean {
+  if (f.run && r.run.workflowId !== f.run && r.run.runId !== f.run) return false;
+  if (f.runId && r.run.runId !== f.runId) return false;
+  if (f.target && r.target !== f.target) return false;
+  if (f.since && r.time < f.since) return false;
+  return true;
+}
+
+export async function* query(store: AuditStore, filter: AuditFilter = {}): AsyncIterable<AuditRecord> {
+  for await (const row of store.scan()) if (!isBroken(row) && matches(row, filter)) yield row;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  records: number;
+  /** The first bad record and what is wrong with it. */
+  firstBad?: { seq: number; id?: string; position: number; problem: string };
+  head?: string;
+}
+
+/**
+ * Walks the whole chain: each record must parse, carry the next sequence number, point at the previous hash,
+ * hash to its own `hash`, and have an id not seen before. Stops at the first bad record and names it.
+ */
+export async function verifyStore(store: AuditStore): Promise<VerifyReport> {
+  let prev = GENESIS;
+  let expected = 1;
+  let count = 0;
+  const ids = new Set<string>();
+  let position = 0;
+  for await (const row of store.scan()) {
+    position += 1;
+    const bad = (problem: string, seq = expected, id?: string): VerifyReport =>
+      ({ ok: false, records: count, firstBad: { seq, id, position, problem }, head: prev });
+    if (isBroken(row)) return bad(`not a record: ${row.broken}`);
+    if (row.seq !== expected) {
+      return bad(row.seq > expected
+        ? `sequence jumps from ${expected - 1} to ${row.seq}: record ${expected}${row.seq - expected > 1 ? `..${row.seq - 1}` : ''} is missing`
+        : `sequence number ${row.seq} where ${expected} was expected (a record was duplicated or reordered)`, row.seq, row.id);
+    }
+    if (row.prev !== prev) return bad(`its prev hash does not match record ${expected - 1}'s hash: the record before it was changed or removed`, row.seq, row.id);
+    if (hashRecord(row) !== row.hash) return bad('its content does not match its hash: the record was changed', row.seq, row.id);
+    if (ids.has(row.id)) return bad(`id ${row.id} appears twice`, row.seq, row.id);
+    ids.add(row.id);
+    prev = row.hash;
+    expected += 1;
+    count += 1;
+  }
+  return { ok: true, records: count, head: prev };
+}
+
+/** The stored line of a record: canonical JSON, so the bytes on disk are the bytes that were hashed. */
+export function serialise(record: AuditRecord): string {
+  return canonical(record);
+}
+
+/** `file:PATH` (relative to the working directory) or `postgres://...`; default the JSONL file in the data dir. */
+export async function openAuditStore(url = process.env.AUDIT_URL ?? defaultAuditUrl()): Promise<AuditStore> {
+  if (url.startsWith('file:')) {
+    const { FileAuditStore } = await import('./file-store');
+    return new FileAuditStore(path.resolve(url.slice('file:'.length).replace(/^\/\/(?=\/)/, '')));
+  }
+  if (url.startsWith('postgres:') || url.startsWith('postgresql:')) {
+    const { PgAuditStore } = await import('./pg-store');
+    return PgAuditStore.open(url);
+  }
+  throw new UserError(`AUDIT_URL "${redactUrl(url)}" is not supported: use file:PATH (a JSONL file) or postgres://USER@HOST:PORT/DB.`);
+}
+
+export function defaultAuditUrl(): string {
+  return `file:${path.join(process.env.RUNBOOK_DATA_DIR ?? '.runbook', 'audit.jsonl')}`;
+}
+
+/** A connection URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/(\/\/[^:/@]+):[^@/]*@/, '$1:***@');
+}

@@ -1,0 +1,113 @@
+// Integration (real Temporal, real sshd, the engine's worker, a JSONL audit file): every step outcome, skip,
+// rollback, approval decision and the run's start and end become change records; secrets never reach them;
+// `runbook audit verify` passes on the result and fails naming the record after one is tampered with.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { FileAuditStore } from '../../audit/file-store';
+import type { AuditRecord } from '../../audit/record';
+import { query, verifyStore } from '../../audit/store';
+import type { runbook } from '../../workflows/runbook';
+import { decideSignal, stateQuery } from '../../workflows/messages';
+import { connectTestEnv, fleetDir, testRoot, uniqueTaskQueue, withEngineWorker } from '../harness/env';
+
+process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
+const TOKEN = 'sw0rdfish-audit-7431';
+process.env.RB_TEST_AUDIT_TOKEN = TOKEN;
+const CLI = path.join(__dirname, '..', '..', 'bin', 'runbook.js');
+let env: TestWorkflowEnvironment;
+beforeAll(async () => { env = await connectTestEnv(); });
+afterAll(async () => { await env?.teardown(); });
+
+const inventory = () => path.join(fleetDir(), 'inventory.yaml');
+const records = async (store: FileAuditStore, run?: string) => { const out: AuditRecord[] = []; for await (const r of query(store, { run })) out.push(r); return out; };
+
+test('a failing rolling run: every outcome, skip and rollback is a chained record with no secret in it', async () => {
+  const tq = uniqueTaskQueue('audit');
+  const file = path.join(testRoot(), `${tq}.jsonl`);
+  const store = new FileAuditStore(file);
+  const workflowId = `${tq}-audited`;
+  const err = await withEngineWorker(env, tq, async () => {
+    const handle = await env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId,
+      args: [{ runbook: 'audited', params: { marker: `${tq}.txt` }, inventory: inventory(), initiator: 'alice' }] });
+    return handle.result().then(() => undefined, (e: unknown) => e);
+  }, { audit: store });
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+
+  const all = await records(store, workflowId);
+  const summary = all.map((r) => [r.kind, r.step ?? '', r.target ?? '', r.status]);
+  expect(summary).toEqual([
+    ['run.started', '', '', 'started'],
+    ['step', 'steps[0]', 'host-1', 'succeeded'],
+    ['step', 'steps[1]', 'host-1', 'succeeded'],
+    ['skip', 'steps[2]', 'host-1', 'skipped'],
+    ['step', 'steps[3]', 'host-1', 'succeeded'],
+    ['step', 'steps[0]', 'host-2', 'succeeded'],
+    ['step', 'steps[1]', 'host-2', 'succeeded'],
+    ['skip', 'steps[2]', 'host-2', 'skipped'],
+    ['step', 'steps[3]', 'host-2', 'failed'],
+    ['rollback', 'steps[0].rollback', 'host-2', 'succeeded'],
+    ['skip', '', 'host-3', 'skipped'],
+    ['run.finished', '', '', 'failed'],
+  ]);
+  const runId = all[0]!.run.runId;
+  expect(all.every((r) => r.run.workflowId === workflowId && r.run.runId === runId && r.runbook.name === 'audited'
+    && /^[0-9a-f]{64}$/.test(r.runbook.contentHash) && r.initiator.trigger === 'manual' && r.initiator.id === 'alice')).toBe(true);
+  const write = all[1]!;
+  expect(write.action).toBe(`echo <secret:token> | sha256sum > ${tq}.txt`);
+  expect(write).toMatchObject({ exitCode: 0, output: { digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/), bytes: 0 } });
+  expect(write.durationMs).toBeGreaterThanOrEqual(0);
+  expect(all[2]!.output?.tail).toBe('the token is ***\n');
+  expect(all[8]).toMatchObject({ exitCode: 1, action: 'test host-2 != host-2', error: expect.stringMatching(/exited with 1/) });
+  expect(all[0]!.detail).toMatchObject({ params: { marker: `${tq}.txt` }, targets: ['host-1', 'host-2', 'host-3'] });
+  expect(fs.readFileSync(file, 'utf8')).not.toContain(TOKEN);
+
+  // The chain holds, through the CLI too; tampering is named.
+  expect(await verifyStore(store)).toMatchObject({ ok: true, records: all.length });
+  const run = (...args: string[]) => promisify(execFile)('node', [CLI, 'audit', ...args, '--audit-url', `file:${file}`]).then(
+    (r) => ({ code: 0, out: r.stdout }), (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }));
+  expect(await run('verify')).toEqual({ code: 0, out: expect.stringMatching(/^OK: 12 records in file:.*, chain intact/) });
+  const shown = await run('show', '--target', 'host-2');
+  expect(shown.code).toBe(0);
+  expect(shown.out.split('\n')[0]).toMatch(/^TIME\s+KIND\s+STATUS\s+RUNBOOK\s+STEP\s+TARGET/);
+  expect(shown.out).toMatch(/step\s+failed\s+audited\s+steps\[3\]\s+host-2\s+manual:alice\s+1\s+\d+\s+test host-2 != host-2 -- ERROR The command on host-2 exited with 1/);
+  const csv = await run('export', '--format', 'csv', '--run', workflowId);
+  expect(csv.out.split('\n')[0]).toMatch(/^seq,id,time,kind,status,workflow_id,run_id,runbook,content_hash,step,target,/);
+  expect(csv.out.split('\n').filter((l) => /^\d+,[0-9a-f]{32},/.test(l))).toHaveLength(12); // fields with newlines are quoted
+  const lines = fs.readFileSync(file, 'utf8').split('\n');
+  lines[5] = lines[5]!.replace('"status":"succeeded"', '"status":"skipped"');
+  fs.writeFileSync(file, lines.join('\n'));
+  expect(await run('verify')).toEqual({ code: 1, out: expect.stringMatching(new RegExp(`^TAMPERED: file:.*: record 6 \\(id ${all[5]!.id}\\), entry 6 in the store: its content does not match its hash`)) });
+});
+
+test('approval decisions and the outcome are recorded, and later steps carry the approvals', async () => {
+  const tq = uniqueTaskQueue('audit');
+  const store = new FileAuditStore(path.join(testRoot(), `${tq}.jsonl`));
+  const workflowId = `${tq}-gated`;
+  await withEngineWorker(env, tq, async () => {
+    const handle = await env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId,
+      args: [{ runbook: 'gated', params: { marker: `${tq}.txt` }, inventory: inventory(), initiator: 'bob' }] });
+    for (let i = 0; i < 100 && (await handle.query(stateQuery)).pendingApprovals.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    await handle.signal(decideSignal, { id: 'gate', approve: true, by: 'mallory', comment: 'me too' });
+    await handle.signal(decideSignal, { id: 'gate', approve: true, by: 'alice', comment: 'ok' });
+    await handle.signal(decideSignal, { id: 'gate', approve: true, by: 'dan', groups: ['dba'], comment: 'checked replicas' });
+    expect((await handle.result()).status).toBe('succeeded');
+  }, { audit: store });
+  const all = await records(store, workflowId);
+  expect(all.map((r) => [r.kind, r.status, r.detail?.by ?? ''])).toEqual([
+    ['run.started', 'started', ''],
+    ['approval.decision', 'approve', 'mallory'],
+    ['approval.decision', 'approve', 'alice'],
+    ['approval.decision', 'approve', 'dan'],
+    ['approval', 'approved', ''],
+    ['step', 'succeeded', ''],
+    ['run.finished', 'succeeded', ''],
+  ]);
+  expect(all[1]!.detail).toMatchObject({ counted: false, comment: 'me too' });
+  expect(all[4]!.approvals).toEqual([{ by: 'alice', comment: 'ok' }, { by: 'dan', comment: 'checked replicas' }]);
+  expect(all[5]!.approvals).toEqual(all[4]!.approvals);
+  expect((await verifyStore(store)).ok).toBe(true);
+});

@@ -1,0 +1,54 @@
+// Workflow side (deterministic). Records the events the workflow itself sees (run start and end, skips, step
+// failures, approvals, cancels) through a local activity. Step successes are recorded by the step's own
+// activity. Recording runs even while the run is being cancelled, and never fails the run: a store that stays
+// down after retries is reported in the run's state and result instead.
+import { CancellationScope, log, patched, proxyLocalActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { StepAuditContext, WorkflowAuditEvent } from '../audit/events';
+import type { RunState } from './messages';
+
+const { audit } = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { maximumAttempts: 8, initialInterval: '500 milliseconds', maximumInterval: '15 seconds' },
+});
+
+/** What every record of the run shares, kept on the run's environment. */
+export interface RunAudit {
+  /** False when replaying a run recorded before the audit existed. */
+  on: boolean;
+  runbook: { name: string; contentHash: string };
+  initiator: { trigger: string; id: string };
+  /** Approvals granted so far in the run; step records carry them. */
+  approvals: { by: string; comment?: string }[];
+}
+
+export function startAudit(runbook: string, trigger: string, initiator: string): RunAudit {
+  return { on: patched('audit'), runbook: { name: runbook, contentHash: '' }, initiator: { trigger, id: initiator }, approvals: [] };
+}
+
+type EventFields = Omit<WorkflowAuditEvent, 'time' | 'runbook' | 'initiator'>;
+
+/** Records events of this run; see the module comment for failure handling. */
+export async function recordEvents(a: RunAudit, state: RunState, ...events: EventFields[]): Promise<void> {
+  if (!a.on || events.length === 0) return;
+  const time = new Date().toISOString();
+  const full: WorkflowAuditEvent[] = events.map((e) => ({ ...e, time, runbook: a.runbook, initiator: a.initiator }));
+  try {
+    await CancellationScope.nonCancellable(() => audit({ events: full }));
+  } catch (err) {
+    const message = `audit write failed for ${events.map((e) => `${e.kind} ${e.key}`).join(', ')}: ${(err as Error).message}`;
+    log.error(message);
+    state.auditErrors = [...(state.auditErrors ?? []), message];
+  }
+}
+
+/** The context a step activity needs to record its own outcome. */
+export function stepAudit(a: RunAudit, key: string, path: string, target: string | undefined): StepAuditContext | undefined {
+  if (!a.on) return undefined;
+  return { runbook: a.runbook, initiator: a.initiator, key, kind: isRollback(path) ? 'rollback' : 'step', target,
+    approvals: a.approvals.length ? [...a.approvals] : undefined };
+}
+
+export function isRollback(path: string): boolean {
+  return path.startsWith('rollback[') || path.includes('.rollback');
+}
