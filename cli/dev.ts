@@ -9,6 +9,9 @@ import { connectWorker, temporalTargetFromEnv, workerSettingsFromEnv, type Tempo
 import { startDevServer, type DevServer } from '../worker/dev-server';
 import { ensureTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
 import { createEngineWorker, installRuntime } from '../worker/worker';
+import { codecKeysFromEnv, EncryptionCodec } from '../common/codec';
+import { startCodecServer, type CodecServer } from '../triggers/codec-server';
+import crypto from 'node:crypto';
 
 export interface DevOptions {
   dataDir: string;
@@ -18,6 +21,16 @@ export interface DevOptions {
   headless: boolean;
   /** False for `runbook worker`: never start a server. */
   embedded: boolean;
+  /** Codec server port (when history encryption is on). @default uiPort + 1 */
+  codecPort?: number;
+}
+
+/** The codec server's bearer token: RUNBOOK_CODEC_TOKEN, else one made once and kept (0600) in the data dir. */
+function codecToken(dataDir: string): { token: string; source: string } {
+  if (process.env.RUNBOOK_CODEC_TOKEN) return { token: process.env.RUNBOOK_CODEC_TOKEN, source: 'RUNBOOK_CODEC_TOKEN' };
+  const file = path.join(dataDir, 'codec-token');
+  if (!fs.existsSync(file)) fs.writeFileSync(file, `${crypto.randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+  return { token: fs.readFileSync(file, 'utf8').trim(), source: file };
 }
 
 function say(line: string): void {
@@ -30,7 +43,10 @@ export async function runDev(opts: DevOptions): Promise<void> {
   const settings = workerSettingsFromEnv();
   installRuntime(logger);
   let server: DevServer | undefined;
+  let codecServer: CodecServer | undefined;
+  let codecTokenSource = '';
   let target: TemporalTarget;
+  const keys = codecKeysFromEnv();
 
   if (opts.embedded && !process.env.TEMPORAL_ADDRESS) {
     const dataDir = path.resolve(opts.dataDir);
@@ -44,10 +60,22 @@ export async function runDev(opts: DevOptions): Promise<void> {
     process.env.AUDIT_URL ??= `file:${path.join(dataDir, 'audit.jsonl')}`;
     const cli = await ensureTemporalCli(say);
     say(`Temporal CLI: ${cli.path} (${temporalCliVersion(cli.path)}; found via ${cli.source})`);
+    const extraArgs: string[] = [];
+    if (keys.length && !opts.headless) {
+      // History is encrypted: the UI decodes through our codec server, which holds the keys.
+      const uiPort = opts.uiPort ?? opts.port + 1000;
+      const { token, source } = codecToken(dataDir);
+      codecTokenSource = source;
+      codecServer = await startCodecServer({ codec: new EncryptionCodec(keys), token, host: opts.ip, port: opts.codecPort ?? uiPort + 1,
+        corsOrigins: [`http://${opts.ip}:${uiPort}`, `http://localhost:${uiPort}`], logger }).catch((err: Error) => {
+        throw new UserError(`Cannot start the codec server on ${opts.ip}:${opts.codecPort ?? uiPort + 1}: ${err.message}. Choose another port with --codec-port.`, { cause: err });
+      });
+      extraArgs.push('--ui-codec-endpoint', codecServer.uiEndpoint);
+    }
     say(`starting the Temporal dev server (data in ${dataDir}) ...`);
     server = await startDevServer({
       cli: cli.path, ip: opts.ip, port: opts.port, uiPort: opts.uiPort, headless: opts.headless,
-      dbFile: path.join(dataDir, 'temporal.db'), logFile: path.join(dataDir, 'temporal.log'),
+      dbFile: path.join(dataDir, 'temporal.db'), logFile: path.join(dataDir, 'temporal.log'), extraArgs,
     });
     target = { ...temporalTargetFromEnv(server.address), address: server.address, namespace: server.namespace };
     target.connectionOptions = { ...target.connectionOptions, address: server.address };
@@ -74,7 +102,10 @@ export async function runDev(opts: DevOptions): Promise<void> {
     process.on('SIGTERM', stop);
     const running = engine.run();
     await waitForRunning(engine.worker);
-    printBanner(target, server, settings.taskQueue, engine.audit.description);
+    const history = keys.length
+      ? `encrypted (AES-256-GCM, key ${keys[0]!.id})${codecServer ? `; codec server ${codecServer.url} (bearer token in ${codecTokenSource})` : ''}`
+      : 'not encrypted (set RUNBOOK_CODEC_KEYS or RUNBOOK_CODEC_KEYS_FILE; make a key with `runbook codec keygen`)';
+    printBanner(target, server, settings.taskQueue, engine.audit.description, history);
     await running;
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
@@ -84,6 +115,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
       say('stopping the Temporal dev server ...');
       await server.stop();
     }
+    await codecServer?.close();
     if (connection || server) say('stopped');
   }
 }
@@ -92,12 +124,13 @@ async function waitForRunning(worker: { getState(): string }): Promise<void> {
   while (worker.getState() === 'INITIALIZED') await new Promise((r) => setTimeout(r, 50));
 }
 
-function printBanner(target: TemporalTarget, server: DevServer | undefined, taskQueue: string, audit: string): void {
+function printBanner(target: TemporalTarget, server: DevServer | undefined, taskQueue: string, audit: string, history: string): void {
   const lines = [''];
   if (server?.uiUrl) lines.push(`  Temporal UI  ${server.uiUrl}/namespaces/${target.namespace}/workflows`);
   lines.push(`  Temporal     ${target.address} (namespace ${target.namespace})${server ? ', embedded dev server' : ''}`);
   lines.push(`  Worker       polling task queue "${taskQueue}"`);
   lines.push(`  Audit        ${audit} (runbook audit show | verify)`);
+  lines.push(`  History      ${history}`);
   lines.push(`  Try          npx runbook exec --inventory INVENTORY.yaml --host NAME -- uptime`);
   lines.push('  Stop         Ctrl-C', '');
   say(lines.join('\n'));

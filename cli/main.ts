@@ -11,6 +11,8 @@ import { runbookJsonSchema } from '../dsl/schema';
 import fs from 'node:fs';
 import path from 'node:path';
 import { runCli } from './run-cli';
+import { newKeyEntry } from '../common/codec';
+import { runCodecServe } from './codec';
 import { runAuditExport, runAuditShow, runAuditVerify, type ExportOptions, type ShowOptions } from './audit';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -33,12 +35,13 @@ const serverOptions = (cmd: Command) => cmd
   .addOption(new Option('--ip <addr>', 'address the dev server and UI bind to').default('127.0.0.1'))
   .addOption(new Option('--port <port>', 'dev server gRPC port').argParser(int('--port')).default(7233))
   .addOption(new Option('--ui-port <port>', 'Web UI port (default: --port + 1000)').argParser(int('--ui-port')))
+  .addOption(new Option('--codec-port <port>', 'codec server port, when history is encrypted (default: UI port + 1)').argParser(int('--codec-port')))
   .option('--headless', 'start no Web UI', false);
 
 serverOptions(program.command('dev')
   .description('Start everything on one machine: the Temporal dev server (persistent, with Web UI), the worker; ' +
     'with TEMPORAL_ADDRESS set, connect there instead of starting a server'))
-  .action(async (o: { dataDir: string; ip: string; port: number; uiPort?: number; headless: boolean }) => {
+  .action(async (o: { dataDir: string; ip: string; port: number; uiPort?: number; codecPort?: number; headless: boolean }) => {
     await runDev({ ...o, embedded: true });
   });
 
@@ -158,6 +161,18 @@ auditFilters(audit.command('export')
   .addOption(new Option('--format <format>', 'jsonl | csv').default('jsonl'))
   .option('-o, --output <file>', 'write to a file instead of stdout')
   .action(async (o: ExportOptions) => { process.exitCode = await runAuditExport({ ...o, json: false }); });
+
+const codec = program.command('codec').description('Encrypted workflow history: keys and the codec server for the Web UI');
+codec.command('keygen')
+  .description('Print a new key entry (ID:BASE64) for RUNBOOK_CODEC_KEYS or a line of RUNBOOK_CODEC_KEYS_FILE; put it first to rotate')
+  .option('--id <id>', 'key id (default: k + today\'s date)')
+  .action((o: { id?: string }) => { console.log(newKeyEntry(o.id)); });
+codec.command('serve')
+  .description('Serve /encode and /decode for a Temporal Web UI (keys from RUNBOOK_CODEC_KEYS[_FILE], token from RUNBOOK_CODEC_TOKEN)')
+  .option('--ip <addr>', 'address to bind', '127.0.0.1')
+  .addOption(new Option('--port <port>', 'port').argParser(int('--port')).default(8234))
+  .option('--ui-origin <url>', 'a Web UI origin allowed by CORS (repeat)', collect, [])
+  .action(async (o: { ip: string; port: number; uiOrigin: string[] }) => { await runCodecServe(o); });
 
 program.command('docs')
   .description('Render a runbook as Markdown')

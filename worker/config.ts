@@ -4,6 +4,7 @@ import net from 'node:net';
 import { Connection, Client } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { NativeConnection } from '@temporalio/worker';
+import { dataConverterFromEnv } from '../common/codec';
 import { UserError, messageOf } from '../common/errors';
 
 /** Task queue the engine's worker polls unless RUNBOOK_TASK_QUEUE says otherwise. */
@@ -94,7 +95,7 @@ export async function connectClient(target: TemporalTarget): Promise<Client> {
     await connection.close();
     throw err;
   });
-  return new Client({ connection, namespace: target.namespace });
+  return new Client({ connection, namespace: target.namespace, dataConverter: dataConverterFromEnv() });
 }
 
 /** A worker (native) connection. */

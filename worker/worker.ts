@@ -10,6 +10,7 @@ import type { Logger } from '../common/logger';
 import { PREBUILT_BUNDLE } from './bundle';
 import type { WorkerSettings } from './config';
 import { openAuditStore, type AuditStore } from '../audit/store';
+import { dataConverterFromEnv } from '../common/codec';
 
 let runtimeInstalled = false;
 
@@ -64,6 +65,7 @@ export async function createEngineWorker(connection: NativeConnection, namespace
     namespace,
     taskQueue: settings.taskQueue,
     activities: createActivities({ ssh, secrets, logger, audit }),
+    dataConverter: dataConverterFromEnv(),
     ...(overrides.workflowBundle ? { workflowBundle: overrides.workflowBundle } : workflowSource()),
     maxConcurrentActivityTaskExecutions: settings.maxConcurrentActivities,
     maxConcurrentWorkflowTaskExecutions: settings.maxConcurrentWorkflowTasks,
