@@ -41,7 +41,7 @@ test('altered ciphertext or a swapped key id fails authentication', async () => 
   const codec = new EncryptionCodec([k1, { id: 'k9', key: k1.key }]);
   const [sealed] = await codec.encode([payload('value')]);
   const flipped = Buffer.from(sealed!.data!);
-  flipped[20] ^= 1;
+  flipped[20] = flipped[20]! ^ 1;
   await expect(codec.decode([{ ...sealed!, data: flipped }])).rejects.toThrow(/failed authentication with key "k1"/);
   const swapped = { ...sealed!, metadata: { ...sealed!.metadata, 'encryption-key-id': new TextEncoder().encode('k9') } };
   await expect(codec.decode([swapped])).rejects.toThrow(/failed authentication with key "k9"/);
