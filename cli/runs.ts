@@ -99,6 +99,7 @@ export async function runStatus(id: string, opts: { json: boolean }): Promise<vo
       console.log(progressLine(state));
       for (const a of state.pendingApprovals) console.log(`  pending approval "${a.id}": ${a.message} (${a.approvals.length}/${a.quorum}, until ${a.deadline})`);
       for (const d of state.decisions) console.log(`  decision on "${d.id}": ${d.approve ? 'approved' : 'rejected'} by ${d.by}${d.comment ? ` (${d.comment})` : ''}`);
+      for (const e of state.auditErrors ?? []) console.log(`  AUDIT NOT WRITTEN: ${e}`);
     }
   });
 }

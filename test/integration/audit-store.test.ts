@@ -1,6 +1,7 @@
 // Integration: one contract for both audit backends, the JSONL file and a real PostgreSQL server (started by the
 // harness). Append and read back, idempotent ids, concurrent writers keeping one valid chain, and tampering that
 // `verify` catches and names: one changed byte, one changed field, one deleted record.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
@@ -174,6 +175,30 @@ describe.each([['jsonl file', fileBackend], ['postgresql', pgBackend]])('audit s
     });
   });
 });
+
+test('jsonl file: separate processes appending at once keep one valid chain', async () => {
+  // Real OS processes (the compiled store from `npm run build`), as several workers on one machine would be.
+  const file = path.join(testRoot(), `audit-procs-${process.pid}.jsonl`);
+  const compiled = path.join(__dirname, '..', '..', 'dist', 'audit', 'file-store.js');
+  expect(fs.existsSync(compiled)).toBe(true);
+  const script = `
+    const { FileAuditStore } = require(${JSON.stringify(compiled)});
+    const { recordId } = require(${JSON.stringify(compiled.replace('file-store.js', 'record.js'))});
+    const store = new FileAuditStore(${JSON.stringify(file)});
+    (async () => {
+      for (let i = 0; i < 40; i++) {
+        const wf = 'proc-' + process.argv[1];
+        await store.append([{ id: recordId(wf, 'r', String(i)), time: new Date().toISOString(), kind: 'step', run: { workflowId: wf, runId: 'r' },
+          runbook: { name: 'x', contentHash: 'h' }, initiator: { trigger: 'manual', id: 't' }, step: 'steps[' + i + ']', status: 'succeeded' }]);
+      }
+    })().catch((e) => { console.error(e); process.exit(1); });`;
+  const codes = await Promise.all([1, 2, 3].map((k) => new Promise<number | null>((resolve) => {
+    spawn('node', ['-e', script, String(k)], { stdio: 'inherit' }).on('exit', resolve);
+  })));
+  expect(codes).toEqual([0, 0, 0]);
+  const store = new FileAuditStore(file);
+  expect(await verifyStore(store)).toMatchObject({ ok: true, records: 120 });
+}, 60_000);
 
 describe('postgresql specifics', () => {
   test('UPDATE, DELETE and TRUNCATE are refused; an insert-only role can append but not change', async () => {
