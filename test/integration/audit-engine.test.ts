@@ -9,7 +9,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { FileAuditStore } from '../../audit/file-store';
 import type { AuditRecord } from '../../audit/record';
-import { query, verifyStore } from '../../audit/store';
+import { query, verifyStore, type AuditStore } from '../../audit/store';
 import type { runbook } from '../../workflows/runbook';
 import { decideSignal, stateQuery } from '../../workflows/messages';
 import { connectTestEnv, fleetDir, testRoot, uniqueTaskQueue, withEngineWorker } from '../harness/env';
@@ -110,4 +110,30 @@ test('approval decisions and the outcome are recorded, and later steps carry the
   expect(all[4]!.approvals).toEqual([{ by: 'alice', comment: 'ok' }, { by: 'dan', comment: 'checked replicas' }]);
   expect(all[5]!.approvals).toEqual(all[4]!.approvals);
   expect((await verifyStore(store)).ok).toBe(true);
+});
+
+test('a step whose activity could not write its record is recorded by the workflow, once, without re-running the step', async () => {
+  const tq = uniqueTaskQueue('audit');
+  const inner = new FileAuditStore(path.join(testRoot(), `${tq}.jsonl`));
+  let refused = 0;
+  // The store refuses the first write of each SSH step's success (as a brief outage would).
+  const flaky: AuditStore = {
+    description: 'flaky',
+    append: async (entries) => {
+      if (entries.some((e) => e.kind === 'step' && e.status === 'succeeded' && e.exitCode !== undefined) && refused++ % 2 === 0) throw new Error('store down');
+      return inner.append(entries);
+    },
+    scan: () => inner.scan(),
+    close: () => inner.close(),
+  };
+  const workflowId = `${tq}-touch`;
+  const marker = `${tq}.txt`;
+  const result = await withEngineWorker(env, tq, async () => env.client.workflow.execute<typeof runbook>('runbook', { taskQueue: tq, workflowId,
+    args: [{ runbook: 'fleet-touch', params: { note: 'n', marker }, inventory: inventory(), initiator: 'test' }] }), { audit: flaky });
+  expect(result.status).toBe('succeeded');
+  const steps = (await records(inner, workflowId)).filter((r) => r.kind === 'step');
+  expect(steps).toHaveLength(9); // 3 hosts x 3 steps that ran (one is skipped by `when`)
+  expect(steps.every((r) => r.status === 'succeeded' && r.exitCode === 0 && r.output?.digest)).toBe(true);
+  expect(refused).toBeGreaterThanOrEqual(9);
+  expect((await verifyStore(inner)).ok).toBe(true);
 });
