@@ -14,6 +14,7 @@ import { fleetDown, fleetUp } from '../fleet/fleet';
 import { startDevServer } from '../worker/dev-server';
 import { ensureTemporalCli } from '../worker/temporal-cli';
 import type { runbook } from '../workflows/runbook';
+import { openAuditStore, verifyStore } from '../audit/store';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -22,9 +23,9 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
-async function startWorker(address: string, taskQueue: string, inventory: string): Promise<ChildProcess> {
+async function startWorker(address: string, taskQueue: string, inventory: string, auditUrl: string): Promise<ChildProcess> {
   const child = spawn('node', [path.join(ROOT, 'bin', 'runbook.js'), 'worker'], {
-    env: { ...process.env, TEMPORAL_ADDRESS: address, RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'error', RUNBOOK_DIR: path.join(ROOT, 'bench', 'runbooks'), RUNBOOK_INVENTORY: inventory },
+    env: { ...process.env, AUDIT_URL: auditUrl, TEMPORAL_ADDRESS: address, RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'error', RUNBOOK_DIR: path.join(ROOT, 'bench', 'runbooks'), RUNBOOK_INVENTORY: inventory },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
@@ -43,7 +44,9 @@ export async function engineBench(concurrent: number): Promise<void> {
   await fleetUp({ hosts: 3, dir: path.join(dir, 'fleet') });
   const inventory = path.join(dir, 'fleet', 'inventory.yaml');
   const tq = 'bench';
-  const worker = await startWorker(server.address, tq, inventory);
+  // Every step writes its change record (fsync'd JSONL by default; AUDIT_URL=postgres://... to bench that).
+  const auditUrl = process.env.AUDIT_URL ?? `file:${path.join(dir, 'audit.jsonl')}`;
+  const worker = await startWorker(server.address, tq, inventory, auditUrl);
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
   const pool = new SshPool();
@@ -87,6 +90,10 @@ export async function engineBench(concurrent: number): Promise<void> {
     for (const [why, n] of reasons) console.log(`  ${n} failed: ${why}`);
     console.log(`${concurrent} concurrent small runbooks (2 ssh steps + 1 s sleep each, 3 hosts): ${ok}/${concurrent} succeeded in ` +
       `${((Date.now() - t) / 1000).toFixed(1)} s (all started in ${(started / 1000).toFixed(1)} s); worker peak RSS ${peak.toFixed(0)} MB`);
+    const audit = await openAuditStore(auditUrl);
+    const report = await verifyStore(audit);
+    await audit.close();
+    console.log(`audit (${audit.description}): ${report.records} records, chain ${report.ok ? 'intact' : `BROKEN at ${report.firstBad?.seq}: ${report.firstBad?.problem}`}`);
   } finally {
     await pool.closeAll();
     await connection.close();
