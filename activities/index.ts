@@ -9,6 +9,7 @@ import { NON_RETRYABLE_HTTP_ERRORS, runHttpStep, type HttpStepInput, type HttpSt
 import type { SshPool } from './ssh/pool';
 import { killStep, runSshStep, type SshStepInput, type SshStepResult } from './ssh/step';
 import { upload, type TransferResult } from './ssh/sftp';
+import { runStepGroup, type StepGroupInput, type StepGroupResult } from './step-group';
 import { prepareRun, type PrepareInput, type PreparedRun } from './prepare';
 import { sendNotification, type Notification } from './notify';
 import type { SshTarget } from './ssh/pool';
@@ -42,6 +43,9 @@ function toFailure(err: unknown, retryOnExit: boolean): unknown {
   const details = 'result' in err ? [(err as { result: unknown }).result] : [];
   return ApplicationFailure.create({ message: redact(err.message), type: err.name, nonRetryable, details });
 }
+
+/** Errors that end a step for good inside a step group; any other error retries the group (steps re-attach). */
+const FINAL_IN_GROUP = new Set<string>([...NON_RETRYABLE_SSH_ERRORS, 'SshCommandFailed', 'ExpressionError', 'OutputError']);
 
 /** The workflow and run ids of the calling activity. */
 function runOf(ctx: Context): { workflowId: string; runId: string } {
@@ -94,6 +98,19 @@ export function createActivities({ ssh, secrets, logger, audit }: ActivityDeps) 
       } finally {
         clearInterval(beat);
       }
+    },
+
+    /** Consecutive plain SSH steps on one target in one go (see step-group.ts). */
+    async sshSteps(input: StepGroupInput): Promise<StepGroupResult> {
+      const ctx = Context.current();
+      const log = logger.child({ activity: 'sshSteps', workflowId: ctx.info.workflowExecution?.workflowId, host: input.target.name, attempt: ctx.info.attempt });
+      const out = await runStepGroup({ ssh, secrets, run: runOf(ctx), record: (e) => record(e, log), isFinal: (err) => err instanceof Error && FINAL_IN_GROUP.has(err.name) }, input)
+        .catch((err: unknown) => { throw toFailure(err, false); });
+      if (out.failed) {
+        out.failed.message = redact(out.failed.message);
+        log.warn({ step: out.failed.path, error: out.failed.message }, 'ssh step failed');
+      }
+      return out;
     },
 
     /** Records events the workflow reports (idempotent: ids are derived from the run and the event). */

@@ -15,7 +15,7 @@ import { awaitApproval } from './approval';
 import { acquireHostLock, releaseHostLock } from './host-lock';
 import { decideSignal, stateQuery, type ApprovalDecision, type HostState, type RunState } from './messages';
 import { Initiator, RunbookName, RunbookStatus, RunbookTargets, Trigger } from './search-attributes';
-import { errorText, runStep, type Compensation, type StepEnv, type StepsCtx } from './steps';
+import { errorText, groupable, MAX_GROUP, runStep, runStepGroup, type Compensation, type StepEnv, type StepsCtx } from './steps';
 import { recordEvents, startAudit } from './audit';
 
 export interface RunbookInput {
@@ -121,7 +121,23 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
           acquired = true;
         }
         state.hosts[name] = { state: 'running' };
-        for (const [i, step] of rb.steps.entries()) {
+        // Runs recorded before step groups existed replay one step at a time.
+        const grouping = host !== undefined && patched('step-groups');
+        for (let i = 0; i < rb.steps.length; i++) {
+          const step = rb.steps[i]!;
+          let n = 0;
+          // A step with rollback steps only ends a group: a cancel mid-group must know whether it completed.
+          while (grouping && n < MAX_GROUP && i + n < rb.steps.length && groupable(rb.steps[i + n]!) && !rb.steps[i + n - 1]?.rollback?.length) n++;
+          if (n >= 2) {
+            const group = rb.steps.slice(i, i + n);
+            try {
+              await runStepGroup(group.map((s, k) => ({ step: s, path: `steps[${i + k}]` })), ctx, steps, host!, env, comp);
+            } finally {
+              for (const s of group) if (steps[s.id]) result.steps[s.id] = steps[s.id]!.status;
+            }
+            i += n - 1;
+            continue;
+          }
           try {
             await runStep(step, `steps[${i}]`, ctx, steps, host, env, comp);
             result.steps[step.id] = steps[step.id]?.status ?? 'succeeded';

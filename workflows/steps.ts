@@ -176,6 +176,67 @@ async function withUntil(step: StepDoc, path: string, ctx: ExprContext, host: Ta
 }
 
 /**
+ * Whether a step may run inside a step group: a plain SSH command without the per-step control flow the
+ * workflow drives itself (retry, until, delegated targets, parallel, continue-on-error, upload).
+ */
+export function groupable(step: StepDoc): boolean {
+  return step.ssh !== undefined && step.ssh.upload === undefined && step.retry === undefined && step.until === undefined
+    && step.targets === undefined && step.parallel === undefined && !step.continueOnError && duration(step.timeout, '10m') <= LOCAL_STEP_MAX_MS;
+}
+
+/** At most this many steps share one local activity. */
+export const MAX_GROUP = 50;
+
+/**
+ * Runs consecutive groupable steps on one host in one local activity (activities/step-group.ts): per step the
+ * same rendering, `when`, exactly-once record, outputs and audit record as runStep, without a trip through the
+ * workflow in between. Outputs, statuses and rollback steps are applied here in step order.
+ */
+export async function runStepGroup(group: { step: StepDoc; path: string }[], ctx: ExprContext, steps: StepsCtx, host: TargetHost,
+  env: StepEnv, comp: Compensation[]): Promise<void> {
+  const target = sshTarget(env, host, group[0]!.step.id);
+  const hostState = env.state.hosts[host.name];
+  if (hostState) hostState.step = group.map((g) => g.step.id).join(',');
+  const items = group.map(({ step, path }) => ({ step, path, timeoutMs: duration(step.timeout, '10m') }));
+  const { sshSteps } = proxyLocalActivities<Activities>({
+    startToCloseTimeout: items.reduce((sum, i) => sum + i.timeoutMs, 60_000),
+    retry: { maximumAttempts: 10, initialInterval: '1 second', maximumInterval: '30 seconds' },
+  });
+  const auditBase = stepAudit(env.audit, '', group[0]!.path, host.name);
+  let out: Awaited<ReturnType<typeof sshSteps>>;
+  try {
+    out = await sshSteps({ target, steps: items, ctx: { ...ctx, steps: { ...steps } }, secrets: env.prepared.runbook.secrets,
+      audit: auditBase && { runbook: auditBase.runbook, initiator: auditBase.initiator, target: host.name, approvals: auditBase.approvals } });
+  } catch (err) {
+    if (isCancellation(err)) {
+      // Which step was running is unknown here: stop any of them (a finished or unstarted one is a no-op).
+      await CancellationScope.nonCancellable(async () => {
+        for (const { path } of group) await killer.sshKill({ target, key: { workflowId: workflowInfo().workflowId, stepPath: path } });
+      });
+      await recordEvents(env.audit, env.state, { key: group[0]!.path, kind: 'step', step: group[0]!.path, target: host.name, status: 'cancelled',
+        error: errorText(err), detail: { group: group.map((g) => g.path) } });
+    }
+    throw err;
+  }
+  for (const [i, d] of out.done.entries()) {
+    const { step, path } = group[i]!;
+    steps[step.id] = { outputs: d.outputs, status: d.status };
+    if (!d.audited) {
+      await recordEvents(env.audit, env.state, d.status === 'skipped'
+        ? { key: path, kind: 'skip', step: path, target: host.name, status: 'skipped', detail: { when: step.when } }
+        : { key: path, kind: 'step', step: path, target: host.name, status: 'succeeded', outcome: outcomeOf(d.result) });
+    }
+    if (d.status === 'succeeded') for (const rb of step.rollback ?? []) comp.push({ step: rb, path: `${path}.rollback`, ctx: { ...ctx, steps: { ...steps } }, host });
+  }
+  if (out.failed) {
+    const f = out.failed;
+    if (!f.audited) await recordEvents(env.audit, env.state, { key: f.path, kind: 'step', step: f.path, target: host.name, status: 'failed', error: f.message,
+      outcome: outcomeOf(f.result as StepResultView | undefined) });
+    throw ApplicationFailure.create({ message: f.message, type: f.type, nonRetryable: true, details: f.result === undefined ? [] : [f.result] });
+  }
+}
+
+/**
  * Runs a step for one target (or none). Skipped when `when` is false. Records its outputs in `steps` and its
  * rollback steps on `comp`. Throws ApplicationFailure on failure.
  */

@@ -41,6 +41,33 @@ test('SIGKILL the worker mid multi-host run: a new worker finishes it and each h
   }
 }, 150_000);
 
+test('SIGKILL the worker inside a step group: the new worker re-attaches, no step runs twice or is lost', async () => {
+  const tq = uniqueTaskQueue('durable');
+  const marker = `${tq}.txt`;
+  const connection = await Connection.connect({ address: temporalAddress() });
+  const client = new Client({ connection });
+  const first = await startWorker(temporalAddress(), tq);
+  let second: ChildProcess | undefined;
+  try {
+    const handle = await client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-wf`,
+      args: [{ runbook: 'grouped-append', params: { marker }, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'test' }] });
+    await waitUntil(async () => (await remote(1, `cat ${marker} 2>/dev/null || true`)).includes('two'), 'the group to reach its second step');
+    await stop(first, 'SIGKILL');
+    second = await startWorker(temporalAddress(), tq);
+    const result = await handle.result();
+    expect(result.status).toBe('succeeded');
+    expect(result.hosts['host-1']!.steps).toEqual({ one: 'succeeded', two: 'succeeded', skipped: 'skipped', three: 'succeeded' });
+    expect(await remote(1, `cat ${marker}`)).toBe('one\ntwo after first\nthree\n');
+    // One local activity ran the group: history has no per-step activity tasks.
+    const { events } = await handle.fetchHistory();
+    expect(events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name)).toEqual(['prepare']);
+  } finally {
+    await stop(first, 'SIGKILL');
+    if (second) await stop(second);
+    await connection.close();
+  }
+}, 150_000);
+
 test('restart the Temporal server (SQLite) mid-run: the run completes', async () => {
   const tq = uniqueTaskQueue('restart');
   const marker = `${tq}.txt`;

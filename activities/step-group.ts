@@ -1,0 +1,87 @@
+// Node side. A run of consecutive plain SSH steps on one target, executed in one local activity: each step is
+// still rendered against the outputs of the ones before it, checked against its `when`, run under its own
+// exactly-once record on the host, and audited on its own. Only the round trip through the workflow between
+// steps is saved (about 7 ms a step on this stack). A retry of the group (a lost worker, a dropped connection)
+// re-attaches to every step already started instead of running it again.
+import type { ExprContext } from '../dsl/expr';
+import { extractOutputs } from '../dsl/outputs';
+import { renderStep, shouldRun } from '../dsl/render';
+import type { StepDoc } from '../dsl/schema';
+import type { AuditEntry } from '../audit/record';
+import { stepEntry, workflowEntry, type StepAuditContext } from '../audit/events';
+import type { SecretDeclaration, Secrets } from './secrets/providers';
+import type { SshPool, SshTarget } from './ssh/pool';
+import { runSshStep, type SshStepResult } from './ssh/step';
+
+export interface StepGroupInput {
+  target: SshTarget;
+  steps: { step: StepDoc; path: string; timeoutMs: number }[];
+  /** The expression context before the first step (its `steps` holds the outputs so far). */
+  ctx: ExprContext;
+  secrets?: Record<string, SecretDeclaration>;
+  /** Shared parts of the steps' audit context (key and kind are per step). */
+  audit?: Omit<StepAuditContext, 'key' | 'kind'>;
+}
+
+export interface GroupStepDone {
+  path: string;
+  status: 'succeeded' | 'skipped';
+  outputs: Record<string, unknown>;
+  result?: SshStepResult;
+  /** False when the audit store refused the record: the workflow writes it. */
+  audited: boolean;
+}
+
+export interface StepGroupResult {
+  done: GroupStepDone[];
+  /** The step that failed (the group stops there), as the failure the workflow raises for it. */
+  failed?: { path: string; type: string; message: string; result?: unknown; audited: boolean };
+}
+
+export interface StepGroupDeps {
+  ssh: SshPool;
+  secrets: Secrets;
+  run: { workflowId: string; runId: string };
+  /** Writes one record; false when the store is unavailable. */
+  record(entry: AuditEntry): Promise<boolean>;
+  /** Whether an error ends the step for good (as opposed to a retry of the group). */
+  isFinal(err: unknown): boolean;
+}
+
+export async function runStepGroup(deps: StepGroupDeps, input: StepGroupInput): Promise<StepGroupResult> {
+  const steps = { ...(input.ctx.steps as Record<string, unknown> | undefined) } as Record<string, { outputs: Record<string, unknown>; status: string }>;
+  const done: GroupStepDone[] = [];
+  for (const { step, path, timeoutMs } of input.steps) {
+    const ctx: ExprContext = { ...input.ctx, steps };
+    const audit = input.audit && { ...input.audit, key: path, kind: 'step' as const };
+    let action: ReturnType<typeof renderStep> | undefined;
+    try {
+      if (!shouldRun(step, ctx)) {
+        steps[step.id] = { outputs: {}, status: 'skipped' };
+        const audited = !audit || await deps.record(workflowEntry(deps.run, { key: path, time: new Date().toISOString(), kind: 'skip', runbook: audit.runbook,
+          initiator: audit.initiator, step: path, target: audit.target, status: 'skipped', detail: { when: step.when } }));
+        done.push({ path, status: 'skipped', outputs: {}, audited });
+        continue;
+      }
+      action = renderStep(step, ctx);
+      if (action.kind !== 'ssh') throw new Error(`step "${step.id}" is not an SSH step`);
+      const result = await runSshStep(deps.ssh, deps.secrets, { target: input.target, action, key: { workflowId: deps.run.workflowId, stepPath: path },
+        secrets: input.secrets, timeoutMs });
+      const outputs = extractOutputs(step, result);
+      const audited = !audit || await deps.record(stepEntry(deps.run, audit, action, { status: 'succeeded', exitCode: result.exitCode,
+        durationMs: result.durationMs, stdout: result.stdout, stdoutSha256: result.stdoutSha256, stdoutBytes: result.stdoutBytes }));
+      steps[step.id] = { outputs, status: 'succeeded' };
+      done.push({ path, status: 'succeeded', outputs, result, audited });
+    } catch (err) {
+      if (!deps.isFinal(err)) throw err;
+      // The failure is final (no retry of the group follows), so it is recorded here, with the rendered action.
+      const e = err as Error & { result?: Partial<SshStepResult> };
+      const r = e.result;
+      const audited = !audit || await deps.record(workflowEntry(deps.run, { key: path, time: new Date().toISOString(), kind: 'step', runbook: audit.runbook,
+        initiator: audit.initiator, step: path, target: audit.target, action, approvals: audit.approvals, status: 'failed', error: e.message,
+        outcome: r && { status: 'failed', exitCode: r.exitCode, durationMs: r.durationMs, stdout: r.stdout, stdoutSha256: r.stdoutSha256, stdoutBytes: r.stdoutBytes } }));
+      return { done, failed: { path, type: e.name, message: e.message, result: e.result, audited } };
+    }
+  }
+  return { done };
+}
