@@ -51,37 +51,57 @@ export interface StepGroupDeps {
 export async function runStepGroup(deps: StepGroupDeps, input: StepGroupInput): Promise<StepGroupResult> {
   const steps = { ...(input.ctx.steps as Record<string, unknown> | undefined) } as Record<string, { outputs: Record<string, unknown>; status: string }>;
   const done: GroupStepDone[] = [];
-  for (const { step, path, timeoutMs } of input.steps) {
-    const ctx: ExprContext = { ...input.ctx, steps };
-    const audit = input.audit && { ...input.audit, key: path, kind: 'step' as const };
-    let action: ReturnType<typeof renderStep> | undefined;
-    try {
-      if (!shouldRun(step, ctx)) {
-        steps[step.id] = { outputs: {}, status: 'skipped' };
-        const audited = !audit || await deps.record(workflowEntry(deps.run, { key: path, time: new Date().toISOString(), kind: 'skip', runbook: audit.runbook,
-          initiator: audit.initiator, step: path, target: audit.target, status: 'skipped', detail: { when: step.when } }));
-        done.push({ path, status: 'skipped', outputs: {}, audited });
-        continue;
+  // A step's record is written while the next step runs (the store keeps them in order); all are written
+  // before the group reports back, so the workflow never moves on past an unrecorded step.
+  const writes: Promise<void>[] = [];
+  const recordFor = (d: GroupStepDone, entry: AuditEntry) => writes.push(deps.record(entry).then((ok) => { d.audited = ok; }));
+  try {
+    for (const { step, path, timeoutMs } of input.steps) {
+      const ctx: ExprContext = { ...input.ctx, steps };
+      const audit = input.audit && { ...input.audit, key: path, kind: 'step' as const };
+      let action: ReturnType<typeof renderStep> | undefined;
+      try {
+        if (!shouldRun(step, ctx)) {
+          steps[step.id] = { outputs: {}, status: 'skipped' };
+          const d: GroupStepDone = { path, status: 'skipped', outputs: {}, audited: true };
+          done.push(d);
+          if (audit) {
+            recordFor(d, workflowEntry(deps.run, { key: path, time: new Date().toISOString(), kind: 'skip', runbook: audit.runbook,
+              initiator: audit.initiator, step: path, target: audit.target, status: 'skipped', detail: { when: step.when } }));
+          }
+          continue;
+        }
+        action = renderStep(step, ctx);
+        if (action.kind !== 'ssh') throw new Error(`step "${step.id}" is not an SSH step`);
+        const result = await runSshStep(deps.ssh, deps.secrets, { target: input.target, action, key: { workflowId: deps.run.workflowId, stepPath: path },
+          secrets: input.secrets, timeoutMs });
+        const outputs = extractOutputs(step, result);
+        steps[step.id] = { outputs, status: 'succeeded' };
+        const d: GroupStepDone = { path, status: 'succeeded', outputs, result, audited: true };
+        done.push(d);
+        if (audit) {
+          recordFor(d, stepEntry(deps.run, audit, action, { status: 'succeeded', exitCode: result.exitCode, durationMs: result.durationMs,
+            stdout: result.stdout, stdoutSha256: result.stdoutSha256, stdoutBytes: result.stdoutBytes }));
+        }
+      } catch (err) {
+        if (!deps.isFinal(err)) throw err;
+        // The failure is final (no retry of the group follows), so it is recorded here, with the rendered action.
+        const e = err as Error & { result?: Partial<SshStepResult> };
+        const r = e.result;
+        const failed = { path, type: e.name, message: e.message, result: e.result, audited: true };
+        if (audit) {
+          writes.push(deps.record(workflowEntry(deps.run, { key: path, time: new Date().toISOString(), kind: 'step', runbook: audit.runbook,
+            initiator: audit.initiator, step: path, target: audit.target, action, approvals: audit.approvals, status: 'failed', error: e.message,
+            outcome: r && { status: 'failed', exitCode: r.exitCode, durationMs: r.durationMs, stdout: r.stdout, stdoutSha256: r.stdoutSha256, stdoutBytes: r.stdoutBytes } }))
+            .then((ok) => { failed.audited = ok; }));
+        }
+        await Promise.all(writes);
+        return { done, failed };
       }
-      action = renderStep(step, ctx);
-      if (action.kind !== 'ssh') throw new Error(`step "${step.id}" is not an SSH step`);
-      const result = await runSshStep(deps.ssh, deps.secrets, { target: input.target, action, key: { workflowId: deps.run.workflowId, stepPath: path },
-        secrets: input.secrets, timeoutMs });
-      const outputs = extractOutputs(step, result);
-      const audited = !audit || await deps.record(stepEntry(deps.run, audit, action, { status: 'succeeded', exitCode: result.exitCode,
-        durationMs: result.durationMs, stdout: result.stdout, stdoutSha256: result.stdoutSha256, stdoutBytes: result.stdoutBytes }));
-      steps[step.id] = { outputs, status: 'succeeded' };
-      done.push({ path, status: 'succeeded', outputs, result, audited });
-    } catch (err) {
-      if (!deps.isFinal(err)) throw err;
-      // The failure is final (no retry of the group follows), so it is recorded here, with the rendered action.
-      const e = err as Error & { result?: Partial<SshStepResult> };
-      const r = e.result;
-      const audited = !audit || await deps.record(workflowEntry(deps.run, { key: path, time: new Date().toISOString(), kind: 'step', runbook: audit.runbook,
-        initiator: audit.initiator, step: path, target: audit.target, action, approvals: audit.approvals, status: 'failed', error: e.message,
-        outcome: r && { status: 'failed', exitCode: r.exitCode, durationMs: r.durationMs, stdout: r.stdout, stdoutSha256: r.stdoutSha256, stdoutBytes: r.stdoutBytes } }));
-      return { done, failed: { path, type: e.name, message: e.message, result: e.result, audited } };
     }
+    await Promise.all(writes);
+    return { done };
+  } finally {
+    await Promise.allSettled(writes); // never leave a write running after the activity ends
   }
-  return { done };
 }

@@ -69,7 +69,16 @@ export class PgAuditStore implements AuditStore {
     }
   }
 
-  async append(entries: AuditEntry[]): Promise<AppendResult> {
+  /** Appends from this process run in call order (the advisory lock orders processes, not calls). */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  append(entries: AuditEntry[]): Promise<AppendResult> {
+    const next = this.queue.then(() => this.appendLocked(entries));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async appendLocked(entries: AuditEntry[]): Promise<AppendResult> {
     if (entries.length === 0) return { appended: 0, duplicates: 0 };
     const client = await this.pool.connect();
     try {
@@ -128,6 +137,7 @@ export class PgAuditStore implements AuditStore {
   }
 
   async close(): Promise<void> {
+    await this.queue;
     await this.pool.end();
   }
 }

@@ -1,5 +1,5 @@
 // Benchmarks of the engine with real parts: a dev server, a real sshd fleet, and a `runbook worker` process.
-//  - steps: one run of 20 sequential ssh steps; per-step time against a raw ssh2 exec on a pooled connection.
+//  - steps: runs of 65 and of 5 sequential ssh steps; the per-step slope against a raw ssh2 exec on a pooled connection.
 //  - concurrent: N small runbooks started at once on one worker; all must complete; worker RSS sampled.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -23,9 +23,27 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
-async function startWorker(address: string, taskQueue: string, inventory: string, auditUrl: string): Promise<ChildProcess> {
+/** Runbooks of n trivial sequential ssh steps, beside the shipped bench runbooks, in `dir`. */
+function writeStepRunbooks(dir: string, counts: number[]): void {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(path.join(ROOT, 'bench', 'runbooks', 'bench-small.yaml'), path.join(dir, 'bench-small.yaml'));
+  for (const n of counts) {
+    const steps = Array.from({ length: n }, (_, i) => `  - { id: s${i + 1}, ssh: { run: 'echo hello' } }`).join('\n');
+    fs.writeFileSync(path.join(dir, `bench-steps-${n}.yaml`), `apiVersion: runbooks/v1
+kind: Runbook
+metadata: { name: bench-steps-${n}, description: ${n} sequential trivial ssh steps on one host, risk: low }
+params:
+  host: { type: targets, description: the host }
+targets: \${{ params.host }}
+steps:
+${steps}
+`);
+  }
+}
+
+async function startWorker(address: string, taskQueue: string, inventory: string, auditUrl: string, runbookDir: string): Promise<ChildProcess> {
   const child = spawn('node', [path.join(ROOT, 'bin', 'runbook.js'), 'worker'], {
-    env: { ...process.env, AUDIT_URL: auditUrl, TEMPORAL_ADDRESS: address, RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'error', RUNBOOK_DIR: path.join(ROOT, 'bench', 'runbooks'), RUNBOOK_INVENTORY: inventory },
+    env: { ...process.env, AUDIT_URL: auditUrl, TEMPORAL_ADDRESS: address, RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'error', RUNBOOK_DIR: runbookDir, RUNBOOK_INVENTORY: inventory },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
@@ -46,7 +64,10 @@ export async function engineBench(concurrent: number): Promise<void> {
   const tq = 'bench';
   // Every step writes its change record (fsync'd JSONL by default; AUDIT_URL=postgres://... to bench that).
   const auditUrl = process.env.AUDIT_URL ?? `file:${path.join(dir, 'audit.jsonl')}`;
-  const worker = await startWorker(server.address, tq, inventory, auditUrl);
+  const SHORT = 5;
+  const LONG = 65;
+  writeStepRunbooks(path.join(dir, 'runbooks'), [SHORT, LONG]);
+  const worker = await startWorker(server.address, tq, inventory, auditUrl, path.join(dir, 'runbooks'));
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
   const pool = new SshPool();
@@ -58,17 +79,26 @@ export async function engineBench(concurrent: number): Promise<void> {
     for (let i = 0; i < 100; i++) await pool.use(target, (c) => exec(c, 'echo hello'));
     const floor = (Date.now() - t) / 100;
 
-    const runSteps = async (id: string) => client.workflow.execute<typeof runbook>('runbook', { taskQueue: tq, workflowId: id, args: [{ runbook: 'bench-steps', params: { host: 'host:host-1' } }] });
-    await runSteps('bench-steps-warm');
-    const times: number[] = [];
-    for (let r = 0; r < 3; r++) {
-      t = Date.now();
-      await runSteps(`bench-steps-${r}`);
-      times.push((Date.now() - t) / 20);
+    // Per step = the slope between runs of SHORT and LONG steps of the same shape, so the per-run costs (start,
+    // prepare, host lock, the audit of the run's start and end, and their jitter) are not spread over the steps.
+    const timeRun = async (n: number, id: string) => {
+      const t0 = Date.now();
+      await client.workflow.execute<typeof runbook>('runbook', { taskQueue: tq, workflowId: id, args: [{ runbook: `bench-steps-${n}`, params: { host: 'host:host-1' } }] });
+      return Date.now() - t0;
+    };
+    await timeRun(LONG, 'warm-long');
+    await timeRun(SHORT, 'warm-short');
+    const long: number[] = [];
+    const short: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      long.push(await timeRun(LONG, `long-${r}`));
+      short.push(await timeRun(SHORT, `short-${r}`));
     }
-    const perStep = Math.min(...times);
-    console.log(`sequential steps (20 per run, best of 3 runs): ${perStep.toFixed(1)} ms per step; raw ssh2 exec ${floor.toFixed(1)} ms; ` +
-      `engine overhead ${(perStep - floor).toFixed(1)} ms per step (runs: ${times.map((x) => x.toFixed(1)).join(', ')} ms/step)`);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const perStep = (median(long) - median(short)) / (LONG - SHORT);
+    console.log(`sequential steps (medians of 5 runs of ${LONG} and of ${SHORT} steps: ${median(long)} ms, ${median(short)} ms): ${perStep.toFixed(1)} ms per step; ` +
+      `raw ssh2 exec ${floor.toFixed(1)} ms; engine overhead ${(perStep - floor).toFixed(1)} ms per step; per-run fixed cost ${(median(short) - SHORT * perStep).toFixed(0)} ms ` +
+      `(${LONG}-step runs: ${long.join(', ')} ms; ${SHORT}-step runs: ${short.join(', ')} ms)`);
 
     let peak = rssMb(worker.pid!);
     const sampler = setInterval(() => { peak = Math.max(peak, rssMb(worker.pid!)); }, 200);

@@ -51,7 +51,8 @@ export const INLINE_SCRIPT_MAX = 64 * 1024;
 /**
  * The wrapper script, run by the login user's shell as the exec command. It forks as little as it can (a step's
  * overhead over a raw exec is a few process starts): the record is a set of files $R/KEY.*, the claim is an
- * O_EXCL create through the shell's noclobber, and reads use builtins.
+ * O_EXCL create through the shell's noclobber (`command :` so a refused create does not exit the shell, and
+ * no subshell), and reads use builtins.
  */
 export function wrapperScript(o: WrapperOptions, script?: string): string {
   if (!/^[0-9a-f]{32}$/.test(o.key)) throw new Error('bad step key');
@@ -86,7 +87,9 @@ launch() {
   finish ran
 }
 [ -d "$R" ] || mkdir -p "$R" || exit 240
-if (set -C; : > "$D.lock") 2>/dev/null; then launch; fi
+set -C
+if command : 2>/dev/null > "$D.lock"; then set +C; launch; fi
+set +C
 i=0
 while [ ! -s "$D.pid" ] && [ ! -s "$D.exit" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
 if [ ! -s "$D.pid" ] && [ ! -s "$D.exit" ]; then
