@@ -110,12 +110,14 @@ export async function connectWorker(target: TemporalTarget): Promise<NativeConne
 
 export interface WorkerSettings {
   taskQueue: string;
-  /** Concurrent activity executions. @default 200 */
+  /** Concurrent activity executions (regular and local). @default 100 */
   maxConcurrentActivities: number;
-  /** Concurrent workflow task executions. @default 100 */
+  /** Concurrent workflow task executions. @default 20 */
   maxConcurrentWorkflowTasks: number;
   /** Workflows kept in the worker's cache (memory against replay work). @default 250 */
   maxCachedWorkflows: number;
+  /** V8 old-space limit of the workflow thread, in MB. @default 128 */
+  workflowHeapMb?: number;
 }
 
 function positiveInt(name: string, fallback: number): number {
@@ -129,8 +131,9 @@ function positiveInt(name: string, fallback: number): number {
 export function workerSettingsFromEnv(): WorkerSettings {
   return {
     taskQueue: process.env.RUNBOOK_TASK_QUEUE ?? DEFAULT_TASK_QUEUE,
-    maxConcurrentActivities: positiveInt('RUNBOOK_MAX_ACTIVITIES', 200),
-    maxConcurrentWorkflowTasks: positiveInt('RUNBOOK_MAX_WORKFLOW_TASKS', 100),
+    maxConcurrentActivities: positiveInt('RUNBOOK_MAX_ACTIVITIES', 100),
+    maxConcurrentWorkflowTasks: positiveInt('RUNBOOK_MAX_WORKFLOW_TASKS', 20),
     maxCachedWorkflows: positiveInt('RUNBOOK_MAX_CACHED_WORKFLOWS', 250),
+    workflowHeapMb: positiveInt('RUNBOOK_WORKFLOW_HEAP_MB', 128),
   };
 }

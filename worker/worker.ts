@@ -3,6 +3,7 @@
 import { Runtime, Worker, type NativeConnection, type WorkflowBundleOption, type LogLevel, type LogMetadata } from '@temporalio/worker';
 import path from 'node:path';
 import fs from 'node:fs';
+import v8 from 'node:v8';
 import { createActivities } from '../activities';
 import { SshPool } from '../activities/ssh/pool';
 import { Secrets } from '../activities/secrets/providers';
@@ -60,6 +61,9 @@ export async function createEngineWorker(connection: NativeConnection, namespace
   const secrets = new Secrets();
   const ssh = new SshPool({ secrets });
   const audit = overrides.audit ?? await openAuditStore();
+  // The workflow thread's V8 heap: capped, so it collects instead of growing lazily towards V8's default
+  // (a quarter of RAM). V8 flags set now apply to isolates created after, i.e. the workflow thread only.
+  if (settings.workflowHeapMb) v8.setFlagsFromString(`--max-old-space-size=${settings.workflowHeapMb}`);
   const worker = await Worker.create({
     connection,
     namespace,

@@ -29,6 +29,8 @@ export interface RunbookInput {
   /** manual | alert | schedule | sub-runbook. @default 'manual' */
   trigger?: string;
   alert?: Record<string, unknown>;
+  /** Hosts whose locks the calling run holds: a sub-runbook acts on them under its parent's lock. */
+  heldHosts?: string[];
 }
 
 export interface HostResult { state: HostState; error?: string; steps: Record<string, string>; rollbackErrors: string[] }
@@ -85,7 +87,7 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
   await recordEvents(audit, state, { key: 'run', kind: 'run.started', status: 'started',
     detail: { params: prepared.params, targets: prepared.targets, inventory: input.inventory ?? null, alert: input.alert ?? null } });
 
-  const env: StepEnv = { prepared, state, inbox, initiator, audit };
+  const env: StepEnv = { prepared, state, inbox, initiator, audit, inventory: input.inventory, heldHosts: input.heldHosts ?? [] };
   const run = { id: info.workflowId, initiator, trigger };
   const hosts: (TargetHost | undefined)[] = rb.targets === undefined ? [undefined] : prepared.targets.map((n) => prepared.inventory!.hosts.find((h) => h.name === n)!);
   const results: Record<string, HostResult> = {};
@@ -116,7 +118,7 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
       let acquired = !host;
       try {
         // Runs recorded before host locks existed replay without them (see test/integration/replay.test.ts).
-        if (host && patched('host-locks')) {
+        if (host && patched('host-locks') && !(input.heldHosts ?? []).includes(host.name)) {
           lock = await acquireHostLock(host.name, info.workflowId, rb.locks?.hosts ?? 'wait', () => { state.hosts[name] = { state: 'waiting-lock' }; });
           acquired = true;
         }

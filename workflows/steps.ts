@@ -25,6 +25,10 @@ export interface StepEnv {
   inbox: ApprovalDecision[];
   initiator: string;
   audit: RunAudit;
+  /** The run's inventory file (sub-runbooks use it too). */
+  inventory?: string;
+  /** Host locks held by this run's callers. */
+  heldHosts: string[];
 }
 
 export interface Compensation { step: StepDoc; path: string; ctx: ExprContext; host?: TargetHost }
@@ -114,7 +118,10 @@ async function act(action: RenderedAction, step: StepDoc, path: string, key: str
       await activities.notify({ channel: action.channel, message: action.message });
       return {};
     case 'runbook': {
-      const child = await executeChild('runbook', { args: [{ runbook: action.name, params: action.params, initiator: env.initiator, trigger: 'sub-runbook' }],
+      // The child uses the parent's inventory, and acts on the parent's locked host without locking it again.
+      const heldHosts = host ? [...new Set([...env.heldHosts, host.name])] : env.heldHosts;
+      const child = await executeChild('runbook', { args: [{ runbook: action.name, params: action.params, initiator: env.initiator, trigger: 'sub-runbook',
+        inventory: env.inventory, heldHosts }],
         workflowId: `${workflowInfo().workflowId}/${key}` });
       return { json: child };
     }

@@ -160,3 +160,32 @@ test('retry re-runs a failed command as a new attempt; until polls to its condit
   expect(result.hosts['host-1']!.steps).toEqual({ flaky: 'succeeded', poll: 'succeeded', group: 'succeeded' });
   expect(await remote(1, `cat ${marker}.n ${marker}.p ${marker}.pa ${marker}.pb`)).toBe('3\n3\na\n3\n');
 });
+
+test('a sub-runbook runs as a child on its parent\'s locked host (no self-deadlock); step targets act on another host', async () => {
+  const tq = uniqueTaskQueue('engine');
+  const marker = `${tq}.txt`;
+  const handle = await start(tq, 'parent-call', { marker });
+  const result = await withEngineWorker(env, tq, () => handle.result());
+  expect(result.status).toBe('succeeded');
+  expect(result.hosts['host-1']!.steps).toEqual({ before: 'succeeded', child: 'succeeded', elsewhere: 'succeeded', after: 'succeeded' });
+  expect(await remote(1, `cat ${marker}`)).toBe('parent-before\nfrom-parent\nparent-after\n');
+  expect(await remote(3, `cat ${marker}`)).toBe('delegated by succeeded\n');
+  const child = env.client.workflow.getHandle(`${handle.workflowId}/steps[1]`);
+  const described = await child.describe();
+  expect(described.status.name).toBe('COMPLETED');
+  expect(described.typedSearchAttributes.get({ name: 'Trigger', type: 'KEYWORD' } as never)).toBe('sub-runbook');
+});
+
+test('an approval nobody answers escalates once, then times out and fails the run before the next step', async () => {
+  const tq = uniqueTaskQueue('engine');
+  const marker = `${tq}.txt`;
+  const handle = await start(tq, 'approval-timeout', { marker });
+  const failure = await withEngineWorker(env, tq, () => failureOf(handle));
+  expect(failure.type).toBe('RunbookFailed');
+  const result = failure.details?.[0] as RunbookResult;
+  expect(result.hosts['host-2']!.error).toBe('Approval "steps[0]" got 0 of 1 approvals in time');
+  expect(await remote(2, `test -e ${marker} && echo yes || echo no`)).toBe('no\n');
+  const { events } = await handle.fetchHistory();
+  const activities = events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name);
+  expect(activities).toEqual(['prepare', 'notify']); // the escalation
+});
