@@ -28,7 +28,9 @@ test('SIGKILL the worker mid multi-host run: a new worker finishes it and each h
   let second: ChildProcess | undefined;
   try {
     const handle = await client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-wf`, args: [{ runbook: 'slow-append', params: { marker }, initiator: 'test' }] });
-    await waitUntil(async () => (await Promise.all([1, 2, 3].map((i) => remote(i, `cat ${marker} 2>/dev/null || true`)))).every((t) => t === 'line\n'), 'all hosts to start');
+    // Every host has started (a host may have waited for its lock while another test file's run held it, so
+    // the others can be further along by then).
+    await waitUntil(async () => (await Promise.all([1, 2, 3].map((i) => remote(i, `cat ${marker} 2>/dev/null || true`)))).every((t) => t.startsWith('line\n')), 'all hosts to start');
     await stop(first, 'SIGKILL');
     second = await startWorker(temporalAddress(), tq);
     const result = await handle.result();
