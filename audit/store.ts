@@ -1,4 +1,5 @@
 // Node side. The audit store contract, the backend chosen by AUDIT_URL, and verification of a whole store.
+import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../common/errors';
 import { GENESIS, canonical, hashRecord, type AuditEntry, type AuditRecord } from './record';
@@ -90,10 +91,14 @@ export function serialise(record: AuditRecord): string {
 }
 
 /** `file:PATH` (relative to the working directory) or `postgres://...`; default the JSONL file in the data dir. */
-export async function openAuditStore(url = process.env.AUDIT_URL ?? defaultAuditUrl()): Promise<AuditStore> {
+export async function openAuditStore(url = process.env.AUDIT_URL ?? defaultAuditUrl(), opts: { mustExist?: boolean } = {}): Promise<AuditStore> {
   if (url.startsWith('file:')) {
     const { FileAuditStore } = await import('./file-store');
-    return new FileAuditStore(path.resolve(url.slice('file:'.length).replace(/^\/\/(?=\/)/, '')));
+    const file = path.resolve(url.slice('file:'.length).replace(/^\/\/(?=\/)/, ''));
+    if (opts.mustExist && !fs.existsSync(file)) {
+      throw new UserError(`No audit file at ${file}. Point --audit-url or AUDIT_URL at the store the workers write (runbook dev writes DATA_DIR/audit.jsonl).`);
+    }
+    return new FileAuditStore(file);
   }
   if (url.startsWith('postgres:') || url.startsWith('postgresql:')) {
     const { PgAuditStore } = await import('./pg-store');

@@ -9,7 +9,7 @@ import { openAuditStore, query, serialise, verifyStore, type AuditFilter, type A
 export interface AuditOptions { auditUrl?: string }
 
 async function withStore<T>(o: AuditOptions, fn: (store: AuditStore) => Promise<T>): Promise<T> {
-  const store = await openAuditStore(o.auditUrl);
+  const store = await openAuditStore(o.auditUrl, { mustExist: true });
   try {
     return await fn(store);
   } finally {

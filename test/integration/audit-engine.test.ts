@@ -137,3 +137,11 @@ test('a step whose activity could not write its record is recorded by the workfl
   expect(refused).toBeGreaterThanOrEqual(9);
   expect((await verifyStore(inner)).ok).toBe(true);
 });
+
+test('audit commands on a store that does not exist say so and create nothing', async () => {
+  const missing = path.join(testRoot(), 'no-such-dir', 'audit.jsonl');
+  const r = await promisify(execFile)('node', [CLI, 'audit', 'show', '--audit-url', `file:${missing}`]).then(() => ({ code: 0, stderr: '' }),
+    (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }));
+  expect(r).toEqual({ code: 2, stderr: `runbook: No audit file at ${missing}. Point --audit-url or AUDIT_URL at the store the workers write (runbook dev writes DATA_DIR/audit.jsonl).\n` });
+  expect(fs.existsSync(path.dirname(missing))).toBe(false);
+});
