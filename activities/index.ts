@@ -17,6 +17,7 @@ import type { AuditStore } from '../audit/store';
 import type { AuditEntry } from '../audit/record';
 import { messageOf } from '../common/errors';
 import { stepEntry, workflowEntry, type StepAuditContext, type WorkflowAuditEvent } from '../audit/events';
+import { outcomeOf } from '../audit/outcome';
 
 export interface ActivityDeps {
   ssh: SshPool;
@@ -89,8 +90,7 @@ export function createActivities({ ssh, secrets, logger, audit }: ActivityDeps) 
           onProgress: ctx.info.isLocal ? undefined : (tail) => ctx.heartbeat({ tail } satisfies SshStepProgress),
         });
         log.info({ mode: result.mode, exitCode: result.exitCode, durationMs: result.durationMs }, 'ssh step finished');
-        const audited = input.audit && await record(stepEntry(runOf(ctx), input.audit, input.action, { status: 'succeeded', exitCode: result.exitCode,
-          durationMs: result.durationMs, stdout: result.stdout, stdoutSha256: result.stdoutSha256, stdoutBytes: result.stdoutBytes }), log);
+        const audited = input.audit && await record(stepEntry(runOf(ctx), input.audit, input.action, 'succeeded', outcomeOf(result)), log);
         return { ...result, audited };
       } catch (err) {
         log.warn({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'ssh step failed');
@@ -149,8 +149,7 @@ export function createActivities({ ssh, secrets, logger, audit }: ActivityDeps) 
       try {
         const result = await runHttpStep(secrets, input);
         log.info({ status: result.status, durationMs: result.durationMs }, 'http step finished');
-        const audited = input.audit && await record(stepEntry(runOf(ctx), input.audit, input.action, { status: 'succeeded', httpStatus: result.status,
-          durationMs: result.durationMs, body: result.body }), log);
+        const audited = input.audit && await record(stepEntry(runOf(ctx), input.audit, input.action, 'succeeded', outcomeOf(result)), log);
         return { ...result, audited };
       } catch (err) {
         log.warn({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'http step failed');

@@ -9,6 +9,7 @@ import { renderStep, shouldRun } from '../dsl/render';
 import type { StepDoc } from '../dsl/schema';
 import type { AuditEntry } from '../audit/record';
 import { stepEntry, workflowEntry, type StepAuditContext } from '../audit/events';
+import { outcomeOf } from '../audit/outcome';
 import type { SecretDeclaration, Secrets } from './secrets/providers';
 import type { SshPool, SshTarget } from './ssh/pool';
 import { runSshStep, type SshStepResult } from './ssh/step';
@@ -79,22 +80,13 @@ export async function runStepGroup(deps: StepGroupDeps, input: StepGroupInput): 
         steps[step.id] = { outputs, status: 'succeeded' };
         const d: GroupStepDone = { path, status: 'succeeded', outputs, result, audited: true };
         done.push(d);
-        if (audit) {
-          recordFor(d, stepEntry(deps.run, audit, action, { status: 'succeeded', exitCode: result.exitCode, durationMs: result.durationMs,
-            stdout: result.stdout, stdoutSha256: result.stdoutSha256, stdoutBytes: result.stdoutBytes }));
-        }
+        if (audit) recordFor(d, stepEntry(deps.run, audit, action, 'succeeded', outcomeOf(result)));
       } catch (err) {
         if (!deps.isFinal(err)) throw err;
         // The failure is final (no retry of the group follows), so it is recorded here, with the rendered action.
-        const e = err as Error & { result?: Partial<SshStepResult> };
-        const r = e.result;
+        const e = err as Error & { result?: SshStepResult };
         const failed = { path, type: e.name, message: e.message, result: e.result, audited: true };
-        if (audit) {
-          writes.push(deps.record(workflowEntry(deps.run, { key: path, time: new Date().toISOString(), kind: 'step', runbook: audit.runbook,
-            initiator: audit.initiator, step: path, target: audit.target, action, approvals: audit.approvals, status: 'failed', error: e.message,
-            outcome: r && { status: 'failed', exitCode: r.exitCode, durationMs: r.durationMs, stdout: r.stdout, stdoutSha256: r.stdoutSha256, stdoutBytes: r.stdoutBytes } }))
-            .then((ok) => { failed.audited = ok; }));
-        }
+        if (audit) writes.push(deps.record(stepEntry(deps.run, audit, action, 'failed', outcomeOf(e.result), e.message)).then((ok) => { failed.audited = ok; }));
         await Promise.all(writes);
         return { done, failed };
       }

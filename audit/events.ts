@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { redact, redactDeep } from '../activities/secrets/redact';
 import { maskSecrets } from '../dsl/expr';
 import type { RenderedAction } from '../dsl/render';
+import type { StepOutcome } from './outcome';
 import { recordId, type AuditEntry, type AuditInitiator, type AuditKind } from './record';
 
 /** What the workflow tells a step activity so the activity can record its own outcome (no extra round trip). */
@@ -63,18 +64,6 @@ export function describeAction(action: RenderedAction | undefined): string | und
   return redact(maskSecrets(text));
 }
 
-export interface StepOutcome {
-  status: 'succeeded' | 'failed';
-  exitCode?: number;
-  httpStatus?: number;
-  durationMs?: number;
-  stdout?: string;
-  stdoutSha256?: string | null;
-  stdoutBytes?: number;
-  body?: string;
-  error?: string;
-}
-
 /** Exit code or HTTP status, duration, and the output's digest and (redacted) tail. */
 function outcomeFields(o: StepOutcome): Pick<AuditEntry, 'exitCode' | 'httpStatus' | 'durationMs' | 'output'> {
   const output = o.body !== undefined
@@ -85,10 +74,11 @@ function outcomeFields(o: StepOutcome): Pick<AuditEntry, 'exitCode' | 'httpStatu
   return { exitCode: o.exitCode, httpStatus: o.httpStatus, durationMs: o.durationMs, output };
 }
 
-/** The record of a step outcome, written by the step's activity. */
-export function stepEntry(run: { workflowId: string; runId: string }, ctx: StepAuditContext, action: RenderedAction, outcome: StepOutcome): AuditEntry {
+/** The record of a step's outcome, written by the step's activity (or its step group). */
+export function stepEntry(run: { workflowId: string; runId: string }, ctx: StepAuditContext, action: RenderedAction | undefined,
+  status: 'succeeded' | 'failed', outcome: StepOutcome | undefined, error?: string): AuditEntry {
   return workflowEntry(run, { key: ctx.key, time: new Date().toISOString(), kind: ctx.kind, runbook: ctx.runbook, initiator: ctx.initiator,
-    step: ctx.key, target: ctx.target, action, approvals: ctx.approvals, status: outcome.status, error: outcome.error, outcome });
+    step: ctx.key, target: ctx.target, action, approvals: ctx.approvals, status, error, outcome });
 }
 
 /** The record of an event the workflow reports. A step failure shares the outcome id of its step's success. */

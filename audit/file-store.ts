@@ -7,14 +7,12 @@ import readline from 'node:readline';
 import lockfile from 'proper-lockfile';
 import { UserError } from '../common/errors';
 import { GENESIS, chain, type AuditEntry, type AuditRecord } from './record';
-import { serialise, type AppendResult, type AuditStore, type BrokenRow } from './store';
+import { serialise, serialised, type AppendResult, type AuditStore, type BrokenRow } from './store';
 
 export class FileAuditStore implements AuditStore {
   readonly description: string;
   /** What this process knows of the file: how far it has read, the head, and the ids stored. */
   private seen = { offset: 0, seq: 0, head: GENESIS, ids: new Set<string>() };
-  /** Appends from this process run one at a time; other processes are kept out by the lock. */
-  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(readonly file: string) {
     this.description = `file:${file}`;
@@ -26,13 +24,11 @@ export class FileAuditStore implements AuditStore {
     }
   }
 
-  append(entries: AuditEntry[]): Promise<AppendResult> {
-    const next = this.queue.then(() => this.appendLocked(entries));
-    this.queue = next.catch(() => undefined);
-    return next;
-  }
+  /** Appends from this process run one at a time; other processes are kept out by the lock. */
+  readonly append = serialised((entries: AuditEntry[]) => this.appendLocked(entries));
 
   private async appendLocked(entries: AuditEntry[]): Promise<AppendResult> {
+    if (entries.length === 0) return { appended: 0, duplicates: 0 };
     const release = await lockfile.lock(this.file, { realpath: false, stale: 10_000, retries: { retries: 200, minTimeout: 2, maxTimeout: 50, factor: 1.5 } });
     try {
       await this.catchUp();
@@ -116,7 +112,8 @@ export class FileAuditStore implements AuditStore {
     }
   }
 
+  /** Waits for appends in flight. */
   async close(): Promise<void> {
-    await this.queue;
+    await this.append([]);
   }
 }

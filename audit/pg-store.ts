@@ -2,10 +2,10 @@
 // columns to find records by. Appends serialise on a transaction-scoped advisory lock, so writers on many
 // workers extend one chain. UPDATE, DELETE and TRUNCATE are refused by triggers; the README shows how to give
 // workers a role that may only INSERT and SELECT.
-import { Pool } from 'pg';
+import { Pool, type PoolClient } from 'pg';
 import { UserError } from '../common/errors';
 import { GENESIS, chain, type AuditEntry, type AuditRecord } from './record';
-import { redactUrl, serialise, type AppendResult, type AuditStore, type BrokenRow } from './store';
+import { redactUrl, serialise, serialised, type AppendResult, type AuditStore, type BrokenRow } from './store';
 
 export const AUDIT_TABLE = 'runbook_audit';
 /** Key of the advisory lock that serialises appends (and schema creation). */
@@ -52,15 +52,15 @@ export class PgAuditStore implements AuditStore {
     return store;
   }
 
-  private async ensureSchema(): Promise<void> {
-    const { rows } = await this.pool.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [AUDIT_TABLE]);
-    if (rows[0]?.t) return;
+  /** Runs `fn` in a transaction holding the store's advisory lock (released at commit or rollback). */
+  private async locked<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEY]);
-      await client.query(AUDIT_SCHEMA_SQL);
+      const out = await fn(client);
       await client.query('COMMIT');
+      return out;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
@@ -69,21 +69,18 @@ export class PgAuditStore implements AuditStore {
     }
   }
 
-  /** Appends from this process run in call order (the advisory lock orders processes, not calls). */
-  private queue: Promise<unknown> = Promise.resolve();
-
-  append(entries: AuditEntry[]): Promise<AppendResult> {
-    const next = this.queue.then(() => this.appendLocked(entries));
-    this.queue = next.catch(() => undefined);
-    return next;
+  private async ensureSchema(): Promise<void> {
+    const { rows } = await this.pool.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [AUDIT_TABLE]);
+    if (rows[0]?.t) return;
+    await this.locked((client) => client.query(AUDIT_SCHEMA_SQL));
   }
+
+  /** Appends from this process run in call order (the advisory lock orders processes, not calls). */
+  readonly append = serialised((entries: AuditEntry[]) => this.appendLocked(entries));
 
   private async appendLocked(entries: AuditEntry[]): Promise<AppendResult> {
     if (entries.length === 0) return { appended: 0, duplicates: 0 };
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEY]);
+    return this.locked(async (client) => {
       const known = await client.query<{ id: string }>(`SELECT id FROM ${AUDIT_TABLE} WHERE id = ANY($1)`, [entries.map((e) => e.id)]);
       const skip = new Set(known.rows.map((r) => r.id));
       const last = await client.query<{ seq: string; hash: string }>(`SELECT seq, hash FROM ${AUDIT_TABLE} ORDER BY seq DESC LIMIT 1`);
@@ -100,14 +97,8 @@ export class PgAuditStore implements AuditStore {
         head = r.hash;
         appended += 1;
       }
-      await client.query('COMMIT');
       return { appended, duplicates: entries.length - appended };
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   async *scan(): AsyncIterable<AuditRecord | BrokenRow> {
@@ -137,7 +128,7 @@ export class PgAuditStore implements AuditStore {
   }
 
   async close(): Promise<void> {
-    await this.queue;
+    await this.append([]); // appends in flight finish first
     await this.pool.end();
   }
 }

@@ -5,8 +5,7 @@ import { UserError } from '../common/errors';
 import { GENESIS, canonical, hashRecord, type AuditEntry, type AuditRecord } from './record';
 
 export interface AuditFilter {
-  runId?: string;
-  /** A workflow id matches too (operators copy either from `runbook list`). */
+  /** A run: its workflow id or its run id. */
   run?: string;
   target?: string;
   /** ISO time: records at or after it. */
@@ -36,7 +35,6 @@ export function isBroken(row: AuditRecord | BrokenRow): row is BrokenRow {
 
 export function matches(r: AuditRecord, f: AuditFilter): boolean {
   if (f.run && r.run.workflowId !== f.run && r.run.runId !== f.run) return false;
-  if (f.runId && r.run.runId !== f.runId) return false;
   if (f.target && r.target !== f.target) return false;
   if (f.since && r.time < f.since) return false;
   return true;
@@ -44,6 +42,19 @@ export function matches(r: AuditRecord, f: AuditFilter): boolean {
 
 export async function* query(store: AuditStore, filter: AuditFilter = {}): AsyncIterable<AuditRecord> {
   for await (const row of store.scan()) if (!isBroken(row) && matches(row, filter)) yield row;
+}
+
+/**
+ * Makes calls of `fn` run one after another, in call order: a store's appends from one process extend the
+ * chain in the order they were asked for (locks between processes do not order calls within one).
+ */
+export function serialised<A, R>(fn: (arg: A) => Promise<R>): (arg: A) => Promise<R> {
+  let queue: Promise<unknown> = Promise.resolve();
+  return (arg: A) => {
+    const next = queue.then(() => fn(arg));
+    queue = next.catch(() => undefined);
+    return next;
+  };
 }
 
 export interface VerifyReport {

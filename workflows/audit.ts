@@ -42,11 +42,16 @@ export async function recordEvents(a: RunAudit, state: RunState, ...events: Even
   }
 }
 
+/** What every step record of a target shares (a step group's activity adds each step's key). */
+export function auditBase(a: RunAudit, target: string | undefined): Omit<StepAuditContext, 'key' | 'kind'> | undefined {
+  if (!a.on) return undefined;
+  return { runbook: a.runbook, initiator: a.initiator, target, approvals: a.approvals.length ? [...a.approvals] : undefined };
+}
+
 /** The context a step activity needs to record its own outcome. */
 export function stepAudit(a: RunAudit, key: string, path: string, target: string | undefined): StepAuditContext | undefined {
-  if (!a.on) return undefined;
-  return { runbook: a.runbook, initiator: a.initiator, key, kind: isRollback(path) ? 'rollback' : 'step', target,
-    approvals: a.approvals.length ? [...a.approvals] : undefined };
+  const base = auditBase(a, target);
+  return base && { ...base, key, kind: isRollback(path) ? 'rollback' : 'step' };
 }
 
 export function isRollback(path: string): boolean {

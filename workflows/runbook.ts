@@ -15,7 +15,7 @@ import { awaitApproval } from './approval';
 import { acquireHostLock, releaseHostLock } from './host-lock';
 import { decideSignal, stateQuery, type ApprovalDecision, type HostState, type RunState } from './messages';
 import { Initiator, RunbookName, RunbookStatus, RunbookTargets, Trigger } from './search-attributes';
-import { errorText, groupable, MAX_GROUP, runStep, runStepGroup, type Compensation, type StepEnv, type StepsCtx } from './steps';
+import { errorText, groupLength, runStep, runStepGroup, type Compensation, type StepEnv, type StepsCtx } from './steps';
 import { recordEvents, startAudit } from './audit';
 
 export interface RunbookInput {
@@ -127,9 +127,7 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
         const grouping = host !== undefined && patched('step-groups');
         for (let i = 0; i < rb.steps.length; i++) {
           const step = rb.steps[i]!;
-          let n = 0;
-          // A step with rollback steps only ends a group: a cancel mid-group must know whether it completed.
-          while (grouping && n < MAX_GROUP && i + n < rb.steps.length && groupable(rb.steps[i + n]!) && !rb.steps[i + n - 1]?.rollback?.length) n++;
+          const n = grouping ? groupLength(rb.steps, i) : 0;
           if (n >= 2) {
             const group = rb.steps.slice(i, i + n);
             try {

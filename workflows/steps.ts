@@ -13,11 +13,11 @@ import { extractOutputs, type StepResultView } from '../dsl/outputs';
 import type { PreparedRun } from '../activities/prepare';
 import { renderStep, shouldRun, targetView, type RenderedAction } from '../dsl/render';
 import type { StepDoc } from '../dsl/schema';
-import type { WorkflowAuditEvent } from '../audit/events';
+import { outcomeOf } from '../audit/outcome';
 import { resolveTargets, type TargetHost } from '../dsl/selector';
 import { awaitApproval } from './approval';
 import type { ApprovalDecision, RunState } from './messages';
-import { recordEvents, stepAudit, isRollback, type RunAudit } from './audit';
+import { auditBase, recordEvents, stepAudit, isRollback, type RunAudit } from './audit';
 
 export interface StepEnv {
   prepared: PreparedRun;
@@ -71,14 +71,6 @@ export function errorText(err: unknown): string {
 function failureResult(err: unknown): StepResultView | undefined {
   const e = err as { details?: unknown[]; cause?: { details?: unknown[] } };
   return (e?.cause?.details ?? e?.details)?.[0] as StepResultView | undefined;
-}
-
-/** What the audit keeps of a step result. */
-function outcomeOf(r: StepResultView | undefined): WorkflowAuditEvent['outcome'] {
-  if (!r) return undefined;
-  const v = r as { exitCode?: number; status?: number; durationMs?: number; stdout?: string; stdoutSha256?: string | null; stdoutBytes?: number; body?: string };
-  return { status: 'succeeded', exitCode: v.exitCode, httpStatus: v.status, durationMs: v.durationMs, stdout: v.stdout, stdoutSha256: v.stdoutSha256,
-    stdoutBytes: v.stdoutBytes, body: v.body };
 }
 
 /** One attempt of a step's action. Returns what outputs are extracted from. */
@@ -186,13 +178,28 @@ async function withUntil(step: StepDoc, path: string, ctx: ExprContext, host: Ta
  * Whether a step may run inside a step group: a plain SSH command without the per-step control flow the
  * workflow drives itself (retry, until, delegated targets, parallel, continue-on-error, upload).
  */
-export function groupable(step: StepDoc): boolean {
+function groupable(step: StepDoc): boolean {
   return step.ssh !== undefined && step.ssh.upload === undefined && step.retry === undefined && step.until === undefined
     && step.targets === undefined && step.parallel === undefined && !step.continueOnError && duration(step.timeout, '10m') <= LOCAL_STEP_MAX_MS;
 }
 
 /** At most this many steps share one local activity. */
-export const MAX_GROUP = 50;
+const MAX_GROUP = 50;
+
+/**
+ * How many steps from `i` on form a step group (0 or 1: none). A step with rollback steps only ends a group: a
+ * cancel mid-group must know whether it completed.
+ */
+export function groupLength(steps: StepDoc[], i: number): number {
+  let n = 0;
+  while (n < MAX_GROUP && i + n < steps.length && groupable(steps[i + n]!) && !steps[i + n - 1]?.rollback?.length) n++;
+  return n;
+}
+
+/** Puts a completed step's rollback steps on the compensation stack, with the outputs known at that point. */
+function pushRollback(step: StepDoc, path: string, ctx: ExprContext, steps: StepsCtx, host: TargetHost | undefined, comp: Compensation[]): void {
+  for (const rb of step.rollback ?? []) comp.push({ step: rb, path: `${path}.rollback`, ctx: { ...ctx, steps: { ...steps } }, host });
+}
 
 /**
  * Runs consecutive groupable steps on one host in one local activity (activities/step-group.ts): per step the
@@ -209,11 +216,9 @@ export async function runStepGroup(group: { step: StepDoc; path: string }[], ctx
     startToCloseTimeout: items.reduce((sum, i) => sum + i.timeoutMs, 60_000),
     retry: { maximumAttempts: 10, initialInterval: '1 second', maximumInterval: '30 seconds' },
   });
-  const auditBase = stepAudit(env.audit, '', group[0]!.path, host.name);
   let out: Awaited<ReturnType<typeof sshSteps>>;
   try {
-    out = await sshSteps({ target, steps: items, ctx: { ...ctx, steps: { ...steps } }, secrets: env.prepared.runbook.secrets,
-      audit: auditBase && { runbook: auditBase.runbook, initiator: auditBase.initiator, target: host.name, approvals: auditBase.approvals } });
+    out = await sshSteps({ target, steps: items, ctx: { ...ctx, steps: { ...steps } }, secrets: env.prepared.runbook.secrets, audit: auditBase(env.audit, host.name) });
   } catch (err) {
     if (isCancellation(err)) {
       // Which step was running is unknown here: stop any of them (a finished or unstarted one is a no-op).
@@ -233,12 +238,12 @@ export async function runStepGroup(group: { step: StepDoc; path: string }[], ctx
         ? { key: path, kind: 'skip', step: path, target: host.name, status: 'skipped', detail: { when: step.when } }
         : { key: path, kind: 'step', step: path, target: host.name, status: 'succeeded', outcome: outcomeOf(d.result) });
     }
-    if (d.status === 'succeeded') for (const rb of step.rollback ?? []) comp.push({ step: rb, path: `${path}.rollback`, ctx: { ...ctx, steps: { ...steps } }, host });
+    if (d.status === 'succeeded') pushRollback(step, path, ctx, steps, host, comp);
   }
   if (out.failed) {
     const f = out.failed;
     if (!f.audited) await recordEvents(env.audit, env.state, { key: f.path, kind: 'step', step: f.path, target: host.name, status: 'failed', error: f.message,
-      outcome: outcomeOf(f.result as StepResultView | undefined) });
+      outcome: outcomeOf(f.result as object | undefined) });
     throw ApplicationFailure.create({ message: f.message, type: f.type, nonRetryable: true, details: f.result === undefined ? [] : [f.result] });
   }
 }
@@ -275,5 +280,5 @@ export async function runStep(step: StepDoc, path: string, ctx: ExprContext, ste
     const result = await withUntil(step, path, ctx, host, env, path);
     steps[step.id] = { outputs: extractOutputs(step, result), status: 'succeeded' };
   }
-  for (const rb of step.rollback ?? []) comp.push({ step: rb, path: `${path}.rollback`, ctx: { ...ctx, steps: { ...steps } }, host });
+  pushRollback(step, path, ctx, steps, host, comp);
 }

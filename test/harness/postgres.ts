@@ -19,9 +19,13 @@ function pgBin(): string {
 
 const asRoot = process.getuid?.() === 0;
 
+/** The command line that runs `bin` as a user PostgreSQL accepts (postgres, when we are root). */
+function asPostgres(bin: string, args: string[]): [string, string[]] {
+  return asRoot ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
+}
+
 function run(bin: string, args: string[]): void {
-  const [cmd, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
-  execFileSync(cmd, argv, { stdio: 'pipe' });
+  execFileSync(...asPostgres(bin, args), { stdio: 'pipe' });
 }
 
 export async function startPostgres(dir: string): Promise<PgServer> {
@@ -33,7 +37,7 @@ export async function startPostgres(dir: string): Promise<PgServer> {
   run(path.join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
   const port = await freePort();
   const args = ['-D', dataDir, '-p', String(port), '-h', '127.0.0.1', '-k', dataDir, '-c', 'fsync=off', '-c', 'logging_collector=off'];
-  const [cmd, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', path.join(bin, 'postgres'), ...args]] : [path.join(bin, 'postgres'), args];
+  const [cmd, argv] = asPostgres(path.join(bin, 'postgres'), args);
   const log = fs.openSync(path.join(dir, 'postgres.log'), 'a');
   const child = spawn(cmd, argv, { stdio: ['ignore', log, log], detached: true });
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));

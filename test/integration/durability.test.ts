@@ -2,12 +2,12 @@
 // Worker processes are real `runbook worker` processes; the server restart uses a dev server on a SQLite file.
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { exec } from '../../activities/ssh/exec';
 import { SshPool } from '../../activities/ssh/pool';
 import { freePort } from '../../common/ports';
 import { startDevServer } from '../../worker/dev-server';
-import type { runbook } from '../../workflows/runbook';
+import type { runbook, RunbookResult } from '../../workflows/runbook';
 import { fleetDir, fleetHost, temporalAddress, testRoot, uniqueTaskQueue } from '../harness/env';
 import { startWorkerProcess, stopProcess, waitUntil } from '../harness/processes';
 
@@ -19,55 +19,53 @@ const workerEnv = () => ({ RUNBOOK_DIR: path.join(__dirname, '..', 'fixtures', '
 const startWorker = (address: string, taskQueue: string) => startWorkerProcess(address, taskQueue, workerEnv());
 const stop = stopProcess;
 
-test('SIGKILL the worker mid multi-host run: a new worker finishes it and each host ran each step once', async () => {
+/**
+ * Starts `name` on a `runbook worker` process, waits until `started` holds, SIGKILLs that worker, starts a new
+ * one, and hands the finished run to `check`.
+ */
+async function throughWorkerKill(name: string, marker: string, started: () => Promise<boolean>, what: string,
+  check: (handle: WorkflowHandleWithFirstExecutionRunId<typeof runbook>, result: RunbookResult) => Promise<void>): Promise<void> {
   const tq = uniqueTaskQueue('durable');
-  const marker = `${tq}.txt`;
-  const connection = await Connection.connect({ address: temporalAddress() });
-  const client = new Client({ connection });
-  const first = await startWorker(temporalAddress(), tq);
-  let second: ChildProcess | undefined;
-  try {
-    const handle = await client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-wf`, args: [{ runbook: 'slow-append', params: { marker }, initiator: 'test' }] });
-    // Every host has started (a host may have waited for its lock while another test file's run held it, so
-    // the others can be further along by then).
-    await waitUntil(async () => (await Promise.all([1, 2, 3].map((i) => remote(i, `cat ${marker} 2>/dev/null || true`)))).every((t) => t.startsWith('line\n')), 'all hosts to start');
-    await stop(first, 'SIGKILL');
-    second = await startWorker(temporalAddress(), tq);
-    const result = await handle.result();
-    expect(result.status).toBe('succeeded');
-    for (const i of [1, 2, 3]) expect(await remote(i, `cat ${marker}`)).toBe('line\nsecond\n');
-  } finally {
-    await stop(first, 'SIGKILL');
-    if (second) await stop(second);
-    await connection.close();
-  }
-}, 150_000);
-
-test('SIGKILL the worker inside a step group: the new worker re-attaches, no step runs twice or is lost', async () => {
-  const tq = uniqueTaskQueue('durable');
-  const marker = `${tq}.txt`;
   const connection = await Connection.connect({ address: temporalAddress() });
   const client = new Client({ connection });
   const first = await startWorker(temporalAddress(), tq);
   let second: ChildProcess | undefined;
   try {
     const handle = await client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-wf`,
-      args: [{ runbook: 'grouped-append', params: { marker }, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'test' }] });
-    await waitUntil(async () => (await remote(1, `cat ${marker} 2>/dev/null || true`)).includes('two'), 'the group to reach its second step');
+      args: [{ runbook: name, params: { marker }, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'test' }] });
+    await waitUntil(started, what);
     await stop(first, 'SIGKILL');
     second = await startWorker(temporalAddress(), tq);
-    const result = await handle.result();
+    await check(handle, await handle.result());
+  } finally {
+    await stop(first, 'SIGKILL');
+    if (second) await stop(second);
+    await connection.close();
+  }
+}
+
+test('SIGKILL the worker mid multi-host run: a new worker finishes it and each host ran each step once', async () => {
+  const marker = `${uniqueTaskQueue('durable')}.txt`;
+  // Every host has started (a host may have waited for its lock while another test file's run held it, so
+  // the others can be further along by then).
+  const started = async () => (await Promise.all([1, 2, 3].map((i) => remote(i, `cat ${marker} 2>/dev/null || true`)))).every((t) => t.startsWith('line\n'));
+  await throughWorkerKill('slow-append', marker, started, 'all hosts to start', async (_handle, result) => {
+    expect(result.status).toBe('succeeded');
+    for (const i of [1, 2, 3]) expect(await remote(i, `cat ${marker}`)).toBe('line\nsecond\n');
+  });
+}, 150_000);
+
+test('SIGKILL the worker inside a step group: the new worker re-attaches, no step runs twice or is lost', async () => {
+  const marker = `${uniqueTaskQueue('durable')}.txt`;
+  const started = async () => (await remote(1, `cat ${marker} 2>/dev/null || true`)).includes('two');
+  await throughWorkerKill('grouped-append', marker, started, 'the group to reach its second step', async (handle, result) => {
     expect(result.status).toBe('succeeded');
     expect(result.hosts['host-1']!.steps).toEqual({ one: 'succeeded', two: 'succeeded', skipped: 'skipped', three: 'succeeded' });
     expect(await remote(1, `cat ${marker}`)).toBe('one\ntwo after first\nthree\n');
     // One local activity ran the group: history has no per-step activity tasks.
     const { events } = await handle.fetchHistory();
     expect(events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name)).toEqual(['prepare']);
-  } finally {
-    await stop(first, 'SIGKILL');
-    if (second) await stop(second);
-    await connection.close();
-  }
+  });
 }, 150_000);
 
 test('restart the Temporal server (SQLite) mid-run: the run completes', async () => {
