@@ -122,9 +122,10 @@ program.command('list')
   .description('List runbook runs, newest first')
   .option('--status <status>', 'preparing | awaiting-approval | running | succeeded | failed | cancelled')
   .option('--runbook <name>', 'only this runbook')
+  .option('--initiator <name>', 'only runs started by this operator (or alert fingerprint, schedule id)')
   .addOption(new Option('--limit <n>', 'at most this many').argParser(int('--limit')).default(20))
   .option('--json', 'as JSON', false)
-  .action(async (o: { status?: string; runbook?: string; limit: number; json: boolean }) => { await runList(o); });
+  .action(async (o: { status?: string; runbook?: string; initiator?: string; limit: number; json: boolean }) => { await runList(o); });
 
 for (const verb of ['approve', 'reject'] as const) {
   program.command(verb)

@@ -111,10 +111,11 @@ export async function runCancel(id: string): Promise<void> {
   });
 }
 
-export async function runList(opts: { status?: string; runbook?: string; limit: number; json: boolean }): Promise<void> {
+export async function runList(opts: { status?: string; runbook?: string; initiator?: string; limit: number; json: boolean }): Promise<void> {
   const clauses = [`WorkflowType = 'runbook'`];
   if (opts.status) clauses.push(`RunbookStatus = '${opts.status.replace(/'/g, '')}'`);
   if (opts.runbook) clauses.push(`RunbookName = '${opts.runbook.replace(/'/g, '')}'`);
+  if (opts.initiator) clauses.push(`Initiator = '${opts.initiator.replace(/'/g, '')}'`);
   await withClient(async (client) => {
     const rows: Record<string, unknown>[] = [];
     for await (const wf of client.workflow.list({ query: clauses.join(' AND ') })) {

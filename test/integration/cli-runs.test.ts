@@ -26,7 +26,7 @@ function cli(tq: string, ...args: string[]): Promise<{ code: number; stdout: str
 test('run --wait exits with the outcome; status and list show the run', async () => {
   const tq = uniqueTaskQueue('cli');
   await withEngineWorker(env, tq, async () => {
-    const ok = await cli(tq, 'run', 'fleet-touch', '-p', 'note=hello', '-p', `marker=${tq}.txt`, '-i', inventory(), '--wait', '--json', '--initiator', 'carol');
+    const ok = await cli(tq, 'run', 'fleet-touch', '-p', 'note=hello', '-p', `marker=${tq}.txt`, '-i', inventory(), '--wait', '--json', '--initiator', `carol-${tq}`);
     expect(ok.code).toBe(0);
     const result = JSON.parse(ok.stdout) as { workflowId: string; status: string; hosts: Record<string, { state: string }> };
     expect(result.status).toBe('succeeded');
@@ -44,9 +44,11 @@ test('run --wait exits with the outcome; status and list show the run', async ()
     const status = await cli(tq, 'status', result.workflowId, '--json');
     expect(status.code).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({ state: { status: 'succeeded', hosts: { 'host-1': { state: 'succeeded' } } } });
-    await waitUntil(async () => (await cli(tq, 'list', '--runbook', 'fleet-touch', '--json')).stdout.includes(result.workflowId), 'the run to be listed');
-    const listed = JSON.parse((await cli(tq, 'list', '--runbook', 'fleet-touch', '--json')).stdout) as { workflowId: string }[];
-    expect(listed.find((r) => r.workflowId === result.workflowId)).toMatchObject({ status: 'COMPLETED', runbook: 'fleet-touch', runbookStatus: 'succeeded', initiator: 'carol' });
+    // Other test files start fleet-touch runs at the same time, so the newest 20 need not include this one:
+    // filter on this test's own initiator.
+    const list = async () => JSON.parse((await cli(tq, 'list', '--runbook', 'fleet-touch', '--initiator', `carol-${tq}`, '--json')).stdout) as { workflowId: string }[];
+    await waitUntil(async () => (await list()).length > 0, 'the run to be listed');
+    expect(await list()).toEqual([expect.objectContaining({ workflowId: result.workflowId, status: 'COMPLETED', runbook: 'fleet-touch', runbookStatus: 'succeeded', initiator: `carol-${tq}` })]);
   });
 }, 120_000);
 
