@@ -119,12 +119,16 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
       .then((r) => hooks.onProgress?.(redact(r.stdout))).catch(() => undefined);
   }, hooks.progressIntervalMs ?? 5000) : undefined;
   try {
-    const raw = await pool.use(input.target, (client) => exec(client, command, { stdin, timeoutMs: timeoutMs + 30_000, maxOutputBytes: cap + 4096 }));
+    const run = () => pool.use(input.target, (client) => exec(client, command, { stdin, timeoutMs: timeoutMs + 30_000, maxOutputBytes: cap + 4096 }));
+    let raw = await run();
     await killing; // a kill in progress finishes before the outcome is read
+    // A kill takes the wrapper down with the command (they share a process group); attaching again reads the
+    // outcome the kill recorded (or the exit code, when the command finished first).
+    if (killing && !parseTrailer(raw.stderr)) raw = await run();
     const outcome = parseTrailer(raw.stderr);
     if (!outcome) {
       throw new SshWrapperError(`The runbook wrapper could not run on ${input.target.name} (exit ${raw.exitCode}): ` +
-        `${redact(raw.stderr.trim()).slice(-500) || 'no output'}. The login user needs a writable home directory, a POSIX sh, coreutils, setsid and base64.`);
+        `${redact(raw.stderr.trim()).slice(-500) || 'no output'}. The login user needs a writable home directory, a POSIX sh, coreutils and base64.`);
     }
     // The wrapper sends up to cap + 1 bytes per stream: one more than the cap means there was more.
     const outBuf = Buffer.from(raw.stdout, 'utf8');

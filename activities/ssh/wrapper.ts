@@ -1,9 +1,14 @@
 // Node side. The remote wrapper that makes an SSH step take effect at most once. Each step has a record
 // ~/.runbook/runs/KEY.* on the host, KEY derived from (workflow id, step path, target). The first attempt
-// claims it (an exclusive create), starts the command in its own session (setsid, so a dropped connection or a
-// killed worker does not kill it) with output going to files, waits for it, and records its exit code. A retried
-// attempt finds the directory and re-attaches: it waits for the recorded process, or returns the recorded
-// result, instead of starting the command a second time.
+// claims it (an exclusive create), starts the command in the background with output going to files (a dropped
+// connection or a killed worker does not stop it: sshd signals a session's processes only when asked to), waits
+// for it, and records its exit code. A retried attempt finds the record and re-attaches: it waits for the
+// recorded process, or returns the recorded result, instead of starting the command a second time.
+//
+// A cancel kills the step's process group. sshd starts each exec in a session of its own, so the login shell
+// already leads a process group that holds only this step: the runner is a plain background subshell in it (a
+// fork, no exec). Where the shell does not lead its group (a ForceCommand wrapper, an unusual sshd), the runner
+// is started under setsid instead, which costs two process starts.
 //
 // Secrets never touch the host's disk or any argv: they arrive on stdin, are exported as RB_SECRET_NAME in the
 // wrapper's environment, and the command refers to them as "$RB_SECRET_NAME".
@@ -69,7 +74,7 @@ finish() {
   [ -s "$D.exit" ] && read -r code < "$D.exit"
   [ -s "$D.out" ] && tail -c $((CAP + 1)) "$D.out"
   [ -s "$D.err" ] && tail -c $((CAP + 1)) "$D.err" >&2
-  pid=-; [ -s "$D.pid" ] && read -r pid < "$D.pid"
+  pid=-; [ -s "$D.pid" ] && read -r pid pg < "$D.pid"
   printf '\n__RUNBOOK_WRAPPER__ mode=%s exit=%s pid=%s\n' "$1" "$code" "$pid" >&2
   case $code in ''|*[!0-9]*) exit 255;; *) exit "$code";; esac
 }
@@ -80,9 +85,15 @@ launch() {
   done
   ${inline ? '' : 'S=$(cat)'}
   printf '%s' "$S" > "$D.cmd"
-  export S D
-  setsid sh -c '{ ${singleQuoted(runnerCommand(o))}; } > "$D.out" 2> "$D.err" < /dev/null; echo $? > "$D.exit"' &
-  echo $! > "$D.pid"
+  if kill -0 -$$ 2>/dev/null; then
+    { { ${runnerCommand(o)}; } > "$D.out" 2> "$D.err" < /dev/null; echo $? > "$D.exit"; } &
+    pg=$$
+  else
+    export S D
+    setsid sh -c '{ ${singleQuoted(runnerCommand(o))}; } > "$D.out" 2> "$D.err" < /dev/null; echo $? > "$D.exit"' &
+    pg=$!
+  fi
+  echo "$! $pg" > "$D.pid"
   wait $!
   finish ran
 }
@@ -95,7 +106,7 @@ while [ ! -s "$D.pid" ] && [ ! -s "$D.exit" ] && [ $i -lt 20 ]; do sleep 0.1; i=
 if [ ! -s "$D.pid" ] && [ ! -s "$D.exit" ]; then
   rm -f "$D".* && (set -C; : > "$D.lock") 2>/dev/null && launch
 fi
-pid=0; [ -s "$D.pid" ] && read -r pid < "$D.pid"
+pid=0; [ -s "$D.pid" ] && read -r pid pg < "$D.pid"
 while [ ! -s "$D.exit" ] && [ -d "/proc/$pid" ]; do sleep 0.1; done
 finish attached
 `;
@@ -106,12 +117,15 @@ export function killScript(key: string, signal: 'TERM' | 'KILL' = 'TERM'): strin
   if (!/^[0-9a-f]{32}$/.test(key)) throw new Error('bad step key');
   return `D="$HOME/${REMOTE_RUNS_DIR}/${key}"
 [ -s "$D.pid" ] || exit 0
-read -r pid < "$D.pid"
+read -r pid pg < "$D.pid"
+[ -n "$pg" ] || pg=$pid
 [ -s "$D.exit" ] && exit 0
 : > "$D.cancelling"
-kill -${signal} -- -"$pid" 2>/dev/null || sudo -n kill -${signal} -- -"$pid" 2>/dev/null
-i=0; while [ -d "/proc/$pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-kill -KILL -- -"$pid" 2>/dev/null || sudo -n kill -KILL -- -"$pid" 2>/dev/null
+if [ -d "/proc/$pid" ]; then
+  kill -${signal} -"$pg" 2>/dev/null || sudo -n kill -${signal} -- -"$pg" 2>/dev/null
+  i=0; while [ -d "/proc/$pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+  kill -KILL -"$pg" 2>/dev/null || sudo -n kill -KILL -- -"$pg" 2>/dev/null
+fi
 [ -s "$D.exit" ] || echo cancelled > "$D.exit"
 `;
 }
