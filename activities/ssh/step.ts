@@ -126,9 +126,12 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
     // outcome the kill recorded (or the exit code, when the command finished first).
     if (killing && !parseTrailer(raw.stderr)) raw = await run();
     const outcome = parseTrailer(raw.stderr);
-    if (!outcome) {
+    // The wrapper exits with the command's code, or with tail's (0) when it sent output: anything else means the
+    // output could not be read back.
+    const tailFailed = outcome && typeof outcome.exit === 'number' && raw.exitCode !== 0 && raw.exitCode !== outcome.exit;
+    if (!outcome || tailFailed) {
       throw new SshWrapperError(`The runbook wrapper could not run on ${input.target.name} (exit ${raw.exitCode}): ` +
-        `${redact(raw.stderr.trim()).slice(-500) || 'no output'}. The login user needs a writable home directory, a POSIX sh, coreutils and base64.`);
+        `${redact((outcome?.stderr ?? raw.stderr).trim()).slice(-500) || 'no output'}. The login user needs a writable home directory, a POSIX sh, coreutils and base64.`);
     }
     // The wrapper sends up to cap + 1 bytes per stream: one more than the cap means there was more.
     const outBuf = Buffer.from(raw.stdout, 'utf8');

@@ -36,9 +36,10 @@ export interface WrapperOptions {
   sudoPassword: boolean;
 }
 
-/** How the detached runner runs the script held in $S, per privilege mode. */
+/** How the runner runs the script held in $S, per privilege mode (in a subshell or an `sh -c` of its own). */
 function runnerCommand(o: WrapperOptions): string {
-  if (!o.sudo && !o.runAs) return '( eval "$S" )';
+  // The script sees the login shell's state, not the wrapper's: no `set -u`, none of its variables or functions.
+  if (!o.sudo && !o.runAs) return 'set +u; unset R D CAP line v i pg c; unset -f finish launch; eval "$S"';
   const keep = o.secretNames.length ? ` --preserve-env=${o.secretNames.map((n) => `RB_SECRET_${n}`).join(',')}` : '';
   const who = o.runAs ? ` -u ${quote([o.runAs])}` : '';
   const auth = o.sudoPassword ? `printf '%s\\n' "$RB_SUDO_PASSWORD" | sudo -S -p ''` : 'sudo -n';
@@ -54,16 +55,17 @@ function singleQuoted(text: string): string {
 export const INLINE_SCRIPT_MAX = 64 * 1024;
 
 /**
- * The wrapper script, run by the login user's shell as the exec command. It forks as little as it can (a step's
- * overhead over a raw exec is a few process starts): the record is a set of files $R/KEY.*, the claim is an
- * O_EXCL create through the shell's noclobber (`command :` so a refused create does not exit the shell, and
- * no subshell), and reads use builtins.
+ * The wrapper script, run by the login user's shell as the exec command. It starts as few processes as it can
+ * (they are most of a step's overhead over a raw exec, and a fork of bash costs about a millisecond): the record
+ * is a set of files $R/KEY.*, the claim is an O_EXCL create through the shell's noclobber (`command :` so a
+ * refused create does not exit the shell, and no subshell), reads use builtins, the command runs in one
+ * background subshell whose exit code the wrapper records, and the output is sent by exec'ing `tail` last.
+ * The trailer on stderr carries the outcome; the exec's own exit status is `tail`'s.
  */
 export function wrapperScript(o: WrapperOptions, script?: string): string {
   if (!/^[0-9a-f]{32}$/.test(o.key)) throw new Error('bad step key');
   const inline = script !== undefined && script.length <= INLINE_SCRIPT_MAX;
   return `set -u
-umask 077
 R="$HOME/${REMOTE_RUNS_DIR}"
 D="$R/${o.key}"
 CAP=${Math.max(1, Math.floor(o.capBytes))}
@@ -72,10 +74,10 @@ finish() {
   code=lost
   [ -f "$D.cancelling" ] && code=cancelled
   [ -s "$D.exit" ] && read -r code < "$D.exit"
-  [ -s "$D.out" ] && tail -c $((CAP + 1)) "$D.out"
   [ -s "$D.err" ] && tail -c $((CAP + 1)) "$D.err" >&2
-  pid=-; [ -s "$D.pid" ] && read -r pid pg < "$D.pid"
+  pid=-; [ -s "$D.pid" ] && read -r pid pg w < "$D.pid"
   printf '\n__RUNBOOK_WRAPPER__ mode=%s exit=%s pid=%s\n' "$1" "$code" "$pid" >&2
+  [ -s "$D.out" ] && exec tail -c $((CAP + 1)) "$D.out"
   case $code in ''|*[!0-9]*) exit 255;; *) exit "$code";; esac
 }
 launch() {
@@ -86,18 +88,21 @@ launch() {
   ${inline ? '' : 'S=$(cat)'}
   printf '%s' "$S" > "$D.cmd"
   if kill -0 -$$ 2>/dev/null; then
-    { { ${runnerCommand(o)}; } > "$D.out" 2> "$D.err" < /dev/null; echo $? > "$D.exit"; } &
+    ( ${runnerCommand(o)} ) > "$D.out" 2> "$D.err" < /dev/null &
     pg=$$
   else
-    export S D
-    setsid sh -c '{ ${singleQuoted(runnerCommand(o))}; } > "$D.out" 2> "$D.err" < /dev/null; echo $? > "$D.exit"' &
+    export S
+    setsid sh -c '${singleQuoted(runnerCommand(o))}' runbook-step > "$D.out" 2> "$D.err" < /dev/null &
     pg=$!
   fi
-  echo "$! $pg" > "$D.pid"
+  echo "$! $pg $$" > "$D.pid"
   wait $!
+  c=$?
+  # After a cancel the kill script records the outcome (a killed command's code would say less).
+  [ -f "$D.cancelling" ] || echo $c > "$D.exit"
   finish ran
 }
-[ -d "$R" ] || mkdir -p "$R" || exit 240
+[ -d "$R" ] || mkdir -p -m 700 "$R" || exit 240
 set -C
 if command : 2>/dev/null > "$D.lock"; then set +C; launch; fi
 set +C
@@ -106,8 +111,11 @@ while [ ! -s "$D.pid" ] && [ ! -s "$D.exit" ] && [ $i -lt 20 ]; do sleep 0.1; i=
 if [ ! -s "$D.pid" ] && [ ! -s "$D.exit" ]; then
   rm -f "$D".* && (set -C; : > "$D.lock") 2>/dev/null && launch
 fi
-pid=0; [ -s "$D.pid" ] && read -r pid pg < "$D.pid"
+pid=0; w=0; [ -s "$D.pid" ] && read -r pid pg w < "$D.pid"
 while [ ! -s "$D.exit" ] && [ -d "/proc/$pid" ]; do sleep 0.1; done
+# The first wrapper records the exit code right after the command ends; give it a moment.
+i=0
+while [ ! -s "$D.exit" ] && [ -d "/proc/$w" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
 finish attached
 `;
 }
@@ -117,7 +125,7 @@ export function killScript(key: string, signal: 'TERM' | 'KILL' = 'TERM'): strin
   if (!/^[0-9a-f]{32}$/.test(key)) throw new Error('bad step key');
   return `D="$HOME/${REMOTE_RUNS_DIR}/${key}"
 [ -s "$D.pid" ] || exit 0
-read -r pid pg < "$D.pid"
+read -r pid pg w < "$D.pid"
 [ -n "$pg" ] || pg=$pid
 [ -s "$D.exit" ] && exit 0
 : > "$D.cancelling"

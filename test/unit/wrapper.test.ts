@@ -75,15 +75,23 @@ test('two attempts at once: the command runs once and both report its output and
   for (const r of [a, b]) {
     expect(r.stdout).toBe('out\n');
     expect(parseTrailer(r.stderr)).toMatchObject({ exit: 3, stderr: 'err\n' });
-    expect(r.code).toBe(3);
+    expect(r.code).toBe(0); // tail's: it sent the output last; the trailer carries the command's code
   }
   expect([parseTrailer(a.stderr)!.mode, parseTrailer(b.stderr)!.mode].sort()).toEqual(['attached', 'ran']);
 });
 
-test('a script that calls exit still gets its exit code recorded', async () => {
+test('a script that calls exit still gets its exit code recorded; without output the wrapper exits with it', async () => {
   const key = stepKey('wf-exit', 'step', 'host-1');
   const r = await wrapper(key, 'echo before; exit 7; echo after', true);
   expect(r.stdout).toBe('before\n');
   expect(parseTrailer(r.stderr)).toMatchObject({ mode: 'ran', exit: 7 });
   expect(fs.readFileSync(record(key, 'exit'), 'utf8').trim()).toBe('7');
+  const quiet = await wrapper(stepKey('wf-exit', 'quiet', 'host-1'), 'exit 5', true);
+  expect([quiet.code, quiet.stdout]).toEqual([5, '']);
+});
+
+test('the script runs with the login shell\'s state, not the wrapper\'s', async () => {
+  const r = await wrapper(stepKey('wf-state', 'step', 'host-1'), 'echo "[${D}${R}${undefined_var}]"; type finish >/dev/null 2>&1 || echo no-finish; umask', true);
+  expect(r.stdout).toBe(`[]\nno-finish\n${execFileSync('/bin/sh', ['-c', 'umask'], { encoding: 'utf8' })}`);
+  expect(fs.statSync(path.join(home, '.runbook', 'runs')).mode & 0o777).toBe(0o700);
 });
