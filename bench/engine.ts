@@ -42,7 +42,7 @@ ${steps}
 }
 
 async function startWorker(address: string, taskQueue: string, inventory: string, auditUrl: string, runbookDir: string): Promise<ChildProcess> {
-  const child = spawn('node', [path.join(ROOT, 'bin', 'runbook.js'), 'worker'], {
+  const child = spawn('node', [...(process.env.PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof/cpu'] : []), path.join(ROOT, 'bin', 'runbook.js'), 'worker'], {
     env: { ...process.env, AUDIT_URL: auditUrl, TEMPORAL_ADDRESS: address, RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'error', RUNBOOK_DIR: runbookDir, RUNBOOK_INVENTORY: inventory },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -72,12 +72,15 @@ export async function engineBench(concurrent: number): Promise<void> {
   const client = new Client({ connection });
   const pool = new SshPool();
   try {
-    // Floor: raw exec on a pooled connection to the same host.
+    // Floor: raw exec on a pooled connection to the same host. Measured between the runs (this VM's process
+    // start cost drifts by 2x over minutes), so floor and steps see the same machine.
     const target = sshTargetFor(loadInventory(inventory), 'host-1');
     await pool.use(target, (c) => exec(c, 'true'));
-    let t = Date.now();
-    for (let i = 0; i < 100; i++) await pool.use(target, (c) => exec(c, 'echo hello'));
-    const floor = (Date.now() - t) / 100;
+    const rawExec = async () => {
+      const t0 = Date.now();
+      for (let i = 0; i < 40; i++) await pool.use(target, (c) => exec(c, 'echo hello'));
+      return (Date.now() - t0) / 40;
+    };
 
     // Per step = the slope between runs of SHORT and LONG steps of the same shape, so the per-run costs (start,
     // prepare, host lock, the audit of the run's start and end, and their jitter) are not spread over the steps.
@@ -90,19 +93,22 @@ export async function engineBench(concurrent: number): Promise<void> {
     await timeRun(SHORT, 'warm-short');
     const long: number[] = [];
     const short: number[] = [];
+    const floors: number[] = [];
     for (let r = 0; r < 5; r++) {
+      floors.push(await rawExec());
       long.push(await timeRun(LONG, `long-${r}`));
       short.push(await timeRun(SHORT, `short-${r}`));
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const floor = median(floors);
     const perStep = (median(long) - median(short)) / (LONG - SHORT);
     console.log(`sequential steps (medians of 5 runs of ${LONG} and of ${SHORT} steps: ${median(long)} ms, ${median(short)} ms): ${perStep.toFixed(1)} ms per step; ` +
       `raw ssh2 exec ${floor.toFixed(1)} ms; engine overhead ${(perStep - floor).toFixed(1)} ms per step; per-run fixed cost ${(median(short) - SHORT * perStep).toFixed(0)} ms ` +
-      `(${LONG}-step runs: ${long.join(', ')} ms; ${SHORT}-step runs: ${short.join(', ')} ms)`);
+      `(${LONG}-step runs: ${long.join(', ')} ms; ${SHORT}-step runs: ${short.join(', ')} ms; raw exec ${floors.map((f) => f.toFixed(1)).join(', ')} ms)`);
 
     let peak = rssMb(worker.pid!);
     const sampler = setInterval(() => { peak = Math.max(peak, rssMb(worker.pid!)); }, 200);
-    t = Date.now();
+    const t = Date.now();
     const handles = await Promise.all(Array.from({ length: concurrent }, (_, i) => client.workflow.start<typeof runbook>('runbook', {
       taskQueue: tq, workflowId: `bench-small-${i}`, args: [{ runbook: 'bench-small', params: { host: `host:host-${(i % 3) + 1}` } }] })));
     const started = Date.now() - t;
@@ -131,6 +137,7 @@ export async function engineBench(concurrent: number): Promise<void> {
     await new Promise((r) => worker.once('exit', r));
     await fleetDown(path.join(dir, 'fleet'));
     await server.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (process.env.RUNBOOK_BENCH_KEEP) console.log(`kept ${dir} (worker's audit trail and the dev server's log)`);
+    else fs.rmSync(dir, { recursive: true, force: true });
   }
 }

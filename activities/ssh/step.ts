@@ -11,7 +11,7 @@ import { SecretError } from '../secrets/errors';
 import { SshCommandCancelled, SshCommandFailed, SshCommandLost, SshWrapperError } from './errors';
 import { exec } from './exec';
 import type { SshPool, SshTarget } from './pool';
-import { digestScript, gcScript, killScript, parseTrailer, stepKey, tailScript, wrapperScript, wrapperStdin } from './wrapper';
+import { digestScript, gcScript, killScript, parseTrailer, shCommand, stepKey, tailScript, wrapperScript, wrapperStdin } from './wrapper';
 
 export type SshAction = Extract<RenderedAction, { kind: 'ssh' }>;
 
@@ -102,8 +102,8 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
   const cap = input.maxOutputBytes ?? 1024 * 1024;
   const wrapper = wrapperScript({ key, capBytes: cap, sudo: input.action.sudo, runAs: input.action.user, secretNames: names, sudoPassword: sudoPassword !== undefined }, script);
   // The sudo password travels on stdin too, as a first line read before the wrapper's own input.
-  const command = sudoPassword === undefined ? wrapper
-    : `IFS= read -r RB_SUDO_PASSWORD; RB_SUDO_PASSWORD=$(printf %s "$RB_SUDO_PASSWORD" | base64 -d); export RB_SUDO_PASSWORD\n${wrapper}`;
+  const command = shCommand(sudoPassword === undefined ? wrapper
+    : `IFS= read -r RB_SUDO_PASSWORD; RB_SUDO_PASSWORD=$(printf %s "$RB_SUDO_PASSWORD" | base64 -d); export RB_SUDO_PASSWORD\n${wrapper}`);
   const stdin = sudoPassword === undefined ? wrapperStdin(values, script)
     : Buffer.concat([Buffer.from(`${Buffer.from(sudoPassword).toString('base64')}\n`), wrapperStdin(values, script)]);
 

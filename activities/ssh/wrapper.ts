@@ -51,8 +51,12 @@ function singleQuoted(text: string): string {
   return text.replace(/'/g, "'\\''");
 }
 
-/** Scripts longer than this travel on stdin instead of inside the exec request (argv length limits). */
-export const INLINE_SCRIPT_MAX = 64 * 1024;
+/**
+ * Scripts longer than this travel on stdin instead of inside the exec request. The script is quoted twice (into
+ * the wrapper, then the wrapper into `sh -c`), which can quadruple quote-heavy text, and one argv string may not
+ * exceed 128 KiB on Linux.
+ */
+export const INLINE_SCRIPT_MAX = 16 * 1024;
 
 /**
  * The wrapper script, run by the login user's shell as the exec command. It starts as few processes as it can
@@ -118,6 +122,15 @@ i=0
 while [ ! -s "$D.exit" ] && [ -d "/proc/$w" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
 finish attached
 `;
+}
+
+/**
+ * The exec request for a wrapper: run under /bin/sh whatever the login shell is. The exec keeps the login
+ * shell's pid (and so its process group); a fork of dash costs a fraction of a fork of bash; and the command runs
+ * under the same POSIX sh as it does with sudo.
+ */
+export function shCommand(script: string): string {
+  return `exec /bin/sh -c ${quote([script])}`;
 }
 
 /** Kills the step's process group (the command and its children) and records the cancel. */

@@ -6,7 +6,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { killScript, parseTrailer, stepKey, wrapperScript, wrapperStdin } from '../../activities/ssh/wrapper';
+import { INLINE_SCRIPT_MAX, killScript, parseTrailer, shCommand, stepKey, wrapperScript, wrapperStdin } from '../../activities/ssh/wrapper';
 import { waitUntil } from '../harness/processes';
 
 let home: string;
@@ -23,11 +23,12 @@ afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
 
 interface Ran { code: number | null; signal: string | null; stdout: string; stderr: string }
 
-/** Runs the wrapper like sshd does: `sh -c WRAPPER`, in a session of its own when `leader`. */
+/** Runs the wrapper like sshd does with a bash login shell: `bash -c EXEC`, in a session of its own when `leader`. */
 function wrapper(key: string, command: string, leader: boolean): Promise<Ran> {
   const script = `${command}\n`;
-  const child = spawn('/bin/sh', ['-c', wrapperScript({ key, capBytes: 4096, sudo: false, secretNames: [], sudoPassword: false }, script)],
+  const child = spawn('/bin/bash', ['-c', shCommand(wrapperScript({ key, capBytes: 4096, sudo: false, secretNames: [], sudoPassword: false }, script))],
     { env: { HOME: home, PATH: bin }, detached: leader, stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.on('error', () => undefined); // an attaching wrapper exits without reading its input
   child.stdin.end(wrapperStdin({}, script));
   let stdout = '';
   let stderr = '';
@@ -94,4 +95,15 @@ test('the script runs with the login shell\'s state, not the wrapper\'s', async 
   const r = await wrapper(stepKey('wf-state', 'step', 'host-1'), 'echo "[${D}${R}${undefined_var}]"; type finish >/dev/null 2>&1 || echo no-finish; umask', true);
   expect(r.stdout).toBe(`[]\nno-finish\n${execFileSync('/bin/sh', ['-c', 'umask'], { encoding: 'utf8' })}`);
   expect(fs.statSync(path.join(home, '.runbook', 'runs')).mode & 0o777).toBe(0o700);
+});
+
+test.each([
+  ['inline, just under the limit', INLINE_SCRIPT_MAX - 200],
+  ['on stdin, over the limit', 3 * INLINE_SCRIPT_MAX],
+])('a quote-heavy script arrives intact: %s', async (_what, size) => {
+  const line = `x='a"b\\c$d\`e!f'"'"'g'; y="$x"\n`; // every character the two levels of quoting must get right
+  const body = line.repeat(Math.floor(size / line.length));
+  const r = await wrapper(stepKey(`wf-quote-${size}`, 'step', 'host-1'), `${body}printf '%s' "$y"`, true);
+  expect(parseTrailer(r.stderr)).toMatchObject({ exit: 0, stderr: '' });
+  expect(r.stdout).toBe('a"b\\c$d`e!f\'g');
 });
