@@ -8,6 +8,8 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { exec } from '../activities/ssh/exec';
 import { SshPool } from '../activities/ssh/pool';
+import { runSshStep } from '../activities/ssh/step';
+import { Secrets } from '../activities/secrets/providers';
 import { freePort } from '../common/ports';
 import { loadInventory, sshTargetFor } from '../dsl/inventory';
 import { fleetDown, fleetUp } from '../fleet/fleet';
@@ -42,7 +44,7 @@ ${steps}
 }
 
 async function startWorker(address: string, taskQueue: string, inventory: string, auditUrl: string, runbookDir: string): Promise<ChildProcess> {
-  const child = spawn('node', [...(process.env.PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof/cpu'] : []), path.join(ROOT, 'bin', 'runbook.js'), 'worker'], {
+  const child = spawn('node', [...(process.env.RUNBOOK_BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.RUNBOOK_BENCH_CPU_PROFILE}`] : []), path.join(ROOT, 'bin', 'runbook.js'), 'worker'], {
     env: { ...process.env, AUDIT_URL: auditUrl, TEMPORAL_ADDRESS: address, RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'error', RUNBOOK_DIR: runbookDir, RUNBOOK_INVENTORY: inventory },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -81,6 +83,16 @@ export async function engineBench(concurrent: number): Promise<void> {
       for (let i = 0; i < 40; i++) await pool.use(target, (c) => exec(c, 'echo hello'));
       return (Date.now() - t0) / 40;
     };
+    // The exactly-once wrapper alone, from this process: the engine's cost above it is the worker's own.
+    const secrets = new Secrets();
+    const wrappedStep = async (r: number) => {
+      const t0 = Date.now();
+      for (let i = 0; i < 40; i++) {
+        await runSshStep(pool, secrets, { target, action: { kind: 'ssh', command: 'echo hello', sudo: false, env: {}, expectExit: [0] },
+          key: { workflowId: `bench-wrapped-${r}`, stepPath: `s${i}` } });
+      }
+      return (Date.now() - t0) / 40;
+    };
 
     // Per step = the slope between runs of SHORT and LONG steps of the same shape, so the per-run costs (start,
     // prepare, host lock, the audit of the run's start and end, and their jitter) are not spread over the steps.
@@ -94,8 +106,10 @@ export async function engineBench(concurrent: number): Promise<void> {
     const long: number[] = [];
     const short: number[] = [];
     const floors: number[] = [];
+    const wrapped: number[] = [];
     for (let r = 0; r < 5; r++) {
       floors.push(await rawExec());
+      wrapped.push(await wrappedStep(r));
       long.push(await timeRun(LONG, `long-${r}`));
       short.push(await timeRun(SHORT, `short-${r}`));
     }
@@ -103,7 +117,8 @@ export async function engineBench(concurrent: number): Promise<void> {
     const floor = median(floors);
     const perStep = (median(long) - median(short)) / (LONG - SHORT);
     console.log(`sequential steps (medians of 5 runs of ${LONG} and of ${SHORT} steps: ${median(long)} ms, ${median(short)} ms): ${perStep.toFixed(1)} ms per step; ` +
-      `raw ssh2 exec ${floor.toFixed(1)} ms; engine overhead ${(perStep - floor).toFixed(1)} ms per step; per-run fixed cost ${(median(short) - SHORT * perStep).toFixed(0)} ms ` +
+      `raw ssh2 exec ${floor.toFixed(1)} ms; engine overhead ${(perStep - floor).toFixed(1)} ms per step (of which the exactly-once wrapper, run alone: ` +
+      `${(median(wrapped) - floor).toFixed(1)} ms); per-run fixed cost ${(median(short) - SHORT * perStep).toFixed(0)} ms ` +
       `(${LONG}-step runs: ${long.join(', ')} ms; ${SHORT}-step runs: ${short.join(', ')} ms; raw exec ${floors.map((f) => f.toFixed(1)).join(', ')} ms)`);
 
     let peak = rssMb(worker.pid!);
