@@ -44,7 +44,7 @@ ${steps}
 }
 
 async function startWorker(address: string, taskQueue: string, inventory: string, auditUrl: string, runbookDir: string): Promise<ChildProcess> {
-  const child = spawn('node', [...(process.env.RUNBOOK_BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.RUNBOOK_BENCH_CPU_PROFILE}`] : []), path.join(ROOT, 'bin', 'runbook.js'), 'worker'], {
+  const child = spawn('node', [...(process.env.RUNBOOK_BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean), path.join(ROOT, 'bin', 'runbook.js'), 'worker'], {
     env: { ...process.env, AUDIT_URL: auditUrl, TEMPORAL_ADDRESS: address, RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'error', RUNBOOK_DIR: runbookDir, RUNBOOK_INVENTORY: inventory },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

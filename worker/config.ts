@@ -118,6 +118,8 @@ export interface WorkerSettings {
   maxCachedWorkflows: number;
   /** V8 old-space limit of the workflow thread, in MB. @default 128 */
   workflowHeapMb?: number;
+  /** How far V8 lets a heap grow past what survived the last full GC, in percent (memory against GC work). @default 25 */
+  heapGrowthPercent?: number;
 }
 
 function positiveInt(name: string, fallback: number): number {
@@ -135,5 +137,6 @@ export function workerSettingsFromEnv(): WorkerSettings {
     maxConcurrentWorkflowTasks: positiveInt('RUNBOOK_MAX_WORKFLOW_TASKS', 20),
     maxCachedWorkflows: positiveInt('RUNBOOK_MAX_CACHED_WORKFLOWS', 250),
     workflowHeapMb: positiveInt('RUNBOOK_WORKFLOW_HEAP_MB', 128),
+    heapGrowthPercent: positiveInt('RUNBOOK_HEAP_GROWTH_PERCENT', 25),
   };
 }
