@@ -9,6 +9,7 @@ import { SshPool } from '../../activities/ssh/pool';
 import type { runbook, RunbookResult } from '../../workflows/runbook';
 import { decideSignal, stateQuery, type RunState } from '../../workflows/messages';
 import { connectTestEnv, fleetDir, fleetHost, uniqueTaskQueue, withEngineWorker } from '../harness/env';
+import { waitUntil } from '../harness/processes';
 
 process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
 let env: TestWorkflowEnvironment;
@@ -105,7 +106,8 @@ test('cancel kills the running remote command and runs rollback', async () => {
   const marker = `${tq}.txt`;
   await withEngineWorker(env, tq, async () => {
     const handle = await start(tq, 'long-sleep', { marker });
-    for (let i = 0; i < 100 && !(await remote(2, `test -s ${marker}.pid && echo y || true`)); i++) await new Promise((r) => setTimeout(r, 100));
+    // The run may first wait for host-2's lock (other test files run there too).
+    await waitUntil(async () => (await remote(2, `test -s ${marker}.pid && echo y || true`)) === 'y\n', 'the long command to start', 90_000);
     await handle.cancel();
     const err = await handle.result().then(() => undefined, (e: unknown) => e);
     expect((err as WorkflowFailedError).cause?.name).toBe('CancelledFailure');
@@ -113,7 +115,7 @@ test('cancel kills the running remote command and runs rollback', async () => {
   });
   expect(await remote(2, `cat ${marker}`)).toBe('started\nundone\n');
   expect(await remote(2, `p=$(cat ${marker}.pid); if [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status; then echo alive; else echo gone; fi`)).toBe('gone\n');
-});
+}, 120_000);
 
 test.each([
   ['an unknown runbook', 'no-such-runbook', {}, 'UnknownRunbook', /^No runbook named "no-such-runbook" in .*fixtures\/runbooks \(there are: .*fleet-touch.*\)/],
@@ -134,7 +136,7 @@ test('host locks: two overlapping runs on one host take turns (wait), or the sec
   const log = `${tq}.log`;
   await withEngineWorker(env, tq, async () => {
     const a = await start(tq, 'hold-host', { log, tag: 'a' });
-    for (let i = 0; i < 100 && !(await remote(1, `cat ${log} 2>/dev/null || true`)); i++) await new Promise((r) => setTimeout(r, 100));
+    await waitUntil(async () => (await remote(1, `cat ${log} 2>/dev/null || true`)) !== '', 'run a to hold host-1', 90_000);
     const b = await env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-b`, args: [{ runbook: 'hold-host', params: { log, tag: 'b' }, inventory: inventory() }] });
     let sawWaiting = false;
     for (let i = 0; i < 50 && !sawWaiting; i++) {
@@ -150,7 +152,7 @@ test('host locks: two overlapping runs on one host take turns (wait), or the sec
     expect((await b.result()).status).toBe('succeeded');
   });
   expect(await remote(1, `cat ${log}`)).toBe('start a\nend a\nstart b\nend b\n');
-}, 60_000);
+}, 150_000);
 
 test('retry re-runs a failed command as a new attempt; until polls to its condition; parallel groups run', async () => {
   const tq = uniqueTaskQueue('engine');
