@@ -11,7 +11,8 @@ import { SecretError } from '../secrets/errors';
 import { SshCommandCancelled, SshCommandFailed, SshCommandLost, SshWrapperError } from './errors';
 import { exec } from './exec';
 import type { SshPool, SshTarget } from './pool';
-import { digestScript, gcScript, killScript, parseTrailer, shCommand, stepKey, tailScript, wrapperScript, wrapperStdin } from './wrapper';
+import { digestScript, gcScript, INLINE_SCRIPT_MAX, killScript, parseTrailer, shCommand, stepKey, tailScript, wrapperScript, wrapperStdin } from './wrapper';
+import { AgentLost, idleAgent } from './agent';
 
 export type SshAction = Extract<RenderedAction, { kind: 'ssh' }>;
 
@@ -102,8 +103,8 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
   const cap = input.maxOutputBytes ?? 1024 * 1024;
   const wrapper = wrapperScript({ key, capBytes: cap, sudo: input.action.sudo, runAs: input.action.user, secretNames: names, sudoPassword: sudoPassword !== undefined }, script);
   // The sudo password travels on stdin too, as a first line read before the wrapper's own input.
-  const command = shCommand(sudoPassword === undefined ? wrapper
-    : `IFS= read -r RB_SUDO_PASSWORD; RB_SUDO_PASSWORD=$(printf %s "$RB_SUDO_PASSWORD" | base64 -d); export RB_SUDO_PASSWORD\n${wrapper}`);
+  const remote = sudoPassword === undefined ? wrapper
+    : `IFS= read -r RB_SUDO_PASSWORD; RB_SUDO_PASSWORD=$(printf %s "$RB_SUDO_PASSWORD" | base64 -d); export RB_SUDO_PASSWORD\n${wrapper}`;
   const stdin = sudoPassword === undefined ? wrapperStdin(values, script)
     : Buffer.concat([Buffer.from(`${Buffer.from(sudoPassword).toString('base64')}\n`), wrapperStdin(values, script)]);
 
@@ -119,7 +120,19 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
       .then((r) => hooks.onProgress?.(redact(r.stdout))).catch(() => undefined);
   }, hooks.progressIntervalMs ?? 5000) : undefined;
   try {
-    const run = () => pool.use(input.target, (client) => exec(client, command, { stdin, timeoutMs: timeoutMs + 30_000, maxOutputBytes: cap + 4096 }));
+    // Through the connection's shell agent when it is free (and the script is inline), else a plain exec; a
+    // lost agent means the same wrapper again over exec, which re-attaches to its record.
+    const run = () => pool.use(input.target, async (client) => {
+      const agent = script.length <= INLINE_SCRIPT_MAX ? idleAgent(client) : undefined;
+      if (agent) {
+        try {
+          return await agent.run(remote, stdin, timeoutMs + 30_000);
+        } catch (err) {
+          if (!(err instanceof AgentLost)) throw err;
+        }
+      }
+      return exec(client, shCommand(remote), { stdin, timeoutMs: timeoutMs + 30_000, maxOutputBytes: cap + 4096 });
+    });
     let raw = await run();
     await killing; // a kill in progress finishes before the outcome is read
     // A kill takes the wrapper down with the command (they share a process group); attaching again reads the

@@ -203,3 +203,40 @@ test('SFTP upload and download, checksum-verified; a repeated upload changes not
   expect((await download(pool, host(), 'uploaded.bin', back)).sha256).toBe(sha);
   expect(fs.readFileSync(back).equals(fs.readFileSync(src))).toBe(true);
 });
+
+describe('the shell agent (one long-lived sh per connection runs the steps)', () => {
+  // In a subshell $$ stays the main shell's pid: the agent's, or a plain exec's own shell.
+  const shellPid = 'echo $$';
+
+  test('sequential steps go through one agent process', async () => {
+    const own = new SshPool();
+    try {
+      const pids = [];
+      for (let i = 0; i < 3; i++) pids.push((await runSshStep(own, secrets, { target: host(), action: action(shellPid), key: key() })).stdout);
+      expect(new Set(pids).size).toBe(1);
+      expect(await remote(`tr '\\0' ' ' < /proc/${pids[0]!.trim()}/cmdline`)).toContain('RB_AGENT_INPUT');
+    } finally {
+      await own.closeAll();
+    }
+  });
+
+  test('an agent killed mid-step: the step re-attaches over a plain exec and its command ran once', async () => {
+    const own = new SshPool();
+    const counter = `agent-lost-${process.pid}-${Date.now()}`;
+    try {
+      const step = runSshStep(own, secrets, { target: host(), action: action(`echo x >> ${counter}; ${shellPid} > ${counter}.agent; sleep 2; echo done`), key: key() });
+      let agent = '';
+      for (let i = 0; i < 50 && !agent; i++) {
+        agent = (await remote(`cat ${counter}.agent 2>/dev/null || true`)).trim();
+        if (!agent) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(agent).toMatch(/^\d+$/);
+      await remote(`kill -KILL ${agent}`);
+      const result = await step;
+      expect([result.mode, result.stdout, result.exitCode]).toEqual(['attached', 'done\n', 0]);
+      expect(await remote(`cat ${counter}`)).toBe('x\n');
+    } finally {
+      await own.closeAll();
+    }
+  });
+});
