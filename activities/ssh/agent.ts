@@ -61,6 +61,14 @@ class ShellAgent {
     return this.channel;
   }
 
+  /** Ends the agent's channel (a request in flight fails with AgentLost). */
+  close(): boolean {
+    if (this.dead || !this.channel) return false;
+    this.dead = true;
+    void this.channel.then((ch) => ch.close(), () => undefined);
+    return true;
+  }
+
   /** Runs one script; the agent must be idle (check `busy`). */
   async run(script: string, stdin: Buffer, timeoutMs: number): Promise<AgentResult> {
     this.busy = true;
@@ -99,8 +107,19 @@ class ShellAgent {
 
 const agents = new WeakMap<Client, ShellAgent>();
 
-/** The connection's agent when it is free, else undefined (use a plain exec then). */
+/**
+ * Closes the connection's agent, if it has one, to free its sshd session (a host with a low `MaxSessions`
+ * refuses further channels while it runs). True when there was one to close.
+ */
+export function closeAgent(client: Client): boolean {
+  const agent = agents.get(client);
+  agents.delete(client);
+  return agent ? agent.close() : false;
+}
+
+/** The connection's agent when it is free, else undefined (use a plain exec then). RUNBOOK_SSH_AGENT=off: never. */
 export function idleAgent(client: Client): ShellAgent | undefined {
+  if (process.env.RUNBOOK_SSH_AGENT === 'off') return undefined;
   let agent = agents.get(client);
   if (!agent || agent.dead) {
     agent = new ShellAgent(client);

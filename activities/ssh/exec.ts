@@ -2,6 +2,7 @@
 // sha256 covers everything), stdin, and a timeout that signals the remote command.
 import crypto from 'node:crypto';
 import type { Client } from 'ssh2';
+import { closeAgent } from './agent';
 
 export interface ExecOptions {
   /** Kill the command after this long. @default 600000 */
@@ -46,13 +47,15 @@ class Capture {
   digest(): string { return this.hash.digest('hex'); }
 }
 
-export function exec(client: Client, command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+export function exec(client: Client, command: string, opts: ExecOptions = {}, retried = false): Promise<ExecResult> {
   const started = Date.now();
   const cap = opts.maxOutputBytes ?? 1024 * 1024;
   const out = new Capture(cap);
   const err = new Capture(cap);
   return new Promise<ExecResult>((resolve, reject) => {
     client.exec(command, (e, channel) => {
+      // A refused channel while the shell agent holds a session (sshd's MaxSessions): free it and try again.
+      if (e && !retried && closeAgent(client)) return resolve(exec(client, command, opts, true));
       if (e) return reject(e);
       let exitCode: number | null = null;
       let exitSignal: string | null = null;

@@ -220,6 +220,22 @@ describe('the shell agent (one long-lived sh per connection runs the steps)', ()
     }
   });
 
+  test('RUNBOOK_SSH_AGENT=off: each step gets its own exec channel and shell', async () => {
+    const own = new SshPool();
+    process.env.RUNBOOK_SSH_AGENT = 'off';
+    try {
+      const runs = [];
+      for (let i = 0; i < 2; i++) runs.push(await runSshStep(own, secrets, { target: host(), action: action(render(`${shellPid}; printf %s \${{ secrets.pw }} | wc -c`, { secrets: { pw: secretToken('pw') } }, 'shell')), key: key(), secrets: decls }));
+      expect(runs.map((r) => r.mode)).toEqual(['ran', 'ran']);
+      const [a, b] = runs.map((r) => r.stdout.split('\n'));
+      expect(a![0]).not.toBe(b![0]);
+      expect(a![1]!.trim()).toBe(String(secretValue.length)); // the secret still arrives, on the exec's stdin
+    } finally {
+      delete process.env.RUNBOOK_SSH_AGENT;
+      await own.closeAll();
+    }
+  });
+
   test('an agent killed mid-step: the step re-attaches over a plain exec and its command ran once', async () => {
     const own = new SshPool();
     const counter = `agent-lost-${process.pid}-${Date.now()}`;
