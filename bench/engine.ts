@@ -9,6 +9,7 @@ import { Client, Connection } from '@temporalio/client';
 import { exec } from '../activities/ssh/exec';
 import { SshPool } from '../activities/ssh/pool';
 import { runSshStep } from '../activities/ssh/step';
+import { ECHO_STEP } from './ssh-overhead';
 import { Secrets } from '../activities/secrets/providers';
 import { freePort } from '../common/ports';
 import { loadInventory, sshTargetFor } from '../dsl/inventory';
@@ -88,7 +89,7 @@ export async function engineBench(concurrent: number): Promise<void> {
     const wrappedStep = async (r: number) => {
       const t0 = Date.now();
       for (let i = 0; i < 40; i++) {
-        await runSshStep(pool, secrets, { target, action: { kind: 'ssh', command: 'echo hello', sudo: false, env: {}, expectExit: [0] },
+        await runSshStep(pool, secrets, { target, action: ECHO_STEP,
           key: { workflowId: `bench-wrapped-${r}`, stepPath: `s${i}` } });
       }
       return (Date.now() - t0) / 40;

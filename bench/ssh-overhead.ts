@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Secrets } from '../activities/secrets/providers';
 import { exec } from '../activities/ssh/exec';
 import { SshPool } from '../activities/ssh/pool';
-import { runSshStep } from '../activities/ssh/step';
+import { runSshStep, type SshAction } from '../activities/ssh/step';
 import { loadInventory, sshTargetFor } from '../dsl/inventory';
 import { fleetDown, fleetUp } from '../fleet/fleet';
 
@@ -17,6 +17,9 @@ function stats(ms: number[]): string {
   const mean = (s.reduce((a, b) => a + b, 0) / s.length).toFixed(2);
   return `mean ${mean} ms, p50 ${pct(50)}, p90 ${pct(90)}, p99 ${pct(99)}`;
 }
+
+/** The trivial step both benches time against a raw `echo hello`. */
+export const ECHO_STEP: SshAction = { kind: 'ssh', command: 'echo hello', sudo: false, env: {}, expectExit: [0] };
 
 export async function sshOverhead(steps: number): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-bench-'));
@@ -35,7 +38,7 @@ export async function sshOverhead(steps: number): Promise<void> {
       await pool.use(target, (c) => exec(c, 'echo hello'));
       raw.push(Number(process.hrtime.bigint() - t) / 1e6);
       t = process.hrtime.bigint();
-      await runSshStep(pool, secrets, { target, action: { kind: 'ssh', command: 'echo hello', sudo: false, env: {}, expectExit: [0] },
+      await runSshStep(pool, secrets, { target, action: ECHO_STEP,
         key: { workflowId: `bench-${process.pid}`, stepPath: `steps[${i}]` } });
       ours.push(Number(process.hrtime.bigint() - t) / 1e6);
     }

@@ -112,10 +112,8 @@ export async function runCancel(id: string): Promise<void> {
 }
 
 export async function runList(opts: { status?: string; runbook?: string; initiator?: string; limit: number; json: boolean }): Promise<void> {
-  const clauses = [`WorkflowType = 'runbook'`];
-  if (opts.status) clauses.push(`RunbookStatus = '${opts.status.replace(/'/g, '')}'`);
-  if (opts.runbook) clauses.push(`RunbookName = '${opts.runbook.replace(/'/g, '')}'`);
-  if (opts.initiator) clauses.push(`Initiator = '${opts.initiator.replace(/'/g, '')}'`);
+  const filters: [string, string | undefined][] = [['RunbookStatus', opts.status], ['RunbookName', opts.runbook], ['Initiator', opts.initiator]];
+  const clauses = [`WorkflowType = 'runbook'`, ...filters.filter(([, v]) => v).map(([attr, v]) => `${attr} = '${v!.replace(/'/g, '')}'`)];
   await withClient(async (client) => {
     const rows: Record<string, unknown>[] = [];
     for await (const wf of client.workflow.list({ query: clauses.join(' AND ') })) {

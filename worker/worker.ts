@@ -61,13 +61,13 @@ export async function createEngineWorker(connection: NativeConnection, namespace
   const secrets = new Secrets();
   const ssh = new SshPool({ secrets });
   const audit = overrides.audit ?? await openAuditStore();
-  // The workflow thread's V8 heap: capped, so it collects instead of growing lazily towards V8's default
-  // (a quarter of RAM), with a young generation in proportion (V8's default is 16 MB per semi-space whatever
-  // the cap). V8 flags set now apply to isolates created after, i.e. the workflow thread only.
   // Both heaps, the main thread's included: V8 otherwise lets a heap grow to up to 4x what survived the last
   // full GC when the machine has memory to spare, which on a busy worker is mostly garbage. The growth factor
   // is read at each GC, so setting it now takes effect.
   if (settings.heapGrowthPercent) v8.setFlagsFromString(`--heap-growing-percent=${settings.heapGrowthPercent}`);
+  // The workflow thread's V8 heap: capped, so it collects instead of growing lazily towards V8's default
+  // (a quarter of RAM), with a young generation in proportion (V8's default is 16 MB per semi-space whatever
+  // the cap). Size flags set now apply to isolates created after, i.e. the workflow thread only.
   if (settings.workflowHeapMb) {
     v8.setFlagsFromString(`--max-old-space-size=${settings.workflowHeapMb}`);
     v8.setFlagsFromString(`--max-semi-space-size=${Math.max(1, Math.round(settings.workflowHeapMb / 32))}`);

@@ -28,6 +28,13 @@ async function failureOf(handle: WorkflowHandle): Promise<{ type?: string; messa
   return (err as WorkflowFailedError).cause as never;
 }
 
+/** The per-host result a failed run reports (its failure must be RunbookFailed). */
+async function failedRunResult(handle: WorkflowHandle): Promise<RunbookResult> {
+  const failure = await failureOf(handle);
+  expect(failure.type).toBe('RunbookFailed');
+  return failure.details?.[0] as RunbookResult;
+}
+
 test('rolling batches run every step on every host; outputs feed later steps; when skips', async () => {
   const tq = uniqueTaskQueue('engine');
   const marker = `${tq}.txt`;
@@ -47,9 +54,7 @@ test('a failure stops the rollout (maxFailures 0): that host rolls back, later h
   const tq = uniqueTaskQueue('engine');
   const marker = `${tq}.txt`;
   const handle = await start(tq, 'fail-rollback', { marker });
-  const failure = await withEngineWorker(env, tq, () => failureOf(handle));
-  expect(failure.type).toBe('RunbookFailed');
-  const result = failure.details?.[0] as RunbookResult;
+  const result = await withEngineWorker(env, tq, () => failedRunResult(handle));
   expect(Object.fromEntries(Object.entries(result.hosts).map(([h, r]) => [h, r.state]))).toEqual({ 'host-1': 'succeeded', 'host-2': 'rolled-back', 'host-3': 'skipped' });
   expect(result.hosts['host-2']!.error).toMatch(/^The command on host-2 exited with 1 \(expected 0\)/);
   expect(await remote(1, `cat ${marker}`)).toBe('created\n');
@@ -182,9 +187,7 @@ test('an approval nobody answers escalates once, then times out and fails the ru
   const tq = uniqueTaskQueue('engine');
   const marker = `${tq}.txt`;
   const handle = await start(tq, 'approval-timeout', { marker });
-  const failure = await withEngineWorker(env, tq, () => failureOf(handle));
-  expect(failure.type).toBe('RunbookFailed');
-  const result = failure.details?.[0] as RunbookResult;
+  const result = await withEngineWorker(env, tq, () => failedRunResult(handle));
   expect(result.hosts['host-2']!.error).toBe('Approval "steps[0]" got 0 of 1 approvals in time');
   expect(await remote(2, `test -e ${marker} && echo yes || echo no`)).toBe('no\n');
   const { events } = await handle.fetchHistory();
