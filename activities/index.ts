@@ -10,7 +10,10 @@ import type { SshPool } from './ssh/pool';
 import { killStep, runSshStep, type SshStepInput, type SshStepResult } from './ssh/step';
 import { upload, type TransferResult } from './ssh/sftp';
 import { runStepGroup, type StepGroupInput, type StepGroupResult } from './step-group';
-import { prepareRun, type PrepareInput, type PreparedRun } from './prepare';
+import { prepareExec, prepareRun, type PrepareInput, type PreparedRun } from './prepare';
+import { watchHostLock, type LockWatch, type LockWatchInput } from './host-lock';
+import type { Client } from '@temporalio/client';
+import type { EngineConfig } from '../worker/config';
 import { sendNotification, type Notification } from './notify';
 import type { SshTarget } from './ssh/pool';
 import type { AuditStore } from '../audit/store';
@@ -18,12 +21,18 @@ import type { AuditEntry } from '../audit/record';
 import { messageOf } from '../common/errors';
 import { stepEntry, workflowEntry, type StepAuditContext, type WorkflowAuditEvent } from '../audit/events';
 import { outcomeOf } from '../audit/outcome';
+import { bounded, outputsFor } from './result-size';
+import type { StepDoc } from '../dsl/schema';
 
 export interface ActivityDeps {
   ssh: SshPool;
   secrets: Secrets;
   logger: Logger;
   audit: AuditStore;
+  /** What the engine trusts: runbook directory, allowed inventories, ad hoc commands on or off. */
+  config: EngineConfig;
+  /** A client on the worker's own connection (host-lock watches). */
+  client: Client;
 }
 
 export interface SshStepActivityInput extends SshStepInput {
@@ -31,7 +40,12 @@ export interface SshStepActivityInput extends SshStepInput {
   retryOnExit?: boolean;
   /** Set when the run is audited: the activity records the step's success itself (no extra round trip). */
   audit?: StepAuditContext;
+  /** The step's outputs, extracted here from the whole result (what goes back to history is bounded). */
+  outputs?: { stepId: string; spec: StepDoc['outputs'] };
 }
+
+/** A step result as it goes back to the workflow: bounded, with the outputs taken from the whole result. */
+export type StepReply<R> = R & { outputs?: Record<string, unknown>; audited?: boolean };
 
 /** Progress recorded in heartbeats: the tail of the running command's output (secrets redacted). */
 export interface SshStepProgress { tail?: string }
@@ -41,8 +55,9 @@ function toFailure(err: unknown, retryOnExit: boolean): unknown {
   if (!(err instanceof Error)) return err;
   const nonRetryable = (NON_RETRYABLE_SSH_ERRORS as readonly string[]).includes(err.name)
     || (NON_RETRYABLE_HTTP_ERRORS as readonly string[]).includes(err.name) || (err.name === 'SshCommandFailed' && !retryOnExit);
-  const details = 'result' in err ? [(err as { result: unknown }).result] : [];
-  return ApplicationFailure.create({ message: redact(err.message), type: err.name, nonRetryable, details });
+  const result = 'result' in err ? (err as { result: unknown }).result : undefined;
+  const details = result && typeof result === 'object' ? [bounded(result)] : [];
+  return ApplicationFailure.create({ message: redact(err.message), type: err.name, nonRetryable: nonRetryable || err.name === 'OutputError', details });
 }
 
 /** Errors that end a step for good inside a step group; any other error retries the group (steps re-attach). */
@@ -55,7 +70,7 @@ function runOf(ctx: Context): { workflowId: string; runId: string } {
   return { workflowId, runId };
 }
 
-export function createActivities({ ssh, secrets, logger, audit }: ActivityDeps) {
+export function createActivities({ ssh, secrets, logger, audit, config, client }: ActivityDeps) {
   /**
    * Records a step's success. A store error does not fail the step (retrying it would repeat an HTTP request):
    * the result says `audited: false` and the workflow records it through its own retried audit activity.
@@ -74,7 +89,7 @@ export function createActivities({ ssh, secrets, logger, audit }: ActivityDeps) 
      * Runs one SSH step on one target under the remote exactly-once wrapper: a retry after a lost worker or a
      * dropped connection re-attaches to the command (or returns its recorded result) instead of running it again.
      */
-    async sshStep(input: SshStepActivityInput): Promise<SshStepResult & { audited?: boolean }> {
+    async sshStep(input: SshStepActivityInput): Promise<StepReply<SshStepResult>> {
       const ctx = Context.current();
       const log = logger.child({ activity: 'sshStep', workflowId: input.key.workflowId, step: input.key.stepPath, host: input.target.name, attempt: ctx.info.attempt });
       // Local activities (short steps) cannot heartbeat; regular ones report liveness and the output's tail.
@@ -90,8 +105,9 @@ export function createActivities({ ssh, secrets, logger, audit }: ActivityDeps) 
           onProgress: ctx.info.isLocal ? undefined : (tail) => ctx.heartbeat({ tail } satisfies SshStepProgress),
         });
         log.info({ mode: result.mode, exitCode: result.exitCode, durationMs: result.durationMs }, 'ssh step finished');
+        const outputs = input.outputs && outputsFor(input.outputs.spec, input.outputs.stepId, result);
         const audited = input.audit && await record(stepEntry(runOf(ctx), input.audit, input.action, 'succeeded', outcomeOf(result)), log);
-        return { ...result, audited };
+        return bounded({ ...result, outputs, audited });
       } catch (err) {
         log.warn({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'ssh step failed');
         throw toFailure(err, input.retryOnExit ?? false);
@@ -120,7 +136,17 @@ export function createActivities({ ssh, secrets, logger, audit }: ActivityDeps) 
 
     /** Loads, validates and resolves a runbook run (see prepare.ts). */
     async prepare(input: PrepareInput): Promise<PreparedRun> {
-      return prepareRun(input);
+      return prepareRun(config, input);
+    },
+
+    /** The SSH login of one host of an allowed inventory, for an ad hoc command (refused unless allowed). */
+    async prepareExec(input: { host: string; inventory?: string }): Promise<SshTarget> {
+      return prepareExec(config, input);
+    },
+
+    /** Waits (up to `waitMs`) for a host lock's holder to close; clears a squatter (see host-lock.ts). */
+    async watchHostLock(input: LockWatchInput): Promise<LockWatch> {
+      return watchHostLock(client, logger, input);
     },
 
     /** Sends a message to a channel (log, and the webhook in RUNBOOK_NOTIFY_URL when set). */
@@ -129,7 +155,7 @@ export function createActivities({ ssh, secrets, logger, audit }: ActivityDeps) 
     },
 
     /** Kills a step's remote process group (the workflow calls it when the step is cancelled). */
-    async sshKill(input: { target: SshTarget; key: { workflowId: string; stepPath: string } }): Promise<void> {
+    async sshKill(input: { target: SshTarget; key: { workflowId: string; runId?: string; stepPath: string } }): Promise<void> {
       await killStep(ssh, input.target, input.key);
     },
 
@@ -143,14 +169,15 @@ export function createActivities({ ssh, secrets, logger, audit }: ActivityDeps) 
     },
 
     /** One HTTP request; connection errors and 5xx are retryable, other failures are not. */
-    async httpStep(input: HttpStepInput & { audit?: StepAuditContext }): Promise<HttpStepResult & { audited?: boolean }> {
+    async httpStep(input: HttpStepInput & { audit?: StepAuditContext; outputs?: SshStepActivityInput['outputs'] }): Promise<StepReply<HttpStepResult>> {
       const ctx = Context.current();
       const log = logger.child({ activity: 'httpStep', attempt: ctx.info.attempt });
       try {
         const result = await runHttpStep(secrets, input);
         log.info({ status: result.status, durationMs: result.durationMs }, 'http step finished');
+        const outputs = input.outputs && outputsFor(input.outputs.spec, input.outputs.stepId, result);
         const audited = input.audit && await record(stepEntry(runOf(ctx), input.audit, input.action, 'succeeded', outcomeOf(result)), log);
-        return { ...result, audited };
+        return bounded({ ...result, outputs, audited });
       } catch (err) {
         log.warn({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'http step failed');
         throw toFailure(err, false);

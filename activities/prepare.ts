@@ -1,21 +1,25 @@
 // Node side. The prepare activity: load the runbook by name, validate it, coerce the params, load the inventory
 // and resolve the targets, so the workflow receives validated JSON and records the content hash it ran. Any
 // problem fails the run at once, before any step, with the located messages.
+import fs from 'node:fs';
+import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURES } from '../common/failure-types';
 import { UserError } from '../common/errors';
 import { loadInventoryFile, sshTargetFor, type Inventory } from '../dsl/inventory';
-import { loadRunbookFile, resolveRunbookPath } from '../dsl/load';
+import { loadRunbookFile } from '../dsl/load';
 import { coerceParams, type ParamValue } from '../dsl/params';
 import { planTargets } from '../dsl/plan';
 import { formatProblem } from '../dsl/problems';
 import type { RunbookDoc } from '../dsl/schema';
 import type { InventoryData } from '../dsl/selector';
 import type { SshTarget } from './ssh/pool';
+import type { EngineConfig } from '../worker/config';
 
 export interface PrepareInput {
   runbook: string;
   params: Record<string, unknown>;
-  /** Inventory file on the worker; default RUNBOOK_INVENTORY. */
+  /** An inventory on the worker's allow-list; default its RUNBOOK_INVENTORY. */
   inventory?: string;
   alert?: Record<string, unknown>;
 }
@@ -35,42 +39,95 @@ export interface PreparedRun {
 
 const invalid = (type: string, message: string) => ApplicationFailure.create({ type, message, nonRetryable: true });
 
-export function prepareRun(input: PrepareInput): PreparedRun {
-  let file: string;
+/** The real path of an existing file, else undefined (a refused name gets the same answer whether it exists or not). */
+function realFile(file: string): string | undefined {
   try {
-    file = resolveRunbookPath(input.runbook);
-  } catch (err) {
-    throw invalid('UnknownRunbook', (err as Error).message);
+    return fs.realpathSync(file);
+  } catch {
+    return undefined;
   }
+}
+
+/**
+ * The runbook file of a name: NAME.yaml (or .yml) directly in the runbook directory. Names only (the input
+ * schema allows `[a-z][a-z0-9-]*`), so nothing outside the directory can be named.
+ */
+export function runbookFileFor(config: EngineConfig, name: string): string {
+  const dir = realFile(config.runbookDir);
+  if (!/^[a-z][a-z0-9-]*$/.test(name) || !dir) {
+    throw invalid(FAILURES.unknownRunbook, `"${name.slice(0, 128)}" is not a runbook name: runs name a runbook of the worker's runbook directory (letters, digits, -)`);
+  }
+  for (const ext of ['.yaml', '.yml']) {
+    const file = path.join(dir, name + ext);
+    if (fs.statSync(file, { throwIfNoEntry: false })?.isFile()) return file;
+  }
+  const known = fs.readdirSync(dir).filter((f) => /^[a-z][a-z0-9-]*\.ya?ml$/.test(f) && !f.includes('inventory')).map((f) => f.replace(/\.ya?ml$/, ''));
+  throw invalid(FAILURES.unknownRunbook, `No runbook named "${name}" in the worker's runbook directory${known.length ? ` (there are: ${known.join(', ')})` : ''}.`);
+}
+
+/**
+ * The inventory a run names, which must be on the worker's allow-list (compared by real path); the default
+ * without a name. The refusal never says whether the file exists, and never reads it.
+ */
+export function inventoryFileFor(config: EngineConfig, named: string | undefined): string | undefined {
+  if (named === undefined) return config.defaultInventory;
+  const wanted = realFile(path.resolve(named));
+  const match = wanted && config.inventories.find((f) => realFile(f) === wanted);
+  if (!match) {
+    throw invalid(FAILURES.inventoryInvalid, `Inventory "${named.slice(0, 256)}" is not one this worker serves. Runs may name only the ` +
+      `inventories on the worker's allow-list (RUNBOOK_INVENTORY, RUNBOOK_INVENTORIES)${config.inventories.length ? `: ${config.inventories.join(', ')}` : ', which is empty'}.`);
+  }
+  return match;
+}
+
+function loadAllowedInventory(file: string): Inventory {
+  let inv;
+  try {
+    inv = loadInventoryFile(file);
+  } catch (err) {
+    throw invalid(FAILURES.inventoryInvalid, err instanceof UserError ? err.message : String(err));
+  }
+  if (!inv.inventory) throw invalid(FAILURES.inventoryInvalid, `Inventory ${file} is invalid:\n${inv.problems.map(formatProblem).join('\n')}`);
+  return inv.inventory;
+}
+
+/** The SSH login of one host of an allowed inventory, for an ad hoc command (`runCommand`). */
+export function prepareExec(config: EngineConfig, input: { host: string; inventory?: string }): SshTarget {
+  if (!config.allowExec) {
+    throw invalid(FAILURES.execDisabled, 'This worker does not run ad hoc commands (runCommand, `runbook exec`): start it with RUNBOOK_ALLOW_EXEC=on to allow them. ' +
+      'Runbooks run as usual.');
+  }
+  const file = inventoryFileFor(config, input.inventory);
+  if (!file) throw invalid(FAILURES.inventoryInvalid, 'No inventory: name one, or set RUNBOOK_INVENTORY on the worker.');
+  try {
+    return sshTargetFor(loadAllowedInventory(file), input.host);
+  } catch (err) {
+    if (err instanceof UserError) throw invalid(FAILURES.targetsInvalid, err.message);
+    throw err;
+  }
+}
+
+export function prepareRun(config: EngineConfig, input: PrepareInput): PreparedRun {
+  const file = runbookFileFor(config, input.runbook);
   let loaded;
   try {
     loaded = loadRunbookFile(file);
   } catch (err) {
-    throw invalid('UnknownRunbook', (err as Error).message);
+    throw invalid(FAILURES.unknownRunbook, (err as Error).message);
   }
   if (!loaded.runbook) {
-    throw invalid('RunbookInvalid', `${file} is not a valid runbook:\n${loaded.problems.filter((p) => p.severity === 'error').map(formatProblem).join('\n')}`);
+    throw invalid(FAILURES.runbookInvalid, `${file} is not a valid runbook:\n${loaded.problems.filter((p) => p.severity === 'error').map(formatProblem).join('\n')}`);
   }
   const rb = loaded.runbook;
   const { values, errors } = coerceParams(rb.params ?? {}, input.params ?? {}, Object.keys(rb.secrets ?? {}));
   if (errors.length) {
-    throw invalid('ParamsInvalid', `Invalid params for ${rb.metadata.name}:\n${errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`).join('\n')}`);
+    throw invalid(FAILURES.paramsInvalid, `Invalid params for ${rb.metadata.name}:\n${errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`).join('\n')}`);
   }
-  const invFile = input.inventory ?? process.env.RUNBOOK_INVENTORY;
-  let inventory: Inventory | undefined;
-  if (invFile) {
-    let inv;
-    try {
-      inv = loadInventoryFile(invFile);
-    } catch (err) {
-      throw invalid('InventoryInvalid', err instanceof UserError ? err.message : String(err));
-    }
-    if (!inv.inventory) throw invalid('InventoryInvalid', `Inventory ${invFile} is invalid:\n${inv.problems.map(formatProblem).join('\n')}`);
-    inventory = inv.inventory;
-  }
-  const targets = planTargets({ runbook: rb, contentHash: loaded.contentHash, params: values, inventory: inventory ?? undefined, run: { id: '', initiator: '', trigger: '' }, alert: input.alert });
+  const invFile = inventoryFileFor(config, input.inventory);
+  const inventory = invFile ? loadAllowedInventory(invFile) : undefined;
+  const targets  = planTargets({ runbook: rb, contentHash: loaded.contentHash, params: values, inventory: inventory ?? undefined, run: { id: '', initiator: '', trigger: '' }, alert: input.alert });
   if (targets.errors.length) {
-    throw invalid('TargetsInvalid', `Cannot resolve the targets of ${rb.metadata.name}:\n${targets.errors.map((e) => `targets: ${e.message} [${e.code}]`).join('\n')}`);
+    throw invalid(FAILURES.targetsInvalid, `Cannot resolve the targets of ${rb.metadata.name}:\n${targets.errors.map((e) => `targets: ${e.message} [${e.code}]`).join('\n')}`);
   }
   const ssh: Record<string, SshTarget> = {};
   if (inventory) {

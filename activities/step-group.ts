@@ -4,7 +4,7 @@
 // steps is saved (about 7 ms a step on this stack). A retry of the group (a lost worker, a dropped connection)
 // re-attaches to every step already started instead of running it again.
 import type { ExprContext } from '../dsl/expr';
-import { extractOutputs } from '../dsl/outputs';
+import { bounded, HISTORY_LIMITS, outputsFor } from './result-size';
 import { renderStep, shouldRun } from '../dsl/render';
 import type { StepDoc } from '../dsl/schema';
 import type { AuditEntry } from '../audit/record';
@@ -22,6 +22,8 @@ export interface StepGroupInput {
   secrets?: Record<string, SecretDeclaration>;
   /** Shared parts of the steps' audit context (key and kind are per step). */
   audit?: Omit<StepAuditContext, 'key' | 'kind'>;
+  /** Record keys include the run id (runs recorded before that keep the old keys). */
+  runScoped?: boolean;
 }
 
 export interface GroupStepDone {
@@ -34,6 +36,7 @@ export interface GroupStepDone {
 }
 
 export interface StepGroupResult {
+  /** The steps done, in order: all of them, or fewer when the reply reached its size budget (no failure then). */
   done: GroupStepDone[];
   /** The step that failed (the group stops there), as the failure the workflow raises for it. */
   failed?: { path: string; type: string; message: string; result?: unknown; audited: boolean };
@@ -52,6 +55,7 @@ export interface StepGroupDeps {
 export async function runStepGroup(deps: StepGroupDeps, input: StepGroupInput): Promise<StepGroupResult> {
   const steps = { ...(input.ctx.steps as Record<string, unknown> | undefined) } as Record<string, { outputs: Record<string, unknown>; status: string }>;
   const done: GroupStepDone[] = [];
+  let size = 0;
   // A step's record is written while the next step runs (the store keeps them in order); all are written
   // before the group reports back, so the workflow never moves on past an unrecorded step.
   const writes: Promise<void>[] = [];
@@ -74,18 +78,22 @@ export async function runStepGroup(deps: StepGroupDeps, input: StepGroupInput): 
         }
         action = renderStep(step, ctx);
         if (action.kind !== 'ssh') throw new Error(`step "${step.id}" is not an SSH step`);
-        const result = await runSshStep(deps.ssh, deps.secrets, { target: input.target, action, key: { workflowId: deps.run.workflowId, stepPath: path },
+        const result = await runSshStep(deps.ssh, deps.secrets, { target: input.target, action, key: { workflowId: deps.run.workflowId, stepPath: path, ...(input.runScoped ? { runId: deps.run.runId } : {}) },
           secrets: input.secrets, timeoutMs });
-        const outputs = extractOutputs(step, result);
+        const outputs = outputsFor(step.outputs, step.id, result);
         steps[step.id] = { outputs, status: 'succeeded' };
-        const d: GroupStepDone = { path, status: 'succeeded', outputs, result, audited: true };
+        const small = bounded(result, { stdout: HISTORY_LIMITS.groupStep, stderr: HISTORY_LIMITS.groupStep, body: HISTORY_LIMITS.groupStep });
+        const d: GroupStepDone = { path, status: 'succeeded', outputs, result: small, audited: true };
         done.push(d);
         if (audit) recordFor(d, stepEntry(deps.run, audit, action, 'succeeded', outcomeOf(result)));
+        // Hand back before the reply grows too large for history; the workflow runs the rest in another group.
+        size += Buffer.byteLength(JSON.stringify(d));
+        if (size > HISTORY_LIMITS.group) break;
       } catch (err) {
         if (!deps.isFinal(err)) throw err;
         // The failure is final (no retry of the group follows), so it is recorded here, with the rendered action.
         const e = err as Error & { result?: SshStepResult };
-        const failed = { path, type: e.name, message: e.message, result: e.result, audited: true };
+        const failed = { path, type: e.name, message: e.message, result: e.result && bounded(e.result), audited: true };
         if (audit) writes.push(deps.record(stepEntry(deps.run, audit, action, 'failed', outcomeOf(e.result), e.message)).then((ok) => { failed.audited = ok; }));
         await Promise.all(writes);
         return { done, failed };

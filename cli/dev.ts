@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { NativeConnection } from '@temporalio/worker';
 import { createLogger } from '../common/logger';
 import { UserError } from '../common/errors';
-import { connectWorker, temporalTargetFromEnv, workerSettingsFromEnv, type TemporalTarget } from '../worker/config';
+import { connectWorker, engineConfigFromEnv, type EngineConfig, temporalTargetFromEnv, workerSettingsFromEnv, type TemporalTarget } from '../worker/config';
 import { startDevServer, type DevServer } from '../worker/dev-server';
 import { ensureTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
 import { createEngineWorker, installRuntime } from '../worker/worker';
@@ -87,7 +87,9 @@ export async function runDev(opts: DevOptions): Promise<void> {
   let connection: NativeConnection | undefined;
   try {
     connection = await connectWorker(target);
-    const engine = await createEngineWorker(connection, target.namespace, settings, logger);
+    // Ad hoc commands are on by default on the dev machine, opt-in (RUNBOOK_ALLOW_EXEC) for a production worker.
+    const config = engineConfigFromEnv(process.env, { allowExec: opts.embedded });
+    const engine = await createEngineWorker(connection, target.namespace, settings, logger, { config });
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
       if (stopping) {
@@ -105,7 +107,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
     const history = keys.length
       ? `encrypted (AES-256-GCM, key ${keys[0]!.id})${codecServer ? `; codec server ${codecServer.url} (bearer token in ${codecTokenSource})` : ''}`
       : 'not encrypted (set RUNBOOK_CODEC_KEYS or RUNBOOK_CODEC_KEYS_FILE; make a key with `runbook codec keygen`)';
-    printBanner(target, server, settings.taskQueue, engine.audit.description, history);
+    printBanner(target, server, settings.taskQueue, engine.audit.description, history, config);
     await running;
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
@@ -124,13 +126,16 @@ async function waitForRunning(worker: { getState(): string }): Promise<void> {
   while (worker.getState() === 'INITIALIZED') await new Promise((r) => setTimeout(r, 50));
 }
 
-function printBanner(target: TemporalTarget, server: DevServer | undefined, taskQueue: string, audit: string, history: string): void {
+function printBanner(target: TemporalTarget, server: DevServer | undefined, taskQueue: string, audit: string, history: string, config: EngineConfig): void {
   const lines = [''];
   if (server?.uiUrl) lines.push(`  Temporal UI  ${server.uiUrl}/namespaces/${target.namespace}/workflows`);
   lines.push(`  Temporal     ${target.address} (namespace ${target.namespace})${server ? ', embedded dev server' : ''}`);
   lines.push(`  Worker       polling task queue "${taskQueue}"`);
   lines.push(`  Audit        ${audit} (runbook audit show | verify)`);
   lines.push(`  History      ${history}`);
+  lines.push(`  Runbooks     ${config.runbookDir} (RUNBOOK_DIR)`);
+  lines.push(`  Inventories  ${config.inventories.length ? config.inventories.join(', ') : 'none allowed yet: set RUNBOOK_INVENTORY (and RUNBOOK_INVENTORIES)'}`);
+  lines.push(`  Ad hoc exec  ${config.allowExec ? 'on' : 'off'} (RUNBOOK_ALLOW_EXEC)`);
   lines.push(`  Try          npx runbook exec --inventory INVENTORY.yaml --host NAME -- uptime`);
   lines.push('  Stop         Ctrl-C', '');
   say(lines.join('\n'));

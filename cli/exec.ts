@@ -1,5 +1,7 @@
 // Node side. `runbook exec`: runs one ad hoc command on one inventory host as a durable workflow.
 import crypto from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { UserError } from '../common/errors';
 import { loadInventory, sshTargetFor } from '../dsl/inventory';
@@ -16,14 +18,14 @@ export interface ExecOptions {
 
 export async function runExec(command: string[], opts: ExecOptions): Promise<number> {
   if (command.length === 0) throw new UserError('Give the command to run after `--`, e.g. runbook exec --host web-1 -- uptime');
-  const target = sshTargetFor(loadInventory(opts.inventory), opts.host);
+  sshTargetFor(loadInventory(opts.inventory), opts.host); // a typo fails here, before anything starts
   const client = await connectClient(temporalTargetFromEnv());
   try {
     const workflowId = `exec-${opts.host}-${crypto.randomUUID()}`;
     const handle = await client.workflow.start<typeof runCommand>('runCommand', {
       taskQueue: workerSettingsFromEnv().taskQueue,
       workflowId,
-      args: [{ target, command: command.join(' '), timeoutMs: opts.timeout * 1000 }],
+      args: [{ host: opts.host, inventory: path.resolve(opts.inventory), command: command.join(' '), timeoutMs: opts.timeout * 1000, initiator: os.userInfo().username }],
     });
     if (!opts.wait) {
       console.log(opts.json ? JSON.stringify({ workflowId, runId: handle.firstExecutionRunId }) : `started ${workflowId}`);

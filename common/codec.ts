@@ -100,10 +100,16 @@ export function codecKeysFromEnv(env: NodeJS.ProcessEnv = process.env): CodecKey
   return parseCodecKeys(content, `RUNBOOK_CODEC_KEYS_FILE ${file}`);
 }
 
-/** The data converter for clients and workers: with the encryption codec when keys are configured. */
-export function dataConverterFromEnv(env: NodeJS.ProcessEnv = process.env): DataConverter | undefined {
+/** The failure converter module (messages of failures go into an encoded payload); workflow bundles include it. */
+export const FAILURE_CONVERTER_PATH = require.resolve('./failure-converter');
+
+/**
+ * The data converter for clients and workers: failures' messages as payloads always, and the encryption codec
+ * when keys are configured (then those payloads are encrypted too).
+ */
+export function dataConverterFromEnv(env: NodeJS.ProcessEnv = process.env): DataConverter {
   const keys = codecKeysFromEnv(env);
-  return keys.length ? { payloadCodecs: [new EncryptionCodec(keys)] } : undefined;
+  return { failureConverterPath: FAILURE_CONVERTER_PATH, ...(keys.length ? { payloadCodecs: [new EncryptionCodec(keys)] } : {}) };
 }
 
 /** A new key entry for RUNBOOK_CODEC_KEYS (or a line of the keys file). */

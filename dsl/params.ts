@@ -15,8 +15,12 @@ type Result = { ok: true; value: ParamValue } | { ok: false; message: string; co
 
 const fail = (message: string, code: Code): Result => ({ ok: false, message, code });
 
+/** A short rendering of an input value for a message (objects and lists by kind only: they may be huge or deep). */
 function show(value: unknown): string {
-  const text = typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
+  if (Array.isArray(value)) return `a list of ${value.length} items`;
+  if (value === null) return 'null';
+  if (typeof value === 'object') return 'an object';
+  const text = typeof value === 'string' ? JSON.stringify(value.length > 100 ? value.slice(0, 100) : value) : String(value);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
@@ -81,8 +85,10 @@ export function coerceParam(spec: ParamDoc, value: unknown, secretNames: readonl
       return { ok: true, value: value as string };
     }
     case 'targets': {
-      if (typeof value !== 'string' && !Array.isArray(value)) return fail(`expected a target selector, got ${show(value)}`, CODES.inputTargets);
-      const text = Array.isArray(value) ? value.map(String).join(',') : value;
+      if (typeof value !== 'string' && !(Array.isArray(value) && value.every((v) => typeof v === 'string'))) {
+        return fail(`expected a target selector (a string, or a list of strings), got ${show(value)}`, CODES.inputTargets);
+      }
+      const text = Array.isArray(value) ? value.join(',') : value;
       if (spec.pattern !== undefined && !fullMatch(spec.pattern, text)) return fail(`${show(text)} does not match the pattern ${spec.pattern}`, CODES.inputPattern);
       const parsed = parseSelector(text);
       if (!parsed.ok) return fail(parsed.message, CODES.inputTargets);

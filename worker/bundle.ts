@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
+import { FAILURE_CONVERTER_PATH } from '../common/codec';
 
 /** Where `npm run build` puts the bundle, next to the compiled code. */
 export const PREBUILT_BUNDLE = path.join(__dirname, '..', 'workflow-bundle.js');
@@ -11,6 +12,7 @@ export async function writeWorkflowBundle(out = PREBUILT_BUNDLE): Promise<number
   const noop = () => undefined;
   const { code } = await bundleWorkflowCode({
     workflowsPath: require.resolve('../workflows'),
+    failureConverterPath: FAILURE_CONVERTER_PATH,
     logger: { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: (m: string) => process.stderr.write(`${m}\n`) },
   });
   fs.writeFileSync(out, code);

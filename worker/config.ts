@@ -1,6 +1,7 @@
 // Node side. Connection and worker settings from the environment, following Temporal's own conventions
 // (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_CONFIG_FILE / profile).
 import net from 'node:net';
+import path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { NativeConnection } from '@temporalio/worker';
@@ -138,5 +139,42 @@ export function workerSettingsFromEnv(): WorkerSettings {
     maxCachedWorkflows: positiveInt('RUNBOOK_MAX_CACHED_WORKFLOWS', 250),
     workflowHeapMb: positiveInt('RUNBOOK_WORKFLOW_HEAP_MB', 128),
     heapGrowthPercent: positiveInt('RUNBOOK_HEAP_GROWTH_PERCENT', 25),
+  };
+}
+
+/**
+ * What the engine trusts, from the worker's own environment (never from workflow input): the runbook directory,
+ * the inventories a run may name (an allow-list), and whether ad hoc commands (`runCommand`) are served.
+ */
+export interface EngineConfig {
+  /** Absolute path of the runbook directory (RUNBOOK_DIR). @default ./runbooks */
+  runbookDir: string;
+  /** Inventories runs may name, absolute: RUNBOOK_INVENTORY first (the default), then RUNBOOK_INVENTORIES. */
+  inventories: string[];
+  /** The inventory of a run that names none (RUNBOOK_INVENTORY). */
+  defaultInventory?: string;
+  /** Serve `runCommand` (`runbook exec`): any command on any inventory host. @default false (true for `runbook dev`) */
+  allowExec: boolean;
+}
+
+function flag(name: string, raw: string | undefined, fallback: boolean): boolean {
+  if (raw === undefined || raw === '') return fallback;
+  if (/^(1|true|on|yes)$/i.test(raw)) return true;
+  if (/^(0|false|off|no)$/i.test(raw)) return false;
+  throw new UserError(`${name} must be on or off (1/0, true/false), got "${raw}".`);
+}
+
+/**
+ * The engine configuration from the environment. RUNBOOK_INVENTORIES lists more allowed inventories, separated
+ * by `${path.delimiter}` or new lines, like PATH.
+ */
+export function engineConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaults: { allowExec?: boolean } = {}): EngineConfig {
+  const defaultInventory = env.RUNBOOK_INVENTORY ? path.resolve(env.RUNBOOK_INVENTORY) : undefined;
+  const more = (env.RUNBOOK_INVENTORIES ?? '').split(new RegExp(`[${path.delimiter}\\n]`)).map((s) => s.trim()).filter(Boolean).map((p) => path.resolve(p));
+  return {
+    runbookDir: path.resolve(env.RUNBOOK_DIR ?? 'runbooks'),
+    inventories: [...new Set([...(defaultInventory ? [defaultInventory] : []), ...more])],
+    defaultInventory,
+    allowExec: flag('RUNBOOK_ALLOW_EXEC', env.RUNBOOK_ALLOW_EXEC, defaults.allowExec ?? false),
   };
 }

@@ -9,7 +9,8 @@ import { SshPool } from '../activities/ssh/pool';
 import { Secrets } from '../activities/secrets/providers';
 import type { Logger } from '../common/logger';
 import { PREBUILT_BUNDLE } from './bundle';
-import type { WorkerSettings } from './config';
+import { engineConfigFromEnv, type EngineConfig, type WorkerSettings } from './config';
+import { Client } from '@temporalio/client';
 import { openAuditStore, type AuditStore } from '../audit/store';
 import { dataConverterFromEnv } from '../common/codec';
 
@@ -50,6 +51,8 @@ function workflowSource(): { workflowBundle: WorkflowBundleOption } | { workflow
 
 export interface EngineWorker {
   worker: Worker;
+  /** What this worker trusts (runbook directory, allowed inventories, ad hoc commands). */
+  config: EngineConfig;
   /** Where change records go (AUDIT_URL). */
   audit: AuditStore;
   /** Runs until shutdown, then closes SSH connections. */
@@ -57,7 +60,8 @@ export interface EngineWorker {
 }
 
 export async function createEngineWorker(connection: NativeConnection, namespace: string, settings: WorkerSettings,
-  logger: Logger, overrides: { workflowBundle?: WorkflowBundleOption; audit?: AuditStore } = {}): Promise<EngineWorker> {
+  logger: Logger, overrides: { workflowBundle?: WorkflowBundleOption; audit?: AuditStore; config?: EngineConfig } = {}): Promise<EngineWorker> {
+  const config = overrides.config ?? engineConfigFromEnv();
   const secrets = new Secrets();
   const ssh = new SshPool({ secrets });
   const audit = overrides.audit ?? await openAuditStore();
@@ -76,7 +80,7 @@ export async function createEngineWorker(connection: NativeConnection, namespace
     connection,
     namespace,
     taskQueue: settings.taskQueue,
-    activities: createActivities({ ssh, secrets, logger, audit }),
+    activities: createActivities({ ssh, secrets, logger, audit, config, client: new Client({ connection, namespace, dataConverter: dataConverterFromEnv() }) }),
     dataConverter: dataConverterFromEnv(),
     ...(overrides.workflowBundle ? { workflowBundle: overrides.workflowBundle } : workflowSource()),
     maxConcurrentActivityTaskExecutions: settings.maxConcurrentActivities,
@@ -87,6 +91,7 @@ export async function createEngineWorker(connection: NativeConnection, namespace
   });
   return {
     worker,
+    config,
     audit,
     async run() {
       try {

@@ -18,22 +18,33 @@ function allowed(a: ApprovalAction, d: ApprovalDecision): boolean {
   return a.users.includes(d.by) || (d.groups ?? []).some((g) => a.groups.includes(g));
 }
 
+/** The id of an approval: `gate`, the step path, or PATH@HOST when each target waits at the step on its own. */
+export function approvalId(path: string, target?: string): string {
+  return target ? `${path}@${target}` : path;
+}
+
 /**
- * Waits for approval `id`. Decisions arrive through `inbox` (filled by the decide signal handler); the ones from
+ * Waits for the approval at `path` (for `target`, when given). Decisions arrive in `inbox`, which the decide
+ * signal handler only appends to: every pending approval reads it from the start with its own cursor, so a
+ * decision is never lost to another approval pending at the same time, and one sent early still counts. A
+ * decision names the approval by its id (PATH@HOST) or by its path (every host waiting there). The ones from
  * people not allowed to decide are recorded and ignored.
  */
-export async function awaitApproval(id: string, a: ApprovalAction, state: RunState, inbox: ApprovalDecision[], runbook: string,
+export async function awaitApproval(path: string, a: ApprovalAction, state: RunState, inbox: readonly ApprovalDecision[], runbook: string,
   timeoutMs: number, audit: RunAudit, target?: string): Promise<void> {
+  const id = approvalId(path, target);
   const pending: PendingApproval = { id, message: a.message, users: a.users, groups: a.groups, quorum: a.quorum, approvals: [],
     deadline: new Date(Date.now() + timeoutMs).toISOString() };
   state.pendingApprovals.push(pending);
   let rejected: ApprovalDecision | undefined;
+  let cursor = 0;
   /** Decisions to record: the condition callback cannot await, so they are written once it resolves. */
   const heard: { n: number; d: ApprovalDecision; counted: boolean }[] = [];
   const tally = () => {
-    for (const d of inbox.splice(0).filter((x) => x.id === id)) {
-      state.decisions.push({ ...d });
-      heard.push({ n: state.decisions.length, d, counted: allowed(a, d) });
+    for (; cursor < inbox.length; cursor++) {
+      const d = inbox[cursor]!;
+      if (d.id !== id && d.id !== path) continue;
+      heard.push({ n: cursor + 1, d, counted: allowed(a, d) });
       if (!allowed(a, d)) continue;
       if (!d.approve) rejected = d;
       else if (!pending.approvals.some((p) => p.by === d.by)) pending.approvals.push({ by: d.by, comment: d.comment });
@@ -41,16 +52,16 @@ export async function awaitApproval(id: string, a: ApprovalAction, state: RunSta
     return rejected !== undefined || pending.approvals.length >= a.quorum;
   };
   const recordHeard = () => recordEvents(audit, state, ...heard.splice(0).map(({ n, d, counted }) => ({
-    key: `${id}/decision/${n}`, kind: 'approval.decision' as const, step: id, target, status: d.approve ? 'approve' : 'reject',
+    key: `${id}/decision/${n}`, kind: 'approval.decision' as const, step: path, target, status: d.approve ? 'approve' : 'reject',
     approvals: [{ by: d.by, comment: d.comment }], detail: { by: d.by, groups: d.groups ?? [], comment: d.comment ?? '', counted } })));
-  const outcome = (status: string, error?: string) => recordEvents(audit, state, { key: id, kind: 'approval', step: id, target, status, error,
+  const outcome = (status: string, error?: string) => recordEvents(audit, state, { key: id, kind: 'approval', step: path, target, status, error,
     action: a, approvals: pending.approvals, detail: { quorum: a.quorum, users: a.users, groups: a.groups } });
   try {
     let decided = await condition(tally, timeoutMs);
     await recordHeard();
     if (!decided && a.onTimeout === 'escalate') {
       await notify({ channel: 'escalation', message: `${runbook}: approval "${id}" got no decision in time; waiting once more. ${a.message}` });
-      await recordEvents(audit, state, { key: `${id}/escalated`, kind: 'approval', step: id, target, status: 'escalated', action: a });
+      await recordEvents(audit, state, { key: `${id}/escalated`, kind: 'approval', step: path, target, status: 'escalated', action: a });
       pending.deadline = new Date(Date.now() + timeoutMs).toISOString();
       decided = await condition(tally, timeoutMs);
       await recordHeard();

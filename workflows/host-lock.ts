@@ -2,15 +2,28 @@
 // workflow with the id `host-lock:HOST`; Temporal allows one running workflow per id, so starting it is the
 // acquire, and a second run's start fails while the first holds it. The holder signals `release` when its
 // target is done (after rollback); if the holder dies, the parent-close policy terminates the lock.
+//
+// A waiting run does not poll by starting the child again and again (each try is about ten history events, which
+// would reach the history limit in hours): one activity watches the holder and returns when it closes, so a wait
+// costs a handful of events per hand-over however long it lasts. A lock is only ever a child of a run: started by
+// hand it fails at once, and a workflow of any other kind squatting on a `host-lock:` id is terminated by the
+// waiter (the prefix is the engine's).
 import {
-  ApplicationFailure, condition, defineSignal, ParentClosePolicy, setHandler, sleep, startChild, WorkflowIdReusePolicy, type ChildWorkflowHandle,
+  ApplicationFailure, condition, defineSignal, ParentClosePolicy, patched, proxyActivities, setHandler, sleep, startChild, workflowInfo,
+  WorkflowIdReusePolicy, type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import type { Activities } from '../activities';
+import { FAILURES, HOST_LOCK_PREFIX } from '../common/failure-types';
 
 export const releaseSignal = defineSignal('release');
 
-/** The lock itself: held until released (or its parent run closes). */
+/** The lock itself: held until released (or its parent run closes). Only a run may take one. */
 export async function hostLock(holder: string): Promise<string> {
+  const info = workflowInfo();
+  if (!info.parent) {
+    throw ApplicationFailure.nonRetryable(`${info.workflowId} was started by hand: a host lock is only taken by a runbook run`, FAILURES.reservedId);
+  }
   let released = false;
   setHandler(releaseSignal, () => { released = true; });
   await condition(() => released);
@@ -19,22 +32,41 @@ export async function hostLock(holder: string): Promise<string> {
 
 export type LockPolicy = 'wait' | 'fail';
 
-/** Acquires the host's lock: waits (polling every 2 s, `onWait` called once) or fails fast with HostLocked. */
+/** How long one watch of the holder lasts before the run tries again (bounds the activity, not the wait). */
+const WATCH_MS = 10 * 60_000;
+
+const { watchHostLock } = proxyActivities<Activities>({
+  startToCloseTimeout: WATCH_MS + 60_000,
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+});
+
+/** Acquires the host's lock: waits for the holder to finish (`onWait` called once) or fails fast with HostLocked. */
 export async function acquireHostLock(host: string, holder: string, policy: LockPolicy, onWait: () => void): Promise<ChildWorkflowHandle<typeof hostLock>> {
+  const workflowId = `${HOST_LOCK_PREFIX}${host}`;
   let waiting = false;
   for (;;) {
     try {
       return await startChild(hostLock, {
-        workflowId: `host-lock:${host}`, args: [holder],
+        workflowId, args: [holder],
         parentClosePolicy: ParentClosePolicy.TERMINATE, workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
       });
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-      if (policy === 'fail') throw ApplicationFailure.nonRetryable(`host ${host} is locked by another run (locks.hosts: fail)`, 'HostLocked');
-      if (!waiting) onWait();
-      waiting = true;
-      await sleep('2 seconds');
     }
+    // Runs recorded before the watch existed replay their 2 s polls.
+    const watched = patched('host-lock-watch');
+    if (policy === 'fail') {
+      // A squatter is cleared even here: only a real holder makes a fail-fast run fail.
+      if (!watched || (await watchHostLock({ workflowId, waitMs: 0 })) !== 'cleared') {
+        throw ApplicationFailure.nonRetryable(`host ${host} is locked by another run (locks.hosts: fail)`, FAILURES.hostLocked);
+      }
+      continue;
+    }
+    if (!waiting) onWait();
+    waiting = true;
+    if (watched) await watchHostLock({ workflowId, waitMs: WATCH_MS });
+    else await sleep('2 seconds');
   }
 }
 

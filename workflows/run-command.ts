@@ -1,11 +1,16 @@
-// Workflow side (deterministic). Runs one ad hoc command on one host through the exactly-once sshStep
-// activity: the smallest end-to-end path (client -> Temporal -> worker -> SSH). The runbook interpreter builds
-// on the same parts.
-import { proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+// Workflow side (deterministic). Runs one ad hoc command on one inventory host through the exactly-once sshStep
+// activity: the smallest end-to-end path (client -> Temporal -> worker -> SSH). The input names the host; its
+// login comes from the worker's own inventory, and only a worker started with RUNBOOK_ALLOW_EXEC serves it.
+import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivities, upsertSearchAttributes } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { SshTarget } from '../activities/ssh/pool';
 import type { SshStepResult } from '../activities/ssh/step';
+import { PREPARE_FAILURES } from '../common/failure-types';
+import { RunCommandInputSchema, type RunCommandInput } from '../dsl/run-input';
+import { checkRunInput } from './runbook';
 import { RunbookStatus } from './search-attributes';
+import { recordKey } from './steps';
+
+export type { RunCommandInput } from '../dsl/run-input';
 
 const { sshStep } = proxyActivities<Activities>({
   startToCloseTimeout: '15 minutes',
@@ -13,23 +18,30 @@ const { sshStep } = proxyActivities<Activities>({
   retry: { maximumAttempts: 5, initialInterval: '1 second', nonRetryableErrorTypes: ['HostKeyError', 'SshAuthError'] },
 });
 
-export interface RunCommandInput {
-  target: SshTarget;
-  command: string;
-  /** @default 600000 */
-  timeoutMs?: number;
-}
+const { prepareExec } = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: PREPARE_FAILURES },
+});
 
 /** Every exit code is a result here: the caller reports it. */
 const ANY_EXIT = Array.from({ length: 256 }, (_, i) => i);
 
 export async function runCommand(input: RunCommandInput): Promise<SshStepResult> {
+  checkRunInput(input, RunCommandInputSchema);
+  let target;
+  try {
+    target = await prepareExec({ host: input.host, inventory: input.inventory });
+  } catch (err) {
+    throw err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : err;
+  }
   upsertSearchAttributes([{ key: RunbookStatus, value: 'running' }]);
   const result = await sshStep({
-    target: input.target,
+    target,
     action: { kind: 'ssh', command: input.command, sudo: false, env: {}, expectExit: ANY_EXIT },
-    key: { workflowId: workflowInfo().workflowId, stepPath: 'exec' },
+    key: recordKey('exec'),
     timeoutMs: input.timeoutMs,
+    // An ad hoc command is a change like any step: its activity records it.
+    audit: { runbook: { name: 'exec', contentHash: '' }, initiator: { trigger: 'manual', id: input.initiator ?? 'unknown' }, key: 'exec', kind: 'step', target: input.host },
   });
   upsertSearchAttributes([{ key: RunbookStatus, value: result.exitCode === 0 ? 'succeeded' : 'failed' }]);
   return result;

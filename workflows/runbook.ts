@@ -3,7 +3,8 @@
 // failure threshold, rollback newest-first in a non-cancellable scope after a failure or a cancel, live state
 // by query, and search attributes for the UI and `runbook list`.
 import {
-  ActivityFailure, ApplicationFailure, CancellationScope, CancelledFailure, isCancellation, patched, proxyActivities, setHandler, upsertMemo, upsertSearchAttributes, workflowInfo,
+  ActivityFailure, ApplicationFailure, CancellationScope, CancelledFailure, isCancellation, log, patched, proxyActivities, setHandler, upsertMemo, upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import ms from 'ms';
 import type { Activities } from '../activities';
@@ -17,20 +18,29 @@ import { decideSignal, stateQuery, type ApprovalDecision, type HostState, type R
 import { Initiator, RunbookName, RunbookStatus, RunbookTargets, Trigger } from './search-attributes';
 import { errorText, groupLength, runStep, runStepGroup, type Compensation, type StepEnv, type StepsCtx } from './steps';
 import { recordEvents, startAudit } from './audit';
+import type { TSchema } from '@sinclair/typebox';
+import { DecisionSchema, inputProblems, RunbookInputSchema, type RunbookInput } from '../dsl/run-input';
+import { FAILURES, HOST_LOCK_PREFIX, PREPARE_FAILURES } from '../common/failure-types';
 
-export interface RunbookInput {
-  /** Runbook name (runbooks/NAME.yaml on the worker). */
-  runbook: string;
-  params?: Record<string, unknown>;
-  /** Inventory file on the worker; default RUNBOOK_INVENTORY. */
-  inventory?: string;
-  /** Who started it: an operator, an alert fingerprint, a schedule id. @default 'unknown' (e.g. the UI form) */
-  initiator?: string;
-  /** manual | alert | schedule | sub-runbook. @default 'manual' */
-  trigger?: string;
-  alert?: Record<string, unknown>;
-  /** Hosts whose locks the calling run holds: a sub-runbook acts on them under its parent's lock. */
-  heldHosts?: string[];
+export type { RunbookInput } from '../dsl/run-input';
+
+/** Decisions a run keeps at most (a flood of signals is ignored past this). */
+const MAX_DECISIONS = 1000;
+
+/**
+ * Refuses what a run's starter may not do: a malformed input (checked against its schema, unknown fields
+ * refused), the fields only a parent run may set, and the workflow ids reserved for host locks.
+ */
+export function checkRunInput(input: unknown, schema: TSchema): void {
+  const info = workflowInfo();
+  const problems = inputProblems(schema, input);
+  if (info.workflowId.startsWith(HOST_LOCK_PREFIX)) problems.unshift(`workflow id: ids starting with "${HOST_LOCK_PREFIX}" are reserved for host locks`);
+  const v = (input ?? {}) as Partial<RunbookInput>;
+  if (!info.parent && v.heldHosts !== undefined) problems.push('input.heldHosts: set only by a parent run for its sub-runbook; remove it');
+  if (!info.parent && v.trigger === 'sub-runbook') problems.push('input.trigger: "sub-runbook" is set only by a parent run; use manual, alert or schedule');
+  if (problems.length) {
+    throw ApplicationFailure.create({ type: FAILURES.inputInvalid, nonRetryable: true, message: `The workflow input is invalid:\n${problems.join('\n')}` });
+  }
 }
 
 export interface HostResult { state: HostState; error?: string; steps: Record<string, string>; rollbackErrors: string[] }
@@ -47,7 +57,7 @@ export interface RunbookResult {
 
 const { prepare } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['UnknownRunbook', 'RunbookInvalid', 'ParamsInvalid', 'InventoryInvalid', 'TargetsInvalid'] },
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: PREPARE_FAILURES },
 });
 
 function setStatus(state: RunState, status: RunState['status']): void {
@@ -57,6 +67,14 @@ function setStatus(state: RunState, status: RunState['status']): void {
 
 export async function runbook(input: RunbookInput): Promise<RunbookResult> {
   const info = workflowInfo();
+  try {
+    checkRunInput(input, RunbookInputSchema);
+  } catch (err) {
+    // Recorded (a refused start is worth knowing about), with nothing of the input but a valid runbook name.
+    const name = typeof input?.runbook === 'string' && /^[a-z][a-z0-9-]{0,127}$/.test(input.runbook) ? input.runbook : '(invalid input)';
+    await recordEvents(startAudit(name, 'manual', 'unknown'), { status: 'failed' } as RunState, { key: 'run', kind: 'run.finished', status: 'rejected', error: (err as Error).message });
+    throw err;
+  }
   // A run a Temporal schedule started names the schedule (the UI's and the server's own attribute).
   const scheduledBy = (info.searchAttributes?.TemporalScheduledById as string[] | undefined)?.[0];
   const initiator = input.initiator ?? scheduledBy ?? 'unknown';
@@ -65,7 +83,15 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
   const state: RunState = { runbook: input.runbook, contentHash: '', status: 'preparing', batch: { index: 0, of: 0 }, hosts: {}, pendingApprovals: [], decisions: [] };
   const inbox: ApprovalDecision[] = [];
   setHandler(stateQuery, () => state);
-  setHandler(decideSignal, (d) => { inbox.push(d); });
+  setHandler(decideSignal, (d) => {
+    const problems = inputProblems(DecisionSchema, d);
+    if (problems.length || inbox.length >= MAX_DECISIONS) {
+      log.warn('ignored a decision', { problems: problems.length ? problems : [`more than ${MAX_DECISIONS} decisions`] });
+      return;
+    }
+    inbox.push(d);
+    state.decisions.push({ ...d });
+  });
   upsertSearchAttributes([{ key: RunbookName, value: input.runbook }, { key: Initiator, value: initiator }, { key: Trigger, value: trigger },
     { key: RunbookStatus, value: 'preparing' }]);
 
@@ -87,7 +113,9 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
   await recordEvents(audit, state, { key: 'run', kind: 'run.started', status: 'started',
     detail: { params: prepared.params, targets: prepared.targets, inventory: input.inventory ?? null, alert: input.alert ?? null } });
 
-  const env: StepEnv = { prepared, state, inbox, initiator, audit, inventory: input.inventory, heldHosts: input.heldHosts ?? [] };
+  // Only a parent run's held locks are honoured (checkRunInput refuses the field from anyone else).
+  const heldHosts = info.parent ? input.heldHosts ?? [] : [];
+  const env: StepEnv = { prepared, state, inbox, initiator, audit, inventory: input.inventory, heldHosts };
   const run = { id: info.workflowId, initiator, trigger };
   const hosts: (TargetHost | undefined)[] = rb.targets === undefined ? [undefined] : prepared.targets.map((n) => prepared.inventory!.hosts.find((h) => h.name === n)!);
   const results: Record<string, HostResult> = {};
@@ -118,7 +146,7 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
       let acquired = !host;
       try {
         // Runs recorded before host locks existed replay without them (see test/integration/replay.test.ts).
-        if (host && patched('host-locks') && !(input.heldHosts ?? []).includes(host.name)) {
+        if (host && patched('host-locks') && !heldHosts.includes(host.name)) {
           lock = await acquireHostLock(host.name, info.workflowId, rb.locks?.hosts ?? 'wait', () => { state.hosts[name] = { state: 'waiting-lock' }; });
           acquired = true;
         }
@@ -130,12 +158,13 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
           const n = grouping ? groupLength(rb.steps, i) : 0;
           if (n >= 2) {
             const group = rb.steps.slice(i, i + n);
+            let done = n;
             try {
-              await runStepGroup(group.map((s, k) => ({ step: s, path: `steps[${i + k}]` })), ctx, steps, host!, env, comp);
+              done = await runStepGroup(group.map((s, k) => ({ step: s, path: `steps[${i + k}]` })), ctx, steps, host!, env, comp);
             } finally {
               for (const s of group) if (steps[s.id]) result.steps[s.id] = steps[s.id]!.status;
             }
-            i += n - 1;
+            i += Math.max(1, done) - 1;
             continue;
           }
           try {

@@ -18,6 +18,7 @@ import { resolveTargets, type TargetHost } from '../dsl/selector';
 import { awaitApproval } from './approval';
 import type { ApprovalDecision, RunState } from './messages';
 import { auditBase, recordEvents, stepAudit, isRollback, type RunAudit } from './audit';
+import { FAILURES } from '../common/failure-types';
 
 export interface StepEnv {
   prepared: PreparedRun;
@@ -47,8 +48,23 @@ function failureType(err: unknown): string | undefined {
 
 function sshTarget(env: StepEnv, host: TargetHost | undefined, stepId: string): SshTarget {
   const t = host ? env.prepared.ssh[host.name] : undefined;
-  if (!t) throw ApplicationFailure.nonRetryable(`step "${stepId}" acts over SSH but ${host ? `host "${host.name}" has no SSH login (user, key) in the inventory` : 'the run has no target'}`, 'NoTarget');
+  if (!t) throw ApplicationFailure.nonRetryable(`step "${stepId}" acts over SSH but ${host ? `host "${host.name}" has no SSH login (user, key) in the inventory` : 'the run has no target'}`, FAILURES.noTarget);
   return t;
+}
+
+/**
+ * The identity of a step's exactly-once record on its host. It includes the run id, so a new run under a reused
+ * Workflow ID (or a Reset) acts again, while a retry within the run re-attaches. Runs recorded before run-scoped
+ * keys replay with the keys they used.
+ */
+export function recordKey(stepPath: string): { workflowId: string; runId?: string; stepPath: string } {
+  const info = workflowInfo();
+  return patched('run-scoped-keys') ? { workflowId: info.workflowId, runId: info.runId, stepPath } : { workflowId: info.workflowId, stepPath };
+}
+
+/** A step's outputs: taken by its activity from the whole result, or (runs recorded before that) from the reply. */
+function outputsOf(step: StepDoc, result: StepResultView & { outputs?: Record<string, unknown> }): Record<string, unknown> {
+  return result.outputs ?? extractOutputs(step, result);
 }
 
 /**
@@ -89,9 +105,10 @@ async function act(action: RenderedAction, step: StepDoc, path: string, key: str
         return {};
       }
       const target = sshTarget(env, host, step.id);
-      const stepKey = { workflowId: workflowInfo().workflowId, stepPath: key };
+      const stepKey = recordKey(key);
       try {
-        return await activities.sshStep({ target, action, key: stepKey, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name) });
+        return await activities.sshStep({ target, action, key: stepKey, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name),
+          outputs: step.outputs ? { stepId: step.id, spec: step.outputs } : undefined });
       } catch (err) {
         // The step itself was cancelled: stop its remote command (the activity leaves it running on purpose).
         if (isCancellation(err)) await CancellationScope.nonCancellable(() => killer.sshKill({ target, key: stepKey }));
@@ -99,7 +116,8 @@ async function act(action: RenderedAction, step: StepDoc, path: string, key: str
       }
     }
     case 'http':
-      return activities.httpStep({ action, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name) });
+      return activities.httpStep({ action, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name),
+        outputs: step.outputs ? { stepId: step.id, spec: step.outputs } : undefined });
     case 'sleep':
       await sleep(action.duration as ms.StringValue);
       return {};
@@ -160,7 +178,7 @@ async function withUntil(step: StepDoc, path: string, ctx: ExprContext, host: Ta
     try {
       const result = await withRetry(step, path, ctx, host, env, `${keyBase}@${poll}`);
       if (!step.until.condition) return result;
-      const outputs = extractOutputs(step, result);
+      const outputs = outputsOf(step, result);
       if (evaluateCondition(step.until.condition, { ...ctx, result: { ...result, outputs } })) return result;
       last = `condition \`${step.until.condition}\` was false`;
     } catch (err) {
@@ -168,7 +186,7 @@ async function withUntil(step: StepDoc, path: string, ctx: ExprContext, host: Ta
       last = (err as Error).message;
     }
     if (Date.now() + duration(step.until.every, '5s') > deadline) {
-      throw ApplicationFailure.nonRetryable(`step "${step.id}" did not succeed within ${step.until.timeout}: ${last}`, 'UntilTimeout');
+      throw ApplicationFailure.nonRetryable(`step "${step.id}" did not succeed within ${step.until.timeout}: ${last}`, FAILURES.untilTimeout);
     }
     await sleep(step.until.every as ms.StringValue);
   }
@@ -196,18 +214,25 @@ export function groupLength(steps: StepDoc[], i: number): number {
   return n;
 }
 
-/** Puts a completed step's rollback steps on the compensation stack, with the outputs known at that point. */
+/**
+ * Puts a completed step's rollback steps on the compensation stack, with the outputs known at that point. Each
+ * has its own path (and so its own record and audit key); runs recorded before that replay with the shared one.
+ */
 function pushRollback(step: StepDoc, path: string, ctx: ExprContext, steps: StepsCtx, host: TargetHost | undefined, comp: Compensation[]): void {
-  for (const rb of step.rollback ?? []) comp.push({ step: rb, path: `${path}.rollback`, ctx: { ...ctx, steps: { ...steps } }, host });
+  const rollback = step.rollback ?? [];
+  if (rollback.length === 0) return;
+  const own = patched('rollback-step-keys');
+  for (const [i, rb] of rollback.entries()) comp.push({ step: rb, path: own ? `${path}.rollback[${i}]` : `${path}.rollback`, ctx: { ...ctx, steps: { ...steps } }, host });
 }
 
 /**
  * Runs consecutive groupable steps on one host in one local activity (activities/step-group.ts): per step the
  * same rendering, `when`, exactly-once record, outputs and audit record as runStep, without a trip through the
- * workflow in between. Outputs, statuses and rollback steps are applied here in step order.
+ * workflow in between. Outputs, statuses and rollback steps are applied here in step order. Returns how many
+ * steps were done: all of them, or fewer when the activity's reply reached its size budget (go on from there).
  */
 export async function runStepGroup(group: { step: StepDoc; path: string }[], ctx: ExprContext, steps: StepsCtx, host: TargetHost,
-  env: StepEnv, comp: Compensation[]): Promise<void> {
+  env: StepEnv, comp: Compensation[]): Promise<number> {
   const target = sshTarget(env, host, group[0]!.step.id);
   const hostState = env.state.hosts[host.name];
   if (hostState) hostState.step = group.map((g) => g.step.id).join(',');
@@ -218,12 +243,13 @@ export async function runStepGroup(group: { step: StepDoc; path: string }[], ctx
   });
   let out: Awaited<ReturnType<typeof sshSteps>>;
   try {
-    out = await sshSteps({ target, steps: items, ctx: { ...ctx, steps: { ...steps } }, secrets: env.prepared.runbook.secrets, audit: auditBase(env.audit, host.name) });
+    out = await sshSteps({ target, steps: items, ctx: { ...ctx, steps: { ...steps } }, secrets: env.prepared.runbook.secrets, audit: auditBase(env.audit, host.name),
+      runScoped: recordKey('').runId !== undefined });
   } catch (err) {
     if (isCancellation(err)) {
       // Which step was running is unknown here: stop any of them (a finished or unstarted one is a no-op).
       await CancellationScope.nonCancellable(async () => {
-        for (const { path } of group) await killer.sshKill({ target, key: { workflowId: workflowInfo().workflowId, stepPath: path } });
+        for (const { path } of group) await killer.sshKill({ target, key: recordKey(path) });
       });
       await recordEvents(env.audit, env.state, { key: group[0]!.path, kind: 'step', step: group[0]!.path, target: host.name, status: 'cancelled',
         error: errorText(err), detail: { group: group.map((g) => g.path) } });
@@ -246,6 +272,7 @@ export async function runStepGroup(group: { step: StepDoc; path: string }[], ctx
       outcome: outcomeOf(f.result as object | undefined) });
     throw ApplicationFailure.create({ message: f.message, type: f.type, nonRetryable: true, details: f.result === undefined ? [] : [f.result] });
   }
+  return out.done.length;
 }
 
 /**
@@ -270,15 +297,15 @@ export async function runStep(step: StepDoc, path: string, ctx: ExprContext, ste
   } else if (step.targets !== undefined) {
     const selector = renderValue(step.targets, ctx);
     const { hosts, errors } = resolveTargets(env.prepared.inventory ?? { hosts: [], groups: {}, vars: {} }, Array.isArray(selector) ? selector.join(',') : String(selector));
-    if (errors.length) throw ApplicationFailure.nonRetryable(`step "${step.id}": ${errors.map((e) => e.message).join('; ')}`, 'TargetsInvalid');
+    if (errors.length) throw ApplicationFailure.nonRetryable(`step "${step.id}": ${errors.map((e) => e.message).join('; ')}`, FAILURES.targetsInvalid);
     let last: StepResultView = {};
     for (const other of hosts) {
       last = await withUntil(step, path, { ...ctx, target: targetView(other) }, other, env, `${path}:${other.name}`);
     }
-    steps[step.id] = { outputs: extractOutputs(step, last), status: 'succeeded' };
+    steps[step.id] = { outputs: outputsOf(step, last), status: 'succeeded' };
   } else {
     const result = await withUntil(step, path, ctx, host, env, path);
-    steps[step.id] = { outputs: extractOutputs(step, result), status: 'succeeded' };
+    steps[step.id] = { outputs: outputsOf(step, result), status: 'succeeded' };
   }
   pushRollback(step, path, ctx, steps, host, comp);
 }

@@ -10,6 +10,8 @@ import { loadInventory, sshTargetFor, type Inventory } from '../../dsl/inventory
 import type { SshTarget } from '../../activities/ssh/pool';
 import { createEngineWorker, type EngineWorker } from '../../worker/worker';
 import type { AuditStore } from '../../audit/store';
+import { engineConfigFromEnv, type EngineConfig } from '../../worker/config';
+import { FAILURE_CONVERTER_PATH } from '../../common/codec';
 
 function required(name: string): string {
   const value = process.env[name];
@@ -52,7 +54,7 @@ let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
 /** The workflow bundle, built once per test file. */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietBundlerLogger });
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), failureConverterPath: FAILURE_CONVERTER_PATH, logger: quietBundlerLogger });
   return bundle;
 }
 
@@ -65,10 +67,10 @@ export function testLogger(): pino.Logger {
 
 /** Starts the engine's worker on `taskQueue` and runs `fn` while it polls. */
 export async function withEngineWorker<T>(env: TestWorkflowEnvironment, taskQueue: string,
-  fn: (engine: EngineWorker) => Promise<T>, opts: { audit?: AuditStore } = {}): Promise<T> {
+  fn: (engine: EngineWorker) => Promise<T>, opts: { audit?: AuditStore; config?: Partial<EngineConfig> } = {}): Promise<T> {
   const engine = await createEngineWorker(env.nativeConnection, env.namespace ?? 'default',
     { taskQueue, maxConcurrentActivities: 50, maxConcurrentWorkflowTasks: 50, maxCachedWorkflows: 50 }, testLogger(),
-    { workflowBundle: await workflowBundle(), audit: opts.audit });
+    { workflowBundle: await workflowBundle(), audit: opts.audit, config: { ...engineConfigFromEnv(), ...opts.config } });
   const running = engine.run();
   try {
     return await fn(engine);

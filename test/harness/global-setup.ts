@@ -37,4 +37,7 @@ export default async function globalSetup(): Promise<void> {
   process.env.RUNBOOK_TEST_TEMPORAL_ADDRESS = server.address;
   process.env.RUNBOOK_TEST_TEMPORAL_CLI = cli.path;
   process.env.RUNBOOK_TEST_FLEET_DIR = fleetDir;
+  // What the workers started by tests trust: the fleet's inventory, and ad hoc commands (`runCommand`).
+  process.env.RUNBOOK_INVENTORIES = path.join(fleetDir, 'inventory.yaml');
+  process.env.RUNBOOK_ALLOW_EXEC = 'on';
 }

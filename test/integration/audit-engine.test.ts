@@ -49,7 +49,7 @@ test('a failing rolling run: every outcome, skip and rollback is a chained recor
     ['step', 'steps[1]', 'host-2', 'succeeded'],
     ['skip', 'steps[2]', 'host-2', 'skipped'],
     ['step', 'steps[3]', 'host-2', 'failed'],
-    ['rollback', 'steps[0].rollback', 'host-2', 'succeeded'],
+    ['rollback', 'steps[0].rollback[0]', 'host-2', 'succeeded'],
     ['skip', '', 'host-3', 'skipped'],
     ['run.finished', '', '', 'failed'],
   ]);

@@ -90,6 +90,21 @@ test('history holds ciphertext only; the codec server decodes it for a caller wi
   expect((await decodeCall({ nope: 1 }, { authorization: `Bearer ${TOKEN}` })).status).toBe(400);
 });
 
+test('failures are ciphertext too: a failed command\'s stderr never appears in history in the clear', async () => {
+  const tq = uniqueTaskQueue('crypt');
+  const note = 'stderr-cleartext-marker-6502';
+  const client = new Client({ connection: env.connection, dataConverter: dataConverterFromEnv() });
+  const workflowId = `${tq}-fail`;
+  const err = await withEngineWorker(env, tq, async () => client.workflow.execute<typeof runbook>('runbook', { taskQueue: tq, workflowId,
+    args: [{ runbook: 'fail-stderr', params: { note }, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'test' }] })
+    .then(() => undefined, (e: unknown) => e));
+  // The client with the keys reads the message back.
+  expect((err as { cause?: { message?: string } }).cause?.message).toContain(note);
+  const raw = await rawHistory(env.connection, workflowId);
+  expect(raw.text).toContain('Encoded failure');
+  expect(raw.text).not.toContain(note);
+});
+
 test('CORS admits the UI origin only', async () => {
   const preflight = (origin: string) => fetch(`${codecServer.url}/decode`, { method: 'OPTIONS',
     headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-namespace,authorization' } });
@@ -129,7 +144,10 @@ test('runbook dev with keys: the UI gets the codec endpoint, the CLI encrypts, h
     const connection = await Connection.connect({ address: `127.0.0.1:${port}` });
     try {
       const raw = await rawHistory(connection, result.workflowId);
-      expect(raw.payloads.map(encodingOf)).toEqual(raw.payloads.map(() => 'binary/encrypted'));
+      // Plain payloads are only the SDK's local-activity bookkeeping (the host's login is resolved by one).
+      const plain = raw.payloads.filter((p) => encodingOf(p) !== 'binary/encrypted').map((p) => JSON.parse(Buffer.from(p.data ?? '', 'base64').toString()) as object);
+      const bookkeeping = new Set(['id', 'deprecated', 'seq', 'attempt', 'activity_id', 'activity_type', 'complete_time', 'backoff', 'original_schedule_time']);
+      expect(plain.flatMap((o) => Object.keys(o)).filter((k) => !bookkeeping.has(k))).toEqual([]);
       expect(raw.text).toContain('sshStep');
       expect(raw.text).not.toContain(marker);
     } finally {
