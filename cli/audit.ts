@@ -83,7 +83,22 @@ export interface ExportOptions extends ShowOptions { format: string; output?: st
 const CSV_COLUMNS = ['seq', 'id', 'time', 'kind', 'status', 'workflow_id', 'run_id', 'runbook', 'content_hash', 'step', 'target', 'trigger', 'initiator',
   'action', 'approvals', 'exit_code', 'http_status', 'duration_ms', 'output_digest', 'output_tail', 'error', 'prev', 'hash'];
 
+/**
+ * A cell a spreadsheet would read as a formula, prefixed with ' so it shows as text (OWASP "CSV Injection"): one
+ * that starts with =, +, -, @ (or their full-width forms, which some spreadsheets fold), also after leading
+ * whitespace, or with a tab, carriage return, line feed or NUL. Numbers stay numbers (an exit code of -1 is not
+ * a formula). Records hold what hosts and operators wrote (commands, output, errors, targets), so any cell can.
+ */
+export function csvCell(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  return /^(?:[\t\r\n\0]|\s*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20])/.test(value) ? `'${value}` : value;
+}
+
 function csvRow(r: AuditRecord): unknown[] {
+  return csvFields(r).map(csvCell);
+}
+
+function csvFields(r: AuditRecord): unknown[] {
   return [r.seq, r.id, r.time, r.kind, r.status, r.run.workflowId, r.run.runId, r.runbook.name, r.runbook.contentHash, r.step, r.target,
     r.initiator.trigger, r.initiator.id, r.action, r.approvals?.map((a) => a.by).join(' '), r.exitCode, r.httpStatus, r.durationMs,
     r.output?.digest, r.output?.tail, r.error, r.prev, r.hash];

@@ -6,7 +6,7 @@ import { quote } from 'shell-quote';
 import YAML from 'yaml';
 import { UserError } from '../common/errors';
 import { maskSecrets } from '../dsl/expr';
-import { loadInventoryFile, loadInventoryText } from '../dsl/inventory';
+import { INVENTORY_LIMITS, loadInventoryFile, loadInventoryText } from '../dsl/inventory';
 import { lintRunbook } from '../dsl/lint';
 import { loadRunbookFile, resolveRunbookPath, runbookDir, type LoadedRunbook } from '../dsl/load';
 import { coerceParams } from '../dsl/params';
@@ -14,6 +14,7 @@ import { planRun, type Plan, type PlannedStep } from '../dsl/plan';
 import { formatProblem, type Problem } from '../dsl/problems';
 import { runbookMarkdown } from '../dsl/docs';
 import type { RenderedAction } from '../dsl/render';
+import { checkYamlLimits, tooLargeProblem } from '../dsl/yaml-source';
 
 /** Files a path stands for: a file itself, or the YAML (and .ini) files directly in a directory. */
 function expand(p: string): string[] {
@@ -25,8 +26,10 @@ function expand(p: string): string[] {
 /** Inventory or runbook? Runbooks have apiVersion/kind: Runbook/steps; inventories hosts, all, or INI sections. */
 function isInventory(file: string, text: string): boolean {
   if (/\.ini$/.test(file)) return true;
+  // Too large or too deep to parse safely: the runbook loader reports it.
+  if (checkYamlLimits(file, text, INVENTORY_LIMITS).problem) return false;
   try {
-    const doc = YAML.parse(text) as Record<string, unknown> | null;
+    const doc = YAML.parse(text, { uniqueKeys: false }) as Record<string, unknown> | null;
     if (!doc || typeof doc !== 'object') return false;
     if (doc.kind === 'Runbook' || 'apiVersion' in doc || 'steps' in doc) return false;
     return doc.kind === 'Inventory' || 'hosts' in doc || 'all' in doc;
@@ -36,6 +39,8 @@ function isInventory(file: string, text: string): boolean {
 }
 
 export function checkFile(file: string, withLint: boolean): Problem[] {
+  const bytes = fs.statSync(file).size;
+  if (bytes > INVENTORY_LIMITS.maxBytes) return [tooLargeProblem(file, bytes, INVENTORY_LIMITS)];
   const text = fs.readFileSync(file, 'utf8');
   if (isInventory(file, text)) return loadInventoryText(file, text).problems;
   const loaded = loadRunbookFile(file);
@@ -101,9 +106,11 @@ export function buildPlan(name: string, opts: PlanOptions): Plan {
     throw new UserError(`Invalid params for ${rb.metadata.name} (${loaded.file}):\n${errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`).join('\n')}`, { exitCode: 1 });
   }
   let inventory;
-  if (opts.inventory) {
-    const inv = loadInventoryFile(opts.inventory);
-    if (!inv.inventory) throw new UserError(`Inventory ${opts.inventory} is invalid:\n${inv.problems.map(formatProblem).join('\n')}`, { exitCode: 1 });
+  // The same rule as the worker's: -i, else RUNBOOK_INVENTORY.
+  const invFile = opts.inventory ?? (process.env.RUNBOOK_INVENTORY || undefined);
+  if (invFile) {
+    const inv = loadInventoryFile(invFile);
+    if (!inv.inventory) throw new UserError(`Inventory ${invFile} is invalid:\n${inv.problems.map(formatProblem).join('\n')}`, { exitCode: 1 });
     inventory = inv.inventory;
   }
   const result = planRun({ runbook: rb, contentHash: loaded.contentHash, params: values, inventory,
@@ -127,9 +134,10 @@ function describeAction(a: RenderedAction | undefined): string {
       return `script (${prefix || 'bash'}${where}):\n${(a.script ?? '').trimEnd().split('\n').map((l) => `          | ${l}`).join('\n')}`;
     }
     case 'http': {
-      const headers = Object.entries(a.headers).map(([k, v]) => ` -H ${JSON.stringify(`${k}: ${v}`)}`).join('');
+      // Masked before JSON.stringify, which would escape the secret tokens' NUL delimiters out of maskSecrets' sight.
+      const headers = Object.entries(a.headers).map(([k, v]) => ` -H ${JSON.stringify(`${k}: ${maskSecrets(v)}`)}`).join('');
       const auth = a.auth?.bearer ? ` (bearer ${a.auth.bearer})` : a.auth?.basic ? ` (basic ${a.auth.basic.user}:${a.auth.basic.password})` : '';
-      const body = a.json !== undefined ? ` json=${JSON.stringify(a.json)}` : a.body !== undefined ? ` body=${JSON.stringify(a.body)}` : '';
+      const body = a.json !== undefined ? ` json=${JSON.stringify(maskDeep(a.json))}` : a.body !== undefined ? ` body=${JSON.stringify(maskSecrets(a.body))}` : '';
       return `${a.method} ${a.url}${headers}${auth}${body} -> expect ${a.expectStatus.join('|')}${a.tlsVerify ? '' : ' (TLS NOT verified)'}`;
     }
     case 'sleep': return `sleep ${a.duration}`;

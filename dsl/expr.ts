@@ -1,7 +1,14 @@
 // Pure (workflow-safe). Expressions `${{ ... }}` in runbooks, evaluated by CEL (Common Expression Language,
 // @marcbachmann/cel-js): sandboxed, no eval, always terminates, deterministic. Values interpolated into shell
 // commands are shell-quoted unless the expression is wrapped in raw(...).
-import { parse } from '@marcbachmann/cel-js';
+//
+// Limits. The runbook is trusted but the data is not (params, alert labels, step outputs from hosts), and CEL's
+// comprehensions and concatenation make work and memory grow with it (`l.map(a, l.map(b, ...))`, strings doubled
+// through `cel.bind`). So an expression's source is bounded when it is parsed (length, nesting), values fed in are
+// bounded in depth, and each evaluation has a budget: every sub-expression evaluated costs 1, and every string or
+// list an operator or function makes costs its length. Over budget, evaluation stops with an ExpressionError. The
+// budget is counted, not timed, so a replayed workflow fails (or not) exactly as it did the first time.
+import { Environment } from '@marcbachmann/cel-js';
 import { quote } from 'shell-quote';
 
 /** Variables an expression may start from. `result` exists only in `until.condition`. */
@@ -12,13 +19,31 @@ export type Segment =
   | { kind: 'text'; text: string }
   | { kind: 'expr'; source: string; raw: boolean; offset: number };
 
-/** Thrown for a template or expression that does not parse; `offset` is within the template string. */
+/** Thrown for a template or expression that does not parse or fails; `offset` is within the template string. */
 export class ExpressionError extends Error {
   override name = 'ExpressionError' as const;
-  constructor(message: string, readonly offset: number) {
+  constructor(message: string, readonly offset: number, readonly overLimit = false) {
     super(message);
   }
 }
+
+/** Characters of one expression's source, at most. */
+export const MAX_EXPRESSION_LENGTH = 4096;
+/** Nesting of an expression's syntax tree (operators, calls, members, literals inside each other), at most. */
+export const MAX_EXPRESSION_DEPTH = 64;
+/** Nesting of a value fed into an expression (a step's JSON output, a param), at most. */
+export const MAX_VALUE_DEPTH = 100;
+/**
+ * One evaluation's budget: sub-expressions evaluated, plus the length of every string and list that operators and
+ * functions make. Well under a second of work (a workflow task must finish within two seconds); a 1 MiB step
+ * output can still be transformed a few times over.
+ */
+export const EVALUATION_BUDGET = 5_000_000;
+
+const env = new Environment({
+  unlistedVariablesAreDyn: true,
+  limits: { maxDepth: MAX_EXPRESSION_DEPTH, maxAstNodes: 10_000 },
+});
 
 const OPEN = '${{';
 const CLOSE = '}}';
@@ -50,20 +75,56 @@ export function isTemplate(value: string): boolean {
   return value.includes(OPEN);
 }
 
-type Compiled = ReturnType<typeof parse>;
+type Compiled = ReturnType<Environment['parse']>;
 const compiled = new Map<string, Compiled>();
+
+/** The start of a long expression, for messages. */
+function brief(source: string): string {
+  return source.length > 60 ? `${source.slice(0, 57)}...` : source;
+}
 
 function compile(source: string): Compiled {
   let fn = compiled.get(source);
   if (!fn) {
+    if (source.length > MAX_EXPRESSION_LENGTH) {
+      throw new ExpressionError(`\`${brief(source)}\` is ${source.length} characters long; an expression may have at most ${MAX_EXPRESSION_LENGTH}`, 0, true);
+    }
     try {
-      fn = parse(source);
+      fn = env.parse(source);
     } catch (err) {
+      const limit = /Exceeded (max\w+)/.exec(firstLine(err))?.[1];
+      if (limit === 'maxDepth') throw new ExpressionError(tooDeep(source), 0, true);
+      if (limit) throw new ExpressionError(`\`${brief(source)}\` is too large (${firstLine(err)}); split it up`, 0, true);
       throw new ExpressionError(`cannot parse \`${source}\`: ${firstLine(err)}`, 0);
     }
+    if (astDepth((fn as unknown as { ast: unknown }).ast) > MAX_EXPRESSION_DEPTH) throw new ExpressionError(tooDeep(source), 0, true);
     compiled.set(source, fn);
   }
   return fn;
+}
+
+function tooDeep(source: string): string {
+  return `\`${brief(source)}\` nests more than ${MAX_EXPRESSION_DEPTH} levels deep; split it up`;
+}
+
+/** Depth of a parsed expression's tree, without recursion (long `a + b + c ...` chains nest too). */
+function astDepth(root: unknown): number {
+  let deepest = 0;
+  const todo: [unknown, number][] = [[root, 0]];
+  while (todo.length > 0) {
+    const [node, depth] = todo.pop()!;
+    if (!node || typeof node !== 'object') continue;
+    if (Array.isArray(node)) {
+      for (const n of node) todo.push([n, depth]);
+      continue;
+    }
+    const op = (node as { op?: unknown }).op;
+    if (typeof op !== 'string') continue;
+    deepest = Math.max(deepest, depth + 1);
+    if (deepest > MAX_EXPRESSION_DEPTH) return deepest;
+    todo.push([(node as { args?: unknown }).args, depth + 1]);
+  }
+  return deepest;
 }
 
 function firstLine(err: unknown): string {
@@ -127,12 +188,73 @@ export function checkExpression(source: string): void {
   compile(source);
 }
 
+/** Thrown inside the evaluator when the budget runs out; one object, so a loop that catches it stays cheap. */
+const OVER_BUDGET = new Error('evaluation budget exhausted');
+
+/** The current evaluation's spending (evaluations are synchronous, so one meter serves them all). */
+const meter = { spent: 0 };
+
+function charge(cost: number): void {
+  meter.spent += cost;
+  if (meter.spent > EVALUATION_BUDGET) throw OVER_BUDGET;
+}
+
+/** Operators, functions and literals that make new strings and lists (member access only points at data). */
+const MAKES_VALUES = new Set(['+', 'call', 'rcall', 'list']);
+
+/**
+ * What a made value costs: its length; for a list, also the length of the strings in it, since one `join` turns
+ * a list of a thousand references to one large string into a string a thousand times as large.
+ */
+function sizeOf(value: unknown): number {
+  if (typeof value === 'string' || value instanceof Uint8Array) return value.length;
+  if (Array.isArray(value)) {
+    let size = value.length;
+    for (const v of value) if (typeof v === 'string') size += v.length;
+    return size;
+  }
+  if (value instanceof Map || value instanceof Set) return value.size;
+  return 0;
+}
+
+interface CelNode { op: string; evaluate(ev: unknown, node: CelNode, ctx: unknown): unknown }
+interface CelEvaluator { run(node: CelNode, ctx: unknown): unknown }
+
+/**
+ * Meters the library's evaluator. Every sub-expression is evaluated through its `run(node, ctx)` (the root is
+ * called directly), so wrapping that one method sees all the work. The evaluator is private to the environment:
+ * it is caught on its way into one evaluation of a probe expression.
+ */
+function meterEvaluator(): void {
+  const probe = env.parse('true');
+  const root = (probe as unknown as { ast: CelNode }).ast;
+  const evaluateRoot = root.evaluate;
+  let evaluator: CelEvaluator | undefined;
+  root.evaluate = function (this: CelNode, ev, node, ctx) {
+    evaluator = ev as CelEvaluator;
+    return evaluateRoot.call(this, ev, node, ctx);
+  };
+  probe({});
+  if (!evaluator || typeof evaluator.run !== 'function') {
+    throw new Error('@marcbachmann/cel-js changed: its evaluator can no longer be metered (dsl/expr.ts meterEvaluator)');
+  }
+  const run = evaluator.run;
+  evaluator.run = function (this: CelEvaluator, node, ctx) {
+    charge(1);
+    const value = run.call(this, node, ctx);
+    if (MAKES_VALUES.has(node.op)) charge(sizeOf(value));
+    return value;
+  };
+}
+meterEvaluator();
+
 /** CEL works on BigInt integers; runbook data uses JS numbers. These convert at the boundary. */
-function toCel(value: unknown): unknown {
+function toCel(value: unknown, depth = 0): unknown {
   if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
-  if (Array.isArray(value)) return value.map(toCel);
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toCel(v)]));
+    if (depth >= MAX_VALUE_DEPTH) throw new ExpressionError(`a value in the context is nested deeper than ${MAX_VALUE_DEPTH} levels`, 0, true);
+    if (Array.isArray(value)) return value.map((v) => toCel(v, depth + 1));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toCel(v, depth + 1)]));
   }
   return value;
 }
@@ -191,11 +313,20 @@ export type ExprContext = Record<string, unknown>;
 /** Evaluates one expression. Throws ExpressionError naming the expression on failure. */
 export function evaluate(source: string, ctx: ExprContext): unknown {
   const fn = compile(source);
+  const input = toCel(ctx) as Record<string, unknown>;
+  meter.spent = 0;
+  let value: unknown;
   try {
-    return fromCel(fn(toCel(ctx) as Record<string, unknown>));
+    value = fn(input);
   } catch (err) {
-    throw new ExpressionError(`\`${source}\`: ${firstLine(err)}`, 0);
+    if (err !== OVER_BUDGET && meter.spent <= EVALUATION_BUDGET) throw new ExpressionError(`\`${source}\`: ${firstLine(err)}`, 0);
   }
+  // Over budget even when the library caught the signal on the way (`||`, `exists` absorb errors).
+  if (meter.spent > EVALUATION_BUDGET) {
+    throw new ExpressionError(`\`${brief(source)}\`: stopped after ${EVALUATION_BUDGET} units of work (values it makes count by their length); ` +
+      'the data it ran over is too large for it', 0, true);
+  }
+  return fromCel(value);
 }
 
 /** Evaluates a `when`/`condition` expression to a boolean; anything but a boolean is an error. */

@@ -12,9 +12,14 @@ import { CODES, formatProblem, sortProblems, type Problem } from './problems';
 import type { InventoryData, TargetHost } from './selector';
 import { didYouMean } from './suggest';
 import { validateAgainstSchema } from './validate';
-import { parseYamlSource, type YamlSource } from './yaml-source';
+import { parseYamlSource, tooLargeProblem, type YamlLimits, type YamlSource } from './yaml-source';
 
 const HOST_NAME = '^[A-Za-z0-9_.:@-]+$';
+
+/** Inventories may be larger than runbooks (tens of thousands of hosts), but not unbounded. */
+export const INVENTORY_LIMITS = { maxBytes: 16 * 1024 * 1024, what: 'an inventory' } as const satisfies YamlLimits;
+/** Ansible groups inside groups (`children`), at most. */
+export const MAX_GROUP_DEPTH = 100;
 
 const ConnectionVars = {
   identityFile: Type.Optional(Type.String({ description: 'Private key file (relative to the inventory).' })),
@@ -57,12 +62,13 @@ function fromOurs(src: YamlSource, problems: Problem[]): InventoryData {
     labels: (h.labels as Record<string, string> | undefined) ?? {}, vars: (h.vars as Record<string, unknown> | undefined) ?? {},
   }));
   const names = hosts.map((h) => h.name);
+  const known = new Set(names);
   const groups: Record<string, string[]> = { all: names };
   for (const [g, members] of Object.entries(doc.groups ?? {})) {
     members.forEach((m, i) => {
-      if (!names.includes(m)) problems.push(src.problem(['groups', g, i], `group "${g}" lists unknown host "${m}"${didYouMean(m, names)}`, CODES.unknownHost));
+      if (!known.has(m)) problems.push(src.problem(['groups', g, i], `group "${g}" lists unknown host "${m}"${didYouMean(m, names)}`, CODES.unknownHost));
     });
-    groups[g] = members.filter((m) => names.includes(m));
+    groups[g] = members.filter((m) => known.has(m));
   }
   return { hosts, groups, vars: doc.vars ?? {} };
 }
@@ -78,6 +84,10 @@ function fromAnsible(file: string, hostOrder: AnsibleHost[], groupHosts: Map<str
     if (done) return done;
     if (stack.includes(g)) {
       problems.push(located(file, 1, `group "${g}" contains itself through children: ${[...stack, g].join(' -> ')}`, CODES.inventoryShape));
+      return new Set();
+    }
+    if (stack.length >= MAX_GROUP_DEPTH) {
+      problems.push(located(file, childLines.get(`${stack.at(-1)}/${g}`) ?? 1, `groups nest deeper than ${MAX_GROUP_DEPTH} levels through children (${stack[0]} -> ... -> ${g})`, CODES.inventoryShape));
       return new Set();
     }
     const set = new Set(groupHosts.get(g) ?? []);
@@ -97,7 +107,7 @@ function fromAnsible(file: string, hostOrder: AnsibleHost[], groupHosts: Map<str
   groups.all = order;
   const hosts = hostOrder.map((h): TargetHost => {
     const vars: Record<string, unknown> = { ...(groupVars.get('all') ?? {}) };
-    for (const g of allGroups) if (g !== 'all' && groups[g]?.includes(h.name)) Object.assign(vars, groupVars.get(g) ?? {});
+    for (const g of allGroups) if (g !== 'all' && expand(g, []).has(h.name)) Object.assign(vars, groupVars.get(g) ?? {});
     Object.assign(vars, h.vars);
     const port = vars.ansible_port ?? vars.ansible_ssh_port;
     if (port !== undefined && !/^\d+$/.test(String(port))) problems.push(located(file, h.line, `host "${h.name}": ansible_port must be a number, got ${JSON.stringify(port)}`, CODES.inventoryShape));
@@ -117,6 +127,8 @@ export function parseAnsibleIni(file: string, text: string, problems: Problem[])
   const children = new Map<string, string[]>();
   const groupVars = new Map<string, Record<string, unknown>>();
   const childLines = new Map<string, number>();
+  /** group NUL host, for each host a group lists (a list lookup per line would be quadratic). */
+  const listed = new Set<string>();
   let section = { group: 'ungrouped', kind: 'hosts' as 'hosts' | 'children' | 'vars' };
   text.split('\n').forEach((raw, idx) => {
     const line = raw.replace(/\s[#;].*$/, '').trim();
@@ -170,7 +182,11 @@ export function parseAnsibleIni(file: string, text: string, problems: Problem[])
     }
     Object.assign(host.vars, vars);
     const members = groupHosts.get(section.group) ?? [];
-    if (!members.includes(name)) groupHosts.set(section.group, [...members, name]);
+    if (!listed.has(`${section.group}\u0000${name}`)) {
+      listed.add(`${section.group}\u0000${name}`);
+      members.push(name);
+      groupHosts.set(section.group, members);
+    }
   });
   return fromAnsible(file, hostOrder, groupHosts, children, groupVars, problems, childLines);
 }
@@ -182,6 +198,7 @@ function parseAnsibleYaml(src: YamlSource, problems: Problem[]): InventoryData {
   const groupHosts = new Map<string, string[]>();
   const children = new Map<string, string[]>();
   const groupVars = new Map<string, Record<string, unknown>>();
+  const listed = new Set<string>();
   const visit = (group: string, node: unknown, at: (string | number)[]) => {
     if (node === null || node === undefined) node = {};
     if (typeof node !== 'object' || Array.isArray(node)) {
@@ -202,7 +219,10 @@ function parseAnsibleYaml(src: YamlSource, problems: Problem[]): InventoryData {
         hostOrder.push(host);
       }
       Object.assign(host.vars, (hv as Record<string, unknown> | null) ?? {});
-      if (!members.includes(name)) members.push(name);
+      if (!listed.has(`${group}\u0000${name}`)) {
+        listed.add(`${group}\u0000${name}`);
+        members.push(name);
+      }
     }
     groupHosts.set(group, members);
     for (const [child, cv] of Object.entries(g.children ?? {})) {
@@ -220,12 +240,14 @@ export function loadInventoryText(file: string, text: string): LoadedInventory {
   const problems: Problem[] = [];
   let data: InventoryData;
   let format: Inventory['format'];
+  const bytes = Buffer.byteLength(text);
+  if (bytes > INVENTORY_LIMITS.maxBytes) return { problems: [tooLargeProblem(file, bytes, INVENTORY_LIMITS)] };
   const looksIni = /\.(ini|cfg|hosts)$/.test(file) || /^\s*\[[^\]]+\]\s*$/m.test(text) || path.basename(file) === 'hosts';
   if (looksIni) {
     format = 'ansible-ini';
     data = parseAnsibleIni(file, text, problems);
   } else {
-    const src = parseYamlSource(file, text);
+    const src = parseYamlSource(file, text, INVENTORY_LIMITS);
     problems.push(...src.problems);
     if (src.broken) return { problems: sortProblems(problems) };
     if (!src.data || typeof src.data !== 'object' || Array.isArray(src.data)) {
@@ -250,6 +272,8 @@ export function loadInventoryText(file: string, text: string): LoadedInventory {
 export function loadInventoryFile(file: string): LoadedInventory {
   let text: string;
   try {
+    const bytes = fs.statSync(file).size;
+    if (bytes > INVENTORY_LIMITS.maxBytes) return { problems: [tooLargeProblem(file, bytes, INVENTORY_LIMITS)] };
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     throw new UserError(`Cannot read inventory ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}.`, { cause: err });

@@ -8,7 +8,7 @@ import { CODES, sortProblems, type Problem } from './problems';
 import { checkRules } from './rules';
 import { runbookJsonSchema, type RunbookDoc } from './schema';
 import { validateAgainstSchema } from './validate';
-import { parseYamlSource, type YamlSource } from './yaml-source';
+import { parseYamlSource, refusedSource, RUNBOOK_MAX_BYTES, tooLargeProblem, type YamlSource } from './yaml-source';
 
 export interface LoadedRunbook {
   /** Present only when there are no errors. */
@@ -52,6 +52,12 @@ export function loadRunbookText(file: string, text: string): LoadedRunbook {
 export function loadRunbookFile(file: string): LoadedRunbook {
   let text: string;
   try {
+    const bytes = fs.statSync(file).size;
+    if (bytes > RUNBOOK_MAX_BYTES) {
+      // Not even read: the size alone refuses it.
+      const problem = tooLargeProblem(file, bytes);
+      return { problems: [problem], contentHash: '', file, source: refusedSource(file, '', problem) };
+    }
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

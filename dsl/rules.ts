@@ -63,7 +63,8 @@ function checkExpr(source: string, path: FieldPath, offset: number, scope: Scope
   try {
     checkExpression(source);
   } catch (err) {
-    report(path, `invalid expression: ${(err as Error).message}`, CODES.badExpression, { offset });
+    const overLimit = err instanceof ExpressionError && err.overLimit;
+    report(path, `${overLimit ? 'expression too complex' : 'invalid expression'}: ${(err as Error).message}`, overLimit ? CODES.expressionTooComplex : CODES.badExpression, { offset });
     return;
   }
   for (const ref of references(source)) {

@@ -1,5 +1,10 @@
 // Node side. The test fleet: N real OpenSSH sshd "hosts" on distinct loopback addresses, each with its own host
 // key, login user, home directory, key auth and passwordless sudo. Serves jest, benchmarks and manual tries.
+//
+// `up` and `down` run as root in a directory a user names, so they trust nothing in it they did not make: the
+// directory (and every directory above it) must be root's and not writable by others, nothing they write may be
+// a symbolic link (refused up front, and opened with O_NOFOLLOW | O_EXCL), and `down` acts only on a root-owned
+// fleet.json whose users, files and processes all have the names and places `up` gives them.
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -38,16 +43,174 @@ function requirePrerequisites(): void {
   }
 }
 
-/** Reads DIR/fleet.json, or undefined when no fleet was started there. */
-export function readFleetState(dir: string): FleetState | undefined {
-  const file = path.join(dir, STATE_FILE);
-  return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as FleetState) : undefined;
+/** Files `up` writes directly in DIR. */
+const DIR_FILES = [STATE_FILE, 'inventory.yaml', 'known_hosts', 'id_ed25519', 'id_ed25519.pub', 'sudoers.tmp'];
+
+function refuse(p: string, problem: string): UserError {
+  return new UserError(`Refusing ${p}: ${problem}.`);
 }
 
+function lstatOrUndefined(p: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+const modeOf = (st: fs.Stats) => (st.mode & 0o7777).toString(8).padStart(4, '0');
+
+/** A directory root works in: a real directory (not a link), root's, writable by nobody else. */
+function assertRootDir(p: string, st: fs.Stats): void {
+  if (st.isSymbolicLink()) {
+    throw refuse(p, `it is a symbolic link (to ${fs.readlinkSync(p)}); fleet up and down run as root and write there, so give the real directory`);
+  }
+  if (!st.isDirectory()) throw refuse(p, 'it is not a directory');
+  if (st.uid !== 0) {
+    throw refuse(p, `it is owned by uid ${st.uid}, not root, so that user could have prepared files in it; ` +
+      'remove it or choose a new --dir (fleet up creates it)');
+  }
+  if (st.mode & 0o022) {
+    throw refuse(p, `it is writable by group or others (mode ${modeOf(st)}), so they could plant files in it; ` +
+      `run \`chmod go-w ${p}\` or choose a new --dir`);
+  }
+}
+
+/** A file root reads or replaces: a regular file (not a link), root's, writable by nobody else. */
+function assertRootFile(p: string, st: fs.Stats): void {
+  if (st.isSymbolicLink()) throw refuse(p, `it is a symbolic link (to ${fs.readlinkSync(p)}); remove it, fleet up writes a new file`);
+  if (!st.isFile()) throw refuse(p, 'it is not a regular file');
+  if (st.uid !== 0) throw refuse(p, `it is owned by uid ${st.uid}, not root; remove it`);
+  if (st.mode & 0o022) throw refuse(p, `it is writable by group or others (mode ${modeOf(st)}); remove it`);
+}
+
+/**
+ * The fleet directory as a real path whose every ancestor only root can change (or is sticky, like /tmp), so no
+ * user can swap it or what is in it. With `create`, a missing directory is made (root's, 0755).
+ */
+function fleetDir(dirArg: string, create: boolean): { dir: string; exists: boolean } {
+  const wanted = path.resolve(dirArg);
+  let existing = path.dirname(wanted);
+  while (!fs.existsSync(existing)) existing = path.dirname(existing);
+  const real = fs.realpathSync(existing);
+  for (let d = real; ; d = path.dirname(d)) {
+    const st = fs.lstatSync(d);
+    if (st.uid !== 0) {
+      throw refuse(wanted, `${d} above it is owned by uid ${st.uid}, not root, so that user could swap the directory; ` +
+        'choose a --dir under a root-owned directory such as /tmp');
+    }
+    if ((st.mode & 0o022) && !(st.mode & 0o1000)) {
+      throw refuse(wanted, `${d} above it is writable by group or others (mode ${modeOf(st)}) without the sticky bit; ` +
+        'choose a --dir under /tmp or another root-owned directory');
+    }
+    if (d === path.dirname(d)) break;
+  }
+  if (existing !== path.dirname(wanted)) {
+    if (!create) return { dir: wanted, exists: false };
+    fs.mkdirSync(path.join(real, path.relative(existing, path.dirname(wanted))), { recursive: true, mode: 0o755 });
+  }
+  const parent = fs.realpathSync(path.dirname(wanted));
+  const dir = path.join(parent, path.basename(wanted));
+  let st = lstatOrUndefined(dir);
+  if (!st && create) {
+    try {
+      fs.mkdirSync(dir, { mode: 0o755 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    st = fs.lstatSync(dir);
+  }
+  if (!st) return { dir, exists: false };
+  assertRootDir(dir, st);
+  return { dir, exists: true };
+}
+
+/** Writes a new file (never through a link, never into one someone else made): removes the old one first. */
+function writeNew(file: string, data: string, mode = 0o644): void {
+  fs.rmSync(file, { force: true });
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, mode);
+  } catch (err) {
+    throw refuse(file, `cannot create it afresh (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  try {
+    fs.writeFileSync(fd, data);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Reads a file root made, without following a link. */
+function readRootFile(file: string): string | undefined {
+  const st = lstatOrUndefined(file);
+  if (!st) return undefined;
+  assertRootFile(file, st);
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  try {
+    return fs.readFileSync(fd, 'utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Reads DIR/fleet.json (root's, not a link), or undefined when no fleet was started there. */
+export function readFleetState(dir: string): FleetState | undefined {
+  const file = path.join(dir, STATE_FILE);
+  const text = readRootFile(file);
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as FleetState;
+  } catch (err) {
+    throw refuse(file, `it is not JSON (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Checks a state file against what `up` writes: user names rb<id>h<n>, host dirs DIR/hosts/host-<n>, the
+ * sudoers file /etc/sudoers.d/runbook-fleet-<id>. Anything else was not written by `up`.
+ */
+export function checkFleetState(dir: string, state: unknown): FleetState {
+  const file = path.join(dir, STATE_FILE);
+  const s = state as Partial<FleetState> | null;
+  if (!s || typeof s !== 'object' || typeof s.id !== 'string' || !/^[0-9a-f]{6}$/.test(s.id)) {
+    throw refuse(file, 'its fleet id is not the six hex digits fleet up writes');
+  }
+  const sudoers = `/etc/sudoers.d/runbook-fleet-${s.id}`;
+  if (s.sudoersFile !== sudoers) throw refuse(file, `it names sudoers file ${JSON.stringify(s.sudoersFile)}, but fleet ${s.id} writes ${sudoers}`);
+  if (!Array.isArray(s.hosts)) throw refuse(file, 'it has no list of hosts');
+  s.hosts.forEach((h: Partial<FleetHost> | null, i) => {
+    const name = `host-${i + 1}`;
+    const expected = { name, user: `rb${s.id}h${i + 1}`, dir: path.join(dir, 'hosts', name), home: path.join(dir, 'hosts', name, 'home') };
+    for (const key of ['name', 'user', 'dir', 'home'] as const) {
+      if (h?.[key] !== expected[key]) {
+        throw refuse(file, `it names ${key} ${JSON.stringify(h?.[key])} for host ${i + 1}, but fleet up names it ${JSON.stringify(expected[key])}; ` +
+          'fleet down only removes what fleet up made');
+      }
+    }
+  });
+  return s as FleetState;
+}
+
+/** The passwd entry of a user (name, uid, comment, home), or undefined when there is none. */
+function passwdEntry(user: string): { uid: number; comment: string; home: string } | undefined {
+  for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
+    const f = line.split(':');
+    if (f[0] === user && f.length >= 7) return { uid: Number(f[2]), comment: f[4]!, home: f[5]! };
+  }
+  return undefined;
+}
+
+/** The sshd serving a host, if it runs: the pid in its pid file, only when that process is this host's sshd. */
 function pidOf(host: FleetHost): number | undefined {
   try {
-    const pid = Number(fs.readFileSync(path.join(host.dir, 'sshd.pid'), 'utf8').trim());
-    process.kill(pid, 0);
+    const pidFile = path.join(host.dir, 'sshd.pid');
+    const text = readRootFile(pidFile);
+    const pid = Number(text?.trim());
+    if (!Number.isInteger(pid) || pid <= 1) return undefined;
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (!cmdline.includes(path.join(host.dir, 'sshd_config'))) return undefined; // a stale pid, reused
     return pid;
   } catch {
     return undefined;
@@ -110,16 +273,23 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
     throw new UserError(`--hosts must be an integer from 1 to ${MAX_HOSTS}, got ${opts.hosts}.`);
   }
   requirePrerequisites();
-  const dir = path.resolve(opts.dir);
+  const { dir } = fleetDir(opts.dir, true);
+  for (const f of DIR_FILES) {
+    const st = lstatOrUndefined(path.join(dir, f));
+    if (st) assertRootFile(path.join(dir, f), st);
+  }
   const existing = readFleetState(dir);
-  if (existing && existing.hosts.some((h) => pidOf(h) !== undefined)) {
+  if (existing && Array.isArray(existing.hosts) && existing.hosts.some((h) => pidOf(h) !== undefined)) {
     throw new UserError(`A fleet is already running from ${dir}. Stop it first: npm run --silent fleet -- down --dir ${dir}`);
   }
-  fs.mkdirSync(path.join(dir, 'hosts'), { recursive: true });
+  const hostsDir = path.join(dir, 'hosts');
+  const hostsSt = lstatOrUndefined(hostsDir);
+  if (hostsSt) assertRootDir(hostsDir, hostsSt);
+  else fs.mkdirSync(hostsDir, { mode: 0o755 });
   // Each host's user must reach its home inside DIR.
   fs.chmodSync(dir, 0o755);
   assertTraversable(path.dirname(dir));
-  fs.chmodSync(path.join(dir, 'hosts'), 0o755);
+  fs.chmodSync(hostsDir, 0o755);
   fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
 
   const id = crypto.randomBytes(3).toString('hex');
@@ -132,7 +302,7 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
 
   const state: FleetState = { id, dir, hosts: [], sudoersFile: `/etc/sudoers.d/runbook-fleet-${id}`, createdAt: new Date().toISOString() };
   // Saved before anything global changes, so `down` can undo a half-finished `up`.
-  const save = () => fs.writeFileSync(path.join(dir, STATE_FILE), JSON.stringify(state, null, 2));
+  const save = () => writeNew(path.join(dir, STATE_FILE), JSON.stringify(state, null, 2));
   save();
   const knownHosts: string[] = [];
   try {
@@ -152,12 +322,12 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
       run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', path.join(hostDir, 'ssh_host_ed25519_key')]);
       const [type, blob] = fs.readFileSync(path.join(hostDir, 'ssh_host_ed25519_key.pub'), 'utf8').split(/\s+/);
       knownHosts.push(`[${host.address}]:${port} ${type} ${blob}`);
-      fs.writeFileSync(path.join(hostDir, 'sshd_config'), sshdConfig(host));
+      writeNew(path.join(hostDir, 'sshd_config'), sshdConfig(host));
       if ((i + 1) % 10 === 0 || i + 1 === opts.hosts) progress(`prepared ${i + 1}/${opts.hosts} hosts`);
     }
     const sudoers = state.hosts.map((h) => `${h.user} ALL=(ALL:ALL) NOPASSWD: ALL`).join('\n') + '\n';
     const tmpSudoers = path.join(dir, 'sudoers.tmp');
-    fs.writeFileSync(tmpSudoers, sudoers, { mode: 0o440 });
+    writeNew(tmpSudoers, sudoers, 0o440);
     run('visudo', ['-cqf', tmpSudoers]);
     fs.renameSync(tmpSudoers, state.sudoersFile);
 
@@ -171,7 +341,7 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
     throw err;
   }
 
-  fs.writeFileSync(path.join(dir, 'known_hosts'), knownHosts.join('\n') + '\n');
+  writeNew(path.join(dir, 'known_hosts'), knownHosts.join('\n') + '\n');
   const inventory = {
     vars: { identityFile: 'id_ed25519', knownHosts: 'known_hosts' },
     hosts: Object.fromEntries(state.hosts.map((h, i) => [h.name, {
@@ -179,22 +349,36 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
     }])),
     groups: { all: state.hosts.map((h) => h.name) },
   };
-  fs.writeFileSync(path.join(dir, 'inventory.yaml'),
+  writeNew(path.join(dir, 'inventory.yaml'),
     `# Generated by \`runbook fleet up\` (fleet ${id}); removed hosts and users by \`fleet down --dir ${dir}\`.\n` +
     YAML.stringify(inventory));
   return state;
 }
 
-/** Stops the fleet's sshd processes and removes its users and sudoers entry. */
+/**
+ * Stops the fleet's sshd processes and removes its users and sudoers entry. Everything is checked before
+ * anything is done: the state file (root's, the names `up` gives), and each user that still exists (made by this
+ * fleet: its comment and home are the ones `up` sets).
+ */
 export async function fleetDown(dirArg: string): Promise<FleetState> {
-  const dir = path.resolve(dirArg);
-  const state = readFleetState(dir);
-  if (!state) throw new UserError(`No fleet state in ${dir} (${STATE_FILE} is missing): nothing to stop there.`);
+  const { dir, exists } = fleetDir(dirArg, false);
+  const raw = exists ? readFleetState(dir) : undefined;
+  if (!raw) throw new UserError(`No fleet state in ${dir} (${STATE_FILE} is missing): nothing to stop there.`);
+  const state = checkFleetState(dir, raw);
+  const users = state.hosts.filter((host) => {
+    const entry = passwdEntry(host.user);
+    if (!entry) return false; // never created, or already removed
+    if (entry.uid === 0 || entry.comment !== `runbook test fleet ${state.id}` || entry.home !== host.home) {
+      throw refuse(path.join(dir, STATE_FILE), `user ${host.user} exists but is not the one fleet ${state.id} created ` +
+        `(uid ${entry.uid}, comment ${JSON.stringify(entry.comment)}, home ${entry.home}); remove it by hand if it is yours to remove`);
+    }
+    return true;
+  });
   for (const host of state.hosts) {
     const pid = pidOf(host);
     if (pid !== undefined) process.kill(pid, 'SIGTERM');
   }
-  for (const host of state.hosts) {
+  for (const host of users) {
     try { run('pkill', ['-KILL', '-u', host.user]); } catch { /* no processes left */ }
     try { run('userdel', ['-f', host.user]); } catch { /* already gone */ }
   }

@@ -9,7 +9,7 @@ import { mapSecretTokens, secretsIn } from '../../dsl/expr';
 import type { RenderedAction } from '../../dsl/render';
 import { SecretError } from '../secrets/errors';
 import type { SecretDeclaration, Secrets } from '../secrets/providers';
-import { redact, rememberSecret } from '../secrets/redact';
+import { redact, redactDeep, rememberSecret } from '../secrets/redact';
 
 export type HttpAction = Extract<RenderedAction, { kind: 'http' }>;
 
@@ -61,6 +61,38 @@ async function substitute(text: string, values: Map<string, string>, resolve: (n
   return mapSecretTokens(text, (name) => values.get(name)!);
 }
 
+/**
+ * A JSON body with its secrets in place: every string in it (keys too, at any depth) is substituted before the
+ * body is serialised. Serialising first would escape the tokens' NUL delimiters (as \u0000) and send the token.
+ */
+async function substituteJson(value: unknown, values: Map<string, string>, resolve: (n: string) => Promise<string>): Promise<unknown> {
+  if (typeof value === 'string') return substitute(value, values, resolve);
+  if (Array.isArray(value)) {
+    const out: unknown[] = [];
+    for (const v of value) out.push(await substituteJson(v, values, resolve));
+    return out;
+  }
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[await substitute(k, values, resolve)] = await substituteJson(v, values, resolve);
+    return out;
+  }
+  return value;
+}
+
+/**
+ * Secrets also travel encoded: inside JSON strings (a server echoing a JSON body inside JSON escapes them twice)
+ * and in URLs. Those forms are masked as well.
+ */
+function rememberEncodedForms(values: Map<string, string>): void {
+  const escape = (t: string) => JSON.stringify(t).slice(1, -1);
+  for (const v of values.values()) {
+    rememberSecret(escape(v));
+    rememberSecret(escape(escape(v)));
+    rememberSecret(encodeURIComponent(v));
+  }
+}
+
 const TLS_CODES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_HAS_EXPIRED',
   'ERR_TLS_CERT_ALTNAME_INVALID', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_NOT_YET_VALID']);
 
@@ -85,12 +117,13 @@ export async function runHttpStep(secrets: Secrets, input: HttpStepInput): Promi
   }
   let body: Buffer | undefined;
   if (a.json !== undefined) {
-    body = Buffer.from(await substitute(JSON.stringify(a.json), values, resolve));
+    body = Buffer.from(JSON.stringify(await substituteJson(a.json, values, resolve)));
     headers['content-type'] ??= 'application/json';
   } else if (a.body !== undefined) {
     body = Buffer.from(await substitute(a.body, values, resolve));
   }
   if (body) headers['content-length'] = String(body.length);
+  rememberEncodedForms(values);
   const where = redact(`${a.method} ${url.origin}${url.pathname}`);
   const timeoutMs = input.timeoutMs ?? 30_000;
   const cap = input.maxBodyBytes ?? 1024 * 1024;
@@ -113,14 +146,14 @@ export async function runHttpStep(secrets: Secrets, input: HttpStepInput): Promi
         chunks.push(c);
       });
       res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', (err) => reject(new HttpConnectError(`${where}: the response broke off: ${err.message}`)));
+      res.on('error', (err) => reject(new HttpConnectError(`${where}: the response broke off: ${redact(err.message)}`)));
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code && TLS_CODES.has(err.code)) {
-        reject(new HttpTlsError(`${where}: TLS verification failed (${err.code}): ${err.message}. Trust the server's CA (caFile) or, for a test system only, set tlsVerify: false.`));
+        reject(new HttpTlsError(`${where}: TLS verification failed (${err.code}): ${redact(err.message)}. Trust the server's CA (caFile) or, for a test system only, set tlsVerify: false.`));
       } else {
-        reject(new HttpConnectError(`${where}: ${err.code ? `${err.code}: ` : ''}${err.message}`));
+        reject(new HttpConnectError(`${where}: ${err.code ? `${err.code}: ` : ''}${redact(err.message)}`));
       }
     });
     req.end(body);
@@ -129,11 +162,12 @@ export async function runHttpStep(secrets: Secrets, input: HttpStepInput): Promi
   const text = redact(response.body.toString('utf8'));
   let json: unknown;
   if (/json/i.test(String(response.headers['content-type'] ?? '')) || /^\s*[[{]/.test(text)) {
-    try { json = JSON.parse(text); } catch { json = undefined; }
+    // Redacted again once parsed: a secret escaped inside a JSON string (an echoed request body) shows only now.
+    try { json = redactDeep(JSON.parse(text)); } catch { json = undefined; }
   }
   const result: HttpStepResult = {
     status: response.status, body: text, json, durationMs: Date.now() - started,
-    headers: Object.fromEntries(['content-type', 'location', 'etag'].filter((h) => response.headers[h]).map((h) => [h, String(response.headers[h])])),
+    headers: Object.fromEntries(['content-type', 'location', 'etag'].filter((h) => response.headers[h]).map((h) => [h, redact(String(response.headers[h]))])),
   };
   if (!a.expectStatus.includes(response.status)) {
     const msg = `${where} answered ${response.status} (expected ${a.expectStatus.join(' or ')}): ${text.slice(0, 200)}`;

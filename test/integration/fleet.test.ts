@@ -51,3 +51,22 @@ test('fleet down on a directory without a fleet says so plainly', () => {
   expect(r.status).toBe(2);
   expect(r.stderr).toBe(`runbook: No fleet state in ${path.join(testRoot(), 'nothing-here')} (fleet.json is missing): nothing to stop there.\n`);
 });
+
+test('fleet up and down refuse a directory another user prepared, and say why (exit 2)', () => {
+  const prepared = path.join(testRoot(), 'prepared');
+  fs.mkdirSync(prepared, { mode: 0o755 });
+  fs.chownSync(prepared, 65534, 65534);
+  const up = spawnSync('node', [runbook, 'fleet', 'up', '--hosts', '1', '--dir', prepared], { encoding: 'utf8' });
+  expect([up.status, up.stderr]).toEqual([2, `runbook: Refusing ${prepared}: it is owned by uid 65534, not root, so that user could have ` +
+    'prepared files in it; remove it or choose a new --dir (fleet up creates it).\n']);
+  expect(fs.readdirSync(prepared)).toEqual([]);
+
+  const forged = path.join(testRoot(), 'forged');
+  fs.mkdirSync(forged, { mode: 0o755 });
+  const hostDir = path.join(forged, 'hosts', 'host-1');
+  fs.writeFileSync(path.join(forged, 'fleet.json'), JSON.stringify({ id: 'abcdef', dir: forged, sudoersFile: '/etc/sudoers.d/runbook-fleet-abcdef',
+    createdAt: '2026-01-01T00:00:00Z', hosts: [{ name: 'host-1', address: '127.0.0.2', port: 2222, user: 'root', home: path.join(hostDir, 'home'), dir: hostDir }] }));
+  const down = spawnSync('node', [runbook, 'fleet', 'down', '--dir', forged], { encoding: 'utf8' });
+  expect([down.status, down.stderr]).toEqual([2, `runbook: Refusing ${forged}/fleet.json: it names user "root" for host 1, but fleet up names it ` +
+    '"rbabcdefh1"; fleet down only removes what fleet up made.\n']);
+});

@@ -12,8 +12,10 @@ import { secretToken } from '../../dsl/expr';
 import { testRoot } from '../harness/env';
 
 const token = 'tok-0123456789abcdef';
-const secrets = new Secrets({ env: { API_TOKEN: token, API_PW: 'pw-secret-value' } });
-const decls = { api: { provider: 'env' as const, key: 'API_TOKEN' }, pw: { provider: 'env' as const, key: 'API_PW' } };
+const quoted = 'q"uote\\secret-value';
+const secrets = new Secrets({ env: { API_TOKEN: token, API_PW: 'pw-secret-value', API_Q: quoted } });
+const decls = { api: { provider: 'env' as const, key: 'API_TOKEN' }, pw: { provider: 'env' as const, key: 'API_PW' },
+  q: { provider: 'env' as const, key: 'API_Q' } };
 const seen: { method?: string; url?: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
 
 const handler: http.RequestListener = (req, res) => {
@@ -26,6 +28,7 @@ const handler: http.RequestListener = (req, res) => {
     else if (req.url === '/big') res.end('x'.repeat(5000));
     else if (req.url === '/slow') setTimeout(() => res.end('late'), 3000);
     else if (req.url === '/boom') { res.statusCode = 503; res.end('overloaded'); }
+    else if (req.url === '/echo-403') { res.statusCode = 403; res.end(`denied: ${body} ${req.headers['x-token']}`); }
     else { res.statusCode = 404; res.end('nope'); }
   });
 };
@@ -96,4 +99,34 @@ test('TLS is verified by default; a trusted CA or an explicit opt-out makes it p
   await expect(runHttpStep(secrets, { action: action(`${tlsBase}/ok`) })).rejects.toMatchObject({ name: 'HttpTlsError' });
   expect((await runHttpStep(secrets, { action: action(`${tlsBase}/ok`), caFile: certFile })).status).toBe(200);
   expect((await runHttpStep(secrets, { action: action(`${tlsBase}/ok`, { tlsVerify: false }) })).status).toBe(200);
+});
+
+/** Neither a secret's value nor its token may appear in what the step returns or throws. */
+function expectNoSecrets(value: unknown) {
+  const text = JSON.stringify(value, (_k, v: unknown) => (v instanceof Error ? { ...v, name: v.name, message: v.message } : v));
+  for (const secret of [token, 'pw-secret-value', quoted, JSON.stringify(quoted).slice(1, -1)]) expect(text).not.toContain(secret);
+  expect(text).not.toContain('secret:');
+}
+
+test('secrets inside a JSON body are sent as their values (nested, whole or inside a string) and never come back', async () => {
+  const json = { token: secretToken('api'), nested: { list: [`Bearer ${secretToken('api')}`, { pw: secretToken('pw'), n: 1 }] }, q: secretToken('q'), plain: 'x' };
+  const r = await runHttpStep(secrets, { action: action(`${base}/ok`, { method: 'POST', json }), secrets: decls });
+  expect(JSON.parse(seen.at(-1)!.body)).toEqual({ token, nested: { list: [`Bearer ${token}`, { pw: 'pw-secret-value', n: 1 }] }, q: quoted, plain: 'x' });
+  expect(seen.at(-1)!.headers['content-type']).toBe('application/json');
+  // The server echoed the body back (as a JSON string, so the quoted secret arrives escaped twice).
+  expect(r.json).toEqual({ replication: { lag: 42 }, echo: '{"token":"***","nested":{"list":["Bearer ***",{"pw":"***","n":1}]},"q":"***","plain":"x"}' });
+  expect(r.body).toBe(JSON.stringify(r.json));
+  expectNoSecrets(r);
+});
+
+test('secrets in a raw body and in headers are sent as their values; an error echoing them is redacted', async () => {
+  const body = `user=ops&token=${secretToken('api')}`;
+  const r = await runHttpStep(secrets, { action: action(`${base}/ok`, { method: 'POST', body, headers: { 'X-Token': secretToken('pw') } }), secrets: decls });
+  expect([seen.at(-1)!.body, seen.at(-1)!.headers['x-token']]).toEqual([`user=ops&token=${token}`, 'pw-secret-value']);
+  expectNoSecrets(r);
+  const failed = await runHttpStep(secrets, {
+    action: action(`${base}/echo-403`, { method: 'POST', json: { token: secretToken('api'), q: secretToken('q') }, headers: { 'X-Token': secretToken('pw') } }), secrets: decls,
+  }).catch((err: unknown) => err);
+  expect(failed).toMatchObject({ name: 'HttpUnexpectedStatus', message: `POST ${base}/echo-403 answered 403 (expected 200): denied: {"token":"***","q":"***"} ***` });
+  expectNoSecrets(failed);
 });

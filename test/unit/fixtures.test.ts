@@ -205,6 +205,15 @@ const EXPECTED: [string, string[]][] = [
   ["wrong-kind.yaml", [
     "2:7: kind: expected \"Runbook\", found string \"Runbok\" [RB1104]",
   ]],
+  ["yaml-billion-laughs.yaml", [
+    "8:12: aliases expand to too much data (more than 100 alias resolutions, as in a \"billion laughs\" document); write the values out or use fewer aliases [RB1006]",
+  ]],
+  ["yaml-too-deep.yaml", [
+    "11:105: nesting deeper than 100 levels of lists and mappings; refusing to parse further [RB1004]",
+  ]],
+  ["expression-too-deep.yaml", [
+    "10:11: steps[0].when: expression too complex: `(((((((((((((((((((((((((((((((((((((((((((((((((((((((((...` nests more than 64 levels deep; split it up [RB1215]",
+  ]],
   ["yaml-syntax.yaml", [
     "5:25: YAML syntax error: Missing closing 'quote [RB1001]",
   ]],
