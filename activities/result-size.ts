@@ -8,9 +8,11 @@ import type { StepDoc } from '../dsl/schema';
 
 /** Bytes of each kind kept in a result that goes to history. */
 export const HISTORY_LIMITS = {
-  stdout: 32 * 1024,
-  stderr: 8 * 1024,
-  body: 32 * 1024,
+  stdout: 8 * 1024,
+  stderr: 4 * 1024,
+  body: 8 * 1024,
+  /** A parsed JSON body kept beside a cut body, for `until` conditions over `result.json`. */
+  json: 32 * 1024,
   /** A step's outputs together (as JSON). */
   outputs: 64 * 1024,
   /** stdout and stderr of each finished step of a group, once its outputs are taken (the audit keeps 1 KiB). */
@@ -41,7 +43,7 @@ export function outputsFor(spec: StepDoc['outputs'] | undefined, stepId: string,
   return outputs;
 }
 
-/** A copy of `result` small enough for history: stream and body tails; `json` only when the body was kept whole. */
+/** A copy of `result` small enough for history: stream and body tails; `json` unless it is large too. */
 export function bounded<T extends Sized>(result: T, limits: { stdout: number; stderr: number; body: number } = HISTORY_LIMITS): T {
   const out: T = { ...result };
   let cut = false;
@@ -52,7 +54,7 @@ export function bounded<T extends Sized>(result: T, limits: { stdout: number; st
     if (kept !== text) {
       out[field] = kept;
       cut = true;
-      if (field === 'body') delete out.json;
+      if (field === 'body' && Buffer.byteLength(JSON.stringify(out.json) ?? '') > HISTORY_LIMITS.json) delete out.json;
     }
   }
   if (cut && 'truncated' in out) out.truncated = true;

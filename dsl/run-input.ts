@@ -8,6 +8,8 @@ import { NAME_PATTERN } from './schema';
 
 /** No control characters (they would forge lines in logs and audit tables). */
 const PRINTABLE = '^[^\\u0000-\\u001f\\u007f]*$';
+/** The same, new lines allowed. */
+const PRINTABLE_LINES = '^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f]*$';
 const Text = (max: number, description: string) => Type.String({ minLength: 1, maxLength: max, pattern: PRINTABLE, description });
 
 /** How a run was started; `sub-runbook` is set by a parent run only. */
@@ -79,9 +81,10 @@ export function inputProblems(schema: TSchema, value: unknown): string[] {
 
 /** An operator's approve/reject (the `decide` signal's payload; untrusted like any input). */
 export const DecisionSchema = Type.Object({
-  id: Text(300, 'The approval: `gate`, a step path (every host waiting there), or PATH@HOST (one host).'),
+  id: Type.String({ maxLength: 300, pattern: '^(gate|(steps|rollback)\\[[0-9]+\\][^\\u0000-\\u001f\\u007f]*)$',
+    description: 'The approval: `gate`, a step path (every host waiting there), or PATH@HOST (one host).' }),
   approve: Type.Boolean(),
-  by: Text(200, 'Who decides.'),
-  groups: Type.Optional(Type.Array(Text(200, 'group'), { maxItems: 100 })),
-  comment: Type.Optional(Type.String({ maxLength: 4000 })),
+  by: Text(100, 'Who decides.'),
+  groups: Type.Optional(Type.Array(Text(100, 'group'), { maxItems: 20 })),
+  comment: Type.Optional(Type.String({ maxLength: 1000, pattern: PRINTABLE_LINES })),
 }, { additionalProperties: false });

@@ -25,10 +25,11 @@ export function approvalId(path: string, target?: string): string {
 
 /**
  * Waits for the approval at `path` (for `target`, when given). Decisions arrive in `inbox`, which the decide
- * signal handler only appends to: every pending approval reads it from the start with its own cursor, so a
- * decision is never lost to another approval pending at the same time, and one sent early still counts. A
- * decision names the approval by its id (PATH@HOST) or by its path (every host waiting there). The ones from
- * people not allowed to decide are recorded and ignored.
+ * signal handler only appends to: every pending approval reads it with its own cursor, so a decision is never
+ * lost to another approval pending at the same time. A decision names the approval by its id (PATH@HOST, which
+ * counts even when sent before the approval was reached) or by its path (every host waiting there at the time:
+ * it does not carry over to hosts of later batches). The ones from people not allowed to decide are recorded
+ * and ignored.
  */
 export async function awaitApproval(path: string, a: ApprovalAction, state: RunState, inbox: readonly ApprovalDecision[], runbook: string,
   timeoutMs: number, audit: RunAudit, target?: string): Promise<void> {
@@ -38,12 +39,14 @@ export async function awaitApproval(path: string, a: ApprovalAction, state: RunS
   state.pendingApprovals.push(pending);
   let rejected: ApprovalDecision | undefined;
   let cursor = 0;
+  /** A decision naming only the path counts from here on (else it would also decide for later batches' hosts). */
+  const since = inbox.length;
   /** Decisions to record: the condition callback cannot await, so they are written once it resolves. */
   const heard: { n: number; d: ApprovalDecision; counted: boolean }[] = [];
   const tally = () => {
     for (; cursor < inbox.length; cursor++) {
       const d = inbox[cursor]!;
-      if (d.id !== id && d.id !== path) continue;
+      if (d.id !== id && (d.id !== path || cursor < since)) continue;
       heard.push({ n: cursor + 1, d, counted: allowed(a, d) });
       if (!allowed(a, d)) continue;
       if (!d.approve) rejected = d;

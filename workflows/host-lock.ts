@@ -9,8 +9,8 @@
 // hand it fails at once, and a workflow of any other kind squatting on a `host-lock:` id is terminated by the
 // waiter (the prefix is the engine's).
 import {
-  ApplicationFailure, condition, defineSignal, ParentClosePolicy, patched, proxyActivities, setHandler, sleep, startChild, workflowInfo,
-  WorkflowIdReusePolicy, type ChildWorkflowHandle,
+  ApplicationFailure, ChildWorkflowCancellationType, condition, defineSignal, log, ParentClosePolicy, patched, proxyActivities, setHandler, sleep, startChild,
+  workflowInfo, WorkflowIdReusePolicy, type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
@@ -41,8 +41,13 @@ const { watchHostLock } = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 
-/** Acquires the host's lock: waits for the holder to finish (`onWait` called once) or fails fast with HostLocked. */
-export async function acquireHostLock(host: string, holder: string, policy: LockPolicy, onWait: () => void): Promise<ChildWorkflowHandle<typeof hostLock>> {
+/**
+ * Acquires the host's lock: waits for the holder to finish (`onWait` called once) or fails fast with HostLocked.
+ * With `abandonOnCancel`, cancelling the run does not cancel the lock: it is held until the target's rollback is
+ * done and released then (runs started before that replay with the old behaviour).
+ */
+export async function acquireHostLock(host: string, holder: string, policy: LockPolicy, onWait: () => void,
+  abandonOnCancel = false): Promise<ChildWorkflowHandle<typeof hostLock>> {
   const workflowId = `${HOST_LOCK_PREFIX}${host}`;
   let waiting = false;
   for (;;) {
@@ -50,6 +55,7 @@ export async function acquireHostLock(host: string, holder: string, policy: Lock
       return await startChild(hostLock, {
         workflowId, args: [holder],
         parentClosePolicy: ParentClosePolicy.TERMINATE, workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+        ...(abandonOnCancel ? { cancellationType: ChildWorkflowCancellationType.ABANDON } : {}),
       });
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
@@ -70,7 +76,15 @@ export async function acquireHostLock(host: string, holder: string, policy: Lock
   }
 }
 
+/**
+ * Releases a lock. Never throws: a lock that is already gone (terminated by hand, or by a starter using an
+ * id-conflict policy) must not turn the end of a target, or of its rollback, into a failure of the run.
+ */
 export async function releaseHostLock(lock: ChildWorkflowHandle<typeof hostLock>): Promise<void> {
-  await lock.signal(releaseSignal);
-  await lock.result();
+  try {
+    await lock.signal(releaseSignal);
+    await lock.result();
+  } catch (err) {
+    log.warn('host lock was already gone at release', { lock: lock.workflowId, error: (err as Error).message });
+  }
 }

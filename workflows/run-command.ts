@@ -2,6 +2,7 @@
 // activity: the smallest end-to-end path (client -> Temporal -> worker -> SSH). The input names the host; its
 // login comes from the worker's own inventory, and only a worker started with RUNBOOK_ALLOW_EXEC serves it.
 import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import type { SshStepActivityInput } from '../activities';
 import type { Activities } from '../activities';
 import type { SshStepResult } from '../activities/ssh/step';
 import { PREPARE_FAILURES } from '../common/failure-types';
@@ -12,11 +13,12 @@ import { recordKey } from './steps';
 
 export type { RunCommandInput } from '../dsl/run-input';
 
-const { sshStep } = proxyActivities<Activities>({
-  startToCloseTimeout: '15 minutes',
+/** The step activity, allowed as long as the command's own timeout and then some (it kills the command then). */
+const sshStepFor = (timeoutMs: number) => proxyActivities<Activities>({
+  startToCloseTimeout: timeoutMs + 5 * 60_000,
   heartbeatTimeout: '10 seconds',
   retry: { maximumAttempts: 5, initialInterval: '1 second', nonRetryableErrorTypes: ['HostKeyError', 'SshAuthError'] },
-});
+}).sshStep;
 
 const { prepareExec } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -35,14 +37,16 @@ export async function runCommand(input: RunCommandInput): Promise<SshStepResult>
     throw err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : err;
   }
   upsertSearchAttributes([{ key: RunbookStatus, value: 'running' }]);
-  const result = await sshStep({
+  const timeoutMs = input.timeoutMs ?? 600_000;
+  const step: SshStepActivityInput = {
     target,
     action: { kind: 'ssh', command: input.command, sudo: false, env: {}, expectExit: ANY_EXIT },
-    key: recordKey('exec'),
-    timeoutMs: input.timeoutMs,
+    key: recordKey('exec', true),
+    timeoutMs,
     // An ad hoc command is a change like any step: its activity records it.
     audit: { runbook: { name: 'exec', contentHash: '' }, initiator: { trigger: 'manual', id: input.initiator ?? 'unknown' }, key: 'exec', kind: 'step', target: input.host },
-  });
+  };
+  const result = await sshStepFor(timeoutMs)(step);
   upsertSearchAttributes([{ key: RunbookStatus, value: result.exitCode === 0 ? 'succeeded' : 'failed' }]);
   return result;
 }

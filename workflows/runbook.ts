@@ -3,8 +3,8 @@
 // failure threshold, rollback newest-first in a non-cancellable scope after a failure or a cancel, live state
 // by query, and search attributes for the UI and `runbook list`.
 import {
-  ActivityFailure, ApplicationFailure, CancellationScope, CancelledFailure, isCancellation, log, patched, proxyActivities, setHandler, upsertMemo, upsertSearchAttributes,
-  workflowInfo,
+  ActivityFailure, ApplicationFailure, CancellationScope, CancelledFailure, isCancellation, log, patched, proxyActivities, setHandler, TemporalFailure, upsertMemo,
+  upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
 import ms from 'ms';
 import type { Activities } from '../activities';
@@ -16,7 +16,7 @@ import { awaitApproval } from './approval';
 import { acquireHostLock, releaseHostLock } from './host-lock';
 import { decideSignal, stateQuery, type ApprovalDecision, type HostState, type RunState } from './messages';
 import { Initiator, RunbookName, RunbookStatus, RunbookTargets, Trigger } from './search-attributes';
-import { errorText, groupLength, runStep, runStepGroup, type Compensation, type StepEnv, type StepsCtx } from './steps';
+import { decideFeatures, errorText, groupLength, runStep, runStepGroup, type Compensation, type StepEnv, type StepsCtx } from './steps';
 import { recordEvents, startAudit } from './audit';
 import type { TSchema } from '@sinclair/typebox';
 import { DecisionSchema, inputProblems, RunbookInputSchema, type RunbookInput } from '../dsl/run-input';
@@ -25,7 +25,7 @@ import { FAILURES, HOST_LOCK_PREFIX, PREPARE_FAILURES } from '../common/failure-
 export type { RunbookInput } from '../dsl/run-input';
 
 /** Decisions a run keeps at most (a flood of signals is ignored past this). */
-const MAX_DECISIONS = 1000;
+const MAX_DECISIONS = 200;
 
 /**
  * Refuses what a run's starter may not do: a malformed input (checked against its schema, unknown fields
@@ -76,7 +76,9 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
     throw err;
   }
   // A run a Temporal schedule started names the schedule (the UI's and the server's own attribute).
-  const scheduledBy = (info.searchAttributes?.TemporalScheduledById as string[] | undefined)?.[0];
+  // (A starter can set that attribute too: it is used only when it passes the initiator's own rule.)
+  const claimed = (info.searchAttributes?.TemporalScheduledById as unknown[] | undefined)?.[0];
+  const scheduledBy = typeof claimed === 'string' && claimed.length <= 256 && /^[^\u0000-\u001f\u007f]+$/.test(claimed) ? claimed : undefined;
   const initiator = input.initiator ?? scheduledBy ?? 'unknown';
   const trigger = input.trigger ?? (scheduledBy ? 'schedule' : 'manual');
   const audit = startAudit(input.runbook, trigger, initiator);
@@ -115,7 +117,9 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
 
   // Only a parent run's held locks are honoured (checkRunInput refuses the field from anyone else).
   const heldHosts = info.parent ? input.heldHosts ?? [] : [];
-  const env: StepEnv = { prepared, state, inbox, initiator, audit, inventory: input.inventory, heldHosts };
+  const features = decideFeatures();
+  const abandonLocks = patched('lock-abandon-on-cancel');
+  const env: StepEnv = { prepared, state, inbox, initiator, audit, inventory: input.inventory, heldHosts, features };
   const run = { id: info.workflowId, initiator, trigger };
   const hosts: (TargetHost | undefined)[] = rb.targets === undefined ? [undefined] : prepared.targets.map((n) => prepared.inventory!.hosts.find((h) => h.name === n)!);
   const results: Record<string, HostResult> = {};
@@ -147,7 +151,7 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
       try {
         // Runs recorded before host locks existed replay without them (see test/integration/replay.test.ts).
         if (host && patched('host-locks') && !heldHosts.includes(host.name)) {
-          lock = await acquireHostLock(host.name, info.workflowId, rb.locks?.hosts ?? 'wait', () => { state.hosts[name] = { state: 'waiting-lock' }; });
+          lock = await acquireHostLock(host.name, info.workflowId, rb.locks?.hosts ?? 'wait', () => { state.hosts[name] = { state: 'waiting-lock' }; }, abandonLocks);
           acquired = true;
         }
         state.hosts[name] = { state: 'running' };
@@ -232,7 +236,9 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
     else {
       setStatus(state, 'failed');
       await recordEvents(audit, state, { key: 'run', kind: 'run.finished', status: 'failed', error: errorText(err) });
-      throw err;
+      // Only a Temporal failure fails the run; any other error (an expression over input that does not fit it)
+      // would fail the workflow task again and again and wedge the run.
+      throw err instanceof TemporalFailure ? err : ApplicationFailure.nonRetryable(errorText(err), 'RunbookError');
     }
   }
 

@@ -30,6 +30,26 @@ export interface StepEnv {
   inventory?: string;
   /** Host locks held by this run's callers. */
   heldHosts: string[];
+  /**
+   * Behaviour changes guarded by patched(), decided once when the run starts: the SDK does not keep a `false`
+   * during replay, so deciding per step would switch an old run to the new behaviour half-way (and re-run the
+   * step in flight at the upgrade under a new key).
+   */
+  features: RunFeatures;
+}
+
+export interface RunFeatures {
+  /** Record keys include the run id. */
+  runScopedKeys: boolean;
+  /** Each rollback step has its own path and record. */
+  rollbackStepKeys: boolean;
+  /** Sub-runbook child ids include the host. */
+  childIdHost: boolean;
+}
+
+/** Decides the run's features; call once, at the start of a run. */
+export function decideFeatures(): RunFeatures {
+  return { runScopedKeys: patched('run-scoped-keys'), rollbackStepKeys: patched('rollback-step-keys'), childIdHost: patched('child-id-host') };
 }
 
 export interface Compensation { step: StepDoc; path: string; ctx: ExprContext; host?: TargetHost }
@@ -57,9 +77,9 @@ function sshTarget(env: StepEnv, host: TargetHost | undefined, stepId: string): 
  * Workflow ID (or a Reset) acts again, while a retry within the run re-attaches. Runs recorded before run-scoped
  * keys replay with the keys they used.
  */
-export function recordKey(stepPath: string): { workflowId: string; runId?: string; stepPath: string } {
+export function recordKey(stepPath: string, runScoped: boolean): { workflowId: string; runId?: string; stepPath: string } {
   const info = workflowInfo();
-  return patched('run-scoped-keys') ? { workflowId: info.workflowId, runId: info.runId, stepPath } : { workflowId: info.workflowId, stepPath };
+  return runScoped ? { workflowId: info.workflowId, runId: info.runId, stepPath } : { workflowId: info.workflowId, stepPath };
 }
 
 /** A step's outputs: taken by its activity from the whole result, or (runs recorded before that) from the reply. */
@@ -105,7 +125,7 @@ async function act(action: RenderedAction, step: StepDoc, path: string, key: str
         return {};
       }
       const target = sshTarget(env, host, step.id);
-      const stepKey = recordKey(key);
+      const stepKey = recordKey(key, env.features.runScopedKeys);
       try {
         return await activities.sshStep({ target, action, key: stepKey, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name),
           outputs: step.outputs ? { stepId: step.id, spec: step.outputs } : undefined });
@@ -132,7 +152,8 @@ async function act(action: RenderedAction, step: StepDoc, path: string, key: str
       const heldHosts = host ? [...new Set([...env.heldHosts, host.name])] : env.heldHosts;
       const child = await executeChild('runbook', { args: [{ runbook: action.name, params: action.params, initiator: env.initiator, trigger: 'sub-runbook',
         inventory: env.inventory, heldHosts }],
-        workflowId: `${workflowInfo().workflowId}/${key}` });
+        // One child per target: with several hosts in a batch, the same step path would collide.
+        workflowId: `${workflowInfo().workflowId}/${key}${env.features.childIdHost && host ? `@${host.name}` : ''}` });
       return { json: child };
     }
     case 'parallel':
@@ -218,10 +239,8 @@ export function groupLength(steps: StepDoc[], i: number): number {
  * Puts a completed step's rollback steps on the compensation stack, with the outputs known at that point. Each
  * has its own path (and so its own record and audit key); runs recorded before that replay with the shared one.
  */
-function pushRollback(step: StepDoc, path: string, ctx: ExprContext, steps: StepsCtx, host: TargetHost | undefined, comp: Compensation[]): void {
+function pushRollback(step: StepDoc, path: string, ctx: ExprContext, steps: StepsCtx, host: TargetHost | undefined, comp: Compensation[], own: boolean): void {
   const rollback = step.rollback ?? [];
-  if (rollback.length === 0) return;
-  const own = patched('rollback-step-keys');
   for (const [i, rb] of rollback.entries()) comp.push({ step: rb, path: own ? `${path}.rollback[${i}]` : `${path}.rollback`, ctx: { ...ctx, steps: { ...steps } }, host });
 }
 
@@ -244,12 +263,12 @@ export async function runStepGroup(group: { step: StepDoc; path: string }[], ctx
   let out: Awaited<ReturnType<typeof sshSteps>>;
   try {
     out = await sshSteps({ target, steps: items, ctx: { ...ctx, steps: { ...steps } }, secrets: env.prepared.runbook.secrets, audit: auditBase(env.audit, host.name),
-      runScoped: recordKey('').runId !== undefined });
+      runScoped: env.features.runScopedKeys });
   } catch (err) {
     if (isCancellation(err)) {
       // Which step was running is unknown here: stop any of them (a finished or unstarted one is a no-op).
       await CancellationScope.nonCancellable(async () => {
-        for (const { path } of group) await killer.sshKill({ target, key: recordKey(path) });
+        for (const { path } of group) await killer.sshKill({ target, key: recordKey(path, env.features.runScopedKeys) });
       });
       await recordEvents(env.audit, env.state, { key: group[0]!.path, kind: 'step', step: group[0]!.path, target: host.name, status: 'cancelled',
         error: errorText(err), detail: { group: group.map((g) => g.path) } });
@@ -264,7 +283,7 @@ export async function runStepGroup(group: { step: StepDoc; path: string }[], ctx
         ? { key: path, kind: 'skip', step: path, target: host.name, status: 'skipped', detail: { when: step.when } }
         : { key: path, kind: 'step', step: path, target: host.name, status: 'succeeded', outcome: outcomeOf(d.result) });
     }
-    if (d.status === 'succeeded') pushRollback(step, path, ctx, steps, host, comp);
+    if (d.status === 'succeeded') pushRollback(step, path, ctx, steps, host, comp, env.features.rollbackStepKeys);
   }
   if (out.failed) {
     const f = out.failed;
@@ -307,5 +326,5 @@ export async function runStep(step: StepDoc, path: string, ctx: ExprContext, ste
     const result = await withUntil(step, path, ctx, host, env, path);
     steps[step.id] = { outputs: outputsOf(step, result), status: 'succeeded' };
   }
-  pushRollback(step, path, ctx, steps, host, comp);
+  pushRollback(step, path, ctx, steps, host, comp, env.features.rollbackStepKeys);
 }

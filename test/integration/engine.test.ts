@@ -177,7 +177,7 @@ test('a sub-runbook runs as a child on its parent\'s locked host (no self-deadlo
   expect(result.hosts['host-1']!.steps).toEqual({ before: 'succeeded', child: 'succeeded', elsewhere: 'succeeded', after: 'succeeded' });
   expect(await remote(1, `cat ${marker}`)).toBe('parent-before\nfrom-parent\nparent-after\n');
   expect(await remote(3, `cat ${marker}`)).toBe('delegated by succeeded\n');
-  const child = env.client.workflow.getHandle(`${handle.workflowId}/steps[1]`);
+  const child = env.client.workflow.getHandle(`${handle.workflowId}/steps[1]@host-1`);
   const described = await child.describe();
   expect(described.status.name).toBe('COMPLETED');
   expect(described.typedSearchAttributes.get({ name: 'Trigger', type: 'KEYWORD' } as never)).toBe('sub-runbook');

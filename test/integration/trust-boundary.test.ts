@@ -30,8 +30,11 @@ function temporal(...args: string[]): Promise<{ code: number; stdout: string; st
   });
 }
 
+/** Starts a workflow with a raw JSON input (from a file: one argv string may not exceed 128 KiB). */
 async function startRaw(tq: string, type: string, workflowId: string, input: string, ...extra: string[]): Promise<void> {
-  const r = await temporal('workflow', 'start', '--task-queue', tq, '--type', type, '--workflow-id', workflowId, '--input', input, ...extra);
+  const file = path.join(testRoot(), `${workflowId.replace(/[^\w-]/g, '_')}.input.json`);
+  fs.writeFileSync(file, input);
+  const r = await temporal('workflow', 'start', '--task-queue', tq, '--type', type, '--workflow-id', workflowId, '--input-file', file, ...extra);
   if (r.code !== 0) throw new Error(`temporal workflow start failed: ${r.stderr}`);
 }
 
