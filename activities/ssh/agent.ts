@@ -1,32 +1,54 @@
 // Node side. A shell agent per pooled connection: one long-lived `/bin/sh` on an exec channel that runs wrapper
-// scripts sent on its stdin, one at a time, each in a subshell. A step then costs no channel open, no sshd
-// session and no login shell start, which is most of a raw exec's time: an exactly-once step through the agent
-// takes about as long as a bare `ssh host true`.
+// scripts sent on its stdin, one at a time. A step then costs no channel open, no sshd session and no login shell
+// start, which is most of a raw exec's time: an exactly-once step through the agent takes about as long as a bare
+// `ssh host true`.
 //
-// Framing: a request is a random boundary line, the script's lines, the boundary, the wrapper's stdin lines, the
-// boundary. The agent answers with the script's stdout then "\nBOUNDARY STATUS\n" on stdout, and its stderr then
-// "\nBOUNDARY\n" on stderr. The wrapper caps what it prints, so a reply is bounded. The stdin part (secret values)
-// reaches the subshell as a here-document, which dash feeds through a pipe: it never touches the disk or argv.
+// Framing: a request is a random boundary line, the script's lines (the step's part of the wrapper: the server
+// has the wrapper's functions already), the boundary, the wrapper's stdin lines, the boundary. The agent answers
+// with the script's stdout then "\nBOUNDARY STATUS\n" on stdout, and its stderr then "\nBOUNDARY\n" on stderr. The
+// wrapper caps what it prints, so a reply is bounded. The stdin part (secret values) reaches the script as a
+// here-document, which dash feeds through a pipe: it never touches the disk or argv. A request cut short (the
+// connection dropped while it was sent) is never run: the agent exits instead.
+//
+// Each request is served by a fresh `sh` in a session (and so a process group) of its own, started by `setsid` as
+// soon as the previous one is done: with a few milliseconds between steps its start is off the critical path. The
+// wrapper runs the command in a plain subshell in that group, so a cancel kills the step's command and whatever it
+// started, never the agent nor what earlier steps left running; the killed request's server takes the agent with
+// it, and the next step starts a new one.
 //
 // The agent changes nothing about exactly-once: the script is the same wrapper, keyed by the same record. If
-// the agent dies mid-request (its connection dropped, or a cancel killed its process group), the caller runs the
+// the agent dies mid-request (its connection dropped, or a cancel killed the request's group), the caller runs the
 // wrapper again over a plain exec channel, which re-attaches to the record.
 import crypto from 'node:crypto';
 import type { Client, ClientChannel } from 'ssh2';
-import { shCommand } from './wrapper';
+import { shCommand, singleQuoted, WRAPPER_LIB } from './wrapper';
 
-const AGENT_SCRIPT = `while IFS= read -r B; do
-  S=; P=
-  while IFS= read -r l && [ "$l" != "$B" ]; do S="$S$l
+/**
+ * Serves one request; exits non-zero at end of input (or a request cut short), which ends the agent. Started
+ * before its request arrives, it defines the wrapper's functions and reads the boot id and its own start time
+ * first, so a request carries only the step's part of the wrapper (`wrapperRequest`).
+ */
+const SERVE = `${WRAPPER_LIB}
+BOOT=-; read -r BOOT < /proc/sys/kernel/random/boot_id
+st $$; RB_START=$ss
+IFS= read -r B || exit 1
+S=; P=; l=
+while IFS= read -r l && [ "$l" != "$B" ]; do S="$S$l
 "; done
-  while IFS= read -r l && [ "$l" != "$B" ]; do P="$P$l
+[ "$l" = "$B" ] || exit 1
+l=
+while IFS= read -r l && [ "$l" != "$B" ]; do P="$P$l
 "; done
-  ( unset l P B; eval "$S" ) <<RB_AGENT_INPUT
+[ "$l" = "$B" ] || exit 1
+( unset l P B; eval "$S" ) <<RB_AGENT_INPUT
 $P
 RB_AGENT_INPUT
-  printf '\\n%s %s\\n' "$B" "$?"
-  printf '\\n%s\\n' "$B" >&2
-done
+printf '\\n%s %s\\n' "$B" "$?"
+printf '\\n%s\\n' "$B" >&2
+`;
+
+/** The agent: one request server after another, each in a new session (-w: setsid waits if it had to fork). */
+export const AGENT_SCRIPT = `while setsid -w /bin/sh -c '${singleQuoted(SERVE)}' runbook-agent; do :; done
 `;
 
 export interface AgentResult { stdout: string; stderr: string; exitCode: number | null }

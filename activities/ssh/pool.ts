@@ -1,14 +1,15 @@
 // Node side. One ssh2 connection per user@host:port (and jump host), reused across steps: TCP_NODELAY on the
 // socket (48 ms -> 3 ms per command on loopback), strict host-key checking (trust-on-first-use only by explicit
 // opt-in, recording the key), key, agent or password auth (password from a secret reference), jump hosts,
-// keepalive, and an idle close.
+// keepalive, and an idle close. A connection counts as in use while a command runs on it and, for a jump host,
+// while any connection tunnelled through it is open.
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Client, type ConnectConfig } from 'ssh2';
 import type { SecretDeclaration, Secrets } from '../secrets/providers';
-import { HostKeyError, SshAuthError, SshConnectError } from './errors';
-import { fingerprint, knownHostsName, loadKnownHosts, verifyHostKey } from './known-hosts';
+import { SshAuthError, SshConnectError, type HostKeyError } from './errors';
+import { hostKeyError, knownHostsName, loadKnownHosts, verifyHostKey } from './known-hosts';
 
 /** Where and how to log in: paths and secret references only, never key material or passwords. */
 export interface SshTarget {
@@ -59,6 +60,16 @@ export class SshPool {
 
   /** Runs `fn` with a pooled connection to `target`, opening one if needed. */
   async use<T>(target: SshTarget, fn: (client: Client) => Promise<T>): Promise<T> {
+    const pooled = await this.acquire(target);
+    try {
+      return await fn(pooled.client);
+    } finally {
+      this.release(pooled);
+    }
+  }
+
+  /** A pooled connection to `target`, marked in use until `release`. */
+  private async acquire(target: SshTarget): Promise<Pooled> {
     const key = poolKey(target);
     let pending = this.conns.get(key);
     if (!pending) {
@@ -69,14 +80,15 @@ export class SshPool {
     const pooled = await pending;
     pooled.active += 1;
     clearTimeout(pooled.idleTimer);
-    try {
-      return await fn(pooled.client);
-    } finally {
-      pooled.active -= 1;
-      if (pooled.active === 0) {
-        pooled.idleTimer = setTimeout(() => pooled.client.end(), this.idleMs);
-        pooled.idleTimer.unref();
-      }
+    return pooled;
+  }
+
+  /** Ends one use; the last one starts the idle timer. */
+  private release(pooled: Pooled): void {
+    pooled.active -= 1;
+    if (pooled.active === 0) {
+      pooled.idleTimer = setTimeout(() => pooled.client.end(), this.idleMs);
+      pooled.idleTimer.unref();
     }
   }
 
@@ -90,15 +102,32 @@ export class SshPool {
     }));
   }
 
-  /** A TCP socket (TCP_NODELAY) to the target, or a channel forwarded through its jump host. */
+  /**
+   * A TCP socket (TCP_NODELAY) to the target, or a channel forwarded through its jump host. The jump host's
+   * connection stays in use (no idle close) for as long as the forwarded channel is open.
+   */
   private async socketTo(target: SshTarget): Promise<Duplex> {
     const port = target.port ?? 22;
     if (target.jump) {
-      return this.use(target.jump, (bastion) => new Promise<Duplex>((resolve, reject) => {
-        bastion.forwardOut('127.0.0.1', 0, target.address, port, (err, stream) => (err
-          ? reject(new SshConnectError(`Cannot reach ${target.name} (${target.address}:${port}) through jump host ${target.jump!.name}: ${err.message}`))
-          : resolve(stream)));
-      }));
+      const jump = target.jump;
+      const bastion = await this.acquire(jump);
+      return new Promise<Duplex>((resolve, reject) => {
+        let released = false;
+        const release = () => { if (!released) { released = true; this.release(bastion); } };
+        try {
+          bastion.client.forwardOut('127.0.0.1', 0, target.address, port, (err, stream) => {
+            if (err) {
+              release();
+              return reject(new SshConnectError(`Cannot reach ${target.name} (${target.address}:${port}) through jump host ${jump.name}: ${err.message}`));
+            }
+            stream.once('close', release);
+            resolve(stream);
+          });
+        } catch (err) {
+          release();
+          reject(new SshConnectError(`Cannot reach ${target.name} through jump host ${jump.name}: ${(err as Error).message}`));
+        }
+      });
     }
     const sock = net.connect({ host: target.address, port });
     sock.setNoDelay(true);
@@ -163,11 +192,7 @@ export class SshPool {
             recordHostKey(target.knownHosts, target.address, port, hostKey);
             return true;
           }
-          hostKeyProblem = new HostKeyError(verdict.reason === 'changed'
-            ? `Host key of ${where} CHANGED: it presented ${fingerprint(hostKey)}, which does not match ${target.knownHosts}. ` +
-              'Refusing to connect; if the change is expected, update that file.'
-            : `Host key of ${where} is unknown: ${fingerprint(hostKey)} is not in ${target.knownHosts}. Refusing to connect; ` +
-              'add the host\'s key to that file (ssh-keyscan) after checking it.');
+          hostKeyProblem = hostKeyError(verdict.reason, where, hostKey, target.knownHosts);
           return false;
         },
       });

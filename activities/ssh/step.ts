@@ -8,19 +8,32 @@ import type { RenderedAction } from '../../dsl/render';
 import { redact } from '../secrets/redact';
 import type { SecretDeclaration, Secrets } from '../secrets/providers';
 import { SecretError } from '../secrets/errors';
-import { SshCommandCancelled, SshCommandFailed, SshCommandLost, SshWrapperError } from './errors';
-import { exec } from './exec';
+import { SshCommandCancelled, SshCommandFailed, SshCommandLost, SshConnectionLost, SshInputIncomplete, SshWrapperError } from './errors';
+import { exec, type ExecResult } from './exec';
 import type { SshPool, SshTarget } from './pool';
-import { digestScript, gcScript, INLINE_SCRIPT_MAX, killScript, parseTrailer, shCommand, stepKey, tailScript, wrapperScript, wrapperStdin } from './wrapper';
+import { digestScript, gcScript, INLINE_SCRIPT_MAX, inputIncomplete, killScript, parseTrailer, shCommand, stepKey, tailScript, wrapperRequest, wrapperScript, wrapperStdin, type WrapperOutcome } from './wrapper';
 import { AgentLost, idleAgent } from './agent';
 
 export type SshAction = Extract<RenderedAction, { kind: 'ssh' }>;
+
+/** Identity of a step on a target: the record key on the host is derived from it. */
+export interface SshStepKey {
+  workflowId: string;
+  /** The workflow run's id: a workflow id reused by a later run then never finds this run's records. */
+  runId?: string;
+  stepPath: string;
+}
+
+/** The record key on the host for a step on a target. */
+export function stepRecordKey(key: SshStepKey, target: string): string {
+  return stepKey(key.workflowId, key.stepPath, target, key.runId);
+}
 
 export interface SshStepInput {
   target: SshTarget;
   action: SshAction;
   /** Identity of the step: the record key on the host is derived from it. */
-  key: { workflowId: string; stepPath: string };
+  key: SshStepKey;
   /** Declarations of the secrets the action refers to (references only, never values). */
   secrets?: Record<string, SecretDeclaration>;
   /** A declared secret holding the sudo password, when the host does not allow NOPASSWD. */
@@ -85,7 +98,7 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
     collected.add(hostId);
     void pool.use(input.target, (c) => exec(c, gcScript(RECORD_RETENTION_DAYS), { timeoutMs: 30_000 })).catch(() => undefined);
   }
-  const key = stepKey(input.key.workflowId, input.key.stepPath, input.target.name);
+  const key = stepRecordKey(input.key, input.target.name);
   const script = commandFile(input.action);
   const names = [...new Set([...secretsIn(input.action.command ?? input.action.script ?? ''), ...Object.values(input.action.env).flatMap(secretsIn)])];
   const values: Record<string, string> = {};
@@ -101,10 +114,12 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
     sudoPassword = await secrets.resolve(input.sudoPasswordSecret, decl);
   }
   const cap = input.maxOutputBytes ?? 1024 * 1024;
-  const wrapper = wrapperScript({ key, capBytes: cap, sudo: input.action.sudo, runAs: input.action.user, secretNames: names, sudoPassword: sudoPassword !== undefined }, script);
+  const opts = { key, capBytes: cap, sudo: input.action.sudo, runAs: input.action.user, secretNames: names, sudoPassword: sudoPassword !== undefined };
   // The sudo password travels on stdin too, as a first line read before the wrapper's own input.
-  const remote = sudoPassword === undefined ? wrapper
-    : `IFS= read -r RB_SUDO_PASSWORD; RB_SUDO_PASSWORD=$(printf %s "$RB_SUDO_PASSWORD" | base64 -d); export RB_SUDO_PASSWORD\n${wrapper}`;
+  const withSudoPassword = (wrapper: string) => (sudoPassword === undefined ? wrapper
+    : `IFS= read -r RB_SUDO_PASSWORD; RB_SUDO_PASSWORD=$(printf %s "$RB_SUDO_PASSWORD" | base64 -d); export RB_SUDO_PASSWORD\n${wrapper}`);
+  const remote = withSudoPassword(wrapperScript(opts, script));
+  const agentRequest = withSudoPassword(wrapperRequest(opts, script));
   const stdin = sudoPassword === undefined ? wrapperStdin(values, script)
     : Buffer.concat([Buffer.from(`${Buffer.from(sudoPassword).toString('base64')}\n`), wrapperStdin(values, script)]);
 
@@ -126,26 +141,22 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
       const agent = script.length <= INLINE_SCRIPT_MAX ? idleAgent(client) : undefined;
       if (agent) {
         try {
-          return await agent.run(remote, stdin, timeoutMs + 30_000);
+          return await agent.run(agentRequest, stdin, timeoutMs + 30_000);
         } catch (err) {
           if (!(err instanceof AgentLost)) throw err;
         }
       }
       return exec(client, shCommand(remote), { stdin, timeoutMs: timeoutMs + 30_000, maxOutputBytes: cap + 4096 });
     });
-    let raw = await run();
+    const attempt = () => run().catch((err: unknown) => {
+      throw err instanceof SshConnectionLost ? connectionLost(input.target.name) : err;
+    });
+    let raw = await attempt();
     await killing; // a kill in progress finishes before the outcome is read
-    // A kill takes the wrapper down with the command (they share a process group); attaching again reads the
-    // outcome the kill recorded (or the exit code, when the command finished first).
-    if (killing && !parseTrailer(raw.stderr)) raw = await run();
-    const outcome = parseTrailer(raw.stderr);
-    // The wrapper exits with the command's code, or with tail's (0) when it sent output: anything else means the
-    // output could not be read back.
-    const tailFailed = outcome && typeof outcome.exit === 'number' && raw.exitCode !== 0 && raw.exitCode !== outcome.exit;
-    if (!outcome || tailFailed) {
-      throw new SshWrapperError(`The runbook wrapper could not run on ${input.target.name} (exit ${raw.exitCode}): ` +
-        `${redact((outcome?.stderr ?? raw.stderr).trim()).slice(-500) || 'no output'}. The login user needs a writable home directory, a POSIX sh, coreutils and base64.`);
-    }
+    // A kill takes the wrapper down with the command (they share the step's process group); attaching again reads
+    // the outcome the kill recorded (or the exit code, when the command finished first).
+    if (killing && !parseTrailer(raw.stderr)) raw = await attempt();
+    const outcome = wrapperOutcome(raw, input.target.name);
     // The wrapper sends up to cap + 1 bytes per stream: one more than the cap means there was more.
     const outBuf = Buffer.from(raw.stdout, 'utf8');
     const outTruncated = outBuf.length > cap;
@@ -185,7 +196,36 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
   }
 }
 
-/** Kills the remote process group of a step and records the cancel (no-op when it already finished). */
-export async function killStep(pool: SshPool, target: SshTarget, key: { workflowId: string; stepPath: string }): Promise<void> {
-  await pool.use(target, (c) => exec(c, killScript(stepKey(key.workflowId, key.stepPath, target.name)), { timeoutMs: 15_000 }));
+const connectionLost = (host: string) => new SshConnectionLost(`The connection to ${host} was lost before the step reported ` +
+  'its outcome. A retry re-attaches to the command (it is not run again).');
+
+/**
+ * The wrapper's outcome from what its exec returned, or the error that says why there is none: the connection
+ * went away first (retryable: the next attempt re-attaches), the input arrived incomplete (retryable: nothing
+ * started), or the wrapper itself could not run (final).
+ */
+export function wrapperOutcome(raw: Pick<ExecResult, 'exitCode' | 'stderr'> & { signal?: string | null }, host: string): WrapperOutcome {
+  if (inputIncomplete(raw.exitCode, raw.stderr)) {
+    throw new SshInputIncomplete(`The step's input reached ${host} incomplete (the connection was lost while it was sent), so ` +
+      'nothing was started. A retry sends it again.');
+  }
+  const outcome = parseTrailer(raw.stderr);
+  // No exit status at all (the channel closed under it), or killed by a signal: the wrapper was cut off, not broken.
+  if (!outcome && (raw.exitCode === null || (raw.signal ?? null) !== null)) throw connectionLost(host);
+  // The wrapper exits with the command's code, or with tail's (0) when it sent output: anything else means the
+  // output could not be read back.
+  const tailFailed = outcome && typeof outcome.exit === 'number' && raw.exitCode !== 0 && raw.exitCode !== outcome.exit;
+  if (!outcome || tailFailed) {
+    throw new SshWrapperError(`The runbook wrapper could not run on ${host} (exit ${raw.exitCode}): ` +
+      `${redact((outcome?.stderr ?? raw.stderr).trim()).slice(-500) || 'no output'}. The login user needs a writable home directory, a POSIX sh and coreutils.`);
+  }
+  return outcome;
+}
+
+/**
+ * Kills the remote process group of a step and records the cancel (no-op when it already finished; a step claimed
+ * or arriving later never starts its command).
+ */
+export async function killStep(pool: SshPool, target: SshTarget, key: SshStepKey): Promise<void> {
+  await pool.use(target, (c) => exec(c, killScript(stepRecordKey(key, target.name)), { timeoutMs: 15_000 }));
 }

@@ -1,9 +1,10 @@
 // Integration (real Temporal, real sshd, a real worker process killed with SIGKILL): a step's remote effect
 // happens once. The retried activity re-attaches to the command the dead worker started.
+import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { exec } from '../../activities/ssh/exec';
 import { SshPool } from '../../activities/ssh/pool';
-import { connectTestEnv, fleetHost, temporalAddress, uniqueTaskQueue } from '../harness/env';
+import { connectTestEnv, fleetDir, fleetHost, temporalAddress, uniqueTaskQueue } from '../harness/env';
 import { startWorkerProcess, stopProcess, waitUntil } from '../harness/processes';
 import type { runCommand } from '../../workflows';
 
@@ -24,7 +25,7 @@ test('SIGKILL the worker while the step runs: a new worker re-attaches and the c
   const first = await startWorker(taskQueue);
   const handle = await env.client.workflow.start<typeof runCommand>('runCommand', {
     taskQueue, workflowId: `${taskQueue}-wf`,
-    args: [{ target: fleetHost(3), command: `echo started >> ${marker}; sleep 12; echo finished` }],
+    args: [{ host: 'host-3', inventory: path.join(fleetDir(), 'inventory.yaml'), command: `echo started >> ${marker}; sleep 12; echo finished` }],
   });
   await waitUntil(async () => (await remote(`cat ${marker} 2>/dev/null || true`)) === 'started\n', 'the command to start on the host');
   await stopProcess(first, 'SIGKILL');

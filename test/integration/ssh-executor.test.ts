@@ -62,7 +62,7 @@ test('a secret reaches the command, but not the host disk, the result or the log
   const r = await runSshStep(pool, secrets, { target: host(), action: action(command, { env: { PGPASSWORD: secretToken('pw'), MODE: 'x y' } }), key: k, secrets: decls });
   expect(r.stdout).toBe(`${crypto.createHash('sha256').update(secretValue).digest('hex')}\n`);
   const record = `${REMOTE_RUNS_DIR}/${stepKey(k.workflowId, k.stepPath, host().name)}`;
-  expect(await remote(`ls ${record}.* | wc -l`)).toBe('6\n'); // lock, cmd, pid, out, err, exit
+  expect(await remote(`ls ${record}.* | wc -l`)).toBe('7\n'); // claimPID, lock, cmd, pid, out, err, exit
   expect(await remote(`grep -l ${secretValue} ${record}.* || echo none`)).toBe('none\n');
   expect(await remote(`cat ${record}.cmd`)).toBe(`export PGPASSWORD="$RB_SECRET_pw"\nexport MODE='x y'\nprintf "%s" "$RB_SECRET_pw" | sha256sum | cut -c1-64; sleep 1\n`);
   // Output that echoes the secret is redacted, and so is anything logged.
@@ -205,16 +205,20 @@ test('SFTP upload and download, checksum-verified; a repeated upload changes not
 });
 
 describe('the shell agent (one long-lived sh per connection runs the steps)', () => {
-  // In a subshell $$ stays the main shell's pid: the agent's, or a plain exec's own shell.
+  // In a subshell $$ stays the main shell's pid: a plain exec's own shell, or the agent's shell serving this
+  // request (a new one per request, in a session of its own); $PPID is then the agent itself.
   const shellPid = 'echo $$';
+  const agentPid = 'echo $PPID';
 
-  test('sequential steps go through one agent process', async () => {
+  test('sequential steps go through one agent process, each served in a process group of its own', async () => {
     const own = new SshPool();
     try {
-      const pids = [];
-      for (let i = 0; i < 3; i++) pids.push((await runSshStep(own, secrets, { target: host(), action: action(shellPid), key: key() })).stdout);
-      expect(new Set(pids).size).toBe(1);
-      expect(await remote(`tr '\\0' ' ' < /proc/${pids[0]!.trim()}/cmdline`)).toContain('RB_AGENT_INPUT');
+      const runs = [];
+      for (let i = 0; i < 3; i++) runs.push((await runSshStep(own, secrets, { target: host(), action: action(`${agentPid}; ${shellPid}; ps -o pgid= -p $$`), key: key() })).stdout.split('\n'));
+      expect(new Set(runs.map((r) => r[0])).size).toBe(1);
+      expect(new Set(runs.map((r) => r[1])).size).toBe(3);
+      for (const [, server, group] of runs) expect(group!.trim()).toBe(server);
+      expect(await remote(`tr '\\0' ' ' < /proc/${runs[0]![0]}/cmdline`)).toContain('RB_AGENT_INPUT');
     } finally {
       await own.closeAll();
     }
@@ -240,13 +244,14 @@ describe('the shell agent (one long-lived sh per connection runs the steps)', ()
     const own = new SshPool();
     const counter = `agent-lost-${process.pid}-${Date.now()}`;
     try {
-      const step = runSshStep(own, secrets, { target: host(), action: action(`echo x >> ${counter}; ${shellPid} > ${counter}.agent; sleep 2; echo done`), key: key() });
+      // The agent and the shell serving the request: the wrapper then answers to nobody.
+      const step = runSshStep(own, secrets, { target: host(), action: action(`echo x >> ${counter}; echo $PPID $$ > ${counter}.agent; sleep 2; echo done`), key: key() });
       let agent = '';
       for (let i = 0; i < 50 && !agent; i++) {
         agent = (await remote(`cat ${counter}.agent 2>/dev/null || true`)).trim();
         if (!agent) await new Promise((r) => setTimeout(r, 100));
       }
-      expect(agent).toMatch(/^\d+$/);
+      expect(agent).toMatch(/^\d+ \d+$/);
       await remote(`kill -KILL ${agent}`);
       const result = await step;
       expect([result.mode, result.stdout, result.exitCode]).toEqual(['attached', 'done\n', 0]);

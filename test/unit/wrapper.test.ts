@@ -1,8 +1,11 @@
 // The exactly-once wrapper and its kill script, run by the real /bin/sh on this machine (no ssh in between), with
 // a PATH that has no sudo: a cancel has to work for a login user who cannot sudo. Both ways of starting the
 // command are covered: the login shell leading its own process group (what sshd gives an exec) and not (the
-// setsid fallback).
-import { spawn, execFileSync } from 'node:child_process';
+// setsid fallback). Also: input that arrives incomplete (nothing is claimed or run), records whose pid is not
+// the recorded process any more (another boot, another start time), claims taken over only from a dead claimer,
+// and run-scoped record keys.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +18,7 @@ beforeAll(() => {
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-wrapper-'));
   bin = path.join(home, 'bin');
   fs.mkdirSync(bin);
-  for (const tool of ['sh', 'mkdir', 'rm', 'tail', 'sleep', 'base64', 'cat', 'setsid', 'echo']) {
+  for (const tool of ['sh', 'mkdir', 'rm', 'tail', 'sleep', 'base64', 'cat', 'setsid', 'echo', 'sha256sum']) {
     fs.symlinkSync(execFileSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), path.join(bin, tool));
   }
 });
@@ -23,13 +26,16 @@ afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
 
 interface Ran { code: number | null; signal: string | null; stdout: string; stderr: string }
 
-/** Runs the wrapper like sshd does with a bash login shell: `bash -c EXEC`, in a session of its own when `leader`. */
-function wrapper(key: string, command: string, leader: boolean): Promise<Ran> {
+/**
+ * Runs the wrapper like sshd does with a bash login shell: `bash -c EXEC`, in a session of its own when `leader`.
+ * `stdin` replaces the payload the wrapper expects (to cut it short); `secrets` go into the payload.
+ */
+function wrapper(key: string, command: string, leader: boolean, opts: { secrets?: Record<string, string>; stdin?: Buffer } = {}): Promise<Ran> {
   const script = `${command}\n`;
   const child = spawn('/bin/bash', ['-c', shCommand(wrapperScript({ key, capBytes: 4096, sudo: false, secretNames: [], sudoPassword: false }, script))],
     { env: { HOME: home, PATH: bin }, detached: leader, stdio: ['pipe', 'pipe', 'pipe'] });
-  child.stdin.on('error', () => undefined); // an attaching wrapper exits without reading its input
-  child.stdin.end(wrapperStdin({}, script));
+  child.stdin.on('error', () => undefined); // a wrapper may exit before it read all of its input
+  child.stdin.end(opts.stdin ?? wrapperStdin(opts.secrets ?? {}, script));
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
@@ -106,4 +112,150 @@ test.each([
   const r = await wrapper(stepKey(`wf-quote-${size}`, 'step', 'host-1'), `${body}printf '%s' "$y"`, true);
   expect(parseTrailer(r.stderr)).toMatchObject({ exit: 0, stderr: '' });
   expect(r.stdout).toBe('a"b\\c$d`e!f\'g');
+});
+
+test('record keys: a run id scopes the key; without one it is the key earlier versions derived', () => {
+  const sha = (text: string) => crypto.createHash('sha256').update(text).digest('hex').slice(0, 32);
+  expect(stepKey('wf', 'steps[0]', 'host-1')).toBe(sha('wf\0steps[0]\0host-1'));
+  const a = stepKey('wf', 'steps[0]', 'host-1', 'run-a');
+  const b = stepKey('wf', 'steps[0]', 'host-1', 'run-b');
+  expect(a).toBe(sha('wf\0run-a\0steps[0]\0host-1'));
+  expect(new Set([a, b, stepKey('wf', 'steps[0]', 'host-1')]).size).toBe(3);
+});
+
+describe('input that arrives incomplete: nothing is claimed, nothing runs', () => {
+  const secrets = { pw: 'alice-password-1234' };
+  const leaks = (marker: string) => `printf '%s' "$RB_SECRET_pw" > ${marker}`;
+  const big = (marker: string) => `${'# padding line to go over the inline limit\n'.repeat(Math.ceil((2 * INLINE_SCRIPT_MAX) / 44))}echo ran > ${marker}`;
+  const payload = (command: string) => wrapperStdin(secrets, `${command}\n`);
+  test.each([
+    ['no input at all', leaks, () => Buffer.alloc(0)],
+    ['cut inside the header', leaks, (cmd: string) => payload(cmd).subarray(0, 5)],
+    ['cut inside a secret line', leaks, (cmd: string) => payload(cmd).subarray(0, payload(cmd).indexOf('=') + 4)],
+    ['cut before the end-of-secrets line', leaks, (cmd: string) => payload(cmd).subarray(0, payload(cmd).length - 1)],
+    ['a secret altered in transit (same length)', leaks, (cmd: string) => {
+      const p = Buffer.from(payload(cmd));
+      const at = p.indexOf('=') + 2;
+      p[at] = p[at] === 0x41 ? 0x42 : 0x41;
+      return p;
+    }],
+    ['a long script on stdin cut in the middle', big, (cmd: string) => {
+      const p = wrapperStdin({}, `${cmd}\n`);
+      return p.subarray(0, Math.floor(p.length / 2));
+    }],
+  ])('%s', async (what, command, input) => {
+    const key = stepKey('wf-incomplete', what, 'host-1');
+    const marker = path.join(home, `incomplete-${key}`);
+    const r = await wrapper(key, command(marker), true, { stdin: input(command(marker)) });
+    expect(r.code).toBe(242);
+    expect(r.stderr).toBe('\n__RUNBOOK_WRAPPER__ input=incomplete\n');
+    expect(parseTrailer(r.stderr)).toBeUndefined();
+    expect(fs.existsSync(marker)).toBe(false);
+    expect(fs.readdirSync(path.join(home, '.runbook', 'runs')).filter((f) => f.startsWith(key))).toEqual([]);
+  });
+
+  test('the whole input: the secret and a long script arrive, and the next attempt (same key) attaches', async () => {
+    const key = stepKey('wf-incomplete', 'whole', 'host-1');
+    const marker = path.join(home, `whole-${key}`);
+    const cmd = `${big(`${marker}.big`)}; ${leaks(marker)}`;
+    const r = await wrapper(key, cmd, true, { secrets });
+    expect(parseTrailer(r.stderr)).toMatchObject({ mode: 'ran', exit: 0 });
+    expect(fs.readFileSync(marker, 'utf8')).toBe(secrets.pw);
+    expect(fs.readFileSync(`${marker}.big`, 'utf8')).toBe('ran\n');
+    const again = await wrapper(key, cmd, true, { secrets });
+    expect(parseTrailer(again.stderr)).toMatchObject({ mode: 'attached', exit: 0 });
+  });
+});
+
+/** A long-lived process that is not a step: its pid, boot id and start time as a record would hold them. */
+function bystander(): { child: ChildProcess; pid: number; start: string } {
+  const child = spawn('sleep', ['60'], { detached: true, stdio: 'ignore' });
+  const stat = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+  return { child, pid: child.pid!, start: stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]! };
+}
+const bootId = () => fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+const OTHER_BOOT = '00000000-0000-4000-8000-000000000000';
+
+/** The wrapper's result, or 'still running' when it has not finished within `ms`. */
+const within = (ms: number, run: Promise<Ran>) => Promise.race([run, new Promise<'still running'>((r) => setTimeout(() => r('still running'), ms))]);
+
+describe('a recorded pid is trusted only with its boot id and start time', () => {
+  test.each([
+    ['another start time (the pid was reused)', (b: ReturnType<typeof bystander>) => `${b.pid} ${b.pid} ${b.pid} ${bootId()} 1 1`],
+    ['another boot (the host rebooted)', (b: ReturnType<typeof bystander>) => `${b.pid} ${b.pid} ${b.pid} ${OTHER_BOOT} ${b.start} ${b.start}`],
+  ])('%s: attach reports the command lost at once, and a cancel signals nothing', async (what, pidLine) => {
+    const other = bystander();
+    try {
+      const key = stepKey('wf-reuse', what, 'host-1');
+      fs.mkdirSync(path.join(home, '.runbook', 'runs'), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(record(key, 'lock'), '');
+      fs.writeFileSync(record(key, 'pid'), `${pidLine(other)}\n`);
+      const r = await within(3000, wrapper(key, 'echo must-not-run', true));
+      expect(r === 'still running' ? r : parseTrailer(r.stderr)).toMatchObject({ mode: 'attached', exit: 'lost', pid: String(other.pid) });
+      execFileSync('/bin/sh', ['-c', killScript(key)], { env: { HOME: home, PATH: bin } });
+      expect(alive(other.pid)).toBe(true);
+    } finally {
+      other.child.kill('SIGKILL');
+    }
+  }, 20_000);
+});
+
+describe('a claim is taken over only when its claimer is provably gone', () => {
+  const claimed = (key: string, content: string) => {
+    fs.mkdirSync(path.join(home, '.runbook', 'runs'), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(record(key, 'lock'), content);
+  };
+
+  test('a live claimer that is slow to start the command is waited for, however long; once it is dead, the claim is taken over', async () => {
+    const claimer = bystander();
+    const key = stepKey('wf-claim', 'slow', 'host-1');
+    const marker = path.join(home, `claim-slow-${key}`);
+    claimed(key, `${claimer.pid} ${bootId()} ${claimer.start}\n`);
+    const second = wrapper(key, `echo ran >> ${marker}`, true);
+    expect(await within(3500, second)).toBe('still running'); // the old rule took over after 2 s
+    expect(fs.existsSync(marker)).toBe(false);
+    claimer.child.kill('SIGKILL');
+    const r = await second;
+    expect(parseTrailer(r.stderr)).toMatchObject({ mode: 'ran', exit: 0 });
+    expect(fs.readFileSync(marker, 'utf8')).toBe('ran\n');
+  }, 20_000);
+
+  test('a claim whose claimer is dead but whose lock a live process still holds open (its runner) is waited for', async () => {
+    const key = stepKey('wf-claim', 'held', 'host-1');
+    const marker = path.join(home, `claim-held-${key}`);
+    claimed(key, `999999 ${bootId()} 1\n`); // a claimer that no longer runs
+    const holder = spawn('/bin/sh', ['-c', `exec 9>>"${record(key, 'lock')}"; exec sleep 60`], { stdio: 'ignore' });
+    await waitUntil(async () => fs.existsSync(`/proc/${holder.pid}/fd/9`), 'the holder to open the lock');
+    const second = wrapper(key, `echo ran >> ${marker}`, true);
+    expect(await within(2500, second)).toBe('still running');
+    holder.kill('SIGKILL');
+    expect(parseTrailer((await second).stderr)).toMatchObject({ mode: 'ran', exit: 0 });
+    expect(fs.readFileSync(marker, 'utf8')).toBe('ran\n');
+  }, 20_000);
+
+  test('a lock still empty (its claimer between the create and writing itself into it): its announced claimer is waited for', async () => {
+    const claimer = bystander();
+    const key = stepKey('wf-claim', 'announced', 'host-1');
+    const marker = path.join(home, `claim-announced-${key}`);
+    claimed(key, '');
+    fs.writeFileSync(record(key, `claim${claimer.pid}`), `${claimer.pid} ${bootId()} ${claimer.start}\n`);
+    const second = wrapper(key, `echo ran >> ${marker}`, true);
+    expect(await within(2500, second)).toBe('still running');
+    claimer.child.kill('SIGKILL');
+    expect(parseTrailer((await second).stderr)).toMatchObject({ mode: 'ran', exit: 0 });
+    expect(fs.readFileSync(marker, 'utf8')).toBe('ran\n');
+  }, 20_000);
+
+  test.each([
+    ['a claimer from another boot (even with its pid in use now)', () => `${process.pid} ${OTHER_BOOT} 1\n`],
+    ['a claimer of this boot that no longer runs', () => `${process.pid} ${bootId()} 1\n`],
+    ['a lock left empty (crash right after the create)', () => ''],
+  ])('%s: two attempts at once take it over, and the command runs once', async (what, content) => {
+    const key = stepKey('wf-claim', what, 'host-1');
+    const counter = path.join(home, `claim-dead-${key}`);
+    claimed(key, content());
+    const [a, b] = await Promise.all([wrapper(key, `echo x >> ${counter}; sleep 0.3`, true), wrapper(key, `echo x >> ${counter}; sleep 0.3`, true)]);
+    expect(fs.readFileSync(counter, 'utf8')).toBe('x\n');
+    expect([parseTrailer(a.stderr)?.mode, parseTrailer(b.stderr)?.mode].sort()).toEqual(['attached', 'ran']);
+  }, 20_000);
 });
