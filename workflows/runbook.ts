@@ -19,7 +19,7 @@ import { Initiator, RunbookName, RunbookStatus, RunbookTargets, Trigger } from '
 import { decideFeatures, errorText, groupLength, runStep, runStepGroup, type Compensation, type StepEnv, type StepsCtx } from './steps';
 import { recordEvents, startAudit } from './audit';
 import type { TSchema } from '@sinclair/typebox';
-import { DecisionSchema, inputProblems, RunbookInputSchema, type RunbookInput } from '../dsl/run-input';
+import { DecisionSchema, inputProblems, isPrintableText, RunbookInputSchema, type RunbookInput } from '../dsl/run-input';
 import { FAILURES, HOST_LOCK_PREFIX, PREPARE_FAILURES } from '../common/failure-types';
 
 export type { RunbookInput } from '../dsl/run-input';
@@ -78,7 +78,7 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
   // A run a Temporal schedule started names the schedule (the UI's and the server's own attribute).
   // (A starter can set that attribute too: it is used only when it passes the initiator's own rule.)
   const claimed = (info.searchAttributes?.TemporalScheduledById as unknown[] | undefined)?.[0];
-  const scheduledBy = typeof claimed === 'string' && claimed.length <= 256 && /^[^\u0000-\u001f\u007f]+$/.test(claimed) ? claimed : undefined;
+  const scheduledBy = isPrintableText(claimed, 256) ? claimed : undefined;
   const initiator = input.initiator ?? scheduledBy ?? 'unknown';
   const trigger = input.trigger ?? (scheduledBy ? 'schedule' : 'manual');
   const audit = startAudit(input.runbook, trigger, initiator);
