@@ -1,6 +1,7 @@
 // Benchmarks of the engine with real parts: a dev server, a real sshd fleet, and a `runbook worker` process.
 //  - steps: runs of 65 and of 5 sequential ssh steps; the per-step slope against a raw ssh2 exec on a pooled connection.
 //  - concurrent: N small runbooks started at once on one worker; all must complete; worker RSS sampled.
+import { dataConverterFromEnv } from '../common/codec';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -72,7 +73,7 @@ export async function engineBench(concurrent: number): Promise<void> {
   writeStepRunbooks(path.join(dir, 'runbooks'), [SHORT, LONG]);
   const worker = await startWorker(server.address, tq, inventory, auditUrl, path.join(dir, 'runbooks'));
   const connection = await Connection.connect({ address: server.address });
-  const client = new Client({ connection });
+  const client = new Client({ connection, dataConverter: dataConverterFromEnv() });
   const pool = new SshPool();
   try {
     // Floor: raw exec on a pooled connection to the same host. Measured between the runs (this VM's process
