@@ -129,14 +129,17 @@ test('host-lock ids are reserved: a lock started by hand fails at once, a squatt
     // clears it and goes ahead. (Another test's run may hold the real lock for a moment: start when it is free.)
     let squatRun = '';
     await waitUntil(async () => {
+      // The CLI hands back the running workflow when the id is taken (a real lock of another test's run), exit 0.
       const r = await temporal('workflow', 'start', '--task-queue', `${tq}-nobody`, '--type', 'squat', '--workflow-id', 'host-lock:host-2', '-o', 'json');
-      if (r.code === 0) squatRun = (JSON.parse(r.stdout) as { runId: string }).runId;
-      return r.code === 0;
+      if (r.code !== 0) return false;
+      squatRun = (JSON.parse(r.stdout) as { runId: string }).runId;
+      return (await env.client.workflow.getHandle('host-lock:host-2', squatRun).describe()).type === 'squat';
     }, 'host-lock:host-2 to be free', 60_000);
     const run = await env.client.workflow.start('runbook', { taskQueue: tq, workflowId: `${tq}-after-squat`,
       args: [{ runbook: 'append-line', params: { marker, hosts: 'host:host-2' }, inventory: inventory() }] });
     expect(((await run.result()) as RunbookResult).status).toBe('succeeded');
-    expect((await env.client.workflow.getHandle('host-lock:host-2', squatRun).describe()).status.name).toBe('TERMINATED');
+    const squat = await env.client.workflow.getHandle('host-lock:host-2', squatRun).describe();
+    expect([squat.type, squat.status.name]).toEqual(['squat', 'TERMINATED']);
     expect(await remote(2, `cat ${marker}`)).toBe('line\n');
   });
 });
