@@ -148,8 +148,9 @@ async function act(action: RenderedAction, step: StepDoc, path: string, key: str
       await activities.notify({ channel: action.channel, message: action.message });
       return {};
     case 'runbook': {
-      // The child uses the parent's inventory, and acts on the parent's locked host without locking it again.
-      const heldHosts = host ? [...new Set([...env.heldHosts, host.name])] : env.heldHosts;
+      // The child uses the parent's inventory, and acts on the parent's locked host without locking it again. A step
+      // with its own `targets` acts on hosts this run has not locked: the child locks those as usual.
+      const heldHosts = host && step.targets === undefined ? [...new Set([...env.heldHosts, host.name])] : env.heldHosts;
       const child = await executeChild('runbook', { args: [{ runbook: action.name, params: action.params, initiator: env.initiator, trigger: 'sub-runbook',
         inventory: env.inventory, heldHosts }],
         // One child per target: with several hosts in a batch, the same step path would collide.

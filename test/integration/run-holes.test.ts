@@ -93,3 +93,17 @@ test('waiting for a host lock does not grow the waiting run\'s history while the
   });
   expect(await remote(1, `cat ${log}.w`)).toBe('line\n');
 }, 120_000);
+
+test('a sub-runbook run through step targets locks its host: only the run\'s own target counts as held', async () => {
+  const tq = uniqueTaskQueue('holes');
+  const log = `${tq}.log`;
+  await withEngineWorker(env, tq, async () => {
+    const holder = await start(tq, 'hold-two', { log });
+    await waitUntil(async () => (await remote(2, `cat ${log} 2>/dev/null || true`)).includes('start'), 'the holder to start');
+    const parent = await start(tq, 'delegate-child', { log });
+    expect((await parent.result()).status).toBe('succeeded');
+    expect((await holder.result()).status).toBe('succeeded');
+  });
+  // The child waited for host-2's lock instead of acting inside the holder's work.
+  expect(await remote(2, `cat ${log}`)).toBe('start\nend\nchild\n');
+}, 120_000);
