@@ -71,7 +71,10 @@ export function runbookFileFor(config: EngineConfig, name: string): string {
  */
 export function inventoryFileFor(config: EngineConfig, named: string | undefined): string | undefined {
   if (named === undefined) return config.defaultInventory;
-  const wanted = realFile(path.resolve(named));
+  // The usual case costs no file system call: the run names an allowed path as configured.
+  const resolved = path.resolve(named);
+  if (config.inventories.includes(resolved)) return resolved;
+  const wanted = realFile(resolved);
   const match = wanted && config.inventories.find((f) => realFile(f) === wanted);
   if (!match) {
     throw invalid(FAILURES.inventoryInvalid, `Inventory "${named.slice(0, 256)}" is not one this worker serves. Runs may name only the ` +

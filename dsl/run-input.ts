@@ -10,9 +10,10 @@ import { NAME_PATTERN } from './schema';
 const PRINTABLE = '^[^\\u0000-\\u001f\\u007f]*$';
 /** The same, new lines allowed. */
 const PRINTABLE_LINES = '^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f]*$';
+const PRINTABLE_RE = new RegExp(PRINTABLE);
 /** Whether a value is a non-empty string of at most `max` printable characters (the rule of the input's texts). */
 export function isPrintableText(value: unknown, max: number): value is string {
-  return typeof value === 'string' && value.length > 0 && value.length <= max && new RegExp(PRINTABLE).test(value);
+  return typeof value === 'string' && value.length > 0 && value.length <= max && PRINTABLE_RE.test(value);
 }
 const Text = (max: number, description: string) => Type.String({ minLength: 1, maxLength: max, pattern: PRINTABLE, description });
 

@@ -29,7 +29,8 @@ export function startAudit(runbook: string, trigger: string, initiator: string):
 type EventFields = Omit<WorkflowAuditEvent, 'time' | 'runbook' | 'initiator'>;
 
 /** Records events of this run; see the module comment for failure handling. */
-export async function recordEvents(a: RunAudit, state: RunState, ...events: EventFields[]): Promise<void> {
+/** `state` receives the errors of records that could not be written. */
+export async function recordEvents(a: RunAudit, state: Pick<RunState, 'auditErrors'>, ...events: EventFields[]): Promise<void> {
   if (!a.on || events.length === 0) return;
   const time = new Date().toISOString();
   const full: WorkflowAuditEvent[] = events.map((e) => ({ ...e, time, runbook: a.runbook, initiator: a.initiator }));

@@ -72,7 +72,7 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
   } catch (err) {
     // Recorded (a refused start is worth knowing about), with nothing of the input but a valid runbook name.
     const name = typeof input?.runbook === 'string' && /^[a-z][a-z0-9-]{0,127}$/.test(input.runbook) ? input.runbook : '(invalid input)';
-    await recordEvents(startAudit(name, 'manual', 'unknown'), { status: 'failed' } as RunState, { key: 'run', kind: 'run.finished', status: 'rejected', error: (err as Error).message });
+    await recordEvents(startAudit(name, 'manual', 'unknown'), {}, { key: 'run', kind: 'run.finished', status: 'rejected', error: (err as Error).message });
     throw err;
   }
   // A run a Temporal schedule started names the schedule (the UI's and the server's own attribute).

@@ -7,7 +7,8 @@ import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSour
 import type pino from 'pino';
 import { createLogger } from '../../common/logger';
 import { loadInventory, sshTargetFor, type Inventory } from '../../dsl/inventory';
-import type { SshTarget } from '../../activities/ssh/pool';
+import { SshPool, type SshTarget } from '../../activities/ssh/pool';
+import { exec } from '../../activities/ssh/exec';
 import { createEngineWorker, type EngineWorker } from '../../worker/worker';
 import type { AuditStore } from '../../audit/store';
 import { engineConfigFromEnv, type EngineConfig } from '../../worker/config';
@@ -63,6 +64,24 @@ const quietBundlerLogger = { log: noop, trace: noop, debug: noop, info: noop, wa
 
 export function testLogger(): pino.Logger {
   return createLogger('test', process.env.LOG_LEVEL ?? 'error');
+}
+
+/**
+ * What a test file that runs the fixture runbooks on the fleet shares: the fixtures as RUNBOOK_DIR, a test
+ * environment connected before its tests and torn down after, the fleet's inventory, and a way to look at a host.
+ * Call once at the top of the file; `env` is set once the tests run.
+ */
+export function useFleetRuns(): { readonly env: TestWorkflowEnvironment; inventory(): string; remote(host: number, cmd: string): Promise<string> } {
+  process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
+  let env: TestWorkflowEnvironment | undefined;
+  const pool = new SshPool();
+  beforeAll(async () => { env = await connectTestEnv(); });
+  afterAll(async () => { await pool.closeAll(); await env?.teardown(); });
+  return {
+    get env() { return env!; },
+    inventory: () => path.join(fleetDir(), 'inventory.yaml'),
+    remote: async (host, cmd) => (await pool.use(fleetHost(host), (c) => exec(c, cmd))).stdout,
+  };
 }
 
 /** Starts the engine's worker on `taskQueue` and runs `fn` while it polls. */

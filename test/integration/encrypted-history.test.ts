@@ -8,7 +8,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { EncryptionCodec, codecKeysFromEnv, dataConverterFromEnv, newKeyEntry } from '../../common/codec';
 import { freePort } from '../../common/ports';
 import { startCodecServer, type CodecServer } from '../../triggers/codec-server';
-import type { runbook } from '../../workflows/runbook';
+import type { runbook, RunbookResult } from '../../workflows/runbook';
 import { connectTestEnv, fleetDir, testRoot, uniqueTaskQueue, withEngineWorker } from '../harness/env';
 
 process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
@@ -47,13 +47,19 @@ const encodingOf = (p: { metadata?: Record<string, string> }) => Buffer.from(p.m
 const decodeCall = (body: unknown, headers: Record<string, string> = {}, url = `${codecServer.url}/decode`) =>
   fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
 
+/** Runs a fixture runbook with the keys-aware client; resolves to its result or the error it failed with. */
+function runWithKeys(tq: string, workflowId: string, name: string, params: Record<string, unknown>): Promise<unknown> {
+  const client = new Client({ connection: env.connection, dataConverter: dataConverterFromEnv() });
+  return withEngineWorker(env, tq, async () => client.workflow.execute<typeof runbook>('runbook', { taskQueue: tq, workflowId,
+    args: [{ runbook: name, params, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'test' }] })
+    .then((r) => r, (e: unknown) => e));
+}
+
 test('history holds ciphertext only; the codec server decodes it for a caller with the token, 401 otherwise', async () => {
   const tq = uniqueTaskQueue('crypt');
   const note = 'cleartext-param-value-5150';
-  const client = new Client({ connection: env.connection, dataConverter: dataConverterFromEnv() });
   const workflowId = `${tq}-touch`;
-  const result = await withEngineWorker(env, tq, async () => client.workflow.execute<typeof runbook>('runbook', { taskQueue: tq, workflowId,
-    args: [{ runbook: 'fleet-touch', params: { note, marker: `${tq}.txt` }, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'test' }] }));
+  const result = await runWithKeys(tq, workflowId, 'fleet-touch', { note, marker: `${tq}.txt` }) as RunbookResult;
   expect(result.status).toBe('succeeded');
   expect(result.hosts['host-1']!.steps.read).toBe('succeeded');
 
@@ -93,11 +99,8 @@ test('history holds ciphertext only; the codec server decodes it for a caller wi
 test('failures are ciphertext too: a failed command\'s stderr never appears in history in the clear', async () => {
   const tq = uniqueTaskQueue('crypt');
   const note = 'stderr-cleartext-marker-6502';
-  const client = new Client({ connection: env.connection, dataConverter: dataConverterFromEnv() });
   const workflowId = `${tq}-fail`;
-  const err = await withEngineWorker(env, tq, async () => client.workflow.execute<typeof runbook>('runbook', { taskQueue: tq, workflowId,
-    args: [{ runbook: 'fail-stderr', params: { note }, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'test' }] })
-    .then(() => undefined, (e: unknown) => e));
+  const err = await runWithKeys(tq, workflowId, 'fail-stderr', { note });
   // The client with the keys reads the message back.
   expect((err as { cause?: { message?: string } }).cause?.message).toContain(note);
   const raw = await rawHistory(env.connection, workflowId);

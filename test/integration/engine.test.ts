@@ -1,26 +1,16 @@
 // Integration (real Temporal, real sshd, the engine's worker): the runbook interpreter end to end. Rolling
 // batches, outputs, when, failure threshold with rollback, the approval gate, cancel, and bad input that fails
 // before any step.
-import path from 'node:path';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { exec } from '../../activities/ssh/exec';
-import { SshPool } from '../../activities/ssh/pool';
 import type { runbook, RunbookResult } from '../../workflows/runbook';
 import { decideSignal, stateQuery, type RunState } from '../../workflows/messages';
-import { connectTestEnv, fleetDir, fleetHost, uniqueTaskQueue, withEngineWorker } from '../harness/env';
+import { useFleetRuns, fleetHost, uniqueTaskQueue, withEngineWorker } from '../harness/env';
 import { waitUntil } from '../harness/processes';
 
-process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
-let env: TestWorkflowEnvironment;
-const pool = new SshPool();
-beforeAll(async () => { env = await connectTestEnv(); });
-afterAll(async () => { await pool.closeAll(); await env?.teardown(); });
-
-const inventory = () => path.join(fleetDir(), 'inventory.yaml');
-const remote = async (i: number, cmd: string) => (await pool.use(fleetHost(i), (c) => exec(c, cmd))).stdout;
+const fleet = useFleetRuns();
+const { inventory, remote } = fleet;
 const start = (taskQueue: string, name: string, params: Record<string, unknown>) =>
-  env.client.workflow.start<typeof runbook>('runbook', { taskQueue, workflowId: `${taskQueue}-${name}`, args: [{ runbook: name, params, inventory: inventory(), initiator: 'test' }] });
+  fleet.env.client.workflow.start<typeof runbook>('runbook', { taskQueue, workflowId: `${taskQueue}-${name}`, args: [{ runbook: name, params, inventory: inventory(), initiator: 'test' }] });
 
 async function failureOf(handle: WorkflowHandle): Promise<{ type?: string; message?: string; details?: unknown[] }> {
   const err = await handle.result().then(() => undefined, (e: unknown) => e);
@@ -39,7 +29,7 @@ test('rolling batches run every step on every host; outputs feed later steps; wh
   const tq = uniqueTaskQueue('engine');
   const marker = `${tq}.txt`;
   const note = "it's $(not) run; `ever`";
-  const result = await withEngineWorker(env, tq, async () => (await start(tq, 'fleet-touch', { note, marker })).result());
+  const result = await withEngineWorker(fleet.env, tq, async () => (await start(tq, 'fleet-touch', { note, marker })).result());
   expect(result.status).toBe('succeeded');
   expect(Object.fromEntries(Object.entries(result.hosts).map(([h, r]) => [h, [r.state, r.steps]]))).toEqual(Object.fromEntries(
     ['host-1', 'host-2', 'host-3'].map((h) => [h, ['succeeded', { write: 'succeeded', read: 'succeeded', skipped: 'skipped', echo_output: 'succeeded' }]])));
@@ -54,7 +44,7 @@ test('a failure stops the rollout (maxFailures 0): that host rolls back, later h
   const tq = uniqueTaskQueue('engine');
   const marker = `${tq}.txt`;
   const handle = await start(tq, 'fail-rollback', { marker });
-  const result = await withEngineWorker(env, tq, () => failedRunResult(handle));
+  const result = await withEngineWorker(fleet.env, tq, () => failedRunResult(handle));
   expect(Object.fromEntries(Object.entries(result.hosts).map(([h, r]) => [h, r.state]))).toEqual({ 'host-1': 'succeeded', 'host-2': 'rolled-back', 'host-3': 'skipped' });
   expect(result.hosts['host-2']!.error).toMatch(/^The command on host-2 exited with 1 \(expected 0\)/);
   expect(await remote(1, `cat ${marker}`)).toBe('created\n');
@@ -67,7 +57,7 @@ test('a failure stops the rollout (maxFailures 0): that host rolls back, later h
 test('high risk: nothing runs until a quorum of allowed approvers approves; decisions are recorded', async () => {
   const tq = uniqueTaskQueue('engine');
   const marker = `${tq}.txt`;
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     const handle = await start(tq, 'gated', { marker });
     const waitFor = async (pred: (s: RunState) => boolean) => {
       for (let i = 0; i < 100; i++) {
@@ -97,7 +87,7 @@ test('a rejection fails the gate with who rejected and why; no step runs', async
   const tq = uniqueTaskQueue('engine');
   const marker = `${tq}.txt`;
   const handle = await start(tq, 'gated', { marker });
-  const failure = await withEngineWorker(env, tq, async () => {
+  const failure = await withEngineWorker(fleet.env, tq, async () => {
     for (let i = 0; i < 100 && (await handle.query(stateQuery)).pendingApprovals.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
     await handle.signal(decideSignal, { id: 'gate', approve: false, by: 'alice', comment: 'not during the freeze' });
     return failureOf(handle);
@@ -109,7 +99,7 @@ test('a rejection fails the gate with who rejected and why; no step runs', async
 test('cancel kills the running remote command and runs rollback', async () => {
   const tq = uniqueTaskQueue('engine');
   const marker = `${tq}.txt`;
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     const handle = await start(tq, 'long-sleep', { marker });
     // The run may first wait for host-2's lock (other test files run there too).
     await waitUntil(async () => (await remote(2, `test -s ${marker}.pid && echo y || true`)) === 'y\n', 'the long command to start', 90_000);
@@ -128,7 +118,7 @@ test.each([
 ])('bad input at start (%s) fails fast with the located message and runs no step', async (_l, name, params, type, message) => {
   const tq = uniqueTaskQueue('engine');
   const handle = await start(tq, name, params);
-  const failure = await withEngineWorker(env, tq, () => failureOf(handle));
+  const failure = await withEngineWorker(fleet.env, tq, () => failureOf(handle));
   expect(failure.type).toBe(type);
   expect(failure.message).toMatch(message);
   const { events } = await handle.fetchHistory();
@@ -139,17 +129,17 @@ test.each([
 test('host locks: two overlapping runs on one host take turns (wait), or the second fails fast (fail)', async () => {
   const tq = uniqueTaskQueue('engine');
   const log = `${tq}.log`;
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     const a = await start(tq, 'hold-host', { log, tag: 'a' });
     await waitUntil(async () => (await remote(1, `cat ${log} 2>/dev/null || true`)) !== '', 'run a to hold host-1', 90_000);
-    const b = await env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-b`, args: [{ runbook: 'hold-host', params: { log, tag: 'b' }, inventory: inventory() }] });
+    const b = await fleet.env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-b`, args: [{ runbook: 'hold-host', params: { log, tag: 'b' }, inventory: inventory() }] });
     let sawWaiting = false;
     for (let i = 0; i < 50 && !sawWaiting; i++) {
       sawWaiting = (await b.query(stateQuery)).hosts['host-1']?.state === 'waiting-lock';
       if (!sawWaiting) await new Promise((r) => setTimeout(r, 100));
     }
     expect(sawWaiting).toBe(true);
-    const c = await env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-c`, args: [{ runbook: 'hold-host-fail', params: { log, tag: 'c' }, inventory: inventory() }] });
+    const c = await fleet.env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-c`, args: [{ runbook: 'hold-host-fail', params: { log, tag: 'c' }, inventory: inventory() }] });
     const cFailure = await failureOf(c);
     expect(cFailure.type).toBe('RunbookFailed');
     expect((cFailure.details?.[0] as RunbookResult).hosts['host-1']!.error).toBe('host host-1 is locked by another run (locks.hosts: fail)');
@@ -162,7 +152,7 @@ test('host locks: two overlapping runs on one host take turns (wait), or the sec
 test('retry re-runs a failed command as a new attempt; until polls to its condition; parallel groups run', async () => {
   const tq = uniqueTaskQueue('engine');
   const marker = `${tq}`;
-  const result = await withEngineWorker(env, tq, async () => (await start(tq, 'retry-poll', { marker })).result());
+  const result = await withEngineWorker(fleet.env, tq, async () => (await start(tq, 'retry-poll', { marker })).result());
   expect(result.status).toBe('succeeded');
   expect(result.hosts['host-1']!.steps).toEqual({ flaky: 'succeeded', poll: 'succeeded', group: 'succeeded' });
   expect(await remote(1, `cat ${marker}.n ${marker}.p ${marker}.pa ${marker}.pb`)).toBe('3\n3\na\n3\n');
@@ -172,12 +162,12 @@ test('a sub-runbook runs as a child on its parent\'s locked host (no self-deadlo
   const tq = uniqueTaskQueue('engine');
   const marker = `${tq}.txt`;
   const handle = await start(tq, 'parent-call', { marker });
-  const result = await withEngineWorker(env, tq, () => handle.result());
+  const result = await withEngineWorker(fleet.env, tq, () => handle.result());
   expect(result.status).toBe('succeeded');
   expect(result.hosts['host-1']!.steps).toEqual({ before: 'succeeded', child: 'succeeded', elsewhere: 'succeeded', after: 'succeeded' });
   expect(await remote(1, `cat ${marker}`)).toBe('parent-before\nfrom-parent\nparent-after\n');
   expect(await remote(3, `cat ${marker}`)).toBe('delegated by succeeded\n');
-  const child = env.client.workflow.getHandle(`${handle.workflowId}/steps[1]@host-1`);
+  const child = fleet.env.client.workflow.getHandle(`${handle.workflowId}/steps[1]@host-1`);
   const described = await child.describe();
   expect(described.status.name).toBe('COMPLETED');
   expect(described.typedSearchAttributes.get({ name: 'Trigger', type: 'KEYWORD' } as never)).toBe('sub-runbook');
@@ -187,7 +177,7 @@ test('an approval nobody answers escalates once, then times out and fails the ru
   const tq = uniqueTaskQueue('engine');
   const marker = `${tq}.txt`;
   const handle = await start(tq, 'approval-timeout', { marker });
-  const result = await withEngineWorker(env, tq, () => failedRunResult(handle));
+  const result = await withEngineWorker(fleet.env, tq, () => failedRunResult(handle));
   expect(result.hosts['host-2']!.error).toBe('Approval "steps[0]@host-2" got 0 of 1 approvals in time');
   expect(await remote(2, `test -e ${marker} && echo yes || echo no`)).toBe('no\n');
   const { events } = await handle.fetchHistory();

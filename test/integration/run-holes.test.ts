@@ -1,32 +1,22 @@
 // Integration (real Temporal, real sshd, the engine's worker): what wave 1 got wrong when two of a thing meet, or
 // when a thing is large. Two rollback steps of one step; two approvals pending at once; 1 MiB of output from each
 // of 50 steps; a long wait for a host lock.
-import path from 'node:path';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { exec } from '../../activities/ssh/exec';
-import { SshPool } from '../../activities/ssh/pool';
 import type { runbook, RunbookResult } from '../../workflows/runbook';
 import { decideSignal, stateQuery } from '../../workflows/messages';
-import { connectTestEnv, fleetDir, fleetHost, uniqueTaskQueue, withEngineWorker } from '../harness/env';
+import { useFleetRuns, uniqueTaskQueue, withEngineWorker } from '../harness/env';
 import { waitUntil } from '../harness/processes';
 import { WorkflowFailedError } from '@temporalio/client';
 
-process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
-let env: TestWorkflowEnvironment;
-const pool = new SshPool();
-beforeAll(async () => { env = await connectTestEnv(); });
-afterAll(async () => { await pool.closeAll(); await env?.teardown(); });
-
-const inventory = () => path.join(fleetDir(), 'inventory.yaml');
-const remote = async (i: number, cmd: string) => (await pool.use(fleetHost(i), (c) => exec(c, cmd))).stdout;
+const fleet = useFleetRuns();
+const { inventory, remote } = fleet;
 const start = (tq: string, name: string, params: Record<string, unknown>, id = `${tq}-${name}`) =>
-  env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: id, args: [{ runbook: name, params, inventory: inventory(), initiator: 'test' }] });
+  fleet.env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: id, args: [{ runbook: name, params, inventory: inventory(), initiator: 'test' }] });
 
 test('a step with two rollback steps: both run, newest first is the step order, each with its own record', async () => {
   const tq = uniqueTaskQueue('holes');
   const marker = `${tq}.txt`;
   const handle = await start(tq, 'two-undo', { marker });
-  const err = await withEngineWorker(env, tq, () => handle.result().then(() => undefined, (e: unknown) => e));
+  const err = await withEngineWorker(fleet.env, tq, () => handle.result().then(() => undefined, (e: unknown) => e));
   expect(err).toBeInstanceOf(WorkflowFailedError);
   const result = ((err as WorkflowFailedError).cause as { details?: unknown[] }).details?.[0] as RunbookResult;
   expect(result.hosts['host-1']!.state).toBe('rolled-back');
@@ -39,7 +29,7 @@ test('two approvals pending at once: a decision for one is not lost to the other
   const tq = uniqueTaskQueue('holes');
   const marker = `${tq}.txt`;
   const handle = await start(tq, 'per-host-approval', { marker });
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     await waitUntil(async () => (await handle.query(stateQuery)).pendingApprovals.length === 2, 'both hosts to wait for approval');
     const ids = (await handle.query(stateQuery)).pendingApprovals.map((p) => p.id).sort();
     expect(ids).toEqual(['steps[0]@host-1', 'steps[0]@host-2']);
@@ -57,7 +47,7 @@ test('two approvals pending at once: a decision for one is not lost to the other
 
   // One decision naming the step path decides every host waiting there.
   const second = await start(tq, 'per-host-approval', { marker: `${marker}.2` }, `${tq}-path`);
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     await waitUntil(async () => (await second.query(stateQuery)).pendingApprovals.length === 2, 'both hosts to wait for approval');
     await second.signal(decideSignal, { id: 'steps[0]', approve: true, by: 'alice' });
     expect((await second.result()).status).toBe('succeeded');
@@ -67,7 +57,7 @@ test('two approvals pending at once: a decision for one is not lost to the other
 test('1 MiB of stdout and of stderr from each of 50 steps: the run completes, outputs still work', async () => {
   const tq = uniqueTaskQueue('holes');
   const handle = await start(tq, 'chatty', {});
-  const result = await withEngineWorker(env, tq, () => handle.result());
+  const result = await withEngineWorker(fleet.env, tq, () => handle.result());
   expect(result.status).toBe('succeeded');
   expect(Object.values(result.hosts['host-1']!.steps).every((s) => s === 'succeeded')).toBe(true);
   // No event in the run's history comes near Temporal's 2 MiB payload limit.
@@ -79,7 +69,7 @@ test('1 MiB of stdout and of stderr from each of 50 steps: the run completes, ou
 test('waiting for a host lock does not grow the waiting run\'s history while the holder works', async () => {
   const tq = uniqueTaskQueue('holes');
   const log = `${tq}.log`;
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     const holder = await start(tq, 'slow-append', { marker: log, seconds: 12 }, `${tq}-holder`);
     await waitUntil(async () => (await remote(1, `cat ${log} 2>/dev/null || true`)).includes('line'), 'the holder to start');
     const waiter = await start(tq, 'append-line', { marker: `${log}.w`, hosts: 'host:host-1' }, `${tq}-waiter`);
@@ -97,7 +87,7 @@ test('waiting for a host lock does not grow the waiting run\'s history while the
 test('a sub-runbook run through step targets locks its host: only the run\'s own target counts as held', async () => {
   const tq = uniqueTaskQueue('holes');
   const log = `${tq}.log`;
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     const holder = await start(tq, 'hold-two', { log });
     await waitUntil(async () => (await remote(2, `cat ${log} 2>/dev/null || true`)).includes('start'), 'the holder to start');
     const parent = await start(tq, 'delegate-child', { log });

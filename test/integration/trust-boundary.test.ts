@@ -6,21 +6,12 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { exec } from '../../activities/ssh/exec';
-import { SshPool } from '../../activities/ssh/pool';
 import type { RunbookResult } from '../../workflows/runbook';
-import { connectTestEnv, fleetDir, fleetHost, temporalAddress, testRoot, uniqueTaskQueue, withEngineWorker } from '../harness/env';
+import { useFleetRuns, fleetHost, temporalAddress, testRoot, uniqueTaskQueue, withEngineWorker } from '../harness/env';
 import { waitUntil } from '../harness/processes';
 
-process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
-let env: TestWorkflowEnvironment;
-const pool = new SshPool();
-beforeAll(async () => { env = await connectTestEnv(); });
-afterAll(async () => { await pool.closeAll(); await env?.teardown(); });
-
-const inventory = () => path.join(fleetDir(), 'inventory.yaml');
-const remote = async (i: number, cmd: string) => (await pool.use(fleetHost(i), (c) => exec(c, cmd))).stdout;
+const fleet = useFleetRuns();
+const { inventory, remote } = fleet;
 
 /** The Temporal CLI, as an operator (or the UI form) starts a workflow. */
 function temporal(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -40,7 +31,7 @@ async function startRaw(tq: string, type: string, workflowId: string, input: str
 
 /** The failure a workflow ended with (its type and message), read through the SDK. */
 async function failureOf(workflowId: string, runId?: string): Promise<{ type?: string; message: string }> {
-  const err = await env.client.workflow.getHandle(workflowId, runId).result().then(() => undefined, (e: unknown) => e);
+  const err = await fleet.env.client.workflow.getHandle(workflowId, runId).result().then(() => undefined, (e: unknown) => e);
   expect(err).toBeInstanceOf(WorkflowFailedError);
   const cause = (err as WorkflowFailedError).cause as { type?: string; message: string; cause?: { type?: string; message: string } };
   return cause.type ? cause : cause.cause ?? cause;
@@ -53,7 +44,7 @@ test('runCommand refuses an SSH target in its input: a secret provider from the 
   // Wave 1's input: a whole target whose password secret is an `exec` provider (a command run by the worker).
   const hostile = { target: { ...h, passwordSecret: { name: 'x', decl: { provider: 'exec', key: `touch ${pwned}` } }, identityFile: undefined, hostKeyPolicy: 'accept-new' },
     command: 'true' };
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     await startRaw(tq, 'runCommand', `${tq}-a`, JSON.stringify(hostile));
     const f = await failureOf(`${tq}-a`);
     expect(f.type).toBe('InputInvalid');
@@ -67,7 +58,7 @@ test('paths from input are confined: no worker file is read or quoted, runbook n
   const tq = uniqueTaskQueue('trust');
   const secretFile = path.join(testRoot(), `${tq}-credentials.yaml`);
   fs.writeFileSync(secretFile, 'hosts:\n  TOPSECRETVALUE: { address: 1 }\n');
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     const cases: [string, object, string, RegExp][] = [
       ['inv', { runbook: 'append-line', params: { marker: 'x' }, inventory: secretFile }, 'InventoryInvalid', /is not one this worker serves/],
       ['passwd', { runbook: 'append-line', params: { marker: 'x' }, inventory: '/etc/passwd' }, 'InventoryInvalid', /is not one this worker serves/],
@@ -91,7 +82,7 @@ test('paths from input are confined: no worker file is read or quoted, runbook n
 test('malformed inputs of every shape fail the run at once with the field named, never wedge it', async () => {
   const tq = uniqueTaskQueue('trust');
   const deep = `${'['.repeat(5000)}${']'.repeat(5000)}`;
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     const cases: [string, string, RegExp][] = [
       ['unknown', JSON.stringify({ runbook: 'append-line', params: { marker: 'x' }, inventory: inventory(), rogue: 1 }), /input\.rogue: unknown field; the input accepts only runbook, params/],
       ['string', '"append-line"', /^The workflow input is invalid:\ninput: Expected object/],
@@ -117,7 +108,7 @@ test('malformed inputs of every shape fail the run at once with the field named,
 test('host-lock ids are reserved: a lock started by hand fails at once, a squatter is cleared, runs cannot take the ids', async () => {
   const tq = uniqueTaskQueue('trust');
   const marker = `${tq}.txt`;
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     // A hostLock started by hand (no parent run) ends at once instead of blocking the host.
     await startRaw(tq, 'hostLock', `host-lock:${tq}`, '"me"');
     expect((await failureOf(`host-lock:${tq}`)).type).toBe('ReservedWorkflowId');
@@ -133,12 +124,12 @@ test('host-lock ids are reserved: a lock started by hand fails at once, a squatt
       const r = await temporal('workflow', 'start', '--task-queue', `${tq}-nobody`, '--type', 'squat', '--workflow-id', 'host-lock:host-2', '-o', 'json');
       if (r.code !== 0) return false;
       squatRun = (JSON.parse(r.stdout) as { runId: string }).runId;
-      return (await env.client.workflow.getHandle('host-lock:host-2', squatRun).describe()).type === 'squat';
+      return (await fleet.env.client.workflow.getHandle('host-lock:host-2', squatRun).describe()).type === 'squat';
     }, 'host-lock:host-2 to be free', 60_000);
-    const run = await env.client.workflow.start('runbook', { taskQueue: tq, workflowId: `${tq}-after-squat`,
+    const run = await fleet.env.client.workflow.start('runbook', { taskQueue: tq, workflowId: `${tq}-after-squat`,
       args: [{ runbook: 'append-line', params: { marker, hosts: 'host:host-2' }, inventory: inventory() }] });
     expect(((await run.result()) as RunbookResult).status).toBe('succeeded');
-    const squat = await env.client.workflow.getHandle('host-lock:host-2', squatRun).describe();
+    const squat = await fleet.env.client.workflow.getHandle('host-lock:host-2', squatRun).describe();
     expect([squat.type, squat.status.name]).toEqual(['squat', 'TERMINATED']);
     expect(await remote(2, `cat ${marker}`)).toBe('line\n');
   });
@@ -149,27 +140,27 @@ test('a reused Workflow ID and a Reset act again; they never return the first ru
   const marker = `${tq}.txt`;
   const wf = `${tq}-same-id`;
   const input = JSON.stringify({ runbook: 'append-line', params: { marker, hosts: 'host:host-3' }, inventory: inventory(), initiator: 'ops' });
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     await startRaw(tq, 'runbook', wf, input);
-    expect(((await env.client.workflow.getHandle(wf).result()) as RunbookResult).status).toBe('succeeded');
+    expect(((await fleet.env.client.workflow.getHandle(wf).result()) as RunbookResult).status).toBe('succeeded');
     // The UI allows the same Workflow ID again once the first run closed.
     await startRaw(tq, 'runbook', wf, input);
-    const second = await env.client.workflow.getHandle(wf).describe();
-    expect(((await env.client.workflow.getHandle(wf, second.runId).result()) as RunbookResult).status).toBe('succeeded');
+    const second = await fleet.env.client.workflow.getHandle(wf).describe();
+    expect(((await fleet.env.client.workflow.getHandle(wf, second.runId).result()) as RunbookResult).status).toBe('succeeded');
     expect(await remote(3, `cat ${marker}`)).toBe('line\nline\n');
 
     // A Reset to the first workflow task replays nothing that acted: the step runs again, under the new run.
     const reset = await temporal('workflow', 'reset', '--workflow-id', wf, '--run-id', second.runId, '--type', 'FirstWorkflowTask', '--reason', 'test');
     expect(reset.stderr).toBe('');
-    await waitUntil(async () => (await env.client.workflow.getHandle(wf).describe()).runId !== second.runId, 'the reset run');
-    expect(((await env.client.workflow.getHandle(wf).result()) as RunbookResult).status).toBe('succeeded');
+    await waitUntil(async () => (await fleet.env.client.workflow.getHandle(wf).describe()).runId !== second.runId, 'the reset run');
+    expect(((await fleet.env.client.workflow.getHandle(wf).result()) as RunbookResult).status).toBe('succeeded');
     expect(await remote(3, `cat ${marker}`)).toBe('line\nline\nline\n');
   });
 });
 
 test('a worker without RUNBOOK_ALLOW_EXEC refuses ad hoc commands', async () => {
   const tq = uniqueTaskQueue('trust');
-  await withEngineWorker(env, tq, async () => {
+  await withEngineWorker(fleet.env, tq, async () => {
     await startRaw(tq, 'runCommand', `${tq}-x`, JSON.stringify({ host: 'host-1', inventory: inventory(), command: 'touch should-not-exist' }));
     const f = await failureOf(`${tq}-x`);
     expect(f.type).toBe('ExecDisabled');
