@@ -2,10 +2,10 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from '../common/logger';
-import { redact } from './secrets/redact';
+import { redact } from '../common/redact';
 import type { Secrets } from './secrets/providers';
-import { NON_RETRYABLE_SSH_ERRORS } from './ssh/errors';
-import { NON_RETRYABLE_HTTP_ERRORS, runHttpStep, type HttpStepInput, type HttpStepResult } from './http/request';
+import { FAILURES, FINAL_FAILURES, GROUP_FINAL_FAILURES, isIn } from '../common/failure-types';
+import { runHttpStep, type HttpStepInput, type HttpStepResult } from './http/request';
 import type { SshPool } from './ssh/pool';
 import { killStep, runSshStep, type SshStepInput, type SshStepResult } from './ssh/step';
 import { upload, type TransferResult } from './ssh/sftp';
@@ -13,9 +13,9 @@ import { runStepGroup, type StepGroupInput, type StepGroupResult } from './step-
 import { prepareExec, prepareRun, type PrepareInput, type PreparedRun } from './prepare';
 import { watchHostLock, type LockWatch, type LockWatchInput } from './host-lock';
 import type { Client } from '@temporalio/client';
-import type { EngineConfig } from '../worker/config';
+import type { EngineConfig } from './config';
 import { sendNotification, type Notification } from './notify';
-import type { SshTarget } from './ssh/pool';
+import type { SshTarget } from '../dsl/selector';
 import type { AuditStore } from '../audit/store';
 import type { AuditEntry } from '../audit/record';
 import { messageOf } from '../common/errors';
@@ -53,15 +53,11 @@ export interface SshStepProgress { tail?: string }
 /** Turns an executor error into the Temporal failure the workflow branches on (type = error class name). */
 function toFailure(err: unknown, retryOnExit: boolean): unknown {
   if (!(err instanceof Error)) return err;
-  const nonRetryable = (NON_RETRYABLE_SSH_ERRORS as readonly string[]).includes(err.name)
-    || (NON_RETRYABLE_HTTP_ERRORS as readonly string[]).includes(err.name) || (err.name === 'SshCommandFailed' && !retryOnExit);
+  const nonRetryable = isIn(FINAL_FAILURES, err.name) || (err.name === FAILURES.sshCommandFailed && !retryOnExit);
   const result = 'result' in err ? (err as { result: unknown }).result : undefined;
   const details = result && typeof result === 'object' ? [bounded(result)] : [];
-  return ApplicationFailure.create({ message: redact(err.message), type: err.name, nonRetryable: nonRetryable || err.name === 'OutputError', details });
+  return ApplicationFailure.create({ message: redact(err.message), type: err.name, nonRetryable, details });
 }
-
-/** Errors that end a step for good inside a step group; any other error retries the group (steps re-attach). */
-const FINAL_IN_GROUP = new Set<string>([...NON_RETRYABLE_SSH_ERRORS, 'SshCommandFailed', 'ExpressionError', 'OutputError']);
 
 /** The workflow and run ids of the calling activity. */
 function runOf(ctx: Context): { workflowId: string; runId: string } {
@@ -120,7 +116,7 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
     async sshSteps(input: StepGroupInput): Promise<StepGroupResult> {
       const ctx = Context.current();
       const log = logger.child({ activity: 'sshSteps', workflowId: ctx.info.workflowExecution?.workflowId, host: input.target.name, attempt: ctx.info.attempt });
-      const out = await runStepGroup({ ssh, secrets, run: runOf(ctx), record: (e) => record(e, log), isFinal: (err) => err instanceof Error && FINAL_IN_GROUP.has(err.name) }, input)
+      const out = await runStepGroup({ ssh, secrets, run: runOf(ctx), record: (e) => record(e, log), isFinal: (err) => err instanceof Error && isIn(GROUP_FINAL_FAILURES, err.name) }, input)
         .catch((err: unknown) => { throw toFailure(err, false); });
       if (out.failed) {
         out.failed.message = redact(out.failed.message);
@@ -151,7 +147,7 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
 
     /** Sends a message to a channel (log, and the webhook in RUNBOOK_NOTIFY_URL when set). */
     async notify(input: Notification): Promise<void> {
-      await sendNotification(input, logger);
+      await sendNotification(input, logger, config.notifyUrl);
     },
 
     /** Kills a step's remote process group (the workflow calls it when the step is cancelled). */

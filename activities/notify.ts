@@ -1,16 +1,16 @@
 // Node side. Notifications: every message is logged; with RUNBOOK_NOTIFY_URL set it is also POSTed there as
 // JSON {channel, message} (Slack-compatible relays, chat bridges, paging gateways).
+import { failureClass, FAILURES } from '../common/failure-types';
 import type { Logger } from '../common/logger';
-import { redact } from './secrets/redact';
+import { redact } from '../common/redact';
 
 export interface Notification { channel: string; message: string }
 
 /** The webhook answered with an error or could not be reached: retryable. */
-export class NotifyError extends Error {
-  override name = 'NotifyError' as const;
-}
+export class NotifyError extends failureClass(FAILURES.notify) {}
 
-export async function sendNotification(n: Notification, logger: Logger, url = process.env.RUNBOOK_NOTIFY_URL): Promise<void> {
+/** Logs the message, and POSTs it to `url` (the worker's RUNBOOK_NOTIFY_URL) when there is one. */
+export async function sendNotification(n: Notification, logger: Logger, url: string | undefined): Promise<void> {
   const message = redact(n.message);
   logger.info({ channel: n.channel, text: message }, 'notification');
   if (!url) return;

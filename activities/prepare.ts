@@ -1,20 +1,19 @@
 // Node side. The prepare activity: load the runbook by name, validate it, coerce the params, load the inventory
 // and resolve the targets, so the workflow receives validated JSON and records the content hash it ran. Any
-// problem fails the run at once, before any step, with the located messages.
+// problem fails the run at once, before any step, with the located messages. The preparation itself is the
+// CLI's too (dsl/prepare.ts); what is here is the worker's trust: runbook names confined to its directory,
+// inventories on its allow-list, ad hoc commands only when allowed.
 import fs from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURES } from '../common/failure-types';
 import { UserError } from '../common/errors';
-import { loadInventoryFile, sshTargetFor, type Inventory } from '../dsl/inventory';
-import { loadRunbookFile } from '../dsl/load';
-import { coerceParams, type ParamValue } from '../dsl/params';
-import { planTargets } from '../dsl/plan';
-import { formatProblem } from '../dsl/problems';
+import { sshTargetFor } from '../dsl/inventory';
+import type { ParamValue } from '../dsl/params';
+import { loadValidInventory, PrepareError, prepareRunbook } from '../dsl/prepare';
 import type { RunbookDoc } from '../dsl/schema';
-import type { InventoryData } from '../dsl/selector';
-import type { SshTarget } from './ssh/pool';
-import type { EngineConfig } from '../worker/config';
+import type { InventoryData, SshTarget } from '../dsl/selector';
+import type { EngineConfig } from './config';
 
 export interface PrepareInput {
   runbook: string;
@@ -83,15 +82,14 @@ export function inventoryFileFor(config: EngineConfig, named: string | undefined
   return match;
 }
 
-function loadAllowedInventory(file: string): Inventory {
-  let inv;
+/** Runs `fn`, turning a PrepareError into the final failure of its type (the run is refused at once). */
+function refusing<T>(fn: () => T): T {
   try {
-    inv = loadInventoryFile(file);
+    return fn();
   } catch (err) {
-    throw invalid(FAILURES.inventoryInvalid, err instanceof UserError ? err.message : String(err));
+    if (err instanceof PrepareError) throw invalid(err.type, err.message);
+    throw err;
   }
-  if (!inv.inventory) throw invalid(FAILURES.inventoryInvalid, `Inventory ${file} is invalid:\n${inv.problems.map(formatProblem).join('\n')}`);
-  return inv.inventory;
 }
 
 /** The SSH login of one host of an allowed inventory, for an ad hoc command (`runCommand`). */
@@ -103,43 +101,28 @@ export function prepareExec(config: EngineConfig, input: { host: string; invento
   const file = inventoryFileFor(config, input.inventory);
   if (!file) throw invalid(FAILURES.inventoryInvalid, 'No inventory: name one, or set RUNBOOK_INVENTORY on the worker.');
   try {
-    return sshTargetFor(loadAllowedInventory(file), input.host);
+    return sshTargetFor(refusing(() => loadValidInventory(file)), input.host, config.ssh);
   } catch (err) {
     if (err instanceof UserError) throw invalid(FAILURES.targetsInvalid, err.message);
     throw err;
   }
 }
 
+/** Prepares a run of a runbook in the worker's directory, against an inventory on its allow-list (dsl/prepare.ts does the rest). */
 export function prepareRun(config: EngineConfig, input: PrepareInput): PreparedRun {
-  const file = runbookFileFor(config, input.runbook);
-  let loaded;
-  try {
-    loaded = loadRunbookFile(file);
-  } catch (err) {
-    throw invalid(FAILURES.unknownRunbook, (err as Error).message);
-  }
-  if (!loaded.runbook) {
-    throw invalid(FAILURES.runbookInvalid, `${file} is not a valid runbook:\n${loaded.problems.filter((p) => p.severity === 'error').map(formatProblem).join('\n')}`);
-  }
-  const rb = loaded.runbook;
-  const { values, errors } = coerceParams(rb.params ?? {}, input.params ?? {}, Object.keys(rb.secrets ?? {}));
-  if (errors.length) {
-    throw invalid(FAILURES.paramsInvalid, `Invalid params for ${rb.metadata.name}:\n${errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`).join('\n')}`);
-  }
-  const invFile = inventoryFileFor(config, input.inventory);
-  const inventory = invFile ? loadAllowedInventory(invFile) : undefined;
-  const targets  = planTargets({ runbook: rb, contentHash: loaded.contentHash, params: values, inventory: inventory ?? undefined, run: { id: '', initiator: '', trigger: '' }, alert: input.alert });
-  if (targets.errors.length) {
-    throw invalid(FAILURES.targetsInvalid, `Cannot resolve the targets of ${rb.metadata.name}:\n${targets.errors.map((e) => `targets: ${e.message} [${e.code}]`).join('\n')}`);
-  }
+  const runbookFile = runbookFileFor(config, input.runbook);
+  const { runbook, contentHash, params, selector, hosts, inventory } = refusing(() => prepareRunbook({
+    runbookFile, params: input.params ?? {}, inventoryFile: () => inventoryFileFor(config, input.inventory),
+    run: { id: '', initiator: '', trigger: '' }, alert: input.alert,
+  }));
   const ssh: Record<string, SshTarget> = {};
   if (inventory) {
     for (const h of inventory.hosts) {
       try {
-        ssh[h.name] = sshTargetFor(inventory, h.name);
+        ssh[h.name] = sshTargetFor(inventory, h.name, config.ssh);
       } catch { /* a host without a user is only an error if a step acts on it */ }
     }
   }
-  return { name: rb.metadata.name, contentHash: loaded.contentHash, runbook: rb, params: values, selector: targets.selector,
-    targets: targets.hosts.map((h) => h.name), inventory: inventory ? { hosts: inventory.hosts, groups: inventory.groups, vars: inventory.vars } : undefined, ssh };
+  return { name: runbook.metadata.name, contentHash, runbook, params, selector, targets: hosts.map((h) => h.name),
+    inventory: inventory ? { hosts: inventory.hosts, groups: inventory.groups, vars: inventory.vars } : undefined, ssh };
 }

@@ -10,8 +10,10 @@ import type { StepDoc } from '../dsl/schema';
 import type { AuditEntry } from '../audit/record';
 import { stepEntry, workflowEntry, type StepAuditContext } from '../audit/events';
 import { outcomeOf } from '../audit/outcome';
+import { whenSkipped } from '../audit/run-events';
 import type { SecretDeclaration, Secrets } from './secrets/providers';
-import type { SshPool, SshTarget } from './ssh/pool';
+import type { SshTarget } from '../dsl/selector';
+import type { SshPool } from './ssh/pool';
 import { runSshStep, type SshStepResult } from './ssh/step';
 
 export interface StepGroupInput {
@@ -71,8 +73,8 @@ export async function runStepGroup(deps: StepGroupDeps, input: StepGroupInput): 
           const d: GroupStepDone = { path, status: 'skipped', outputs: {}, audited: true };
           done.push(d);
           if (audit) {
-            recordFor(d, workflowEntry(deps.run, { key: path, time: new Date().toISOString(), kind: 'skip', runbook: audit.runbook,
-              initiator: audit.initiator, step: path, target: audit.target, status: 'skipped', detail: { when: step.when } }));
+            recordFor(d, workflowEntry(deps.run, { ...whenSkipped(path, audit.target, step.when), time: new Date().toISOString(), runbook: audit.runbook,
+              initiator: audit.initiator }));
           }
           continue;
         }

@@ -1,7 +1,7 @@
 // Node side. Turns what activities and the workflow report into change records: deterministic ids, the action
 // as an operator reads it (secrets as <secret:NAME>, known secret values masked), output digest and tail.
 import { createHash } from 'node:crypto';
-import { redact, redactDeep } from '../activities/secrets/redact';
+import { redact, redactDeep } from '../common/redact';
 import { maskSecrets } from '../dsl/expr';
 import type { RenderedAction } from '../dsl/render';
 import type { StepOutcome } from './outcome';

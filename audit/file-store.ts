@@ -7,7 +7,7 @@ import readline from 'node:readline';
 import lockfile from 'proper-lockfile';
 import { UserError } from '../common/errors';
 import { GENESIS, chain, type AuditEntry, type AuditRecord } from './record';
-import { serialise, serialised, type AppendResult, type AuditStore, type BrokenRow } from './store';
+import { serialise, serialised, type AppendResult, type AuditStore, type BrokenRow } from './backend';
 
 export class FileAuditStore implements AuditStore {
   readonly description: string;

@@ -5,7 +5,7 @@
 import { Pool, type PoolClient } from 'pg';
 import { UserError } from '../common/errors';
 import { GENESIS, chain, type AuditEntry, type AuditRecord } from './record';
-import { redactUrl, serialise, serialised, type AppendResult, type AuditStore, type BrokenRow } from './store';
+import { redactUrl, serialise, serialised, type AppendResult, type AuditStore, type BrokenRow } from './backend';
 
 export const AUDIT_TABLE = 'runbook_audit';
 /** Key of the advisory lock that serialises appends (and schema creation). */

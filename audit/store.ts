@@ -1,8 +1,12 @@
-// Node side. The audit store contract, the backend chosen by AUDIT_URL, and verification of a whole store.
+// Node side. The audit store API: the backend a URL names (the contract is in backend.ts), queries, and
+// verification of a whole store.
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../common/errors';
-import { GENESIS, canonical, hashRecord, type AuditEntry, type AuditRecord } from './record';
+import { redactUrl, type AuditStore, type BrokenRow } from './backend';
+import { GENESIS, hashRecord, type AuditRecord } from './record';
+
+export { serialise, type AppendResult, type AuditStore, type BrokenRow } from './backend';
 
 export interface AuditFilter {
   /** A run: its workflow id or its run id. */
@@ -11,23 +15,6 @@ export interface AuditFilter {
   /** ISO time: records at or after it. */
   since?: string;
 }
-
-export interface AppendResult { appended: number; duplicates: number }
-
-/**
- * Where change records live. `append` is idempotent by record id (an entry whose id is stored is skipped) and
- * keeps the chain valid when several processes append at once.
- */
-export interface AuditStore {
-  readonly description: string;
-  append(entries: AuditEntry[]): Promise<AppendResult>;
-  /** Stored records in chain order. Raw rows that cannot be parsed come back as `{ broken }`. */
-  scan(): AsyncIterable<AuditRecord | BrokenRow>;
-  close(): Promise<void>;
-}
-
-/** A stored row that is not a record at all (a torn or edited line). */
-export interface BrokenRow { broken: string; position: number }
 
 export function isBroken(row: AuditRecord | BrokenRow): row is BrokenRow {
   return 'broken' in row;
@@ -42,19 +29,6 @@ export function matches(r: AuditRecord, f: AuditFilter): boolean {
 
 export async function* query(store: AuditStore, filter: AuditFilter = {}): AsyncIterable<AuditRecord> {
   for await (const row of store.scan()) if (!isBroken(row) && matches(row, filter)) yield row;
-}
-
-/**
- * Makes calls of `fn` run one after another, in call order: a store's appends from one process extend the
- * chain in the order they were asked for (locks between processes do not order calls within one).
- */
-export function serialised<A, R>(fn: (arg: A) => Promise<R>): (arg: A) => Promise<R> {
-  let queue: Promise<unknown> = Promise.resolve();
-  return (arg: A) => {
-    const next = queue.then(() => fn(arg));
-    queue = next.catch(() => undefined);
-    return next;
-  };
 }
 
 export interface VerifyReport {
@@ -96,13 +70,8 @@ export async function verifyStore(store: AuditStore): Promise<VerifyReport> {
   return { ok: true, records: count, head: prev };
 }
 
-/** The stored line of a record: canonical JSON, so the bytes on disk are the bytes that were hashed. */
-export function serialise(record: AuditRecord): string {
-  return canonical(record);
-}
-
-/** `file:PATH` (relative to the working directory) or `postgres://...`; default the JSONL file in the data dir. */
-export async function openAuditStore(url = process.env.AUDIT_URL ?? defaultAuditUrl(), opts: { mustExist?: boolean } = {}): Promise<AuditStore> {
+/** `file:PATH` (relative to the working directory) or `postgres://...` (AUDIT_URL, read in worker/config.ts). */
+export async function openAuditStore(url: string, opts: { mustExist?: boolean } = {}): Promise<AuditStore> {
   if (url.startsWith('file:')) {
     const { FileAuditStore } = await import('./file-store');
     const file = path.resolve(url.slice('file:'.length).replace(/^\/\/(?=\/)/, ''));
@@ -116,13 +85,4 @@ export async function openAuditStore(url = process.env.AUDIT_URL ?? defaultAudit
     return PgAuditStore.open(url);
   }
   throw new UserError(`AUDIT_URL "${redactUrl(url)}" is not supported: use file:PATH (a JSONL file) or postgres://USER@HOST:PORT/DB.`);
-}
-
-export function defaultAuditUrl(): string {
-  return `file:${path.join(process.env.RUNBOOK_DATA_DIR ?? '.runbook', 'audit.jsonl')}`;
-}
-
-/** A connection URL without its password, for messages. */
-export function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^:/@]+):[^@/]*@/, '$1:***@');
 }

@@ -13,7 +13,7 @@ import { runSshStep } from '../activities/ssh/step';
 import { ECHO_STEP } from './ssh-overhead';
 import { Secrets } from '../activities/secrets/providers';
 import { freePort } from '../common/ports';
-import { loadInventory, sshTargetFor } from '../dsl/inventory';
+import { DEFAULT_SSH_LOGIN, loadInventory, sshTargetFor } from '../dsl/inventory';
 import { fleetDown, fleetUp } from '../fleet/fleet';
 import { startDevServer } from '../worker/dev-server';
 import { ensureTemporalCli } from '../worker/temporal-cli';
@@ -73,12 +73,12 @@ export async function engineBench(concurrent: number): Promise<void> {
   writeStepRunbooks(path.join(dir, 'runbooks'), [SHORT, LONG]);
   const worker = await startWorker(server.address, tq, inventory, auditUrl, path.join(dir, 'runbooks'));
   const connection = await Connection.connect({ address: server.address });
-  const client = new Client({ connection, dataConverter: dataConverterFromEnv() });
+  const client = new Client({ connection, dataConverter: dataConverterFromEnv(process.env) });
   const pool = new SshPool();
   try {
     // Floor: raw exec on a pooled connection to the same host. Measured between the runs (this VM's process
     // start cost drifts by 2x over minutes), so floor and steps see the same machine.
-    const target = sshTargetFor(loadInventory(inventory), 'host-1');
+    const target = sshTargetFor(loadInventory(inventory), 'host-1', DEFAULT_SSH_LOGIN);
     await pool.use(target, (c) => exec(c, 'true'));
     const rawExec = async () => {
       const t0 = Date.now();
@@ -86,7 +86,7 @@ export async function engineBench(concurrent: number): Promise<void> {
       return (Date.now() - t0) / 40;
     };
     // The exactly-once wrapper alone, from this process: the engine's cost above it is the worker's own.
-    const secrets = new Secrets();
+    const secrets = new Secrets({ env: process.env });
     const wrappedStep = async (r: number) => {
       const t0 = Date.now();
       for (let i = 0; i < 40; i++) {

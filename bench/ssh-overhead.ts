@@ -8,7 +8,7 @@ import { Secrets } from '../activities/secrets/providers';
 import { exec } from '../activities/ssh/exec';
 import { SshPool } from '../activities/ssh/pool';
 import { runSshStep, type SshAction } from '../activities/ssh/step';
-import { loadInventory, sshTargetFor } from '../dsl/inventory';
+import { DEFAULT_SSH_LOGIN, loadInventory, sshTargetFor } from '../dsl/inventory';
 import { fleetDown, fleetUp } from '../fleet/fleet';
 
 function stats(ms: number[]): string {
@@ -27,11 +27,11 @@ export async function sshOverhead(steps: number): Promise<void> {
   await fleetUp({ hosts: 1, dir });
   const pool = new SshPool();
   try {
-    const target = sshTargetFor(loadInventory(path.join(dir, 'inventory.yaml')), 'host-1');
+    const target = sshTargetFor(loadInventory(path.join(dir, 'inventory.yaml')), 'host-1', DEFAULT_SSH_LOGIN);
     await pool.use(target, (c) => exec(c, 'true')); // connect once, outside the timings
     const raw: number[] = [];
     const ours: number[] = [];
-    const secrets = new Secrets();
+    const secrets = new Secrets({ env: process.env });
     for (let i = 0; i < 20; i++) await pool.use(target, (c) => exec(c, 'echo warm')); // warm-up
     for (let i = 0; i < steps; i++) {
       let t = process.hrtime.bigint();

@@ -5,11 +5,12 @@ import { stringify } from 'csv-stringify/sync';
 import { UserError } from '../common/errors';
 import type { AuditRecord } from '../audit/record';
 import { openAuditStore, query, serialise, verifyStore, type AuditFilter, type AuditStore } from '../audit/store';
+import { auditUrlFromEnv } from '../worker/config';
 
 export interface AuditOptions { auditUrl?: string }
 
 async function withStore<T>(o: AuditOptions, fn: (store: AuditStore) => Promise<T>): Promise<T> {
-  const store = await openAuditStore(o.auditUrl, { mustExist: true });
+  const store = await openAuditStore(o.auditUrl ?? auditUrlFromEnv(), { mustExist: true });
   try {
     return await fn(store);
   } finally {

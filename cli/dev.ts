@@ -1,16 +1,16 @@
-// Node side. `runbook dev` and `runbook worker`: the worker process, with or without an embedded Temporal dev
-// server (SQLite-persisted in the data dir, Web UI on), and a clean stop on SIGINT/SIGTERM.
+// Node side. `runbook dev` and `runbook worker`: the embedded Temporal dev server (SQLite-persisted in the data
+// dir, Web UI on) and its codec server when history is encrypted, then the worker (worker/run.ts); the banner.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { NativeConnection } from '@temporalio/worker';
-import { createLogger } from '../common/logger';
+import { createLogger, type Logger } from '../common/logger';
 import { UserError } from '../common/errors';
-import { connectWorker, engineConfigFromEnv, type EngineConfig, temporalTargetFromEnv, workerSettingsFromEnv, type TemporalTarget } from '../worker/config';
+import { engineConfigFromEnv, logLevelFromEnv, temporalTargetFromEnv, workerSettingsFromEnv, type EngineConfig, type TemporalTarget,
+  type WorkerSettings } from '../worker/config';
 import { startDevServer, type DevServer } from '../worker/dev-server';
+import { runWorker, type RunningWorker } from '../worker/run';
 import { ensureTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
-import { createEngineWorker, installRuntime } from '../worker/worker';
-import { codecKeysFromEnv, EncryptionCodec } from '../common/codec';
-import { startCodecServer, type CodecServer } from '../triggers/codec-server';
+import { EncryptionCodec } from '../common/codec';
+import { startCodecServer, type CodecServer } from '../common/codec-server';
 import crypto from 'node:crypto';
 
 export interface DevOptions {
@@ -19,8 +19,6 @@ export interface DevOptions {
   port: number;
   uiPort?: number;
   headless: boolean;
-  /** False for `runbook worker`: never start a server. */
-  embedded: boolean;
   /** Codec server port (when history encryption is on). @default uiPort + 1 */
   codecPort?: number;
 }
@@ -37,101 +35,109 @@ function say(line: string): void {
   console.log(line);
 }
 
-/** Runs until SIGINT/SIGTERM: optional embedded server, then the worker; stops them in reverse order. */
-export async function runDev(opts: DevOptions): Promise<void> {
-  const logger = createLogger(opts.embedded ? 'runbook-dev' : 'runbook-worker');
-  const settings = workerSettingsFromEnv();
-  installRuntime(logger);
-  let server: DevServer | undefined;
-  let codecServer: CodecServer | undefined;
-  let codecTokenSource = '';
-  let target: TemporalTarget;
-  const keys = codecKeysFromEnv();
+/** Where the banner says history keys and the codec server are. */
+interface Codec { server?: CodecServer; tokenSource?: string }
 
-  if (opts.embedded && !process.env.TEMPORAL_ADDRESS) {
-    const dataDir = path.resolve(opts.dataDir);
-    try {
-      fs.mkdirSync(dataDir, { recursive: true });
-    } catch (err) {
-      throw new UserError(`Cannot create the data directory ${dataDir}: ${(err as Error).message}. Choose another ` +
-        'with --data-dir or RUNBOOK_DATA_DIR.', { cause: err });
+interface WorkerSetup { logger: Logger; settings: WorkerSettings; config: EngineConfig }
+
+/**
+ * Runs the worker (worker/run.ts) with the operator's lines: the banner once it polls, `stopped` at the end. `stop`
+ * stops what the caller started before it (the dev server, the codec server), after the worker.
+ */
+async function serveWorker(worker: WorkerSetup & { target: TemporalTarget },
+  started: { server?: DevServer; codec?: Codec; stop?: () => Promise<void> } = {}): Promise<void> {
+  let polled = false;
+  try {
+    await runWorker({ ...worker, say, onRunning: (running) => {
+      polled = true;
+      printBanner(running, started.server, started.codec ?? {});
+    } });
+  } finally {
+    await started.stop?.();
+    if (polled || started.server) say('stopped');
+  }
+}
+
+/** The worker alone, against the server the TEMPORAL_* variables name. */
+async function serveRemote(worker: WorkerSetup): Promise<void> {
+  const target = temporalTargetFromEnv();
+  say(`connecting to the Temporal server at ${target.address} (namespace ${target.namespace}) ...`);
+  await serveWorker({ ...worker, target });
+}
+
+/** `runbook worker`: ad hoc commands off unless RUNBOOK_ALLOW_EXEC turns them on. */
+export async function runWorkerCommand(): Promise<void> {
+  await serveRemote({ logger: createLogger('runbook-worker', logLevelFromEnv()), settings: workerSettingsFromEnv(),
+    config: engineConfigFromEnv(process.env, { allowExec: false }) });
+}
+
+/**
+ * `runbook dev`: the embedded dev server (and codec server), then the worker, until SIGINT/SIGTERM; stops them in
+ * reverse order. With TEMPORAL_ADDRESS set, the worker alone, connected there. Ad hoc commands are on by default
+ * on the dev machine (opt-in with RUNBOOK_ALLOW_EXEC for a production worker).
+ */
+export async function runDev(opts: DevOptions): Promise<void> {
+  const logger = createLogger('runbook-dev', logLevelFromEnv());
+  const settings = workerSettingsFromEnv();
+  if (process.env.TEMPORAL_ADDRESS) return serveRemote({ logger, settings, config: engineConfigFromEnv(process.env, { allowExec: true }) });
+  const dataDir = path.resolve(opts.dataDir);
+  // The audit trail lives with the rest of the dev state unless AUDIT_URL says otherwise.
+  const config = engineConfigFromEnv(process.env, { allowExec: true, dataDir });
+  try {
+    fs.mkdirSync(dataDir, { recursive: true });
+  } catch (err) {
+    throw new UserError(`Cannot create the data directory ${dataDir}: ${(err as Error).message}. Choose another ` +
+      'with --data-dir or RUNBOOK_DATA_DIR.', { cause: err });
+  }
+  const cli = await ensureTemporalCli(say);
+  say(`Temporal CLI: ${cli.path} (${temporalCliVersion(cli.path)}; found via ${cli.source})`);
+  const codec: Codec = {};
+  let server: DevServer | undefined;
+  const stop = async () => {
+    if (server) {
+      say('stopping the Temporal dev server ...');
+      await server.stop();
     }
-    // The audit trail lives with the rest of the dev state unless AUDIT_URL says otherwise.
-    process.env.AUDIT_URL ??= `file:${path.join(dataDir, 'audit.jsonl')}`;
-    const cli = await ensureTemporalCli(say);
-    say(`Temporal CLI: ${cli.path} (${temporalCliVersion(cli.path)}; found via ${cli.source})`);
+    await codec.server?.close();
+  };
+  try {
     const extraArgs: string[] = [];
-    if (keys.length && !opts.headless) {
+    if (config.codecKeys.length && !opts.headless) {
       // History is encrypted: the UI decodes through our codec server, which holds the keys.
       const uiPort = opts.uiPort ?? opts.port + 1000;
       const { token, source } = codecToken(dataDir);
-      codecTokenSource = source;
-      codecServer = await startCodecServer({ codec: new EncryptionCodec(keys), token, host: opts.ip, port: opts.codecPort ?? uiPort + 1,
+      codec.tokenSource = source;
+      codec.server = await startCodecServer({ codec: new EncryptionCodec(config.codecKeys), token, host: opts.ip, port: opts.codecPort ?? uiPort + 1,
         corsOrigins: [`http://${opts.ip}:${uiPort}`, `http://localhost:${uiPort}`], logger }).catch((err: Error) => {
         throw new UserError(`Cannot start the codec server on ${opts.ip}:${opts.codecPort ?? uiPort + 1}: ${err.message}. Choose another port with --codec-port.`, { cause: err });
       });
-      extraArgs.push('--ui-codec-endpoint', codecServer.uiEndpoint);
+      extraArgs.push('--ui-codec-endpoint', codec.server.uiEndpoint);
     }
     say(`starting the Temporal dev server (data in ${dataDir}) ...`);
     server = await startDevServer({
       cli: cli.path, ip: opts.ip, port: opts.port, uiPort: opts.uiPort, headless: opts.headless,
       dbFile: path.join(dataDir, 'temporal.db'), logFile: path.join(dataDir, 'temporal.log'), extraArgs,
     });
-    target = { ...temporalTargetFromEnv(server.address), address: server.address, namespace: server.namespace };
-    target.connectionOptions = { ...target.connectionOptions, address: server.address };
-  } else {
-    target = temporalTargetFromEnv();
-    say(`connecting to the Temporal server at ${target.address} (namespace ${target.namespace}) ...`);
+  } catch (err) {
+    await stop();
+    throw err;
   }
-
-  let connection: NativeConnection | undefined;
-  try {
-    connection = await connectWorker(target);
-    // Ad hoc commands are on by default on the dev machine, opt-in (RUNBOOK_ALLOW_EXEC) for a production worker.
-    const config = engineConfigFromEnv(process.env, { allowExec: opts.embedded });
-    const engine = await createEngineWorker(connection, target.namespace, settings, logger, { config });
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        say(`${signal} again: exiting now`);
-        process.exit(130);
-      }
-      stopping = true;
-      say(`${signal}: stopping the worker (running activities get 10 s to finish) ...`);
-      engine.worker.shutdown();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    const running = engine.run();
-    await waitForRunning(engine.worker);
-    const history = keys.length
-      ? `encrypted (AES-256-GCM, key ${keys[0]!.id})${codecServer ? `; codec server ${codecServer.url} (bearer token in ${codecTokenSource})` : ''}`
-      : 'not encrypted (set RUNBOOK_CODEC_KEYS or RUNBOOK_CODEC_KEYS_FILE; make a key with `runbook codec keygen`)';
-    printBanner(target, server, settings.taskQueue, engine.audit.description, history, config);
-    await running;
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-  } finally {
-    await connection?.close();
-    if (server) {
-      say('stopping the Temporal dev server ...');
-      await server.stop();
-    }
-    await codecServer?.close();
-    if (connection || server) say('stopped');
-  }
+  const fromEnv = temporalTargetFromEnv(server.address);
+  const target = { ...fromEnv, address: server.address, namespace: server.namespace, connectionOptions: { ...fromEnv.connectionOptions, address: server.address } };
+  await serveWorker({ logger, settings, config, target }, { server, codec, stop });
 }
 
-async function waitForRunning(worker: { getState(): string }): Promise<void> {
-  while (worker.getState() === 'INITIALIZED') await new Promise((r) => setTimeout(r, 50));
-}
-
-function printBanner(target: TemporalTarget, server: DevServer | undefined, taskQueue: string, audit: string, history: string, config: EngineConfig): void {
+function printBanner({ engine, target, settings }: RunningWorker, server: DevServer | undefined, codec: Codec): void {
+  const { config } = engine;
+  const keys = config.codecKeys;
+  const history = keys.length
+    ? `encrypted (AES-256-GCM, key ${keys[0]!.id})${codec.server ? `; codec server ${codec.server.url} (bearer token in ${codec.tokenSource})` : ''}`
+    : 'not encrypted (set RUNBOOK_CODEC_KEYS or RUNBOOK_CODEC_KEYS_FILE; make a key with `runbook codec keygen`)';
   const lines = [''];
   if (server?.uiUrl) lines.push(`  Temporal UI  ${server.uiUrl}/namespaces/${target.namespace}/workflows`);
   lines.push(`  Temporal     ${target.address} (namespace ${target.namespace})${server ? ', embedded dev server' : ''}`);
-  lines.push(`  Worker       polling task queue "${taskQueue}"`);
-  lines.push(`  Audit        ${audit} (runbook audit show | verify)`);
+  lines.push(`  Worker       polling task queue "${settings.taskQueue}"`);
+  lines.push(`  Audit        ${engine.audit.description} (runbook audit show | verify)`);
   lines.push(`  History      ${history}`);
   lines.push(`  Runbooks     ${config.runbookDir} (RUNBOOK_DIR)`);
   lines.push(`  Inventories  ${config.inventories.length ? config.inventories.join(', ') : 'none allowed yet: set RUNBOOK_INVENTORY (and RUNBOOK_INVENTORIES)'}`);

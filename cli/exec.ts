@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { UserError } from '../common/errors';
-import { loadInventory, sshTargetFor } from '../dsl/inventory';
+import { DEFAULT_SSH_LOGIN, loadInventory, sshTargetFor } from '../dsl/inventory';
 import { connectClient, temporalTargetFromEnv, workerSettingsFromEnv } from '../worker/config';
 import type { runCommand } from '../workflows';
 
@@ -18,7 +18,7 @@ export interface ExecOptions {
 
 export async function runExec(command: string[], opts: ExecOptions): Promise<number> {
   if (command.length === 0) throw new UserError('Give the command to run after `--`, e.g. runbook exec --host web-1 -- uptime');
-  sshTargetFor(loadInventory(opts.inventory), opts.host); // a typo fails here, before anything starts
+  sshTargetFor(loadInventory(opts.inventory), opts.host, DEFAULT_SSH_LOGIN); // a typo fails here, before anything starts
   const client = await connectClient(temporalTargetFromEnv());
   try {
     const workflowId = `exec-${opts.host}-${crypto.randomUUID()}`;

@@ -6,15 +6,17 @@ import { quote } from 'shell-quote';
 import YAML from 'yaml';
 import { UserError } from '../common/errors';
 import { maskSecrets } from '../dsl/expr';
-import { INVENTORY_LIMITS, loadInventoryFile, loadInventoryText } from '../dsl/inventory';
+import { INVENTORY_LIMITS, loadInventoryText } from '../dsl/inventory';
 import { lintRunbook } from '../dsl/lint';
-import { loadRunbookFile, resolveRunbookPath, runbookDir, type LoadedRunbook } from '../dsl/load';
-import { coerceParams } from '../dsl/params';
+import { loadRunbookFile, resolveRunbookPath } from '../dsl/load';
 import { planRun, type Plan, type PlannedStep } from '../dsl/plan';
+import { loadValidRunbook, PrepareError, prepareRunbook, targetsProblem } from '../dsl/prepare';
 import { formatProblem, type Problem } from '../dsl/problems';
 import { runbookMarkdown } from '../dsl/docs';
 import type { RenderedAction } from '../dsl/render';
 import { checkYamlLimits, tooLargeProblem } from '../dsl/yaml-source';
+import { runbookDirFromEnv } from '../worker/config';
+import { paramInputs, parseParamPairs, type ParamOptions } from './params';
 
 /** Files a path stands for: a file itself, or the YAML (and .ini) files directly in a directory. */
 function expand(p: string): string[] {
@@ -50,7 +52,7 @@ export function checkFile(file: string, withLint: boolean): Problem[] {
 
 /** Prints every problem of every file; resolves to the exit code (1 on any error, or any warning with --strict). */
 export function runValidate(paths: string[], opts: { lint: boolean; strict?: boolean; json?: boolean }): number {
-  const files = (paths.length ? paths : [runbookDir()]).flatMap(expand);
+  const files = (paths.length ? paths : [runbookDirFromEnv()]).flatMap(expand);
   const problems = files.flatMap((f) => checkFile(f, opts.lint));
   const errors = problems.filter((p) => p.severity === 'error').length;
   const warnings = problems.length - errors;
@@ -62,64 +64,38 @@ export function runValidate(paths: string[], opts: { lint: boolean; strict?: boo
   return errors > 0 || (opts.strict && warnings > 0) ? 1 : 0;
 }
 
-/** `-p key=value` pairs; a key given twice makes a list. */
-export function parseParamPairs(pairs: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const pair of pairs) {
-    const eq = pair.indexOf('=');
-    if (eq <= 0) throw new UserError(`-p ${pair}: expected key=value.`);
-    const key = pair.slice(0, eq);
-    const value = pair.slice(eq + 1);
-    const prev = out[key];
-    out[key] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+/**
+ * Runs `fn`, turning a PrepareError into the operator's error: exit 1 for an invalid runbook, params, inventory
+ * or targets, the loader's own error when a file cannot be read (exit 2), an unexpected error as it is.
+ */
+function asUserError<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (!(err instanceof PrepareError)) throw err;
+    if (err.cause === undefined) throw new UserError(err.message, { exitCode: 1 });
+    throw err.cause;
   }
-  return out;
 }
 
-/** A runbook that loaded without errors, or a UserError listing them all. */
-export function loadValidRunbook(nameOrPath: string): LoadedRunbook & { runbook: NonNullable<LoadedRunbook['runbook']> } {
-  const loaded = loadRunbookFile(resolveRunbookPath(nameOrPath));
-  if (!loaded.runbook) {
-    throw new UserError(`${loaded.file} is not a valid runbook:\n${loaded.problems.filter((p) => p.severity === 'error').map(formatProblem).join('\n')}`, { exitCode: 1 });
-  }
-  return loaded as LoadedRunbook & { runbook: NonNullable<LoadedRunbook['runbook']> };
-}
+export interface PlanOptions extends ParamOptions { inventory?: string; json: boolean; alertLabel?: string[] }
 
-export interface PlanOptions { param: string[]; paramsJson?: string; inventory?: string; json: boolean; alertLabel?: string[] }
-
+/** The plan of a runbook (by name or path) for the given params and inventory; a UserError on any problem. */
 export function buildPlan(name: string, opts: PlanOptions): Plan {
-  const loaded = loadValidRunbook(name);
-  const rb = loaded.runbook;
-  let inputs = parseParamPairs(opts.param);
-  if (opts.paramsJson) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(opts.paramsJson);
-    } catch (err) {
-      throw new UserError(`--params-json is not valid JSON: ${(err as Error).message}.`);
-    }
-    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UserError('--params-json must be a JSON object of param values.');
-    inputs = { ...(parsed as Record<string, unknown>), ...inputs };
-  }
-  const { values, errors } = coerceParams(rb.params ?? {}, inputs, Object.keys(rb.secrets ?? {}));
-  if (errors.length) {
-    throw new UserError(`Invalid params for ${rb.metadata.name} (${loaded.file}):\n${errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`).join('\n')}`, { exitCode: 1 });
-  }
-  let inventory;
-  // The same rule as the worker's: -i, else RUNBOOK_INVENTORY.
-  const invFile = opts.inventory ?? (process.env.RUNBOOK_INVENTORY || undefined);
-  if (invFile) {
-    const inv = loadInventoryFile(invFile);
-    if (!inv.inventory) throw new UserError(`Inventory ${invFile} is invalid:\n${inv.problems.map(formatProblem).join('\n')}`, { exitCode: 1 });
-    inventory = inv.inventory;
-  }
-  const result = planRun({ runbook: rb, contentHash: loaded.contentHash, params: values, inventory,
-    run: { id: '<run id>', initiator: os.userInfo().username, trigger: opts.alertLabel?.length ? 'alert' : 'manual' },
-    alert: { labels: Object.fromEntries(Object.entries(parseParamPairs(opts.alertLabel ?? [])).map(([k, v]) => [k, String(v)])), annotations: {} } });
-  if (!result.ok) {
-    throw new UserError(`Cannot resolve the targets of ${rb.metadata.name}:\n${result.errors.map((e) => `targets: ${e.message} [${e.code}]`).join('\n')}`, { exitCode: 1 });
-  }
-  return result.plan;
+  const runbookFile = resolveRunbookPath(name, runbookDirFromEnv());
+  const run = { id: '<run id>', initiator: os.userInfo().username, trigger: opts.alertLabel?.length ? 'alert' : 'manual' };
+  const alert = { labels: Object.fromEntries(Object.entries(parseParamPairs(opts.alertLabel ?? [])).map(([k, v]) => [k, String(v)])), annotations: {} };
+  const params = paramInputs(opts);
+  return asUserError(() => {
+    const prepared = prepareRunbook({
+      runbookFile, params, run, alert, paramsNameFile: true,
+      // The same rule as the worker's: -i, else RUNBOOK_INVENTORY.
+      inventoryFile: () => opts.inventory ?? (process.env.RUNBOOK_INVENTORY || undefined),
+    });
+    const result = planRun(prepared);
+    if (!result.ok) throw targetsProblem(prepared.runbook, result.errors);
+    return result.plan;
+  });
 }
 
 function describeAction(a: RenderedAction | undefined): string {
@@ -205,7 +181,7 @@ export function runPlan(name: string, opts: PlanOptions): void {
 }
 
 export function runDocs(name: string, opts: { output?: string }): void {
-  const loaded = loadValidRunbook(name);
+  const loaded = asUserError(() => loadValidRunbook(resolveRunbookPath(name, runbookDirFromEnv())));
   const md = runbookMarkdown(loaded.runbook, loaded.contentHash);
   if (opts.output) fs.writeFileSync(opts.output, md);
   else process.stdout.write(md);

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { UserError } from '../common/errors';
 import { fleetDown, fleetUp } from '../fleet/fleet';
 import { ensureTemporalCli, findTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
-import { runDev } from './dev';
+import { runDev, runWorkerCommand } from './dev';
 import { runExec } from './exec';
 import { runDocs, runPlan, runValidate } from './language';
 import { runCancel, runDecide, runList, runRun, runStatus } from './runs';
@@ -42,13 +42,13 @@ serverOptions(program.command('dev')
   .description('Start everything on one machine: the Temporal dev server (persistent, with Web UI), the worker; ' +
     'with TEMPORAL_ADDRESS set, connect there instead of starting a server'))
   .action(async (o: { dataDir: string; ip: string; port: number; uiPort?: number; codecPort?: number; headless: boolean }) => {
-    await runDev({ ...o, embedded: true });
+    await runDev(o);
   });
 
 program.command('worker')
   .description('Run a worker against the Temporal server named by TEMPORAL_ADDRESS (default 127.0.0.1:7233)')
   .action(async () => {
-    await runDev({ dataDir: '', ip: '', port: 0, headless: true, embedded: false });
+    await runWorkerCommand();
   });
 
 program.command('exec')

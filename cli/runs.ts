@@ -4,11 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { UserError } from '../common/errors';
-import { resolveRunbookPath } from '../dsl/load';
-import { connectClient, temporalTargetFromEnv, workerSettingsFromEnv } from '../worker/config';
+import { resolveRunbookPath, RunbookNotFoundError } from '../dsl/load';
+import { connectClient, runbookDirFromEnv, temporalTargetFromEnv, workerSettingsFromEnv } from '../worker/config';
 import type { runbook, RunbookResult } from '../workflows/runbook';
 import { decideSignal, stateQuery, type RunState } from '../workflows/messages';
 import { buildPlan } from './language';
+import { paramInputs } from './params';
 
 async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
   const client = await connectClient(temporalTargetFromEnv());
@@ -28,12 +29,13 @@ export async function runRun(name: string, opts: RunOptions): Promise<number> {
   // Fail fast on this machine when the runbook is here too: located errors, bad params, unknown hosts.
   let inputs: Record<string, unknown> | undefined;
   try {
-    resolveRunbookPath(name);
+    resolveRunbookPath(name, runbookDirFromEnv());
     inputs = buildPlan(name, { ...opts, json: false }).params;
   } catch (err) {
-    if (!(err instanceof UserError) || !/^No runbook named/.test(err.message)) throw err;
+    if (!(err instanceof RunbookNotFoundError)) throw err; // not here: the worker may have it
   }
-  const params = inputs ?? { ...(opts.paramsJson ? JSON.parse(opts.paramsJson) as object : {}), ...Object.fromEntries(opts.param.map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)])) };
+  // A runbook only the worker has: it checks the params, read here by the same rule as for a local one.
+  const params = inputs ?? paramInputs(opts);
   const runbookName = path.basename(name).replace(/\.ya?ml$/, '');
   return withClient(async (client) => {
     const workflowId = `rb-${runbookName}-${crypto.randomUUID().slice(0, 8)}`;

@@ -86,8 +86,11 @@ export function parseCodecKeys(spec: string, source: string): CodecKey[] {
   });
 }
 
-/** Keys from RUNBOOK_CODEC_KEYS, else the file RUNBOOK_CODEC_KEYS_FILE; none means history is not encrypted. */
-export function codecKeysFromEnv(env: NodeJS.ProcessEnv = process.env): CodecKey[] {
+/**
+ * Keys from RUNBOOK_CODEC_KEYS, else the file RUNBOOK_CODEC_KEYS_FILE, of the environment given (the process's
+ * is read in worker/config.ts and cli/ only); none means history is not encrypted.
+ */
+export function codecKeysFromEnv(env: NodeJS.ProcessEnv): CodecKey[] {
   if (env.RUNBOOK_CODEC_KEYS) return parseCodecKeys(env.RUNBOOK_CODEC_KEYS, 'RUNBOOK_CODEC_KEYS');
   const file = env.RUNBOOK_CODEC_KEYS_FILE;
   if (!file) return [];
@@ -105,11 +108,15 @@ export const FAILURE_CONVERTER_PATH = require.resolve('./failure-converter');
 
 /**
  * The data converter for clients and workers: failures' messages as payloads always, and the encryption codec
- * when keys are configured (then those payloads are encrypted too).
+ * when there are keys (then those payloads are encrypted too).
  */
-export function dataConverterFromEnv(env: NodeJS.ProcessEnv = process.env): DataConverter {
-  const keys = codecKeysFromEnv(env);
+export function dataConverterFor(keys: CodecKey[]): DataConverter {
   return { failureConverterPath: FAILURE_CONVERTER_PATH, ...(keys.length ? { payloadCodecs: [new EncryptionCodec(keys)] } : {}) };
+}
+
+/** The data converter with the keys of an environment (see codecKeysFromEnv). */
+export function dataConverterFromEnv(env: NodeJS.ProcessEnv): DataConverter {
+  return dataConverterFor(codecKeysFromEnv(env));
 }
 
 /** A new key entry for RUNBOOK_CODEC_KEYS (or a line of the keys file). */

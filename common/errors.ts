@@ -5,7 +5,8 @@
  * a bad file). The CLI prints `message` alone, never a stack trace, and exits with `exitCode`.
  */
 export class UserError extends Error {
-  override name = 'UserError' as const;
+  /** Subclasses name themselves (`RunbookNotFoundError`), so the CLI can branch on the class, never the message. */
+  override name: string = 'UserError';
   readonly exitCode: number;
 
   constructor(message: string, options?: { cause?: unknown; exitCode?: number }) {

@@ -1,6 +1,7 @@
-// Node side. The process logger: pino, JSON lines on stderr, level from LOG_LEVEL (default info).
+// Node side. The process logger: pino, JSON lines on stderr, at the level the caller names (the worker's and the
+// CLI's come from LOG_LEVEL, read in worker/config.ts).
 import pino from 'pino';
-import { redact, redactDeep } from '../activities/secrets/redact';
+import { redact, redactDeep } from './redact';
 
 export type Logger = pino.Logger;
 
@@ -8,8 +9,8 @@ export type Logger = pino.Logger;
 const REDACT = ['password', 'passphrase', 'privateKey', 'apiKey', 'token', 'secret', '*.password',
   '*.passphrase', '*.privateKey', '*.apiKey', '*.token', '*.secret'];
 
-/** A pino logger; `destination` defaults to stderr. */
-export function createLogger(name: string, level = process.env.LOG_LEVEL ?? 'info', destination: pino.DestinationStream = pino.destination(2)): Logger {
+/** A pino logger at `level` (trace, debug, info, warn, error); `destination` defaults to stderr. */
+export function createLogger(name: string, level: string, destination: pino.DestinationStream = pino.destination(2)): Logger {
   return pino({
     name, level,
     redact: { paths: REDACT, censor: '[redacted]' },

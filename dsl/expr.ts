@@ -8,6 +8,7 @@
 // bounded in depth, and each evaluation has a budget: every sub-expression evaluated costs 1, and every string or
 // list an operator or function makes costs its length. Over budget, evaluation stops with an ExpressionError. The
 // budget is counted, not timed, so a replayed workflow fails (or not) exactly as it did the first time.
+import { failureClass, FAILURES } from '../common/failure-types';
 import { Environment } from '@marcbachmann/cel-js';
 import { quote } from 'shell-quote';
 
@@ -20,8 +21,7 @@ export type Segment =
   | { kind: 'expr'; source: string; raw: boolean; offset: number };
 
 /** Thrown for a template or expression that does not parse or fails; `offset` is within the template string. */
-export class ExpressionError extends Error {
-  override name = 'ExpressionError' as const;
+export class ExpressionError extends failureClass(FAILURES.expression) {
   constructor(message: string, readonly offset: number, readonly overLimit = false) {
     super(message);
   }

@@ -7,9 +7,8 @@ import path from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { parse as shellParse } from 'shell-quote';
 import { UserError } from '../common/errors';
-import type { SshTarget } from '../activities/ssh/pool';
 import { CODES, formatProblem, sortProblems, type Problem } from './problems';
-import type { InventoryData, TargetHost } from './selector';
+import type { InventoryData, SshTarget, TargetHost } from './selector';
 import { didYouMean } from './suggest';
 import { validateAgainstSchema } from './validate';
 import { parseYamlSource, tooLargeProblem, type YamlLimits, type YamlSource } from './yaml-source';
@@ -293,12 +292,21 @@ function resolvePath(inv: Inventory, p: string): string {
   return path.resolve(path.dirname(path.resolve(inv.file)), expanded);
 }
 
+/** The key and known_hosts of a host whose inventory names none (the worker's RUNBOOK_SSH_KEY, RUNBOOK_KNOWN_HOSTS). */
+export interface SshLoginDefaults {
+  /** @default ~/.ssh/id_ed25519 */
+  identityFile: string;
+  /** @default ~/.ssh/known_hosts */
+  knownHosts: string;
+}
+
+export const DEFAULT_SSH_LOGIN: SshLoginDefaults = { identityFile: '~/.ssh/id_ed25519', knownHosts: '~/.ssh/known_hosts' };
+
 /**
  * The SSH login for one inventory host. Key and known_hosts come from the host's vars, else the inventory's
- * vars (`identityFile`, `knownHosts`, or Ansible's `ansible_ssh_private_key_file`), else RUNBOOK_SSH_KEY and
- * RUNBOOK_KNOWN_HOSTS, else ~/.ssh/id_ed25519 and ~/.ssh/known_hosts.
+ * vars (`identityFile`, `knownHosts`, or Ansible's `ansible_ssh_private_key_file`), else `defaults`.
  */
-export function sshTargetFor(inv: Inventory, name: string): SshTarget {
+export function sshTargetFor(inv: Inventory, name: string, defaults: SshLoginDefaults): SshTarget {
   const host = inv.hosts.find((h) => h.name === name);
   if (!host) {
     throw new UserError(`${inv.file}: no host named "${name}"${didYouMean(name, inv.hosts.map((h) => h.name))}.`);
@@ -309,7 +317,7 @@ export function sshTargetFor(inv: Inventory, name: string): SshTarget {
   };
   const user = host.user ?? pick('user');
   if (!user) throw new UserError(`${inv.file}: host "${name}" has no user (set user, vars.user or ansible_user).`);
-  const identity = pick('identityFile', 'ansible_ssh_private_key_file') ?? process.env.RUNBOOK_SSH_KEY ?? '~/.ssh/id_ed25519';
-  const knownHosts = pick('knownHosts') ?? process.env.RUNBOOK_KNOWN_HOSTS ?? '~/.ssh/known_hosts';
+  const identity = pick('identityFile', 'ansible_ssh_private_key_file') ?? defaults.identityFile;
+  const knownHosts = pick('knownHosts') ?? defaults.knownHosts;
   return { name, address: host.address, port: host.port, user, identityFile: resolvePath(inv, identity), knownHosts: resolvePath(inv, knownHosts) };
 }

@@ -66,18 +66,21 @@ export function loadRunbookFile(file: string): LoadedRunbook {
   return loadRunbookText(file, text);
 }
 
-/** The runbooks directory: RUNBOOK_DIR, else ./runbooks. */
-export function runbookDir(): string {
-  return process.env.RUNBOOK_DIR ?? 'runbooks';
+/** Thrown when a runbook is named (not given by path) and the runbooks directory has no file of that name. */
+export class RunbookNotFoundError extends UserError {
+  override name = 'RunbookNotFoundError' as const;
 }
 
-/** A runbook by name (runbooks/NAME.yaml) or by path (anything ending in .yaml/.yml or containing a slash). */
-export function resolveRunbookPath(nameOrPath: string, dir = runbookDir()): string {
+/**
+ * A runbook by name (`dir`/NAME.yaml) or by path (anything ending in .yaml/.yml or containing a slash). `dir` is
+ * the runbooks directory (RUNBOOK_DIR, read in worker/config.ts).
+ */
+export function resolveRunbookPath(nameOrPath: string, dir: string): string {
   if (/\.ya?ml$/.test(nameOrPath) || nameOrPath.includes('/')) return nameOrPath;
   for (const ext of ['.yaml', '.yml']) {
     const candidate = path.join(dir, nameOrPath + ext);
     if (fs.existsSync(candidate)) return candidate;
   }
   const known = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && !f.includes('inventory')).map((f) => f.replace(/\.ya?ml$/, '')) : [];
-  throw new UserError(`No runbook named "${nameOrPath}" in ${dir}${known.length ? ` (there are: ${known.join(', ')})` : ''}. Give a name from that directory, a path to a YAML file, or set RUNBOOK_DIR.`);
+  throw new RunbookNotFoundError(`No runbook named "${nameOrPath}" in ${dir}${known.length ? ` (there are: ${known.join(', ')})` : ''}. Give a name from that directory, a path to a YAML file, or set RUNBOOK_DIR.`);
 }

@@ -1,5 +1,6 @@
 // Pure (workflow-safe). Step outputs: values captured from a step's result (stdout, exit code, a JSON field,
 // an HTTP status or body), available to later steps as steps.ID.outputs.NAME.
+import { failureClass, FAILURES } from '../common/failure-types';
 import { evaluate } from './expr';
 import type { StepDoc } from './schema';
 
@@ -13,9 +14,7 @@ export interface StepResultView {
 }
 
 /** Thrown when an output cannot be extracted (e.g. the JSON path is missing). */
-export class OutputError extends Error {
-  override name = 'OutputError' as const;
-}
+export class OutputError extends failureClass(FAILURES.output) {}
 
 function parseJson(text: string | undefined): unknown {
   try {

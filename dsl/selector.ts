@@ -1,6 +1,8 @@
 // Pure (workflow-safe). Target selectors over an inventory: `all`, `group:web`, `host:web-1`, `label:zone=eu1`,
-// a bare host or group name, comma-separated; `!term` excludes. Result order is inventory order.
+// a bare host or group name, comma-separated; `!term` excludes. Result order is inventory order. Also the
+// shapes of what they select: inventory hosts, and the SSH login of one (the language defines it, the pool uses it).
 import { CODES, type Code } from './problems';
+import type { SecretDeclDoc } from './schema';
 import { didYouMean } from './suggest';
 
 export interface TargetHost {
@@ -18,6 +20,26 @@ export interface InventoryData {
   hosts: TargetHost[];
   groups: Record<string, string[]>;
   vars: Record<string, unknown>;
+}
+
+/** Where and how to log in to a host over SSH: paths and secret references only, never key material or passwords. */
+export interface SshTarget {
+  /** Inventory name, used in messages. */
+  name: string;
+  address: string;
+  /** @default 22 */
+  port?: number;
+  user: string;
+  /** Private key file; without one, the SSH agent (SSH_AUTH_SOCK) or a password secret is used. */
+  identityFile?: string;
+  /** known_hosts file the host key must be listed in. */
+  knownHosts: string;
+  /** 'accept-new' trusts an unknown host's key once and records it (a changed key is always refused). @default 'strict' */
+  hostKeyPolicy?: 'strict' | 'accept-new';
+  /** Password auth from a declared secret. */
+  passwordSecret?: { name: string; decl: SecretDeclDoc };
+  /** Reach this host through a bastion. */
+  jump?: SshTarget;
 }
 
 type Term =

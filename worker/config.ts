@@ -1,12 +1,21 @@
-// Node side. Connection and worker settings from the environment, following Temporal's own conventions
-// (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_CONFIG_FILE / profile).
+// Node side. The one place the engine's environment is read: the Temporal connection (Temporal's own conventions:
+// TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_CONFIG_FILE / profile), the
+// worker's settings (RUNBOOK_TASK_QUEUE, RUNBOOK_MAX_*, heap, RUNBOOK_WORKFLOW_BUNDLE), the engine configuration
+// (RUNBOOK_DIR, RUNBOOK_INVENTORY[IES], RUNBOOK_ALLOW_EXEC, AUDIT_URL, RUNBOOK_DATA_DIR, RUNBOOK_NOTIFY_URL,
+// RUNBOOK_SSH_KEY, RUNBOOK_KNOWN_HOSTS, RUNBOOK_SSH_AGENT, SSH_AUTH_SOCK, RUNBOOK_CODEC_KEYS[_FILE]) and LOG_LEVEL.
+// Modules below worker/ and cli/ never read process.env: they get these values passed down. (Elsewhere only
+// tool and CLI concerns: temporal-cli.ts finds the Temporal CLI, cli/ reads RUNBOOK_CODEC_TOKEN and RUNBOOK_DEBUG.)
 import net from 'node:net';
 import path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { NativeConnection } from '@temporalio/worker';
-import { dataConverterFromEnv } from '../common/codec';
+import { codecKeysFromEnv, dataConverterFromEnv } from '../common/codec';
 import { UserError, messageOf } from '../common/errors';
+import { DEFAULT_SSH_LOGIN } from '../dsl/inventory';
+import type { EngineConfig } from '../activities/config';
+
+export type { EngineConfig, SshConfig } from '../activities/config';
 
 /** Task queue the engine's worker polls unless RUNBOOK_TASK_QUEUE says otherwise. */
 export const DEFAULT_TASK_QUEUE = 'runbooks';
@@ -96,7 +105,7 @@ export async function connectClient(target: TemporalTarget): Promise<Client> {
     await connection.close();
     throw err;
   });
-  return new Client({ connection, namespace: target.namespace, dataConverter: dataConverterFromEnv() });
+  return new Client({ connection, namespace: target.namespace, dataConverter: dataConverterFromEnv(process.env) });
 }
 
 /** A worker (native) connection. */
@@ -121,6 +130,8 @@ export interface WorkerSettings {
   workflowHeapMb?: number;
   /** How far V8 lets a heap grow past what survived the last full GC, in percent (memory against GC work). @default 25 */
   heapGrowthPercent?: number;
+  /** The prebuilt workflow bundle to load (RUNBOOK_WORKFLOW_BUNDLE). @default dist/workflow-bundle.js when built */
+  workflowBundle?: string;
 }
 
 function positiveInt(name: string, fallback: number): number {
@@ -139,22 +150,28 @@ export function workerSettingsFromEnv(): WorkerSettings {
     maxCachedWorkflows: positiveInt('RUNBOOK_MAX_CACHED_WORKFLOWS', 250),
     workflowHeapMb: positiveInt('RUNBOOK_WORKFLOW_HEAP_MB', 128),
     heapGrowthPercent: positiveInt('RUNBOOK_HEAP_GROWTH_PERCENT', 25),
+    workflowBundle: process.env.RUNBOOK_WORKFLOW_BUNDLE,
   };
 }
 
-/**
- * What the engine trusts, from the worker's own environment (never from workflow input): the runbook directory,
- * the inventories a run may name (an allow-list), and whether ad hoc commands (`runCommand`) are served.
- */
-export interface EngineConfig {
-  /** Absolute path of the runbook directory (RUNBOOK_DIR). @default ./runbooks */
-  runbookDir: string;
-  /** Inventories runs may name, absolute: RUNBOOK_INVENTORY first (the default), then RUNBOOK_INVENTORIES. */
-  inventories: string[];
-  /** The inventory of a run that names none (RUNBOOK_INVENTORY). */
-  defaultInventory?: string;
-  /** Serve `runCommand` (`runbook exec`): any command on any inventory host. @default false (true for `runbook dev`) */
-  allowExec: boolean;
+/** The pino level of the worker's and the CLI's logs (LOG_LEVEL). */
+export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return env.LOG_LEVEL ?? 'info';
+}
+
+/** Where `runbook dev` keeps its state (history, log, default audit file, codec token): RUNBOOK_DATA_DIR. */
+export function dataDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return env.RUNBOOK_DATA_DIR ?? '.runbook';
+}
+
+/** The audit store: AUDIT_URL, else the JSONL file in the data directory. */
+export function auditUrlFromEnv(env: NodeJS.ProcessEnv = process.env, dataDir = dataDirFromEnv(env)): string {
+  return env.AUDIT_URL ?? `file:${path.join(dataDir, 'audit.jsonl')}`;
+}
+
+/** The runbooks directory as configured (RUNBOOK_DIR, else ./runbooks), unresolved, for the CLI's messages. */
+export function runbookDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return env.RUNBOOK_DIR ?? 'runbooks';
 }
 
 function flag(name: string, raw: string | undefined, fallback: boolean): boolean {
@@ -166,15 +183,25 @@ function flag(name: string, raw: string | undefined, fallback: boolean): boolean
 
 /**
  * The engine configuration from the environment. RUNBOOK_INVENTORIES lists more allowed inventories, separated
- * by `${path.delimiter}` or new lines, like PATH.
+ * by `${path.delimiter}` or new lines, like PATH. `defaults.dataDir` is where the default audit file goes.
  */
-export function engineConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaults: { allowExec?: boolean } = {}): EngineConfig {
+export function engineConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaults: { allowExec?: boolean; dataDir?: string } = {}): EngineConfig {
   const defaultInventory = env.RUNBOOK_INVENTORY ? path.resolve(env.RUNBOOK_INVENTORY) : undefined;
   const more = (env.RUNBOOK_INVENTORIES ?? '').split(new RegExp(`[${path.delimiter}\\n]`)).map((s) => s.trim()).filter(Boolean).map((p) => path.resolve(p));
   return {
-    runbookDir: path.resolve(env.RUNBOOK_DIR ?? 'runbooks'),
+    runbookDir: path.resolve(runbookDirFromEnv(env)),
     inventories: [...new Set([...(defaultInventory ? [defaultInventory] : []), ...more])],
     defaultInventory,
     allowExec: flag('RUNBOOK_ALLOW_EXEC', env.RUNBOOK_ALLOW_EXEC, defaults.allowExec ?? false),
+    auditUrl: auditUrlFromEnv(env, defaults.dataDir),
+    notifyUrl: env.RUNBOOK_NOTIFY_URL,
+    ssh: {
+      identityFile: env.RUNBOOK_SSH_KEY ?? DEFAULT_SSH_LOGIN.identityFile,
+      knownHosts: env.RUNBOOK_KNOWN_HOSTS ?? DEFAULT_SSH_LOGIN.knownHosts,
+      shellAgent: env.RUNBOOK_SSH_AGENT !== 'off',
+      agentSocket: env.SSH_AUTH_SOCK,
+    },
+    codecKeys: codecKeysFromEnv(env),
+    secretsEnv: env,
   };
 }

@@ -12,7 +12,7 @@ import { PREBUILT_BUNDLE } from './bundle';
 import { engineConfigFromEnv, type EngineConfig, type WorkerSettings } from './config';
 import { Client } from '@temporalio/client';
 import { openAuditStore, type AuditStore } from '../audit/store';
-import { dataConverterFromEnv } from '../common/codec';
+import { dataConverterFor } from '../common/codec';
 
 let runtimeInstalled = false;
 
@@ -32,17 +32,17 @@ export function installRuntime(logger: Logger): void {
       warn: (m: string, meta?: LogMetadata) => sdk.warn(meta ?? {}, m),
       error: (m: string, meta?: LogMetadata) => sdk.error(meta ?? {}, m),
     },
-    // Shutdown is ours: SIGINT/SIGTERM handlers in the CLI stop the worker, then the dev server.
+    // Shutdown is ours: runWorker's SIGINT/SIGTERM handlers (run.ts) stop the worker, then the CLI the dev server.
     shutdownSignals: [],
   });
 }
 
 /**
- * The workflow code: the bundle RUNBOOK_WORKFLOW_BUNDLE names, else the one `npm run build` wrote next to the
- * compiled code, else (running from sources, as in tests) the workflows/ sources, bundled at start.
+ * The workflow code: the bundle the settings name (RUNBOOK_WORKFLOW_BUNDLE), else the one `npm run build` wrote
+ * next to the compiled code, else (running from sources, as in tests) the workflows/ sources, bundled at start.
  */
-function workflowSource(): { workflowBundle: WorkflowBundleOption } | { workflowsPath: string } {
-  const bundle = process.env.RUNBOOK_WORKFLOW_BUNDLE ?? (__filename.endsWith('.js') && fs.existsSync(PREBUILT_BUNDLE) ? PREBUILT_BUNDLE : undefined);
+function workflowSource(configured: string | undefined): { workflowBundle: WorkflowBundleOption } | { workflowsPath: string } {
+  const bundle = configured ?? (__filename.endsWith('.js') && fs.existsSync(PREBUILT_BUNDLE) ? PREBUILT_BUNDLE : undefined);
   if (bundle) return { workflowBundle: { codePath: path.resolve(bundle) } };
   const dir = path.join(__dirname, '..', 'workflows');
   const file = ['index.ts', 'index.js'].map((f) => path.join(dir, f)).find((f) => fs.existsSync(f));
@@ -53,7 +53,7 @@ export interface EngineWorker {
   worker: Worker;
   /** What this worker trusts (runbook directory, allowed inventories, ad hoc commands). */
   config: EngineConfig;
-  /** Where change records go (AUDIT_URL). */
+  /** Where change records go (config.auditUrl). */
   audit: AuditStore;
   /** Runs until shutdown, then closes SSH connections. */
   run(): Promise<void>;
@@ -62,9 +62,10 @@ export interface EngineWorker {
 export async function createEngineWorker(connection: NativeConnection, namespace: string, settings: WorkerSettings,
   logger: Logger, overrides: { workflowBundle?: WorkflowBundleOption; audit?: AuditStore; config?: EngineConfig } = {}): Promise<EngineWorker> {
   const config = overrides.config ?? engineConfigFromEnv();
-  const secrets = new Secrets();
-  const ssh = new SshPool({ secrets });
-  const audit = overrides.audit ?? await openAuditStore();
+  const secrets = new Secrets({ env: config.secretsEnv });
+  const ssh = new SshPool({ secrets, shellAgent: config.ssh.shellAgent, agentSocket: config.ssh.agentSocket });
+  const audit = overrides.audit ?? await openAuditStore(config.auditUrl);
+  const dataConverter = dataConverterFor(config.codecKeys);
   // Both heaps, the main thread's included: V8 otherwise lets a heap grow to up to 4x what survived the last
   // full GC when the machine has memory to spare, which on a busy worker is mostly garbage. The growth factor
   // is read at each GC, so setting it now takes effect.
@@ -80,9 +81,9 @@ export async function createEngineWorker(connection: NativeConnection, namespace
     connection,
     namespace,
     taskQueue: settings.taskQueue,
-    activities: createActivities({ ssh, secrets, logger, audit, config, client: new Client({ connection, namespace, dataConverter: dataConverterFromEnv() }) }),
-    dataConverter: dataConverterFromEnv(),
-    ...(overrides.workflowBundle ? { workflowBundle: overrides.workflowBundle } : workflowSource()),
+    activities: createActivities({ ssh, secrets, logger, audit, config, client: new Client({ connection, namespace, dataConverter }) }),
+    dataConverter,
+    ...(overrides.workflowBundle ? { workflowBundle: overrides.workflowBundle } : workflowSource(settings.workflowBundle)),
     maxConcurrentActivityTaskExecutions: settings.maxConcurrentActivities,
     maxConcurrentWorkflowTaskExecutions: settings.maxConcurrentWorkflowTasks,
     maxConcurrentLocalActivityExecutions: settings.maxConcurrentActivities,

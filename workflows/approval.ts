@@ -5,13 +5,13 @@ import type { Activities } from '../activities';
 import type { RenderedAction } from '../dsl/render';
 import type { ApprovalDecision, PendingApproval, RunState } from './messages';
 import { recordEvents, type RunAudit } from './audit';
+import { approvalDecided, approvalEnded, approvalEscalated } from '../audit/run-events';
+import { ACTIVITY_OPTIONS } from './activity-options';
+import { FAILURES } from '../common/failure-types';
 
 type ApprovalAction = Extract<RenderedAction, { kind: 'approval' }>;
 
-const { notify } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } });
-
-/** Failure types of an approval. */
-export const APPROVAL_FAILURES = { rejected: 'ApprovalRejected', timedOut: 'ApprovalTimedOut' } as const;
+const { notify } = proxyActivities<Activities>(ACTIVITY_OPTIONS.notify);
 
 function allowed(a: ApprovalAction, d: ApprovalDecision): boolean {
   if (a.users.length === 0 && a.groups.length === 0) return true;
@@ -54,29 +54,26 @@ export async function awaitApproval(path: string, a: ApprovalAction, state: RunS
     }
     return rejected !== undefined || pending.approvals.length >= a.quorum;
   };
-  const recordHeard = () => recordEvents(audit, state, ...heard.splice(0).map(({ n, d, counted }) => ({
-    key: `${id}/decision/${n}`, kind: 'approval.decision' as const, step: path, target, status: d.approve ? 'approve' : 'reject',
-    approvals: [{ by: d.by, comment: d.comment }], detail: { by: d.by, groups: d.groups ?? [], comment: d.comment ?? '', counted } })));
-  const outcome = (status: string, error?: string) => recordEvents(audit, state, { key: id, kind: 'approval', step: path, target, status, error,
-    action: a, approvals: pending.approvals, detail: { quorum: a.quorum, users: a.users, groups: a.groups } });
+  const recordHeard = () => recordEvents(audit, state, ...heard.splice(0).map(({ n, d, counted }) => approvalDecided(id, n, path, target, d, counted)));
+  const outcome = (status: string, error?: string) => recordEvents(audit, state, approvalEnded(id, path, target, a, status, pending.approvals, error));
   try {
     let decided = await condition(tally, timeoutMs);
     await recordHeard();
     if (!decided && a.onTimeout === 'escalate') {
       await notify({ channel: 'escalation', message: `${runbook}: approval "${id}" got no decision in time; waiting once more. ${a.message}` });
-      await recordEvents(audit, state, { key: `${id}/escalated`, kind: 'approval', step: path, target, status: 'escalated', action: a });
+      await recordEvents(audit, state, approvalEscalated(id, path, target, a));
       pending.deadline = new Date(Date.now() + timeoutMs).toISOString();
       decided = await condition(tally, timeoutMs);
       await recordHeard();
     }
     if (rejected) {
       await outcome('rejected', `rejected by ${rejected.by}${rejected.comment ? `: ${rejected.comment}` : ''}`);
-      throw ApplicationFailure.nonRetryable(`Approval "${id}" rejected by ${rejected.by}${rejected.comment ? `: ${rejected.comment}` : ''}`, APPROVAL_FAILURES.rejected);
+      throw ApplicationFailure.nonRetryable(`Approval "${id}" rejected by ${rejected.by}${rejected.comment ? `: ${rejected.comment}` : ''}`, FAILURES.approvalRejected);
     }
     if (!decided) {
       const message = `Approval "${id}" got ${pending.approvals.length} of ${a.quorum} approvals in time`;
       await outcome('timed-out', message);
-      throw ApplicationFailure.nonRetryable(message, APPROVAL_FAILURES.timedOut);
+      throw ApplicationFailure.nonRetryable(message, FAILURES.approvalTimedOut);
     }
     await outcome('approved');
     audit.approvals.push(...pending.approvals);

@@ -5,12 +5,11 @@
 import { CancellationScope, log, patched, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { StepAuditContext, WorkflowAuditEvent } from '../audit/events';
+import { isRollback, type RunEvent } from '../audit/run-events';
 import type { RunState } from './messages';
+import { ACTIVITY_OPTIONS } from './activity-options';
 
-const { audit } = proxyLocalActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { maximumAttempts: 8, initialInterval: '500 milliseconds', maximumInterval: '15 seconds' },
-});
+const { audit } = proxyLocalActivities<Activities>(ACTIVITY_OPTIONS.audit);
 
 /** What every record of the run shares, kept on the run's environment. */
 export interface RunAudit {
@@ -26,11 +25,11 @@ export function startAudit(runbook: string, trigger: string, initiator: string):
   return { on: patched('audit'), runbook: { name: runbook, contentHash: '' }, initiator: { trigger, id: initiator }, approvals: [] };
 }
 
-type EventFields = Omit<WorkflowAuditEvent, 'time' | 'runbook' | 'initiator'>;
-
-/** Records events of this run; see the module comment for failure handling. */
-/** `state` receives the errors of records that could not be written. */
-export async function recordEvents(a: RunAudit, state: Pick<RunState, 'auditErrors'>, ...events: EventFields[]): Promise<void> {
+/**
+ * Records events of this run (built by audit/run-events.ts, which also says who records what); see the module
+ * comment for failure handling. `state` receives the errors of records that could not be written.
+ */
+export async function recordEvents(a: RunAudit, state: Pick<RunState, 'auditErrors'>, ...events: RunEvent[]): Promise<void> {
   if (!a.on || events.length === 0) return;
   const time = new Date().toISOString();
   const full: WorkflowAuditEvent[] = events.map((e) => ({ ...e, time, runbook: a.runbook, initiator: a.initiator }));
@@ -53,8 +52,4 @@ export function auditBase(a: RunAudit, target: string | undefined): Omit<StepAud
 export function stepAudit(a: RunAudit, key: string, path: string, target: string | undefined): StepAuditContext | undefined {
   const base = auditBase(a, target);
   return base && { ...base, key, kind: isRollback(path) ? 'rollback' : 'step' };
-}
-
-export function isRollback(path: string): boolean {
-  return path.startsWith('rollback[') || path.includes('.rollback');
 }

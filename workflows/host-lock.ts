@@ -15,6 +15,7 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
 import { FAILURES, HOST_LOCK_PREFIX } from '../common/failure-types';
+import { LOCK_WATCH_MS, lockWatchOptions } from './activity-options';
 
 export const releaseSignal = defineSignal('release');
 
@@ -32,14 +33,7 @@ export async function hostLock(holder: string): Promise<string> {
 
 export type LockPolicy = 'wait' | 'fail';
 
-/** How long one watch of the holder lasts before the run tries again (bounds the activity, not the wait). */
-const WATCH_MS = 10 * 60_000;
-
-const { watchHostLock } = proxyActivities<Activities>({
-  startToCloseTimeout: WATCH_MS + 60_000,
-  heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
-});
+const { watchHostLock } = proxyActivities<Activities>(lockWatchOptions);
 
 /**
  * Acquires the host's lock: waits for the holder to finish (`onWait` called once) or fails fast with HostLocked.
@@ -71,7 +65,7 @@ export async function acquireHostLock(host: string, holder: string, policy: Lock
     }
     if (!waiting) onWait();
     waiting = true;
-    if (watched) await watchHostLock({ workflowId, waitMs: WATCH_MS });
+    if (watched) await watchHostLock({ workflowId, waitMs: LOCK_WATCH_MS });
     else await sleep('2 seconds');
   }
 }

@@ -5,7 +5,7 @@ import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivit
 import type { SshStepActivityInput } from '../activities';
 import type { Activities } from '../activities';
 import type { SshStepResult } from '../activities/ssh/step';
-import { PREPARE_FAILURES } from '../common/failure-types';
+import { ACTIVITY_OPTIONS, execOptions } from './activity-options';
 import { RunCommandInputSchema, type RunCommandInput } from '../dsl/run-input';
 import { checkRunInput } from './runbook';
 import { RunbookStatus } from './search-attributes';
@@ -14,16 +14,9 @@ import { recordKey } from './steps';
 export type { RunCommandInput } from '../dsl/run-input';
 
 /** The step activity, allowed as long as the command's own timeout and then some (it kills the command then). */
-const sshStepFor = (timeoutMs: number) => proxyActivities<Activities>({
-  startToCloseTimeout: timeoutMs + 5 * 60_000,
-  heartbeatTimeout: '10 seconds',
-  retry: { maximumAttempts: 5, initialInterval: '1 second', nonRetryableErrorTypes: ['HostKeyError', 'SshAuthError'] },
-}).sshStep;
+const sshStepFor = (timeoutMs: number) => proxyActivities<Activities>(execOptions(timeoutMs)).sshStep;
 
-const { prepareExec } = proxyLocalActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: PREPARE_FAILURES },
-});
+const { prepareExec } = proxyLocalActivities<Activities>(ACTIVITY_OPTIONS.prepare);
 
 /** Every exit code is a result here: the caller reports it. */
 const ANY_EXIT = Array.from({ length: 256 }, (_, i) => i);

@@ -1,28 +1,31 @@
 // Workflow side (deterministic). The runbook interpreter: prepare (validated JSON + content hash in history),
-// an approval gate for high-risk runbooks, then the steps per target in rolling batches or in parallel with a
-// failure threshold, rollback newest-first in a non-cancellable scope after a failure or a cancel, live state
-// by query, and search attributes for the UI and `runbook list`.
+// an approval gate for high-risk runbooks, then the steps per target (target.ts) in rolling batches or in
+// parallel with a failure threshold, rollback newest-first after a failure or a cancel, live state by query, and
+// search attributes for the UI and `runbook list`.
 import {
-  ActivityFailure, ApplicationFailure, CancellationScope, CancelledFailure, isCancellation, log, patched, proxyActivities, setHandler, TemporalFailure, upsertMemo,
+  ActivityFailure, ApplicationFailure, CancelledFailure, isCancellation, log, patched, proxyActivities, setHandler, TemporalFailure, upsertMemo,
   upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
 import ms from 'ms';
 import type { Activities } from '../activities';
 import type { PreparedRun } from '../activities/prepare';
 import { batchSizes, failureThreshold } from '../dsl/plan';
-import { buildContext, renderStep } from '../dsl/render';
+import { buildContext, renderStep, type RunInfo } from '../dsl/render';
 import type { TargetHost } from '../dsl/selector';
 import { awaitApproval } from './approval';
-import { acquireHostLock, releaseHostLock } from './host-lock';
-import { decideSignal, stateQuery, type ApprovalDecision, type HostState, type RunState } from './messages';
+import { decideSignal, stateQuery, type ApprovalDecision, type RunState } from './messages';
 import { Initiator, RunbookName, RunbookStatus, RunbookTargets, Trigger } from './search-attributes';
-import { decideFeatures, errorText, groupLength, runStep, runStepGroup, type Compensation, type StepEnv, type StepsCtx } from './steps';
-import { recordEvents, startAudit } from './audit';
+import { decideFeatures, errorText, type StepEnv } from './steps';
+import { runTarget, type HostResult } from './target';
+import { recordEvents, startAudit, type RunAudit } from './audit';
+import { runCancelled, runFinished, runStarted, targetSkipped } from '../audit/run-events';
 import type { TSchema } from '@sinclair/typebox';
 import { DecisionSchema, inputProblems, isPrintableText, RunbookInputSchema, type RunbookInput } from '../dsl/run-input';
-import { FAILURES, HOST_LOCK_PREFIX, PREPARE_FAILURES } from '../common/failure-types';
+import { FAILURES, HOST_LOCK_PREFIX } from '../common/failure-types';
+import { ACTIVITY_OPTIONS } from './activity-options';
 
 export type { RunbookInput } from '../dsl/run-input';
+export type { HostResult } from './target';
 
 /** Decisions a run keeps at most (a flood of signals is ignored past this). */
 const MAX_DECISIONS = 200;
@@ -43,8 +46,6 @@ export function checkRunInput(input: unknown, schema: TSchema): void {
   }
 }
 
-export interface HostResult { state: HostState; error?: string; steps: Record<string, string>; rollbackErrors: string[] }
-
 export interface RunbookResult {
   runbook: string;
   contentHash: string;
@@ -55,10 +56,7 @@ export interface RunbookResult {
   hosts: Record<string, HostResult>;
 }
 
-const { prepare } = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: PREPARE_FAILURES },
-});
+const { prepare } = proxyActivities<Activities>(ACTIVITY_OPTIONS.prepare);
 
 function setStatus(state: RunState, status: RunState['status']): void {
   state.status = status;
@@ -66,23 +64,64 @@ function setStatus(state: RunState, status: RunState['status']): void {
 }
 
 export async function runbook(input: RunbookInput): Promise<RunbookResult> {
+  await refuseBadInput(input);
+  const { initiator, trigger } = startedBy(input);
+  const audit = startAudit(input.runbook, trigger, initiator);
+  const { state, inbox } = openRun(input.runbook, initiator, trigger);
+  const prepared = await prepareRun(input, audit, state);
+  const rb = prepared.runbook;
+
   const info = workflowInfo();
+  // Only a parent run's held locks are honoured (checkRunInput refuses the field from anyone else).
+  const heldHosts = info.parent ? input.heldHosts ?? [] : [];
+  const env: StepEnv = { prepared, state, inbox, initiator, audit, inventory: input.inventory, heldHosts, features: decideFeatures() };
+  const run: RunInfo = { id: info.workflowId, initiator, trigger };
+  const rollout = new Rollout(env, run, input.alert);
+  try {
+    if (rb.approval) {
+      setStatus(state, 'awaiting-approval');
+      const gate = renderStep({ id: 'gate', approval: rb.approval }, buildContext(prepared.params, undefined, rb, run, input.alert));
+      if (gate.kind === 'approval') await awaitApproval('gate', gate, state, inbox, rb.metadata.name, ms(gate.timeout as ms.StringValue), audit);
+    }
+    setStatus(state, 'running');
+    await rollout.run();
+  } catch (err) {
+    if (isCancellation(err)) rollout.cancelled = true;
+    else {
+      setStatus(state, 'failed');
+      await recordEvents(audit, state, runFinished('failed', { error: errorText(err) }));
+      // Only a Temporal failure fails the run; any other error (an expression over input that does not fit it)
+      // would fail the workflow task again and again and wedge the run.
+      throw err instanceof TemporalFailure ? err : ApplicationFailure.nonRetryable(errorText(err), FAILURES.runbookError);
+    }
+  }
+  return finishRun(rollout, audit);
+}
+
+/** A refused input fails the run at once; it is recorded, with nothing of the input but a valid runbook name. */
+async function refuseBadInput(input: RunbookInput): Promise<void> {
   try {
     checkRunInput(input, RunbookInputSchema);
   } catch (err) {
-    // Recorded (a refused start is worth knowing about), with nothing of the input but a valid runbook name.
     const name = typeof input?.runbook === 'string' && /^[a-z][a-z0-9-]{0,127}$/.test(input.runbook) ? input.runbook : '(invalid input)';
-    await recordEvents(startAudit(name, 'manual', 'unknown'), {}, { key: 'run', kind: 'run.finished', status: 'rejected', error: (err as Error).message });
+    await recordEvents(startAudit(name, 'manual', 'unknown'), {}, runFinished('rejected', { error: (err as Error).message }));
     throw err;
   }
-  // A run a Temporal schedule started names the schedule (the UI's and the server's own attribute).
-  // (A starter can set that attribute too: it is used only when it passes the initiator's own rule.)
-  const claimed = (info.searchAttributes?.TemporalScheduledById as unknown[] | undefined)?.[0];
+}
+
+/**
+ * Who or what started the run. A run a Temporal schedule started names the schedule (the UI's and the server's
+ * own attribute); a starter can set that attribute too, so it is used only when it passes the initiator's rule.
+ */
+function startedBy(input: RunbookInput): { initiator: string; trigger: string } {
+  const claimed = (workflowInfo().searchAttributes?.TemporalScheduledById as unknown[] | undefined)?.[0];
   const scheduledBy = isPrintableText(claimed, 256) ? claimed : undefined;
-  const initiator = input.initiator ?? scheduledBy ?? 'unknown';
-  const trigger = input.trigger ?? (scheduledBy ? 'schedule' : 'manual');
-  const audit = startAudit(input.runbook, trigger, initiator);
-  const state: RunState = { runbook: input.runbook, contentHash: '', status: 'preparing', batch: { index: 0, of: 0 }, hosts: {}, pendingApprovals: [], decisions: [] };
+  return { initiator: input.initiator ?? scheduledBy ?? 'unknown', trigger: input.trigger ?? (scheduledBy ? 'schedule' : 'manual') };
+}
+
+/** The run's live state (query), its decision inbox (signal) and its search attributes. */
+function openRun(runbookName: string, initiator: string, trigger: string): { state: RunState; inbox: ApprovalDecision[] } {
+  const state: RunState = { runbook: runbookName, contentHash: '', status: 'preparing', batch: { index: 0, of: 0 }, hosts: {}, pendingApprovals: [], decisions: [] };
   const inbox: ApprovalDecision[] = [];
   setHandler(stateQuery, () => state);
   setHandler(decideSignal, (d) => {
@@ -94,16 +133,19 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
     inbox.push(d);
     state.decisions.push({ ...d });
   });
-  upsertSearchAttributes([{ key: RunbookName, value: input.runbook }, { key: Initiator, value: initiator }, { key: Trigger, value: trigger },
+  upsertSearchAttributes([{ key: RunbookName, value: runbookName }, { key: Initiator, value: initiator }, { key: Trigger, value: trigger },
     { key: RunbookStatus, value: 'preparing' }]);
+  return { state, inbox };
+}
 
+/** Loads and checks the run (prepare activity); a refusal fails the run with its located message. */
+async function prepareRun(input: RunbookInput, audit: RunAudit, state: RunState): Promise<PreparedRun> {
   let prepared: PreparedRun;
   try {
     prepared = await prepare({ runbook: input.runbook, params: input.params ?? {}, inventory: input.inventory, alert: input.alert });
   } catch (err) {
     setStatus(state, 'failed');
-    await recordEvents(audit, state, { key: 'run', kind: 'run.finished', status: 'rejected', error: errorText(err),
-      detail: { params: input.params ?? {}, inventory: input.inventory ?? null } });
+    await recordEvents(audit, state, runFinished('rejected', { error: errorText(err), detail: { params: input.params ?? {}, inventory: input.inventory ?? null } }));
     // Bad input: fail the run with the located message itself (type UnknownRunbook, ParamsInvalid, ...).
     throw err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : err;
   }
@@ -112,154 +154,107 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
   upsertMemo({ description: rb.metadata.description ?? '', contentHash: prepared.contentHash, risk: rb.metadata.risk ?? 'medium' });
   upsertSearchAttributes([{ key: RunbookTargets, value: prepared.targets }]);
   audit.runbook = { name: rb.metadata.name, contentHash: prepared.contentHash };
-  await recordEvents(audit, state, { key: 'run', kind: 'run.started', status: 'started',
-    detail: { params: prepared.params, targets: prepared.targets, inventory: input.inventory ?? null, alert: input.alert ?? null } });
+  await recordEvents(audit, state, runStarted({ params: prepared.params, targets: prepared.targets, inventory: input.inventory ?? null, alert: input.alert ?? null }));
+  return prepared;
+}
 
-  // Only a parent run's held locks are honoured (checkRunInput refuses the field from anyone else).
-  const heldHosts = info.parent ? input.heldHosts ?? [] : [];
-  const features = decideFeatures();
-  const abandonLocks = patched('lock-abandon-on-cancel');
-  const env: StepEnv = { prepared, state, inbox, initiator, audit, inventory: input.inventory, heldHosts, features };
-  const run = { id: info.workflowId, initiator, trigger };
-  const hosts: (TargetHost | undefined)[] = rb.targets === undefined ? [undefined] : prepared.targets.map((n) => prepared.inventory!.hosts.find((h) => h.name === n)!);
-  const results: Record<string, HostResult> = {};
-  for (const h of hosts) {
-    const name = h?.name ?? '(run)';
-    state.hosts[name] = { state: 'pending' };
-    results[name] = { state: 'pending', steps: {}, rollbackErrors: [] };
-  }
-  const threshold = failureThreshold(prepared.targets.length, rb.strategy);
-  let failures = 0;
-  let cancelled = false;
+/** The targets in batches (rolling) or with a concurrency limit (parallel), stopping past the failure threshold. */
+class Rollout {
+  readonly hosts: (TargetHost | undefined)[];
+  readonly results: Record<string, HostResult> = {};
+  readonly threshold: number;
+  failures = 0;
+  cancelled = false;
+  private readonly abandonOnCancel: boolean;
 
-  try {
-    if (rb.approval) {
-      setStatus(state, 'awaiting-approval');
-      const gate = renderStep({ id: 'gate', approval: rb.approval }, buildContext(prepared.params, undefined, rb, run, input.alert));
-      if (gate.kind === 'approval') await awaitApproval('gate', gate, state, inbox, rb.metadata.name, ms(gate.timeout as ms.StringValue), audit);
+  constructor(readonly env: StepEnv, private readonly runInfo: RunInfo, private readonly alert: RunbookInput['alert']) {
+    const { prepared } = env;
+    const rb = prepared.runbook;
+    this.abandonOnCancel = patched('lock-abandon-on-cancel');
+    this.hosts = rb.targets === undefined ? [undefined] : prepared.targets.map((n) => prepared.inventory!.hosts.find((h) => h.name === n)!);
+    for (const h of this.hosts) {
+      const name = h?.name ?? '(run)';
+      env.state.hosts[name] = { state: 'pending' };
+      this.results[name] = { state: 'pending', steps: {}, rollbackErrors: [] };
     }
-    setStatus(state, 'running');
+    this.threshold = failureThreshold(prepared.targets.length, rb.strategy);
+  }
 
-    const runTarget = async (host: TargetHost | undefined): Promise<void> => {
-      const name = host?.name ?? '(run)';
-      const result = results[name]!;
-      const steps: StepsCtx = {};
-      const ctx = buildContext(prepared.params, host, rb, run, input.alert, steps);
-      const comp: Compensation[] = (rb.rollback ?? []).map((step, i) => ({ step, path: `rollback[${i}]`, ctx, host }));
-      let lock: Awaited<ReturnType<typeof acquireHostLock>> | undefined;
-      let acquired = !host;
-      try {
-        // Runs recorded before host locks existed replay without them (see test/integration/replay.test.ts).
-        if (host && patched('host-locks') && !heldHosts.includes(host.name)) {
-          lock = await acquireHostLock(host.name, info.workflowId, rb.locks?.hosts ?? 'wait', () => { state.hosts[name] = { state: 'waiting-lock' }; }, abandonLocks);
-          acquired = true;
-        }
-        state.hosts[name] = { state: 'running' };
-        // Runs recorded before step groups existed replay one step at a time.
-        const grouping = host !== undefined && patched('step-groups');
-        for (let i = 0; i < rb.steps.length; i++) {
-          const step = rb.steps[i]!;
-          const n = grouping ? groupLength(rb.steps, i) : 0;
-          if (n >= 2) {
-            const group = rb.steps.slice(i, i + n);
-            let done = n;
-            try {
-              done = await runStepGroup(group.map((s, k) => ({ step: s, path: `steps[${i + k}]` })), ctx, steps, host!, env, comp);
-            } finally {
-              for (const s of group) if (steps[s.id]) result.steps[s.id] = steps[s.id]!.status;
-            }
-            i += Math.max(1, done) - 1;
-            continue;
-          }
-          try {
-            await runStep(step, `steps[${i}]`, ctx, steps, host, env, comp);
-            result.steps[step.id] = steps[step.id]?.status ?? 'succeeded';
-          } catch (err) {
-            if (isCancellation(err) || !step.continueOnError) throw err;
-            result.steps[step.id] = `failed (continued): ${errorText(err)}`;
-          }
-        }
-        state.hosts[name] = { state: 'succeeded' };
-        result.state = 'succeeded';
-      } catch (err) {
-        if (isCancellation(err)) cancelled = true;
-        else failures += 1;
-        result.error = isCancellation(err) ? 'cancelled' : errorText(err);
-        state.hosts[name] = { state: 'failed', error: result.error };
-        // Rollback runs to completion even when the run is being cancelled; its own failures are recorded.
-        // A target whose lock was never acquired did nothing, so it has nothing to roll back.
-        await CancellationScope.nonCancellable(async () => {
-          for (const c of acquired ? [...comp].reverse() : []) {
-            try {
-              await runStep(c.step, c.path, c.ctx, {}, c.host, env, []);
-            } catch (rbErr) {
-              result.rollbackErrors.push(`${c.step.id}: ${errorText(rbErr)}`);
-            }
-          }
-        });
-        result.state = acquired && comp.length ? 'rolled-back' : 'failed';
-        state.hosts[name] = { state: result.state, error: result.error };
-      } finally {
-        if (lock) await CancellationScope.nonCancellable(() => releaseHostLock(lock!));
-      }
-    };
+  /** Whether to start no more targets. */
+  get stopped(): boolean {
+    return this.failures > this.threshold || this.cancelled;
+  }
 
-    const sizes = batchSizes(hosts.length, rb.strategy);
-    const limit = rb.strategy?.type === 'parallel' ? (rb.strategy.limit ?? hosts.length) : Infinity;
-    state.batch.of = sizes.length;
+  async run(): Promise<void> {
+    const strategy = this.env.prepared.runbook.strategy;
+    const sizes = batchSizes(this.hosts.length, strategy);
+    const limit = strategy?.type === 'parallel' ? (strategy.limit ?? this.hosts.length) : Infinity;
+    this.env.state.batch.of = sizes.length;
     let next = 0;
     for (const [b, size] of sizes.entries()) {
-      state.batch.index = b + 1;
-      const batch = hosts.slice(next, next + size);
+      this.env.state.batch.index = b + 1;
+      const batch = this.hosts.slice(next, next + size);
       next += size;
-      if (rb.strategy?.type === 'parallel') {
+      if (strategy?.type === 'parallel') {
         // At most `limit` in flight; stop starting new targets once failures exceed the threshold.
         const queue = [...batch];
         const worker = async () => {
           while (queue.length > 0) {
             const h = queue.shift();
-            if (failures > threshold || cancelled) markSkipped(h);
-            else await runTarget(h);
+            if (this.stopped) this.skip(h);
+            else await this.target(h);
           }
         };
         await Promise.all(Array.from({ length: Math.min(limit, batch.length) }, worker));
       } else {
-        await Promise.all(batch.map((h) => runTarget(h)));
+        await Promise.all(batch.map((h) => this.target(h)));
       }
-      if (failures > threshold || cancelled) {
-        hosts.slice(next).forEach(markSkipped);
+      if (this.stopped) {
+        this.hosts.slice(next).forEach((h) => this.skip(h));
         break;
       }
     }
-  } catch (err) {
-    if (isCancellation(err)) cancelled = true;
-    else {
-      setStatus(state, 'failed');
-      await recordEvents(audit, state, { key: 'run', kind: 'run.finished', status: 'failed', error: errorText(err) });
-      // Only a Temporal failure fails the run; any other error (an expression over input that does not fit it)
-      // would fail the workflow task again and again and wedge the run.
-      throw err instanceof TemporalFailure ? err : ApplicationFailure.nonRetryable(errorText(err), 'RunbookError');
-    }
   }
 
-  function markSkipped(h: TargetHost | undefined): void {
-    const name = h?.name ?? '(run)';
-    state.hosts[name] = { state: 'skipped' };
-    results[name]!.state = 'skipped';
+  private async target(host: TargetHost | undefined): Promise<void> {
+    const { prepared } = this.env;
+    const steps = {};
+    const ctx = buildContext(prepared.params, host, prepared.runbook, this.runInfo, this.alert, steps);
+    const comp = (prepared.runbook.rollback ?? []).map((step, i) => ({ step, path: `rollback[${i}]`, ctx, host }));
+    await runTarget({ env: this.env, host, ctx, steps, comp }, this.results[host?.name ?? '(run)']!, {
+      abandonOnCancel: this.abandonOnCancel,
+      onFailure: (cancelled) => {
+        if (cancelled) this.cancelled = true;
+        else this.failures += 1;
+      },
+    });
   }
+
+  private skip(h: TargetHost | undefined): void {
+    const name = h?.name ?? '(run)';
+    this.env.state.hosts[name] = { state: 'skipped' };
+    this.results[name]!.state = 'skipped';
+  }
+}
+
+/** Records skips and the run's end, sets its final status, and returns or throws its result. */
+async function finishRun(rollout: Rollout, audit: RunAudit): Promise<RunbookResult> {
+  const { env, results, failures, threshold, cancelled } = rollout;
+  const { state, prepared } = env;
+  const rb = prepared.runbook;
   const skipped = Object.entries(results).filter(([, r]) => r.state === 'skipped').map(([h]) => h);
-  await recordEvents(audit, state,
-    ...skipped.map((h) => ({ key: 'target', kind: 'skip' as const, target: h, status: 'skipped', detail: { reason: cancelled ? 'run cancelled' : `failures (${failures}) exceeded the threshold (${threshold})` } })),
-    ...(cancelled ? [{ key: 'run', kind: 'cancel' as const, status: 'cancelled', detail: { hosts: Object.fromEntries(Object.entries(results).map(([h, r]) => [h, r.state])) } }] : []));
+  const reason = cancelled ? 'run cancelled' : `failures (${failures}) exceeded the threshold (${threshold})`;
+  await recordEvents(audit, state, ...skipped.map((h) => targetSkipped(h, reason)),
+    ...(cancelled ? [runCancelled(Object.fromEntries(Object.entries(results).map(([h, r]) => [h, r.state])))] : []));
 
   const result: RunbookResult = { runbook: rb.metadata.name, contentHash: prepared.contentHash, failures, threshold, hosts: results,
     status: cancelled ? 'cancelled' : failures > threshold ? 'failed' : failures > 0 ? 'degraded' : 'succeeded' };
   setStatus(state, result.status === 'degraded' ? 'succeeded' : result.status);
   state.result = result;
-  await recordEvents(audit, state, { key: 'run', kind: 'run.finished', status: result.status, detail: { failures, threshold,
-    hosts: Object.fromEntries(Object.entries(results).map(([h, r]) => [h, { state: r.state, error: r.error, rollbackErrors: r.rollbackErrors }])) } });
+  await recordEvents(audit, state, runFinished(result.status, { detail: { failures, threshold,
+    hosts: Object.fromEntries(Object.entries(results).map(([h, r]) => [h, { state: r.state, error: r.error, rollbackErrors: r.rollbackErrors }])) } }));
   const failed = Object.entries(results).filter(([, r]) => r.error).map(([h, r]) => `${h}: ${r.error}`).join('; ');
   if (result.status === 'cancelled') throw new CancelledFailure(`${rb.metadata.name} cancelled; rollback ran where needed. ${failed}`);
-  if (result.status === 'failed') throw ApplicationFailure.nonRetryable(`${rb.metadata.name} failed: ${failed}`, 'RunbookFailed', result);
+  if (result.status === 'failed') throw ApplicationFailure.nonRetryable(`${rb.metadata.name} failed: ${failed}`, FAILURES.runbookFailed, result);
   return result;
 }

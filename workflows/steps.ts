@@ -1,13 +1,11 @@
 // Workflow side (deterministic). Executes one step for one target: when, retry (each logical attempt its own
 // exactly-once key), timeout, until (poll), outputs, delegated targets, parallel groups, sub-runbooks, and the
-// activity per kind. Rollback steps of completed steps are pushed onto the caller's compensation stack.
+// activity per kind. Rollback steps of completed steps are pushed onto the target's compensation stack.
 import {
   ApplicationFailure, CancellationScope, executeChild, isCancellation, patched, proxyActivities, proxyLocalActivities, sleep, workflowInfo,
 } from '@temporalio/workflow';
-import type { RetryPolicy } from '@temporalio/common';
 import ms from 'ms';
 import type { Activities } from '../activities';
-import type { SshTarget } from '../activities/ssh/pool';
 import { evaluateCondition, renderValue, type ExprContext } from '../dsl/expr';
 import { extractOutputs, type StepResultView } from '../dsl/outputs';
 import type { PreparedRun } from '../activities/prepare';
@@ -17,9 +15,12 @@ import { outcomeOf } from '../audit/outcome';
 import { resolveTargets, type TargetHost } from '../dsl/selector';
 import { awaitApproval } from './approval';
 import type { ApprovalDecision, RunState } from './messages';
-import { auditBase, recordEvents, stepAudit, isRollback, type RunAudit } from './audit';
-import { FAILURES } from '../common/failure-types';
+import { auditBase, recordEvents, stepAudit, type RunAudit } from './audit';
+import { stepEvent, whenSkipped, workflowRecordsSuccess } from '../audit/run-events';
+import { FAILURES, failureType, isIn, STEP_FAILURES } from '../common/failure-types';
+import { ACTIVITY_OPTIONS, longStepOptions, shortStepOptions } from './activity-options';
 
+/** What every step of a run shares. */
 export interface StepEnv {
   prepared: PreparedRun;
   state: RunState;
@@ -52,24 +53,42 @@ export function decideFeatures(): RunFeatures {
   return { runScopedKeys: patched('run-scoped-keys'), rollbackStepKeys: patched('rollback-step-keys'), childIdHost: patched('child-id-host') };
 }
 
+/** A rollback step waiting on a target's compensation stack, with the context it was pushed with. */
 export interface Compensation { step: StepDoc; path: string; ctx: ExprContext; host?: TargetHost }
 
 export type StepsCtx = Record<string, { outputs: Record<string, unknown>; status: string }>;
 
-const duration = (d: string | undefined, fallback: string): number => ms((d ?? fallback) as ms.StringValue);
-
-/** Errors that come from the step's own command or request failing (as opposed to the engine). */
-const STEP_FAILURES = ['SshCommandFailed', 'HttpUnexpectedStatus', 'HttpServerError'];
-
-function failureType(err: unknown): string | undefined {
-  const e = err as { type?: string; cause?: { type?: string } };
-  return e?.cause?.type ?? e?.type;
+/**
+ * The steps of one target (or of a run without targets) in progress: what every step on it reads and adds to.
+ * A delegated `targets` step and a rollback step each act through a TargetRun of their own (another host, the
+ * context the rollback was pushed with).
+ */
+export interface TargetRun {
+  env: StepEnv;
+  /** The host the steps act on; none for a run without targets. */
+  host?: TargetHost;
+  /** The expression context of the steps. */
+  ctx: ExprContext;
+  /** Outputs and statuses of the steps so far, by step id. */
+  steps: StepsCtx;
+  /** Rollback steps of the completed steps, oldest first. */
+  comp: Compensation[];
 }
 
-function sshTarget(env: StepEnv, host: TargetHost | undefined, stepId: string): SshTarget {
-  const t = host ? env.prepared.ssh[host.name] : undefined;
-  if (!t) throw ApplicationFailure.nonRetryable(`step "${stepId}" acts over SSH but ${host ? `host "${host.name}" has no SSH login (user, key) in the inventory` : 'the run has no target'}`, FAILURES.noTarget);
-  return t;
+/** The TargetRun a compensation's rollback step runs in: its own context, nothing pushed, no outputs kept. */
+export function rollbackRun(env: StepEnv, c: Compensation): TargetRun {
+  return { env, host: c.host, ctx: c.ctx, steps: {}, comp: [] };
+}
+
+const duration = (d: string | undefined, fallback: string): number => ms((d ?? fallback) as ms.StringValue);
+
+type SshLogin = PreparedRun['ssh'][string];
+
+function sshTarget(t: TargetRun, stepId: string): SshLogin {
+  const { host } = t;
+  const login = host ? t.env.prepared.ssh[host.name] : undefined;
+  if (!login) throw ApplicationFailure.nonRetryable(`step "${stepId}" acts over SSH but ${host ? `host "${host.name}" has no SSH login (user, key) in the inventory` : 'the run has no target'}`, FAILURES.noTarget);
+  return login;
 }
 
 /**
@@ -95,7 +114,7 @@ function outputsOf(step: StepDoc, result: StepResultView & { outputs?: Record<st
  */
 export const LOCAL_STEP_MAX_MS = 10 * 60_000;
 
-const killer = proxyLocalActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } });
+const killer = proxyLocalActivities<Activities>(ACTIVITY_OPTIONS.kill);
 
 /** The message of a failure, preferring its cause's (an activity failure wraps the real one). */
 export function errorText(err: unknown): string {
@@ -109,26 +128,31 @@ function failureResult(err: unknown): StepResultView | undefined {
   return (e?.cause?.details ?? e?.details)?.[0] as StepResultView | undefined;
 }
 
-/** One attempt of a step's action. Returns what outputs are extracted from. */
-async function act(action: RenderedAction, step: StepDoc, path: string, key: string, host: TargetHost | undefined, env: StepEnv): Promise<StepResultView> {
-  const timeoutMs = duration(step.timeout, '10m');
-  const retry: RetryPolicy = { maximumAttempts: action.kind === 'http' ? (step.retry?.attempts ?? 3) : 10, initialInterval: '1 second', maximumInterval: '30 seconds' };
+/** The activities of a step of this timeout: local for short steps, regular (heartbeating) for long ones. */
+function stepActivities(timeoutMs: number, attempts: number) {
   // Runs recorded before steps became local activities replay with regular ones.
-  const activities = timeoutMs <= LOCAL_STEP_MAX_MS && patched('local-steps')
-    ? proxyLocalActivities<Activities>({ startToCloseTimeout: timeoutMs + 60_000, retry })
-    : proxyActivities<Activities>({ startToCloseTimeout: timeoutMs + 60_000, heartbeatTimeout: '10 seconds', retry });
+  return timeoutMs <= LOCAL_STEP_MAX_MS && patched('local-steps')
+    ? proxyLocalActivities<Activities>(shortStepOptions(timeoutMs, attempts))
+    : proxyActivities<Activities>(longStepOptions(timeoutMs, attempts));
+}
+
+/** One attempt of a step's action. Returns what outputs are extracted from. */
+async function act(t: TargetRun, action: RenderedAction, step: StepDoc, path: string, key: string): Promise<StepResultView> {
+  const { env, host } = t;
+  const timeoutMs = duration(step.timeout, '10m');
+  const activities = stepActivities(timeoutMs, action.kind === 'http' ? (step.retry?.attempts ?? 3) : 10);
   const secrets = env.prepared.runbook.secrets;
+  const outputs = step.outputs ? { stepId: step.id, spec: step.outputs } : undefined;
   switch (action.kind) {
     case 'ssh': {
+      const target = sshTarget(t, step.id);
       if (action.upload) {
-        await activities.sshUpload({ target: sshTarget(env, host, step.id), src: action.upload.src, dest: action.upload.dest, mode: action.upload.mode });
+        await activities.sshUpload({ target, src: action.upload.src, dest: action.upload.dest, mode: action.upload.mode });
         return {};
       }
-      const target = sshTarget(env, host, step.id);
       const stepKey = recordKey(key, env.features.runScopedKeys);
       try {
-        return await activities.sshStep({ target, action, key: stepKey, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name),
-          outputs: step.outputs ? { stepId: step.id, spec: step.outputs } : undefined });
+        return await activities.sshStep({ target, action, key: stepKey, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name), outputs });
       } catch (err) {
         // The step itself was cancelled: stop its remote command (the activity leaves it running on purpose).
         if (isCancellation(err)) await CancellationScope.nonCancellable(() => killer.sshKill({ target, key: stepKey }));
@@ -136,8 +160,7 @@ async function act(action: RenderedAction, step: StepDoc, path: string, key: str
       }
     }
     case 'http':
-      return activities.httpStep({ action, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name),
-        outputs: step.outputs ? { stepId: step.id, spec: step.outputs } : undefined });
+      return activities.httpStep({ action, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name), outputs });
     case 'sleep':
       await sleep(action.duration as ms.StringValue);
       return {};
@@ -163,28 +186,26 @@ async function act(action: RenderedAction, step: StepDoc, path: string, key: str
 }
 
 /** The step's action with retries: each logical attempt gets its own record key on the host. */
-async function withRetry(step: StepDoc, path: string, ctx: ExprContext, host: TargetHost | undefined, env: StepEnv, keyBase: string): Promise<StepResultView> {
+async function withRetry(t: TargetRun, step: StepDoc, path: string, keyBase: string): Promise<StepResultView> {
   const attempts = step.retry?.attempts ?? 1;
   let backoff = duration(step.retry?.backoff, '5s');
   for (let attempt = 1; ; attempt++) {
     const key = attempt === 1 ? keyBase : `${keyBase}#${attempt}`;
-    const action = renderStep(step, ctx);
-    const event = { key, kind: isRollback(path) ? 'rollback' as const : 'step' as const, step: key, target: host?.name, action };
+    const action = renderStep(step, t.ctx);
+    const target = t.host?.name;
     try {
-      const result = await act(action, step, path, key, host, env);
-      // SSH commands and HTTP requests record their success in the activity; the workflow records the rest
-      // (and those whose activity could not reach the store). An approval records itself.
-      const selfRecorded = (action.kind === 'ssh' && !action.upload) || action.kind === 'http';
-      if (action.kind !== 'approval' && (!selfRecorded || (result as { audited?: boolean }).audited === false)) {
-        await recordEvents(env.audit, env.state, { ...event, status: 'succeeded', outcome: selfRecorded ? outcomeOf(result) : undefined });
+      const result = await act(t, action, step, path, key);
+      if (workflowRecordsSuccess(action, result as { audited?: boolean })) {
+        const selfRecorded = action.kind === 'http' || (action.kind === 'ssh' && !action.upload);
+        await recordEvents(t.env.audit, t.env.state, stepEvent(key, path, target, 'succeeded', { action, outcome: selfRecorded ? outcomeOf(result) : undefined }));
       }
       return result;
     } catch (err) {
       if (action.kind !== 'approval') {
-        await recordEvents(env.audit, env.state, { ...event, status: isCancellation(err) ? 'cancelled' : 'failed', error: errorText(err),
-          outcome: outcomeOf(failureResult(err)) });
+        await recordEvents(t.env.audit, t.env.state, stepEvent(key, path, target, isCancellation(err) ? 'cancelled' : 'failed',
+          { action, error: errorText(err), outcome: outcomeOf(failureResult(err)) }));
       }
-      if (attempt >= attempts || !STEP_FAILURES.includes(failureType(err) ?? '')) throw err;
+      if (attempt >= attempts || !isIn(STEP_FAILURES, failureType(err))) throw err;
       await sleep(backoff);
       backoff = Math.min(backoff * 2, duration(step.retry?.maxBackoff, '5m'));
     }
@@ -192,19 +213,19 @@ async function withRetry(step: StepDoc, path: string, ctx: ExprContext, host: Ta
 }
 
 /** The step, polled when it has `until`: repeat (each poll its own key) until it succeeds and the condition holds. */
-async function withUntil(step: StepDoc, path: string, ctx: ExprContext, host: TargetHost | undefined, env: StepEnv, keyBase: string): Promise<StepResultView> {
-  if (!step.until) return withRetry(step, path, ctx, host, env, keyBase);
+async function withUntil(t: TargetRun, step: StepDoc, path: string, keyBase: string): Promise<StepResultView> {
+  if (!step.until) return withRetry(t, step, path, keyBase);
   const deadline = Date.now() + duration(step.until.timeout, '5m');
   let last = 'it never ran';
   for (let poll = 1; ; poll++) {
     try {
-      const result = await withRetry(step, path, ctx, host, env, `${keyBase}@${poll}`);
+      const result = await withRetry(t, step, path, `${keyBase}@${poll}`);
       if (!step.until.condition) return result;
       const outputs = outputsOf(step, result);
-      if (evaluateCondition(step.until.condition, { ...ctx, result: { ...result, outputs } })) return result;
+      if (evaluateCondition(step.until.condition, { ...t.ctx, result: { ...result, outputs } })) return result;
       last = `condition \`${step.until.condition}\` was false`;
     } catch (err) {
-      if (!STEP_FAILURES.includes(failureType(err) ?? '')) throw err;
+      if (!isIn(STEP_FAILURES, failureType(err))) throw err;
       last = (err as Error).message;
     }
     if (Date.now() + duration(step.until.every, '5s') > deadline) {
@@ -240,9 +261,11 @@ export function groupLength(steps: StepDoc[], i: number): number {
  * Puts a completed step's rollback steps on the compensation stack, with the outputs known at that point. Each
  * has its own path (and so its own record and audit key); runs recorded before that replay with the shared one.
  */
-function pushRollback(step: StepDoc, path: string, ctx: ExprContext, steps: StepsCtx, host: TargetHost | undefined, comp: Compensation[], own: boolean): void {
-  const rollback = step.rollback ?? [];
-  for (const [i, rb] of rollback.entries()) comp.push({ step: rb, path: own ? `${path}.rollback[${i}]` : `${path}.rollback`, ctx: { ...ctx, steps: { ...steps } }, host });
+function pushRollback(t: TargetRun, step: StepDoc, path: string): void {
+  const own = t.env.features.rollbackStepKeys;
+  for (const [i, rb] of (step.rollback ?? []).entries()) {
+    t.comp.push({ step: rb, path: own ? `${path}.rollback[${i}]` : `${path}.rollback`, ctx: { ...t.ctx, steps: { ...t.steps } }, host: t.host });
+  }
 }
 
 /**
@@ -251,19 +274,16 @@ function pushRollback(step: StepDoc, path: string, ctx: ExprContext, steps: Step
  * workflow in between. Outputs, statuses and rollback steps are applied here in step order. Returns how many
  * steps were done: all of them, or fewer when the activity's reply reached its size budget (go on from there).
  */
-export async function runStepGroup(group: { step: StepDoc; path: string }[], ctx: ExprContext, steps: StepsCtx, host: TargetHost,
-  env: StepEnv, comp: Compensation[]): Promise<number> {
-  const target = sshTarget(env, host, group[0]!.step.id);
+export async function runStepGroup(t: TargetRun & { host: TargetHost }, group: { step: StepDoc; path: string }[]): Promise<number> {
+  const { env, host } = t;
+  const target = sshTarget(t, group[0]!.step.id);
   const hostState = env.state.hosts[host.name];
   if (hostState) hostState.step = group.map((g) => g.step.id).join(',');
   const items = group.map(({ step, path }) => ({ step, path, timeoutMs: duration(step.timeout, '10m') }));
-  const { sshSteps } = proxyLocalActivities<Activities>({
-    startToCloseTimeout: items.reduce((sum, i) => sum + i.timeoutMs, 60_000),
-    retry: { maximumAttempts: 10, initialInterval: '1 second', maximumInterval: '30 seconds' },
-  });
+  const { sshSteps } = proxyLocalActivities<Activities>(shortStepOptions(items.reduce((sum, i) => sum + i.timeoutMs, 0), 10));
   let out: Awaited<ReturnType<typeof sshSteps>>;
   try {
-    out = await sshSteps({ target, steps: items, ctx: { ...ctx, steps: { ...steps } }, secrets: env.prepared.runbook.secrets, audit: auditBase(env.audit, host.name),
+    out = await sshSteps({ target, steps: items, ctx: { ...t.ctx, steps: { ...t.steps } }, secrets: env.prepared.runbook.secrets, audit: auditBase(env.audit, host.name),
       runScoped: env.features.runScopedKeys });
   } catch (err) {
     if (isCancellation(err)) {
@@ -271,61 +291,58 @@ export async function runStepGroup(group: { step: StepDoc; path: string }[], ctx
       await CancellationScope.nonCancellable(async () => {
         for (const { path } of group) await killer.sshKill({ target, key: recordKey(path, env.features.runScopedKeys) });
       });
-      await recordEvents(env.audit, env.state, { key: group[0]!.path, kind: 'step', step: group[0]!.path, target: host.name, status: 'cancelled',
-        error: errorText(err), detail: { group: group.map((g) => g.path) } });
+      await recordEvents(env.audit, env.state, stepEvent(group[0]!.path, group[0]!.path, host.name, 'cancelled',
+        { error: errorText(err), detail: { group: group.map((g) => g.path) } }));
     }
     throw err;
   }
   for (const [i, d] of out.done.entries()) {
     const { step, path } = group[i]!;
-    steps[step.id] = { outputs: d.outputs, status: d.status };
+    t.steps[step.id] = { outputs: d.outputs, status: d.status };
     if (!d.audited) {
       await recordEvents(env.audit, env.state, d.status === 'skipped'
-        ? { key: path, kind: 'skip', step: path, target: host.name, status: 'skipped', detail: { when: step.when } }
-        : { key: path, kind: 'step', step: path, target: host.name, status: 'succeeded', outcome: outcomeOf(d.result) });
+        ? whenSkipped(path, host.name, step.when) : stepEvent(path, path, host.name, 'succeeded', { outcome: outcomeOf(d.result) }));
     }
-    if (d.status === 'succeeded') pushRollback(step, path, ctx, steps, host, comp, env.features.rollbackStepKeys);
+    if (d.status === 'succeeded') pushRollback(t, step, path);
   }
   if (out.failed) {
     const f = out.failed;
-    if (!f.audited) await recordEvents(env.audit, env.state, { key: f.path, kind: 'step', step: f.path, target: host.name, status: 'failed', error: f.message,
-      outcome: outcomeOf(f.result as object | undefined) });
+    if (!f.audited) await recordEvents(env.audit, env.state, stepEvent(f.path, f.path, host.name, 'failed', { error: f.message, outcome: outcomeOf(f.result as object | undefined) }));
     throw ApplicationFailure.create({ message: f.message, type: f.type, nonRetryable: true, details: f.result === undefined ? [] : [f.result] });
   }
   return out.done.length;
 }
 
 /**
- * Runs a step for one target (or none). Skipped when `when` is false. Records its outputs in `steps` and its
- * rollback steps on `comp`. Throws ApplicationFailure on failure.
+ * Runs a step for the target. Skipped when `when` is false. Records its outputs in the target's `steps` and its
+ * rollback steps on its compensation stack. Throws ApplicationFailure on failure.
  */
-export async function runStep(step: StepDoc, path: string, ctx: ExprContext, steps: StepsCtx, host: TargetHost | undefined,
-  env: StepEnv, comp: Compensation[]): Promise<void> {
-  const hostName = host?.name;
-  if (hostName && env.state.hosts[hostName]) env.state.hosts[hostName]!.step = step.id;
-  if (!shouldRun(step, ctx)) {
-    steps[step.id] = { outputs: {}, status: 'skipped' };
-    await recordEvents(env.audit, env.state, { key: path, kind: 'skip', step: path, target: hostName, status: 'skipped', detail: { when: step.when } });
+export async function runStep(t: TargetRun, step: StepDoc, path: string): Promise<void> {
+  const hostName = t.host?.name;
+  if (hostName && t.env.state.hosts[hostName]) t.env.state.hosts[hostName]!.step = step.id;
+  if (!shouldRun(step, t.ctx)) {
+    t.steps[step.id] = { outputs: {}, status: 'skipped' };
+    await recordEvents(t.env.audit, t.env.state, whenSkipped(path, hostName, step.when));
     return;
   }
   if (step.parallel) {
     const children = step.parallel.steps;
     const limit = step.parallel.limit ?? children.length;
     for (let i = 0; i < children.length; i += limit) {
-      await Promise.all(children.slice(i, i + limit).map((child, j) => runStep(child, `${path}.parallel.steps[${i + j}]`, ctx, steps, host, env, comp)));
+      await Promise.all(children.slice(i, i + limit).map((child, j) => runStep(t, child, `${path}.parallel.steps[${i + j}]`)));
     }
   } else if (step.targets !== undefined) {
-    const selector = renderValue(step.targets, ctx);
-    const { hosts, errors } = resolveTargets(env.prepared.inventory ?? { hosts: [], groups: {}, vars: {} }, Array.isArray(selector) ? selector.join(',') : String(selector));
+    const selector = renderValue(step.targets, t.ctx);
+    const { hosts, errors } = resolveTargets(t.env.prepared.inventory ?? { hosts: [], groups: {}, vars: {} }, Array.isArray(selector) ? selector.join(',') : String(selector));
     if (errors.length) throw ApplicationFailure.nonRetryable(`step "${step.id}": ${errors.map((e) => e.message).join('; ')}`, FAILURES.targetsInvalid);
     let last: StepResultView = {};
     for (const other of hosts) {
-      last = await withUntil(step, path, { ...ctx, target: targetView(other) }, other, env, `${path}:${other.name}`);
+      last = await withUntil({ ...t, host: other, ctx: { ...t.ctx, target: targetView(other) } }, step, path, `${path}:${other.name}`);
     }
-    steps[step.id] = { outputs: outputsOf(step, last), status: 'succeeded' };
+    t.steps[step.id] = { outputs: outputsOf(step, last), status: 'succeeded' };
   } else {
-    const result = await withUntil(step, path, ctx, host, env, path);
-    steps[step.id] = { outputs: outputsOf(step, result), status: 'succeeded' };
+    const result = await withUntil(t, step, path, path);
+    t.steps[step.id] = { outputs: outputsOf(step, result), status: 'succeeded' };
   }
-  pushRollback(step, path, ctx, steps, host, comp, env.features.rollbackStepKeys);
+  pushRollback(t, step, path);
 }

@@ -2,6 +2,7 @@
 // verification on by default, a timeout, expected statuses, a response size cap. Failures are typed: connection
 // errors and 5xx are retryable, anything else is not. Secret values are substituted at the last moment and
 // redacted from everything returned.
+import { failureClass, FAILURES } from '../../common/failure-types';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -9,32 +10,20 @@ import { mapSecretTokens, secretsIn } from '../../dsl/expr';
 import type { RenderedAction } from '../../dsl/render';
 import { SecretError } from '../secrets/errors';
 import type { SecretDeclaration, Secrets } from '../secrets/providers';
-import { redact, redactDeep, rememberSecret } from '../secrets/redact';
+import { redact, redactDeep, rememberSecret } from '../../common/redact';
 
 export type HttpAction = Extract<RenderedAction, { kind: 'http' }>;
 
 /** TCP/TLS-level failure or no answer in time: retryable. */
-export class HttpConnectError extends Error {
-  override name = 'HttpConnectError' as const;
-}
+export class HttpConnectError extends failureClass(FAILURES.httpConnect) {}
 /** A 5xx the step did not expect: retryable. */
-export class HttpServerError extends Error {
-  override name = 'HttpServerError' as const;
-}
+export class HttpServerError extends failureClass(FAILURES.httpServer) {}
 /** A status the step did not expect (not 5xx): not retryable. */
-export class HttpUnexpectedStatus extends Error {
-  override name = 'HttpUnexpectedStatus' as const;
-}
+export class HttpUnexpectedStatus extends failureClass(FAILURES.httpUnexpectedStatus) {}
 /** The certificate did not verify: not retryable. */
-export class HttpTlsError extends Error {
-  override name = 'HttpTlsError' as const;
-}
+export class HttpTlsError extends failureClass(FAILURES.httpTls) {}
 /** The response body exceeded the cap: not retryable. */
-export class HttpBodyTooLarge extends Error {
-  override name = 'HttpBodyTooLarge' as const;
-}
-
-export const NON_RETRYABLE_HTTP_ERRORS = ['HttpUnexpectedStatus', 'HttpTlsError', 'HttpBodyTooLarge', 'SecretError'] as const;
+export class HttpBodyTooLarge extends failureClass(FAILURES.httpBodyTooLarge) {}
 
 export interface HttpStepInput {
   action: HttpAction;

@@ -5,13 +5,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { SecretDeclDoc } from '../../dsl/schema';
 import { SecretError } from './errors';
-import { redact, rememberSecret } from './redact';
+import { redact, rememberSecret } from '../../common/redact';
 
 export type SecretDeclaration = SecretDeclDoc;
 
 export interface SecretsOptions {
-  /** Environment for the env provider. @default process.env */
-  env?: NodeJS.ProcessEnv;
+  /** Environment for the env provider and exec commands: the worker's own (given by worker/), or a test's. */
+  env: NodeJS.ProcessEnv;
   /** Base directory for relative file paths. @default process.cwd() */
   baseDir?: string;
   /** Time limit of an exec provider command. @default 30000 */
@@ -50,8 +50,8 @@ export class Secrets {
   private readonly baseDir: string;
   private readonly execTimeoutMs: number;
 
-  constructor(opts: SecretsOptions = {}) {
-    this.env = opts.env ?? process.env;
+  constructor(opts: SecretsOptions) {
+    this.env = opts.env;
     this.baseDir = opts.baseDir ?? process.cwd();
     this.execTimeoutMs = opts.execTimeoutMs ?? 30_000;
   }

@@ -139,9 +139,8 @@ export function closeAgent(client: Client): boolean {
   return agent ? agent.close() : false;
 }
 
-/** The connection's agent when it is free, else undefined (use a plain exec then). RUNBOOK_SSH_AGENT=off: never. */
+/** The connection's agent when it is free, else undefined (use a plain exec then). */
 export function idleAgent(client: Client): ShellAgent | undefined {
-  if (process.env.RUNBOOK_SSH_AGENT === 'off') return undefined;
   let agent = agents.get(client);
   if (!agent || agent.dead) {
     agent = new ShellAgent(client);

@@ -1,53 +1,32 @@
 // Node side. SSH failures with stable type names; the name becomes the Temporal failure type.
+import { failureClass, FAILURES } from '../../common/failure-types';
 
 /** The host presented a key that known_hosts does not list (unknown), lists differently (changed) or revokes. */
-export class HostKeyError extends Error {
-  override name = 'HostKeyError' as const;
-}
+export class HostKeyError extends failureClass(FAILURES.hostKey) {}
 
 /** The host refused our credentials. */
-export class SshAuthError extends Error {
-  override name = 'SshAuthError' as const;
-}
+export class SshAuthError extends failureClass(FAILURES.sshAuth) {}
 
 /** TCP or SSH transport failure (refused, reset, timed out): worth a retry. */
-export class SshConnectError extends Error {
-  override name = 'SshConnectError' as const;
-}
+export class SshConnectError extends failureClass(FAILURES.sshConnect) {}
 
 /**
  * The connection (or the exec's session) ended before the wrapper reported an outcome: the command may be running
  * or done. Worth a retry, which re-attaches to the step's record instead of running the command again.
  */
-export class SshConnectionLost extends Error {
-  override name = 'SshConnectionLost' as const;
-}
+export class SshConnectionLost extends failureClass(FAILURES.sshConnectionLost) {}
 
 /** The wrapper's input (secrets, a long script) arrived incomplete, so it claimed and started nothing. Retryable. */
-export class SshInputIncomplete extends Error {
-  override name = 'SshInputIncomplete' as const;
-}
+export class SshInputIncomplete extends failureClass(FAILURES.sshInputIncomplete) {}
 
 /** The command exited with a code the step does not expect. */
-export class SshCommandFailed extends Error {
-  override name = 'SshCommandFailed' as const;
-}
+export class SshCommandFailed extends failureClass(FAILURES.sshCommandFailed) {}
 
 /** The command's record exists but its process is gone without an exit code (host rebooted, killed by hand). */
-export class SshCommandLost extends Error {
-  override name = 'SshCommandLost' as const;
-}
+export class SshCommandLost extends failureClass(FAILURES.sshCommandLost) {}
 
 /** The command was killed by a cancel or its timeout. */
-export class SshCommandCancelled extends Error {
-  override name = 'SshCommandCancelled' as const;
-}
+export class SshCommandCancelled extends failureClass(FAILURES.sshCommandCancelled) {}
 
 /** The remote wrapper could not run (no writable home, missing tools): it exited without reporting an outcome. */
-export class SshWrapperError extends Error {
-  override name = 'SshWrapperError' as const;
-}
-
-/** Failure types an activity must not retry. */
-export const NON_RETRYABLE_SSH_ERRORS = ['HostKeyError', 'SshAuthError', 'SshCommandLost', 'SshCommandCancelled',
-  'SshWrapperError', 'SecretError'] as const;
+export class SshWrapperError extends failureClass(FAILURES.sshWrapper) {}

@@ -7,29 +7,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Client, type ConnectConfig } from 'ssh2';
-import type { SecretDeclaration, Secrets } from '../secrets/providers';
+import type { SshTarget } from '../../dsl/selector';
+import type { Secrets } from '../secrets/providers';
 import { SshAuthError, SshConnectError, type HostKeyError } from './errors';
 import { hostKeyError, knownHostsName, loadKnownHosts, verifyHostKey } from './known-hosts';
-
-/** Where and how to log in: paths and secret references only, never key material or passwords. */
-export interface SshTarget {
-  /** Inventory name, used in messages. */
-  name: string;
-  address: string;
-  /** @default 22 */
-  port?: number;
-  user: string;
-  /** Private key file; without one, the SSH agent (SSH_AUTH_SOCK) or a password secret is used. */
-  identityFile?: string;
-  /** known_hosts file the host key must be listed in. */
-  knownHosts: string;
-  /** 'accept-new' trusts an unknown host's key once and records it (a changed key is always refused). @default 'strict' */
-  hostKeyPolicy?: 'strict' | 'accept-new';
-  /** Password auth from a declared secret. */
-  passwordSecret?: { name: string; decl: SecretDeclaration };
-  /** Reach this host through a bastion. */
-  jump?: SshTarget;
-}
 
 interface Pooled { client: Client; active: number; idleTimer?: NodeJS.Timeout }
 
@@ -40,6 +21,10 @@ export interface SshPoolOptions {
   connectTimeoutMs?: number;
   /** Resolves password secrets at connect time. */
   secrets?: Secrets;
+  /** Run steps through each connection's shell agent (agent.ts); false: a plain exec channel per step. @default true */
+  shellAgent?: boolean;
+  /** SSH agent socket for hosts with neither key nor password (the worker's SSH_AUTH_SOCK). @default none */
+  agentSocket?: string;
 }
 
 function poolKey(t: SshTarget): string {
@@ -51,11 +36,16 @@ export class SshPool {
   private readonly idleMs: number;
   private readonly connectTimeoutMs: number;
   private readonly secrets?: Secrets;
+  private readonly agentSocket?: string;
+  /** Whether steps may go through a connection's shell agent (see SshPoolOptions.shellAgent). */
+  readonly shellAgent: boolean;
 
   constructor(opts: SshPoolOptions = {}) {
     this.idleMs = opts.idleMs ?? 60_000;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
     this.secrets = opts.secrets;
+    this.shellAgent = opts.shellAgent ?? true;
+    this.agentSocket = opts.agentSocket;
   }
 
   /** Runs `fn` with a pooled connection to `target`, opening one if needed. */
@@ -146,7 +136,7 @@ export class SshPool {
         throw new SshAuthError(`${target.name}: cannot read the key ${target.identityFile}: ${(err as Error).message}`);
       }
     }
-    if (process.env.SSH_AUTH_SOCK) return { agent: process.env.SSH_AUTH_SOCK };
+    if (this.agentSocket) return { agent: this.agentSocket };
     throw new SshAuthError(`${target.name}: no credentials: set identityFile, a password secret, or run an SSH agent (SSH_AUTH_SOCK)`);
   }
 

@@ -1,18 +1,18 @@
 // Node side. File transfer over SFTP on the pooled connection, verified end to end by sha256: upload to a
 // temporary name, compare checksums on the host, then set the mode and rename into place (atomic). A file
 // already in place with the same content is left alone, so a retried upload changes nothing.
+import { failureClass, FAILURES } from '../../common/failure-types';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { quote } from 'shell-quote';
 import type { Client, SFTPWrapper } from 'ssh2';
 import { exec } from './exec';
-import type { SshPool, SshTarget } from './pool';
+import type { SshTarget } from '../../dsl/selector';
+import type { SshPool } from './pool';
 
 /** The transferred file's checksum did not match on arrival. Retryable. */
-export class TransferChecksumError extends Error {
-  override name = 'TransferChecksumError' as const;
-}
+export class TransferChecksumError extends failureClass(FAILURES.transferChecksum) {}
 
 function sftp(client: Client): Promise<SFTPWrapper> {
   return new Promise((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s))));

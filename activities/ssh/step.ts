@@ -5,12 +5,13 @@ import crypto from 'node:crypto';
 import { quote } from 'shell-quote';
 import { mapSecretTokens, secretsIn } from '../../dsl/expr';
 import type { RenderedAction } from '../../dsl/render';
-import { redact } from '../secrets/redact';
+import { redact } from '../../common/redact';
 import type { SecretDeclaration, Secrets } from '../secrets/providers';
 import { SecretError } from '../secrets/errors';
 import { SshCommandCancelled, SshCommandFailed, SshCommandLost, SshConnectionLost, SshInputIncomplete, SshWrapperError } from './errors';
 import { exec, type ExecResult } from './exec';
-import type { SshPool, SshTarget } from './pool';
+import type { SshTarget } from '../../dsl/selector';
+import type { SshPool } from './pool';
 import { digestScript, gcScript, INLINE_SCRIPT_MAX, inputIncomplete, killScript, parseTrailer, shCommand, stepKey, tailScript, wrapperRequest, wrapperScript, wrapperStdin, type WrapperOutcome } from './wrapper';
 import { AgentLost, idleAgent } from './agent';
 
@@ -93,13 +94,37 @@ const RECORD_RETENTION_DAYS = 7;
 
 export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStepInput, hooks: SshStepHooks = {}): Promise<SshStepResult> {
   const started = Date.now();
-  const hostId = `${input.target.user}@${input.target.address}:${input.target.port ?? 22}`;
-  if (!collected.has(hostId)) {
-    collected.add(hostId);
-    void pool.use(input.target, (c) => exec(c, gcScript(RECORD_RETENTION_DAYS), { timeoutMs: 30_000 })).catch(() => undefined);
-  }
+  collectOldRecords(pool, input.target);
   const key = stepRecordKey(input.key, input.target.name);
   const script = commandFile(input.action);
+  const cap = input.maxOutputBytes ?? 1024 * 1024;
+  const timeoutMs = input.timeoutMs ?? 600_000;
+  const call = wrapperCall(input, key, script, cap, await resolveSecrets(secrets, input));
+  const raw = await runWrapper(pool, input.target, key, call, timeoutMs, hooks);
+  const outcome = wrapperOutcome(raw, input.target.name);
+  const result = await stepResult(pool, input.target, key, raw, outcome, cap, started);
+  checkOutcome(input, outcome, result, Date.now() - started >= timeoutMs ? timeoutMs : undefined, hooks.signal?.aborted ?? false);
+  return result;
+}
+
+/** Removes step records older than the retention from a host, the first time this process uses it (in the background). */
+function collectOldRecords(pool: SshPool, target: SshTarget): void {
+  const hostId = `${target.user}@${target.address}:${target.port ?? 22}`;
+  if (collected.has(hostId)) return;
+  collected.add(hostId);
+  void pool.use(target, (c) => exec(c, gcScript(RECORD_RETENTION_DAYS), { timeoutMs: 30_000 })).catch(() => undefined);
+}
+
+interface ResolvedSecrets {
+  /** The secrets the command and its env refer to, in order of first use. */
+  names: string[];
+  /** Their values, by name. */
+  values: Record<string, string>;
+  sudoPassword?: string;
+}
+
+/** The values of the declared secrets the action refers to (and of the sudo password), resolved at the last moment. */
+async function resolveSecrets(secrets: Secrets, input: SshStepInput): Promise<ResolvedSecrets> {
   const names = [...new Set([...secretsIn(input.action.command ?? input.action.script ?? ''), ...Object.values(input.action.env).flatMap(secretsIn)])];
   const values: Record<string, string> = {};
   for (const name of names) {
@@ -113,86 +138,109 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
     if (!decl) throw new SecretError(`sudo password secret "${input.sudoPasswordSecret}" is not declared`);
     sudoPassword = await secrets.resolve(input.sudoPasswordSecret, decl);
   }
-  const cap = input.maxOutputBytes ?? 1024 * 1024;
-  const opts = { key, capBytes: cap, sudo: input.action.sudo, runAs: input.action.user, secretNames: names, sudoPassword: sudoPassword !== undefined };
+  return { names, values, sudoPassword };
+}
+
+/** What the wrapper's run returned, over the shell agent or a plain exec. */
+type WrapperRaw = Pick<ExecResult, 'stdout' | 'stderr' | 'exitCode'> & { signal?: string | null };
+
+/** The wrapper as an exec command and as a shell-agent request, and the stdin both read (secrets, script). */
+interface WrapperCall { remote: string; agentRequest: string; stdin: Buffer; inline: boolean; capBytes: number }
+
+function wrapperCall(input: SshStepInput, key: string, script: string, capBytes: number, { names, values, sudoPassword }: ResolvedSecrets): WrapperCall {
+  const opts = { key, capBytes, sudo: input.action.sudo, runAs: input.action.user, secretNames: names, sudoPassword: sudoPassword !== undefined };
   // The sudo password travels on stdin too, as a first line read before the wrapper's own input.
   const withSudoPassword = (wrapper: string) => (sudoPassword === undefined ? wrapper
     : `IFS= read -r RB_SUDO_PASSWORD; RB_SUDO_PASSWORD=$(printf %s "$RB_SUDO_PASSWORD" | base64 -d); export RB_SUDO_PASSWORD\n${wrapper}`);
-  const remote = withSudoPassword(wrapperScript(opts, script));
-  const agentRequest = withSudoPassword(wrapperRequest(opts, script));
   const stdin = sudoPassword === undefined ? wrapperStdin(values, script)
     : Buffer.concat([Buffer.from(`${Buffer.from(sudoPassword).toString('base64')}\n`), wrapperStdin(values, script)]);
+  return { remote: withSudoPassword(wrapperScript(opts, script)), agentRequest: withSudoPassword(wrapperRequest(opts, script)), stdin,
+    inline: script.length <= INLINE_SCRIPT_MAX, capBytes };
+}
 
+/**
+ * Runs the wrapper until it reports the command's outcome: kills the command at its timeout or on abort, reports
+ * the output's tail as progress, and after a kill attaches again to read the outcome the kill recorded.
+ */
+async function runWrapper(pool: SshPool, target: SshTarget, key: string, call: WrapperCall, timeoutMs: number, hooks: SshStepHooks): Promise<WrapperRaw> {
   let killing: Promise<unknown> | undefined;
   const kill = () => {
-    killing ??= pool.use(input.target, (c) => exec(c, killScript(key), { timeoutMs: 15_000 })).catch(() => undefined);
+    killing ??= pool.use(target, (c) => exec(c, killScript(key), { timeoutMs: 15_000 })).catch(() => undefined);
   };
-  const timeoutMs = input.timeoutMs ?? 600_000;
   const timer = setTimeout(kill, timeoutMs);
   hooks.signal?.addEventListener('abort', kill, { once: true });
   const progress = hooks.onProgress ? setInterval(() => {
-    void pool.use(input.target, (c) => exec(c, tailScript(key, 2048), { timeoutMs: 5000 }))
+    void pool.use(target, (c) => exec(c, tailScript(key, 2048), { timeoutMs: 5000 }))
       .then((r) => hooks.onProgress?.(redact(r.stdout))).catch(() => undefined);
   }, hooks.progressIntervalMs ?? 5000) : undefined;
   try {
     // Through the connection's shell agent when it is free (and the script is inline), else a plain exec; a
     // lost agent means the same wrapper again over exec, which re-attaches to its record.
-    const run = () => pool.use(input.target, async (client) => {
-      const agent = script.length <= INLINE_SCRIPT_MAX ? idleAgent(client) : undefined;
+    const run = () => pool.use(target, async (client) => {
+      const agent = call.inline ? idleAgent(client) : undefined;
       if (agent) {
         try {
-          return await agent.run(agentRequest, stdin, timeoutMs + 30_000);
+          return await agent.run(call.agentRequest, call.stdin, timeoutMs + 30_000);
         } catch (err) {
           if (!(err instanceof AgentLost)) throw err;
         }
       }
-      return exec(client, shCommand(remote), { stdin, timeoutMs: timeoutMs + 30_000, maxOutputBytes: cap + 4096 });
+      return exec(client, shCommand(call.remote), { stdin: call.stdin, timeoutMs: timeoutMs + 30_000, maxOutputBytes: call.capBytes + 4096 });
     });
     const attempt = () => run().catch((err: unknown) => {
-      throw err instanceof SshConnectionLost ? connectionLost(input.target.name) : err;
+      throw err instanceof SshConnectionLost ? connectionLost(target.name) : err;
     });
     let raw = await attempt();
     await killing; // a kill in progress finishes before the outcome is read
     // A kill takes the wrapper down with the command (they share the step's process group); attaching again reads
     // the outcome the kill recorded (or the exit code, when the command finished first).
     if (killing && !parseTrailer(raw.stderr)) raw = await attempt();
-    const outcome = wrapperOutcome(raw, input.target.name);
-    // The wrapper sends up to cap + 1 bytes per stream: one more than the cap means there was more.
-    const outBuf = Buffer.from(raw.stdout, 'utf8');
-    const outTruncated = outBuf.length > cap;
-    const errTruncated = Buffer.byteLength(outcome.stderr) > cap;
-    let stdoutBytes = outBuf.length;
-    let stdoutSha256: string | null = outBuf.length ? crypto.createHash('sha256').update(outBuf).digest('hex') : null;
-    if (outTruncated) {
-      const d = await pool.use(input.target, (c) => exec(c, digestScript(key), { timeoutMs: 60_000 }));
-      const [size, sha] = d.stdout.trim().split(/\s+/);
-      stdoutBytes = Number(size);
-      stdoutSha256 = sha ?? null;
-    }
-    const tail = (text: string, truncated: boolean) => (truncated ? Buffer.from(text).subarray(-cap).toString('utf8') : text);
-    const result: SshStepResult = {
-      mode: outcome.mode, exitCode: typeof outcome.exit === 'number' ? outcome.exit : -1,
-      stdout: redact(tail(raw.stdout, outTruncated)), stderr: redact(tail(outcome.stderr, errTruncated)),
-      truncated: outTruncated || errTruncated, stdoutBytes, stdoutSha256, durationMs: Date.now() - started,
-    };
-    if (outcome.exit === 'lost') {
-      throw new SshCommandLost(`The command on ${input.target.name} was started (pid ${outcome.pid}) but its process is gone without ` +
-        'an exit code (host rebooted or process killed outside runbook). Its effect is unknown: check the host before retrying the run.');
-    }
-    if (outcome.exit === 'cancelled' || hooks.signal?.aborted || Date.now() - started >= timeoutMs) {
-      const how = hooks.signal?.aborted ? 'by a cancel' : Date.now() - started >= timeoutMs ? `after its ${timeoutMs / 1000} s timeout`
-        : 'earlier (a cancel or timeout of a previous attempt)';
-      throw new SshCommandCancelled(`The command on ${input.target.name} was killed ${how}.`);
-    }
-    if (!input.action.expectExit.includes(result.exitCode)) {
-      throw Object.assign(new SshCommandFailed(`The command on ${input.target.name} exited with ${result.exitCode} ` +
-        `(expected ${input.action.expectExit.join(' or ')}): ${result.stderr.trim().split('\n').slice(-3).join(' | ').slice(0, 300)}`), { result });
-    }
-    return result;
+    return raw;
   } finally {
     clearTimeout(timer);
     if (progress) clearInterval(progress);
     hooks.signal?.removeEventListener('abort', kill);
+  }
+}
+
+/** The step's result: exit code, the streams' tails (redacted), and the whole stdout's size and digest. */
+async function stepResult(pool: SshPool, target: SshTarget, key: string, raw: WrapperRaw, outcome: WrapperOutcome, cap: number,
+  started: number): Promise<SshStepResult> {
+  // The wrapper sends up to cap + 1 bytes per stream: one more than the cap means there was more.
+  const outBuf = Buffer.from(raw.stdout, 'utf8');
+  const outTruncated = outBuf.length > cap;
+  const errTruncated = Buffer.byteLength(outcome.stderr) > cap;
+  let stdoutBytes = outBuf.length;
+  let stdoutSha256: string | null = outBuf.length ? crypto.createHash('sha256').update(outBuf).digest('hex') : null;
+  if (outTruncated) {
+    const d = await pool.use(target, (c) => exec(c, digestScript(key), { timeoutMs: 60_000 }));
+    const [size, sha] = d.stdout.trim().split(/\s+/);
+    stdoutBytes = Number(size);
+    stdoutSha256 = sha ?? null;
+  }
+  const tail = (text: string, truncated: boolean) => (truncated ? Buffer.from(text).subarray(-cap).toString('utf8') : text);
+  return {
+    mode: outcome.mode, exitCode: typeof outcome.exit === 'number' ? outcome.exit : -1,
+    stdout: redact(tail(raw.stdout, outTruncated)), stderr: redact(tail(outcome.stderr, errTruncated)),
+    truncated: outTruncated || errTruncated, stdoutBytes, stdoutSha256, durationMs: Date.now() - started,
+  };
+}
+
+/** Throws the typed error for an outcome that is not a success: lost, killed, or an exit code the step does not expect. */
+function checkOutcome(input: SshStepInput, outcome: WrapperOutcome, result: SshStepResult, timedOutAfterMs: number | undefined, aborted: boolean): void {
+  const host = input.target.name;
+  if (outcome.exit === 'lost') {
+    throw new SshCommandLost(`The command on ${host} was started (pid ${outcome.pid}) but its process is gone without ` +
+      'an exit code (host rebooted or process killed outside runbook). Its effect is unknown: check the host before retrying the run.');
+  }
+  if (outcome.exit === 'cancelled' || aborted || timedOutAfterMs !== undefined) {
+    const how = aborted ? 'by a cancel' : timedOutAfterMs !== undefined ? `after its ${timedOutAfterMs / 1000} s timeout`
+      : 'earlier (a cancel or timeout of a previous attempt)';
+    throw new SshCommandCancelled(`The command on ${host} was killed ${how}.`);
+  }
+  if (!input.action.expectExit.includes(result.exitCode)) {
+    throw Object.assign(new SshCommandFailed(`The command on ${host} exited with ${result.exitCode} ` +
+      `(expected ${input.action.expectExit.join(' or ')}): ${result.stderr.trim().split('\n').slice(-3).join(' | ').slice(0, 300)}`), { result });
   }
 }
 

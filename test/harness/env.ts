@@ -6,8 +6,9 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type pino from 'pino';
 import { createLogger } from '../../common/logger';
-import { loadInventory, sshTargetFor, type Inventory } from '../../dsl/inventory';
-import { SshPool, type SshTarget } from '../../activities/ssh/pool';
+import { DEFAULT_SSH_LOGIN, loadInventory, sshTargetFor, type Inventory } from '../../dsl/inventory';
+import { SshPool } from '../../activities/ssh/pool';
+import type { SshTarget } from '../../dsl/selector';
 import { exec } from '../../activities/ssh/exec';
 import { createEngineWorker, type EngineWorker } from '../../worker/worker';
 import type { AuditStore } from '../../audit/store';
@@ -48,7 +49,7 @@ export function fleetInventory(): Inventory {
 }
 
 export function fleetHost(index = 1): SshTarget {
-  return sshTargetFor(fleetInventory(), `host-${index}`);
+  return sshTargetFor(fleetInventory(), `host-${index}`, DEFAULT_SSH_LOGIN);
 }
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;

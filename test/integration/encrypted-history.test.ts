@@ -7,7 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { EncryptionCodec, codecKeysFromEnv, dataConverterFromEnv, newKeyEntry } from '../../common/codec';
 import { freePort } from '../../common/ports';
-import { startCodecServer, type CodecServer } from '../../triggers/codec-server';
+import { startCodecServer, type CodecServer } from '../../common/codec-server';
 import type { runbook, RunbookResult } from '../../workflows/runbook';
 import { connectTestEnv, fleetDir, testRoot, uniqueTaskQueue, withEngineWorker } from '../harness/env';
 
@@ -21,7 +21,7 @@ const UI_ORIGIN = 'http://127.0.0.1:65001';
 
 beforeAll(async () => {
   env = await connectTestEnv();
-  codecServer = await startCodecServer({ codec: new EncryptionCodec(codecKeysFromEnv()), token: TOKEN, host: '127.0.0.1', port: 0, corsOrigins: [UI_ORIGIN] });
+  codecServer = await startCodecServer({ codec: new EncryptionCodec(codecKeysFromEnv(process.env)), token: TOKEN, host: '127.0.0.1', port: 0, corsOrigins: [UI_ORIGIN] });
 });
 afterAll(async () => { await codecServer?.close(); await env?.teardown(); });
 
@@ -49,7 +49,7 @@ const decodeCall = (body: unknown, headers: Record<string, string> = {}, url = `
 
 /** Runs a fixture runbook with the keys-aware client; resolves to its result or the error it failed with. */
 function runWithKeys(tq: string, workflowId: string, name: string, params: Record<string, unknown>): Promise<unknown> {
-  const client = new Client({ connection: env.connection, dataConverter: dataConverterFromEnv() });
+  const client = new Client({ connection: env.connection, dataConverter: dataConverterFromEnv(process.env) });
   return withEngineWorker(env, tq, async () => client.workflow.execute<typeof runbook>('runbook', { taskQueue: tq, workflowId,
     args: [{ runbook: name, params, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'test' }] })
     .then((r) => r, (e: unknown) => e));

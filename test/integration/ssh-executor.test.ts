@@ -7,9 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Secrets } from '../../activities/secrets/providers';
-import { forgetSecrets } from '../../activities/secrets/redact';
+import { forgetSecrets } from '../../common/redact';
 import { exec } from '../../activities/ssh/exec';
-import { SshPool, type SshTarget } from '../../activities/ssh/pool';
+import { SshPool } from '../../activities/ssh/pool';
+import type { SshTarget } from '../../dsl/selector';
 import { runSshStep, type SshAction } from '../../activities/ssh/step';
 import { REMOTE_RUNS_DIR, stepKey } from '../../activities/ssh/wrapper';
 import { createLogger } from '../../common/logger';
@@ -224,9 +225,8 @@ describe('the shell agent (one long-lived sh per connection runs the steps)', ()
     }
   });
 
-  test('RUNBOOK_SSH_AGENT=off: each step gets its own exec channel and shell', async () => {
-    const own = new SshPool();
-    process.env.RUNBOOK_SSH_AGENT = 'off';
+  test('shell agent off (RUNBOOK_SSH_AGENT=off): each step gets its own exec channel and shell', async () => {
+    const own = new SshPool({ shellAgent: false });
     try {
       const runs = [];
       for (let i = 0; i < 2; i++) runs.push(await runSshStep(own, secrets, { target: host(), action: action(render(`${shellPid}; printf %s \${{ secrets.pw }} | wc -c`, { secrets: { pw: secretToken('pw') } }, 'shell')), key: key(), secrets: decls }));
@@ -235,7 +235,6 @@ describe('the shell agent (one long-lived sh per connection runs the steps)', ()
       expect(a![0]).not.toBe(b![0]);
       expect(a![1]!.trim()).toBe(String(secretValue.length)); // the secret still arrives, on the exec's stdin
     } finally {
-      delete process.env.RUNBOOK_SSH_AGENT;
       await own.closeAll();
     }
   });

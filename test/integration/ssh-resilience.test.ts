@@ -4,9 +4,10 @@
 // connected while a connection tunnelled through it is in use, however long that is past its idle time.
 import crypto from 'node:crypto';
 import { Secrets } from '../../activities/secrets/providers';
-import { NON_RETRYABLE_SSH_ERRORS } from '../../activities/ssh/errors';
+import { FINAL_FAILURES, isIn } from '../../common/failure-types';
 import { exec } from '../../activities/ssh/exec';
-import { SshPool, type SshTarget } from '../../activities/ssh/pool';
+import { SshPool } from '../../activities/ssh/pool';
+import type { SshTarget } from '../../dsl/selector';
 import { runSshStep, type SshAction } from '../../activities/ssh/step';
 import { fleetHost } from '../harness/env';
 import { waitUntil } from '../harness/processes';
@@ -24,37 +25,26 @@ const remote = async (cmd: string, target = host()) => (await pool.use(target, (
 /** `alive` while the process in the pid file exists and is not a zombie. */
 const ALIVE = (pidFile: string) => `p=$(cat ${pidFile}); if [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status; then echo alive; else echo gone; fi`;
 
-async function withAgent<T>(mode: 'on' | 'off', fn: () => Promise<T>): Promise<T> {
-  if (mode === 'off') process.env.RUNBOOK_SSH_AGENT = 'off';
-  try {
-    return await fn();
-  } finally {
-    delete process.env.RUNBOOK_SSH_AGENT;
-  }
-}
-
 test.each([
   ['through the shell agent', 'on' as const],
   ['over plain exec channels', 'off' as const],
 ])('a cancel kills only its own step (%s): what an earlier step left running survives, and steps still run after it', async (_how, mode) => {
-  const own = new SshPool();
+  const own = new SshPool({ shellAgent: mode === 'on' });
   const t = tag();
   try {
-    await withAgent(mode, async () => {
-      // Step A leaves a process running behind it, as `systemctl`-less scripts often do.
-      const a = await runSshStep(own, secrets, { target: host(), action: action(`nohup sleep 300 > /dev/null 2>&1 & echo $! > ${t}.a; echo $PPID`), key: key() });
-      expect(a.exitCode).toBe(0);
-      const ac = new AbortController();
-      const b = runSshStep(own, secrets, { target: host(), action: action(`echo $PPID > ${t}.b; sleep 60`), key: key() }, { signal: ac.signal });
-      await waitUntil(async () => (await remote(`cat ${t}.b 2>/dev/null || true`)) !== '', 'step B to start');
-      if (mode === 'on') expect(await remote(`cat ${t}.b`)).toBe(a.stdout); // the same agent ran both
-      ac.abort();
-      await expect(b).rejects.toMatchObject({ name: 'SshCommandCancelled' });
-      expect(await remote(ALIVE(`${t}.a`))).toBe('alive\n');
-      // The connection is still good for steps (through the same agent or a clean new one).
-      const c = await runSshStep(own, secrets, { target: host(), action: action('echo after'), key: key() });
-      expect([c.mode, c.stdout]).toEqual(['ran', 'after\n']);
-    });
+    // Step A leaves a process running behind it, as `systemctl`-less scripts often do.
+    const a = await runSshStep(own, secrets, { target: host(), action: action(`nohup sleep 300 > /dev/null 2>&1 & echo $! > ${t}.a; echo $PPID`), key: key() });
+    expect(a.exitCode).toBe(0);
+    const ac = new AbortController();
+    const b = runSshStep(own, secrets, { target: host(), action: action(`echo $PPID > ${t}.b; sleep 60`), key: key() }, { signal: ac.signal });
+    await waitUntil(async () => (await remote(`cat ${t}.b 2>/dev/null || true`)) !== '', 'step B to start');
+    if (mode === 'on') expect(await remote(`cat ${t}.b`)).toBe(a.stdout); // the same agent ran both
+    ac.abort();
+    await expect(b).rejects.toMatchObject({ name: 'SshCommandCancelled' });
+    expect(await remote(ALIVE(`${t}.a`))).toBe('alive\n');
+    // The connection is still good for steps (through the same agent or a clean new one).
+    const c = await runSshStep(own, secrets, { target: host(), action: action('echo after'), key: key() });
+    expect([c.mode, c.stdout]).toEqual(['ran', 'after\n']);
   } finally {
     await remote(`kill $(cat ${t}.a) 2>/dev/null; rm -f ${t}.a ${t}.b`);
     await own.closeAll();
@@ -65,28 +55,26 @@ test.each([
   ['through the shell agent', 'on' as const],
   ['over a plain exec channel', 'off' as const],
 ])('the connection dropped mid-step (%s): a retryable SshConnectionLost, and the retry re-attaches to the one run', async (_how, mode) => {
-  const own = new SshPool();
+  const own = new SshPool({ shellAgent: mode === 'on' });
   const t = tag();
   try {
-    await withAgent(mode, async () => {
-      // The sshd process serving this pooled connection: killing it drops the connection, as a network failure would.
-      const sshd = (await own.use(host(), (c) => exec(c, 'echo $PPID'))).stdout.trim();
-      expect(await remote(`tr '\\0' ' ' < /proc/${sshd}/cmdline`)).toMatch(/^sshd/);
-      const k = key();
-      const a = action(`echo x >> ${t}.count; echo started > ${t}.started; sleep 2; echo done`);
-      const first = runSshStep(own, secrets, { target: host(), action: a, key: k }).then(() => undefined, (e: unknown) => e as Error);
-      await waitUntil(async () => (await remote(`cat ${t}.started 2>/dev/null || true`)) !== '', 'the command to start');
-      const killedAt = Date.now();
-      await remote(`kill -KILL ${sshd}`);
-      const err = await first;
-      expect(err).toMatchObject({ name: 'SshConnectionLost',
-        message: `The connection to ${host().name} was lost before the step reported its outcome. A retry re-attaches to the command (it is not run again).` });
-      expect((NON_RETRYABLE_SSH_ERRORS as readonly string[]).includes(err!.name)).toBe(false);
-      expect(Date.now() - killedAt).toBeLessThan(1500); // at once, not when the command ends
-      const retry = await runSshStep(own, secrets, { target: host(), action: a, key: k });
-      expect([retry.mode, retry.stdout, retry.exitCode]).toEqual(['attached', 'done\n', 0]);
-      expect(await remote(`cat ${t}.count`)).toBe('x\n');
-    });
+    // The sshd process serving this pooled connection: killing it drops the connection, as a network failure would.
+    const sshd = (await own.use(host(), (c) => exec(c, 'echo $PPID'))).stdout.trim();
+    expect(await remote(`tr '\\0' ' ' < /proc/${sshd}/cmdline`)).toMatch(/^sshd/);
+    const k = key();
+    const a = action(`echo x >> ${t}.count; echo started > ${t}.started; sleep 2; echo done`);
+    const first = runSshStep(own, secrets, { target: host(), action: a, key: k }).then(() => undefined, (e: unknown) => e as Error);
+    await waitUntil(async () => (await remote(`cat ${t}.started 2>/dev/null || true`)) !== '', 'the command to start');
+    const killedAt = Date.now();
+    await remote(`kill -KILL ${sshd}`);
+    const err = await first;
+    expect(err).toMatchObject({ name: 'SshConnectionLost',
+      message: `The connection to ${host().name} was lost before the step reported its outcome. A retry re-attaches to the command (it is not run again).` });
+    expect(isIn(FINAL_FAILURES, err!.name)).toBe(false);
+    expect(Date.now() - killedAt).toBeLessThan(1500); // at once, not when the command ends
+    const retry = await runSshStep(own, secrets, { target: host(), action: a, key: k });
+    expect([retry.mode, retry.stdout, retry.exitCode]).toEqual(['attached', 'done\n', 0]);
+    expect(await remote(`cat ${t}.count`)).toBe('x\n');
   } finally {
     await remote(`rm -f ${t}.count ${t}.started`);
     await own.closeAll();

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Secrets } from '../../activities/secrets/providers';
-import { redact, redactDeep } from '../../activities/secrets/redact';
+import { redact, redactDeep } from '../../common/redact';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-secrets-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -1,10 +1,10 @@
 // Unit: what an SSH step's exec returned, turned into the wrapper's outcome or the typed error that says why there is
 // none (retryable when a retry is safe: it re-attaches, or nothing had started), and the run-scoped record key.
 import crypto from 'node:crypto';
-import { NON_RETRYABLE_SSH_ERRORS } from '../../activities/ssh/errors';
+import { FINAL_FAILURES, isIn } from '../../common/failure-types';
 import { stepRecordKey, wrapperOutcome } from '../../activities/ssh/step';
 
-const retryable = (name: string) => !(NON_RETRYABLE_SSH_ERRORS as readonly string[]).includes(name);
+const retryable = (name: string) => !isIn(FINAL_FAILURES, name);
 
 test.each([
   ['input arrived incomplete: nothing started', { exitCode: 242, signal: null, stderr: '\n__RUNBOOK_WRAPPER__ input=incomplete\n' },

@@ -6,8 +6,8 @@ import crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import cors from '@fastify/cors';
 import type { Payload } from '@temporalio/common';
-import type { EncryptionCodec } from '../common/codec';
-import type { Logger } from '../common/logger';
+import type { EncryptionCodec } from './codec';
+import type { Logger } from './logger';
 
 interface JsonPayload { metadata?: Record<string, string> | null; data?: string | null }
 

@@ -1,0 +1,79 @@
+// Pure (workflow-safe). The audit events of a run, built in one place by the workflow and by the step
+// activities alike, and the one rule for who writes which record:
+//
+//   The activity that performed an effect records it: sshStep and httpStep their success, a step group each of
+//   its steps (success, `when` skip, and the failure that ends the group), and says so in its reply (`audited`).
+//   The workflow records everything else (run start and end, refusals, approvals, target skips, cancels, sleeps,
+//   notifications, uploads, sub-runbooks, a failed attempt of a step) and any record an activity reports it could
+//   not write (`audited: false`: the store was down; the workflow's audit activity retries).
+import type { RenderedAction } from '../dsl/render';
+import type { StepOutcome } from './outcome';
+import type { WorkflowAuditEvent } from './events';
+
+/** An event as the run reports it; the run's runbook, initiator and the time are added when it is recorded. */
+export type RunEvent = Omit<WorkflowAuditEvent, 'time' | 'runbook' | 'initiator'>;
+
+type ApprovalAction = Extract<RenderedAction, { kind: 'approval' }>;
+
+/** Whether a step path is a rollback step's (`rollback[i]`, or `PATH.rollback[i]` of a step's own rollback). */
+export function isRollback(path: string): boolean {
+  return path.startsWith('rollback[') || path.includes('.rollback');
+}
+
+/** A step (or rollback step) attempt's end: `key` is its record key, `path` where it is in the runbook. */
+export function stepEvent(key: string, path: string, target: string | undefined, status: 'succeeded' | 'failed' | 'cancelled',
+  more: { action?: RenderedAction; error?: string; outcome?: StepOutcome; detail?: Record<string, unknown> } = {}): RunEvent {
+  return { key, kind: isRollback(path) ? 'rollback' : 'step', step: key, target, status, ...more };
+}
+
+/** A step skipped because its `when` was false. */
+export function whenSkipped(path: string, target: string | undefined, when: string | undefined): RunEvent {
+  return { key: path, kind: 'skip', step: path, target, status: 'skipped', detail: { when } };
+}
+
+/** A target the rollout never reached (a cancel, or failures past the threshold). */
+export function targetSkipped(target: string, reason: string): RunEvent {
+  return { key: 'target', kind: 'skip', target, status: 'skipped', detail: { reason } };
+}
+
+export function runStarted(detail: Record<string, unknown>): RunEvent {
+  return { key: 'run', kind: 'run.started', status: 'started', detail };
+}
+
+/** The run's end: its status (`rejected` for a refused input or a failed prepare). */
+export function runFinished(status: string, more: { error?: string; detail?: Record<string, unknown> } = {}): RunEvent {
+  return { key: 'run', kind: 'run.finished', status, ...more };
+}
+
+/** A decision heard for an approval (`counted`: from someone allowed to decide); `n` numbers it in the run. */
+export function approvalDecided(id: string, n: number, path: string, target: string | undefined,
+  d: { approve: boolean; by: string; groups?: string[]; comment?: string }, counted: boolean): RunEvent {
+  return { key: `${id}/decision/${n}`, kind: 'approval.decision', step: path, target, status: d.approve ? 'approve' : 'reject',
+    approvals: [{ by: d.by, comment: d.comment }], detail: { by: d.by, groups: d.groups ?? [], comment: d.comment ?? '', counted } };
+}
+
+/** An approval's end: approved, rejected or timed-out, with the approvals it got. */
+export function approvalEnded(id: string, path: string, target: string | undefined, action: ApprovalAction, status: string,
+  approvals: { by: string; comment?: string }[], error?: string): RunEvent {
+  return { key: id, kind: 'approval', step: path, target, status, error, action, approvals,
+    detail: { quorum: action.quorum, users: action.users, groups: action.groups } };
+}
+
+/** An approval that got no decision in time and waits once more (onTimeout: escalate). */
+export function approvalEscalated(id: string, path: string, target: string | undefined, action: ApprovalAction): RunEvent {
+  return { key: `${id}/escalated`, kind: 'approval', step: path, target, status: 'escalated', action };
+}
+
+export function runCancelled(hosts: Record<string, string>): RunEvent {
+  return { key: 'run', kind: 'cancel', status: 'cancelled', detail: { hosts } };
+}
+
+/**
+ * Whether the workflow writes a step's success record (see the rule above): not when the activity that ran it
+ * records its own outcome and did.
+ */
+export function workflowRecordsSuccess(action: RenderedAction, reply: { audited?: boolean }): boolean {
+  if (action.kind === 'approval') return false; // an approval records itself, decision by decision
+  const byActivity = (action.kind === 'ssh' && !action.upload) || action.kind === 'http';
+  return !byActivity || reply.audited === false;
+}

@@ -1,0 +1,69 @@
+// Node side. The worker process's lifecycle: connect to Temporal, create the engine's worker, run it until
+// SIGINT/SIGTERM (running activities get the shutdown grace time; a second signal exits at once), and close the
+// connection in `finally`. `runbook worker` is this alone; `runbook dev` starts its embedded server first.
+import type { NativeConnection } from '@temporalio/worker';
+import { createLogger, type Logger } from '../common/logger';
+import { connectWorker, engineConfigFromEnv, logLevelFromEnv, temporalTargetFromEnv, workerSettingsFromEnv,
+  type EngineConfig, type TemporalTarget, type WorkerSettings } from './config';
+import { createEngineWorker, installRuntime, type EngineWorker } from './worker';
+
+/** What a running worker is, for a banner. */
+export interface RunningWorker {
+  engine: EngineWorker;
+  target: TemporalTarget;
+  settings: WorkerSettings;
+}
+
+export interface RunWorkerOptions {
+  /** The server to poll. @default temporalTargetFromEnv() */
+  target?: TemporalTarget;
+  /** @default workerSettingsFromEnv() */
+  settings?: WorkerSettings;
+  /** @default engineConfigFromEnv() */
+  config?: EngineConfig;
+  /** @default createLogger('runbook-worker', logLevelFromEnv()) */
+  logger?: Logger;
+  /** Lines for the operator when a signal arrives. @default none */
+  say?: (line: string) => void;
+  /** Called once the worker polls (the CLI prints its banner). */
+  onRunning?: (running: RunningWorker) => void;
+}
+
+async function waitForRunning(worker: { getState(): string }): Promise<void> {
+  while (worker.getState() === 'INITIALIZED') await new Promise((r) => setTimeout(r, 50));
+}
+
+/** Runs the engine's worker until SIGINT/SIGTERM; resolves once it has stopped and its connection is closed. */
+export async function runWorker(opts: RunWorkerOptions = {}): Promise<void> {
+  const logger = opts.logger ?? createLogger('runbook-worker', logLevelFromEnv());
+  const settings = opts.settings ?? workerSettingsFromEnv();
+  const target = opts.target ?? temporalTargetFromEnv();
+  const say = opts.say ?? (() => undefined);
+  installRuntime(logger);
+  let connection: NativeConnection | undefined;
+  let stopping = false;
+  let engine: EngineWorker | undefined;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      say(`${signal} again: exiting now`);
+      process.exit(130);
+    }
+    stopping = true;
+    say(`${signal}: stopping the worker (running activities get 10 s to finish) ...`);
+    engine?.worker.shutdown();
+  };
+  try {
+    connection = await connectWorker(target);
+    engine = await createEngineWorker(connection, target.namespace, settings, logger, { config: opts.config ?? engineConfigFromEnv() });
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    const running = engine.run();
+    await waitForRunning(engine.worker);
+    opts.onRunning?.({ engine, target, settings });
+    await running;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await connection?.close();
+  }
+}
