@@ -26,6 +26,14 @@ export function stepEvent(key: string, path: string, target: string | undefined,
   return { key, kind: isRollback(path) ? 'rollback' : 'step', step: key, target, status, ...more };
 }
 
+/**
+ * A step group cancelled while one of its steps ran (which one is not known): its own record (kind `cancel`, the
+ * group's first path), apart from the outcome records of the group's steps that completed.
+ */
+export function groupCancelled(paths: string[], target: string, error: string): RunEvent {
+  return { key: paths[0]!, kind: 'cancel', step: paths[0], target, status: 'cancelled', error, detail: { group: paths } };
+}
+
 /** A step skipped because its `when` was false. */
 export function whenSkipped(path: string, target: string | undefined, when: string | undefined): RunEvent {
   return { key: path, kind: 'skip', step: path, target, status: 'skipped', detail: { when } };

@@ -230,8 +230,9 @@ class Rollout {
     });
   }
 
-  private skip(h: TargetHost | undefined): void {
-    const name = h?.name ?? '(run)';
+  /** Marks a target (or a target's name) the rollout does not reach as skipped. */
+  skip(h: TargetHost | string | undefined): void {
+    const name = typeof h === 'string' ? h : h?.name ?? '(run)';
     this.env.state.hosts[name] = { state: 'skipped' };
     this.results[name]!.state = 'skipped';
   }
@@ -242,6 +243,8 @@ async function finishRun(rollout: Rollout, audit: RunAudit): Promise<RunbookResu
   const { env, results, failures, threshold, cancelled } = rollout;
   const { state, prepared } = env;
   const rb = prepared.runbook;
+  // A run cancelled before its rollout (at the approval gate) reached none of its targets.
+  for (const [h, r] of Object.entries(results)) if (r.state === 'pending') rollout.skip(h);
   const skipped = Object.entries(results).filter(([, r]) => r.state === 'skipped').map(([h]) => h);
   const reason = cancelled ? 'run cancelled' : `failures (${failures}) exceeded the threshold (${threshold})`;
   await recordEvents(audit, state, ...skipped.map((h) => targetSkipped(h, reason)),

@@ -16,7 +16,7 @@ import { resolveTargets, type TargetHost } from '../dsl/selector';
 import { awaitApproval } from './approval';
 import type { ApprovalDecision, RunState } from './messages';
 import { auditBase, recordEvents, stepAudit, type RunAudit } from './audit';
-import { stepEvent, whenSkipped, workflowRecordsSuccess } from '../audit/run-events';
+import { groupCancelled, stepEvent, whenSkipped, workflowRecordsSuccess } from '../audit/run-events';
 import { FAILURES, failureType, isIn, STEP_FAILURES } from '../common/failure-types';
 import { ACTIVITY_OPTIONS, longStepOptions, shortStepOptions } from './activity-options';
 
@@ -291,8 +291,7 @@ export async function runStepGroup(t: TargetRun & { host: TargetHost }, group: {
       await CancellationScope.nonCancellable(async () => {
         for (const { path } of group) await killer.sshKill({ target, key: recordKey(path, env.features.runScopedKeys) });
       });
-      await recordEvents(env.audit, env.state, stepEvent(group[0]!.path, group[0]!.path, host.name, 'cancelled',
-        { error: errorText(err), detail: { group: group.map((g) => g.path) } }));
+      await recordEvents(env.audit, env.state, groupCancelled(group.map((g) => g.path), host.name, errorText(err)));
     }
     throw err;
   }

@@ -75,12 +75,12 @@ rollback:
   expect(run.stubs.calls.map((c) => [c.activity, c.key, c.outcome])).toEqual([['sshSteps', 'steps[0]', 'succeeded'], ['sshSteps', 'steps[1]', 'cancelled']]);
   expect(run.stubs.kills.map((k) => k.key)).toEqual(['steps[0]', 'steps[1]', 'steps[2]']);
   expect(run.stubs.timeline.slice(-1)).toEqual(['notify oncall: rolled back host-1']);
-  // The workflow records the group's cancel under its first step's key, whose record id is that of the first
-  // step's outcome: as a[0] had succeeded, the store keeps the success and drops the cancel record.
-  const cancelRecord = { by: 'workflow', kind: 'step', key: 'steps[0]', status: 'cancelled', detail: { group: ['steps[0]', 'steps[1]', 'steps[2]'] } };
-  expect(run.stubs.dropped).toContainEqual(expect.objectContaining(cancelRecord));
-  expect(run.stubs.audit.filter((r) => r.key === 'steps[0]').map((r) => [r.by, r.status])).toEqual([['activity', 'succeeded']]);
-  expect(run.stubs.audit.find((r) => r.kind === 'cancel')).toMatchObject({ detail: { hosts: { 'host-1': 'rolled-back' } } });
+  // The group's cancel has a record of its own (kind cancel), kept beside the outcome of the step that completed
+  // (it used to share that step's record id, and the store dropped it).
+  const cancelRecord = { by: 'workflow', kind: 'cancel', key: 'steps[0]', status: 'cancelled', detail: { group: ['steps[0]', 'steps[1]', 'steps[2]'] } };
+  expect(run.stubs.audit).toContainEqual(expect.objectContaining(cancelRecord));
+  expect(run.stubs.audit.filter((r) => r.key === 'steps[0]' && r.kind === 'step').map((r) => [r.by, r.status])).toEqual([['activity', 'succeeded']]);
+  expect(run.stubs.audit.find((r) => r.kind === 'cancel' && r.key === 'run')).toMatchObject({ detail: { hosts: { 'host-1': 'rolled-back' } } });
   expect(run.result).toMatchObject({ status: 'cancelled', hosts: { 'host-1': { state: 'rolled-back' } } });
 });
 
@@ -118,6 +118,9 @@ rollback:
   expect(run.stubs.timeline).toEqual([]);
   expect(run.final).toMatchObject({ status: 'cancelled', pendingApprovals: [] });
   expect(run.result?.status).toBe('cancelled');
+  // The target was never reached: skipped, and recorded so (it used to stay "pending", with no record).
+  expect(run.final?.hosts).toEqual({ 'host-1': { state: 'skipped' } });
+  expect(run.stubs.audit).toContainEqual(expect.objectContaining({ kind: 'skip', key: 'target', target: 'host-1', detail: { reason: 'run cancelled' } }));
   expect(run.workflowMs).toBeLessThan(3_600_000);
 });
 
