@@ -5,7 +5,7 @@ import { redact, redactDeep } from '../common/redact';
 import { maskSecrets } from '../dsl/expr';
 import type { RenderedAction } from '../dsl/render';
 import type { StepOutcome } from './outcome';
-import { recordId, type AuditEntry, type AuditInitiator, type AuditKind } from './record';
+import { recordId, type AuditEntry, type AuditInitiator } from './record';
 
 /** What the workflow tells a step activity so the activity can record its own outcome (no extra round trip). */
 export interface StepAuditContext {
@@ -19,22 +19,14 @@ export interface StepAuditContext {
 }
 
 /** An event the workflow records itself (skips, approvals, cancels, failures, run start and end). */
-export interface WorkflowAuditEvent {
+export interface WorkflowAuditEvent
+  extends Pick<AuditEntry, 'time' | 'kind' | 'runbook' | 'initiator' | 'step' | 'target' | 'approvals' | 'status' | 'error' | 'detail'> {
   /** Identifies the event within the run (with the workflow and run ids it makes the record id). */
   key: string;
-  time: string;
-  kind: AuditKind;
-  runbook: { name: string; contentHash: string };
-  initiator: AuditInitiator;
-  step?: string;
-  target?: string;
+  /** The rendered action (the record keeps its one-line description). */
   action?: RenderedAction;
-  approvals?: { by: string; comment?: string }[];
-  status: string;
-  error?: string;
   /** A step's result, when the workflow records a success its activity could not (the store was down). */
   outcome?: StepOutcome;
-  detail?: Record<string, unknown>;
 }
 
 const TAIL_BYTES = 1024;

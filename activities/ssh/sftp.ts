@@ -30,6 +30,22 @@ function localSha(file: string): Promise<string> {
   });
 }
 
+/**
+ * One SFTP transfer (`op` puts or gets) into a temporary name beside `dest`, returned: the caller moves it into
+ * place only once its checksum is right.
+ */
+async function transferToTemp(client: Client, dest: string,
+  op: (s: SFTPWrapper, tmp: string, done: (err?: Error | null) => void) => void): Promise<string> {
+  const tmp = `${dest}.runbook-${crypto.randomBytes(4).toString('hex')}`;
+  const s = await sftp(client);
+  try {
+    await new Promise<void>((resolve, reject) => op(s, tmp, (err) => (err ? reject(err) : resolve())));
+  } finally {
+    s.end();
+  }
+  return tmp;
+}
+
 export interface TransferResult { sha256: string; bytes: number; changed: boolean }
 
 export async function upload(pool: SshPool, target: SshTarget, src: string, dest: string, mode = '0644'): Promise<TransferResult> {
@@ -37,13 +53,7 @@ export async function upload(pool: SshPool, target: SshTarget, src: string, dest
   const bytes = fs.statSync(src).size;
   return pool.use(target, async (client) => {
     if ((await remoteSha(client, dest)) === sha) return { sha256: sha, bytes, changed: false };
-    const tmp = `${dest}.runbook-${crypto.randomBytes(4).toString('hex')}`;
-    const s = await sftp(client);
-    try {
-      await new Promise<void>((resolve, reject) => s.fastPut(src, tmp, (err) => (err ? reject(err) : resolve())));
-    } finally {
-      s.end();
-    }
+    const tmp = await transferToTemp(client, dest, (s, to, done) => s.fastPut(src, to, done));
     const arrived = await remoteSha(client, tmp);
     if (arrived !== sha) {
       await exec(client, `rm -f -- ${quote([tmp])}`);
@@ -59,13 +69,7 @@ export async function download(pool: SshPool, target: SshTarget, src: string, de
   return pool.use(target, async (client) => {
     const expected = await remoteSha(client, src);
     if (!expected) throw new Error(`download from ${target.name}:${src}: no such file or not readable`);
-    const tmp = `${dest}.runbook-${crypto.randomBytes(4).toString('hex')}`;
-    const s = await sftp(client);
-    try {
-      await new Promise<void>((resolve, reject) => s.fastGet(src, tmp, (err) => (err ? reject(err) : resolve())));
-    } finally {
-      s.end();
-    }
+    const tmp = await transferToTemp(client, dest, (s, to, done) => s.fastGet(src, to, done));
     const got = await localSha(tmp);
     if (got !== expected) {
       fs.rmSync(tmp, { force: true });
