@@ -8,8 +8,18 @@ const tseslint = require('typescript-eslint');
 const { builtinModules } = require('node:module');
 
 const nodeBuiltins = builtinModules.flatMap((m) => [m, `node:${m}`]);
-const ioLibraries = ['ssh2', 'node-ssh', 'pino', 'pg', 'commander', '@temporalio/client',
-  '@temporalio/worker', '@temporalio/activity', '@temporalio/testing', '@temporalio/envconfig'];
+const ioLibraries = [
+  'ssh2',
+  'node-ssh',
+  'pino',
+  'pg',
+  'commander',
+  '@temporalio/client',
+  '@temporalio/worker',
+  '@temporalio/activity',
+  '@temporalio/testing',
+  '@temporalio/envconfig',
+];
 
 module.exports = tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.runbook/**', '.tools/**'] },
@@ -28,14 +38,22 @@ module.exports = tseslint.config(
   {
     files: ['workflows/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', {
-        paths: [...nodeBuiltins, ...ioLibraries].map((name) => ({
-          name,
-          message: 'Workflow code must be deterministic: no Node built-ins or I/O libraries here (use an activity).',
-        })),
-        patterns: [{ group: ['**/activities', '**/activities/*'], allowTypeImports: true,
-          message: 'Import activities as types only (`import type`); call them through proxyActivities.' }],
-      }],
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [...nodeBuiltins, ...ioLibraries].map((name) => ({
+            name,
+            message: 'Workflow code must be deterministic: no Node built-ins or I/O libraries here (use an activity).',
+          })),
+          patterns: [
+            {
+              group: ['**/activities', '**/activities/*'],
+              allowTypeImports: true,
+              message: 'Import activities as types only (`import type`); call them through proxyActivities.',
+            },
+          ],
+        },
+      ],
       'no-restricted-globals': ['error', 'setTimeout', 'setInterval', 'process', 'require'],
     },
   },
@@ -45,7 +63,10 @@ module.exports = tseslint.config(
   },
   {
     files: ['**/*.js'],
-    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', __dirname: 'readonly', process: 'readonly' } },
+    languageOptions: {
+      sourceType: 'commonjs',
+      globals: { require: 'readonly', module: 'writable', __dirname: 'readonly', process: 'readonly' },
+    },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );

@@ -20,9 +20,17 @@ const RUNNING = temporal.api.enums.v1.WorkflowExecutionStatus.WORKFLOW_EXECUTION
 /** The lock workflow's status, type and parent, read raw: nothing in it (a memo, say) is decoded, so nothing can make it throw. */
 async function describeRaw(client: Client, workflowId: string) {
   try {
-    const res = await client.workflowService.describeWorkflowExecution({ namespace: client.options.namespace, execution: { workflowId } });
+    const res = await client.workflowService.describeWorkflowExecution({
+      namespace: client.options.namespace,
+      execution: { workflowId },
+    });
     const i = res.workflowExecutionInfo;
-    return { running: i?.status === RUNNING, runId: i?.execution?.runId ?? '', type: i?.type?.name ?? '', parent: i?.parentExecution?.workflowId ?? undefined };
+    return {
+      running: i?.status === RUNNING,
+      runId: i?.execution?.runId ?? '',
+      type: i?.type?.name ?? '',
+      parent: i?.parentExecution?.workflowId ?? undefined,
+    };
   } catch (err) {
     if ((err as { code?: number }).code === 5 /* NOT_FOUND */) return undefined;
     throw err;
@@ -37,10 +45,16 @@ export async function watchHostLock(client: Client, logger: Logger, input: LockW
     if (!d || !d.running) return 'released';
     if (d.type !== 'hostLock' || !d.parent) {
       const reason = `${input.workflowId} is reserved for host locks taken by runbook runs; this ${d.type} workflow was not one`;
-      await client.workflow.getHandle(input.workflowId, d.runId).terminate(reason).catch((err: unknown) => {
-        if (!(err instanceof WorkflowNotFoundError)) throw err;
-      });
-      logger.warn({ workflowId: input.workflowId, runId: d.runId, type: d.type, parent: d.parent ?? null }, 'terminated a workflow squatting on a host lock id');
+      await client.workflow
+        .getHandle(input.workflowId, d.runId)
+        .terminate(reason)
+        .catch((err: unknown) => {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        });
+      logger.warn(
+        { workflowId: input.workflowId, runId: d.runId, type: d.type, parent: d.parent ?? null },
+        'terminated a workflow squatting on a host lock id',
+      );
       return 'cleared';
     }
     const left = deadline - Date.now();

@@ -48,7 +48,9 @@ export interface SshStepActivityInput extends SshStepInput {
 export type StepReply<R> = R & { outputs?: Record<string, unknown>; audited?: boolean };
 
 /** Progress recorded in heartbeats: the tail of the running command's output (secrets redacted). */
-export interface SshStepProgress { tail?: string }
+export interface SshStepProgress {
+  tail?: string;
+}
 
 /** Turns an executor error into the Temporal failure the workflow branches on (type = error class name). */
 function toFailure(err: unknown, retryOnExit: boolean): unknown {
@@ -87,10 +89,18 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
      */
     async sshStep(input: SshStepActivityInput): Promise<StepReply<SshStepResult>> {
       const ctx = Context.current();
-      const log = logger.child({ activity: 'sshStep', workflowId: input.key.workflowId, step: input.key.stepPath, host: input.target.name, attempt: ctx.info.attempt });
+      const log = logger.child({
+        activity: 'sshStep',
+        workflowId: input.key.workflowId,
+        step: input.key.stepPath,
+        host: input.target.name,
+        attempt: ctx.info.attempt,
+      });
       // Local activities (short steps) cannot heartbeat; regular ones report liveness and the output's tail.
       const heartbeatMs = Math.max(1000, Math.min(5000, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
-      const beat = ctx.info.isLocal ? undefined : setInterval(() => ctx.heartbeat({} satisfies SshStepProgress), heartbeatMs);
+      const beat = ctx.info.isLocal
+        ? undefined
+        : setInterval(() => ctx.heartbeat({} satisfies SshStepProgress), heartbeatMs);
       if (!ctx.info.isLocal) ctx.heartbeat({} satisfies SshStepProgress);
       try {
         // A cancelled activity does not kill the remote command by itself: a worker shutting down or a run
@@ -102,7 +112,9 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
         });
         log.info({ mode: result.mode, exitCode: result.exitCode, durationMs: result.durationMs }, 'ssh step finished');
         const outputs = input.outputs && outputsFor(input.outputs.spec, input.outputs.stepId, result);
-        const audited = input.audit && await record(stepEntry(runOf(ctx), input.audit, input.action, 'succeeded', outcomeOf(result)), log);
+        const audited =
+          input.audit &&
+          (await record(stepEntry(runOf(ctx), input.audit, input.action, 'succeeded', outcomeOf(result)), log));
         return bounded({ ...result, outputs, audited });
       } catch (err) {
         log.warn({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'ssh step failed');
@@ -115,9 +127,24 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
     /** Consecutive plain SSH steps on one target in one go (see step-group.ts). */
     async sshSteps(input: StepGroupInput): Promise<StepGroupResult> {
       const ctx = Context.current();
-      const log = logger.child({ activity: 'sshSteps', workflowId: ctx.info.workflowExecution?.workflowId, host: input.target.name, attempt: ctx.info.attempt });
-      const out = await runStepGroup({ ssh, secrets, run: runOf(ctx), record: (e) => record(e, log), isFinal: (err) => err instanceof Error && isIn(GROUP_FINAL_FAILURES, err.name) }, input)
-        .catch((err: unknown) => { throw toFailure(err, false); });
+      const log = logger.child({
+        activity: 'sshSteps',
+        workflowId: ctx.info.workflowExecution?.workflowId,
+        host: input.target.name,
+        attempt: ctx.info.attempt,
+      });
+      const out = await runStepGroup(
+        {
+          ssh,
+          secrets,
+          run: runOf(ctx),
+          record: (e) => record(e, log),
+          isFinal: (err) => err instanceof Error && isIn(GROUP_FINAL_FAILURES, err.name),
+        },
+        input,
+      ).catch((err: unknown) => {
+        throw toFailure(err, false);
+      });
       if (out.failed) {
         out.failed.message = redact(out.failed.message);
         log.warn({ step: out.failed.path, error: out.failed.message }, 'ssh step failed');
@@ -151,7 +178,10 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
     },
 
     /** Kills a step's remote process group (the workflow calls it when the step is cancelled). */
-    async sshKill(input: { target: SshTarget; key: { workflowId: string; runId?: string; stepPath: string } }): Promise<void> {
+    async sshKill(input: {
+      target: SshTarget;
+      key: { workflowId: string; runId?: string; stepPath: string };
+    }): Promise<void> {
       await killStep(ssh, input.target, input.key);
     },
 
@@ -165,14 +195,18 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
     },
 
     /** One HTTP request; connection errors and 5xx are retryable, other failures are not. */
-    async httpStep(input: HttpStepInput & { audit?: StepAuditContext; outputs?: SshStepActivityInput['outputs'] }): Promise<StepReply<HttpStepResult>> {
+    async httpStep(
+      input: HttpStepInput & { audit?: StepAuditContext; outputs?: SshStepActivityInput['outputs'] },
+    ): Promise<StepReply<HttpStepResult>> {
       const ctx = Context.current();
       const log = logger.child({ activity: 'httpStep', attempt: ctx.info.attempt });
       try {
         const result = await runHttpStep(secrets, input);
         log.info({ status: result.status, durationMs: result.durationMs }, 'http step finished');
         const outputs = input.outputs && outputsFor(input.outputs.spec, input.outputs.stepId, result);
-        const audited = input.audit && await record(stepEntry(runOf(ctx), input.audit, input.action, 'succeeded', outcomeOf(result)), log);
+        const audited =
+          input.audit &&
+          (await record(stepEntry(runOf(ctx), input.audit, input.action, 'succeeded', outcomeOf(result)), log));
         return bounded({ ...result, outputs, audited });
       } catch (err) {
         log.warn({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'http step failed');

@@ -4,7 +4,10 @@ import { failureClass, FAILURES } from '../common/failure-types';
 import type { Logger } from '../common/logger';
 import { redact } from '../common/redact';
 
-export interface Notification { channel: string; message: string }
+export interface Notification {
+  channel: string;
+  message: string;
+}
 
 /** The webhook answered with an error or could not be reached: retryable. */
 export class NotifyError extends failureClass(FAILURES.notify) {}
@@ -16,7 +19,12 @@ export async function sendNotification(n: Notification, logger: Logger, url: str
   if (!url) return;
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ channel: n.channel, message }), signal: AbortSignal.timeout(10_000) });
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ channel: n.channel, message }),
+      signal: AbortSignal.timeout(10_000),
+    });
   } catch (err) {
     throw new NotifyError(`notification to ${new URL(url).origin} failed: ${(err as Error).message}`);
   }

@@ -54,14 +54,23 @@ function realFile(file: string): string | undefined {
 export function runbookFileFor(config: EngineConfig, name: string): string {
   const dir = realFile(config.runbookDir);
   if (!/^[a-z][a-z0-9-]*$/.test(name) || !dir) {
-    throw invalid(FAILURES.unknownRunbook, `"${name.slice(0, 128)}" is not a runbook name: runs name a runbook of the worker's runbook directory (letters, digits, -)`);
+    throw invalid(
+      FAILURES.unknownRunbook,
+      `"${name.slice(0, 128)}" is not a runbook name: runs name a runbook of the worker's runbook directory (letters, digits, -)`,
+    );
   }
   for (const ext of ['.yaml', '.yml']) {
     const file = path.join(dir, name + ext);
     if (fs.statSync(file, { throwIfNoEntry: false })?.isFile()) return file;
   }
-  const known = fs.readdirSync(dir).filter((f) => /^[a-z][a-z0-9-]*\.ya?ml$/.test(f) && !f.includes('inventory')).map((f) => f.replace(/\.ya?ml$/, ''));
-  throw invalid(FAILURES.unknownRunbook, `No runbook named "${name}" in the worker's runbook directory${known.length ? ` (there are: ${known.join(', ')})` : ''}.`);
+  const known = fs
+    .readdirSync(dir)
+    .filter((f) => /^[a-z][a-z0-9-]*\.ya?ml$/.test(f) && !f.includes('inventory'))
+    .map((f) => f.replace(/\.ya?ml$/, ''));
+  throw invalid(
+    FAILURES.unknownRunbook,
+    `No runbook named "${name}" in the worker's runbook directory${known.length ? ` (there are: ${known.join(', ')})` : ''}.`,
+  );
 }
 
 /**
@@ -76,8 +85,11 @@ export function inventoryFileFor(config: EngineConfig, named: string | undefined
   const wanted = realFile(resolved);
   const match = wanted && config.inventories.find((f) => realFile(f) === wanted);
   if (!match) {
-    throw invalid(FAILURES.inventoryInvalid, `Inventory "${named.slice(0, 256)}" is not one this worker serves. Runs may name only the ` +
-      `inventories on the worker's allow-list (RUNBOOK_INVENTORY, RUNBOOK_INVENTORIES)${config.inventories.length ? `: ${config.inventories.join(', ')}` : ', which is empty'}.`);
+    throw invalid(
+      FAILURES.inventoryInvalid,
+      `Inventory "${named.slice(0, 256)}" is not one this worker serves. Runs may name only the ` +
+        `inventories on the worker's allow-list (RUNBOOK_INVENTORY, RUNBOOK_INVENTORIES)${config.inventories.length ? `: ${config.inventories.join(', ')}` : ', which is empty'}.`,
+    );
   }
   return match;
 }
@@ -95,13 +107,21 @@ function refusing<T>(fn: () => T): T {
 /** The SSH login of one host of an allowed inventory, for an ad hoc command (`runCommand`). */
 export function prepareExec(config: EngineConfig, input: { host: string; inventory?: string }): SshTarget {
   if (!config.allowExec) {
-    throw invalid(FAILURES.execDisabled, 'This worker does not run ad hoc commands (runCommand, `runbook exec`): start it with RUNBOOK_ALLOW_EXEC=on to allow them. ' +
-      'Runbooks run as usual.');
+    throw invalid(
+      FAILURES.execDisabled,
+      'This worker does not run ad hoc commands (runCommand, `runbook exec`): start it with RUNBOOK_ALLOW_EXEC=on to allow them. ' +
+        'Runbooks run as usual.',
+    );
   }
   const file = inventoryFileFor(config, input.inventory);
-  if (!file) throw invalid(FAILURES.inventoryInvalid, 'No inventory: name one, or set RUNBOOK_INVENTORY on the worker.');
+  if (!file)
+    throw invalid(FAILURES.inventoryInvalid, 'No inventory: name one, or set RUNBOOK_INVENTORY on the worker.');
   try {
-    return sshTargetFor(refusing(() => loadValidInventory(file)), input.host, config.ssh);
+    return sshTargetFor(
+      refusing(() => loadValidInventory(file)),
+      input.host,
+      config.ssh,
+    );
   } catch (err) {
     if (err instanceof UserError) throw invalid(FAILURES.targetsInvalid, err.message);
     throw err;
@@ -111,18 +131,33 @@ export function prepareExec(config: EngineConfig, input: { host: string; invento
 /** Prepares a run of a runbook in the worker's directory, against an inventory on its allow-list (dsl/prepare.ts does the rest). */
 export function prepareRun(config: EngineConfig, input: PrepareInput): PreparedRun {
   const runbookFile = runbookFileFor(config, input.runbook);
-  const { runbook, contentHash, params, selector, hosts, inventory } = refusing(() => prepareRunbook({
-    runbookFile, params: input.params ?? {}, inventoryFile: () => inventoryFileFor(config, input.inventory),
-    run: { id: '', initiator: '', trigger: '' }, alert: input.alert,
-  }));
+  const { runbook, contentHash, params, selector, hosts, inventory } = refusing(() =>
+    prepareRunbook({
+      runbookFile,
+      params: input.params ?? {},
+      inventoryFile: () => inventoryFileFor(config, input.inventory),
+      run: { id: '', initiator: '', trigger: '' },
+      alert: input.alert,
+    }),
+  );
   const ssh: Record<string, SshTarget> = {};
   if (inventory) {
     for (const h of inventory.hosts) {
       try {
         ssh[h.name] = sshTargetFor(inventory, h.name, config.ssh);
-      } catch { /* a host without a user is only an error if a step acts on it */ }
+      } catch {
+        /* a host without a user is only an error if a step acts on it */
+      }
     }
   }
-  return { name: runbook.metadata.name, contentHash, runbook, params, selector, targets: hosts.map((h) => h.name),
-    inventory: inventory ? { hosts: inventory.hosts, groups: inventory.groups, vars: inventory.vars } : undefined, ssh };
+  return {
+    name: runbook.metadata.name,
+    contentHash,
+    runbook,
+    params,
+    selector,
+    targets: hosts.map((h) => h.name),
+    inventory: inventory ? { hosts: inventory.hosts, groups: inventory.groups, vars: inventory.vars } : undefined,
+    ssh,
+  };
 }

@@ -30,24 +30,40 @@ export function tailBytes(text: string, max: number): string {
   return buf.subarray(start).toString('utf8');
 }
 
-interface Sized extends StepResultView { truncated?: boolean; outputs?: Record<string, unknown> }
+interface Sized extends StepResultView {
+  truncated?: boolean;
+  outputs?: Record<string, unknown>;
+}
 
 /** The step's outputs from its whole result, refused when they are too large for history. */
-export function outputsFor(spec: StepDoc['outputs'] | undefined, stepId: string, result: StepResultView): Record<string, unknown> {
+export function outputsFor(
+  spec: StepDoc['outputs'] | undefined,
+  stepId: string,
+  result: StepResultView,
+): Record<string, unknown> {
   const outputs = extractOutputs({ id: stepId, outputs: spec } as StepDoc, result);
   const size = Buffer.byteLength(JSON.stringify(outputs) ?? '');
   if (size > HISTORY_LIMITS.outputs) {
-    throw new OutputError(`the outputs of step "${stepId}" are ${Math.ceil(size / 1024)} KiB; outputs are limited to ${HISTORY_LIMITS.outputs / 1024} KiB ` +
-      '(capture a field with `path`, or filter the command\'s output)');
+    throw new OutputError(
+      `the outputs of step "${stepId}" are ${Math.ceil(size / 1024)} KiB; outputs are limited to ${HISTORY_LIMITS.outputs / 1024} KiB ` +
+        "(capture a field with `path`, or filter the command's output)",
+    );
   }
   return outputs;
 }
 
 /** A copy of `result` small enough for history: stream and body tails; `json` unless it is large too. */
-export function bounded<T extends Sized>(result: T, limits: { stdout: number; stderr: number; body: number } = HISTORY_LIMITS): T {
+export function bounded<T extends Sized>(
+  result: T,
+  limits: { stdout: number; stderr: number; body: number } = HISTORY_LIMITS,
+): T {
   const out: T = { ...result };
   let cut = false;
-  for (const [field, max] of [['stdout', limits.stdout], ['stderr', limits.stderr], ['body', limits.body]] as const) {
+  for (const [field, max] of [
+    ['stdout', limits.stdout],
+    ['stderr', limits.stderr],
+    ['body', limits.body],
+  ] as const) {
     const text = out[field];
     if (typeof text !== 'string') continue;
     const kept = tailBytes(text, max);

@@ -55,13 +55,21 @@ export interface StepGroupDeps {
 }
 
 export async function runStepGroup(deps: StepGroupDeps, input: StepGroupInput): Promise<StepGroupResult> {
-  const steps = { ...(input.ctx.steps as Record<string, unknown> | undefined) } as Record<string, { outputs: Record<string, unknown>; status: string }>;
+  const steps = { ...(input.ctx.steps as Record<string, unknown> | undefined) } as Record<
+    string,
+    { outputs: Record<string, unknown>; status: string }
+  >;
   const done: GroupStepDone[] = [];
   let size = 0;
   // A step's record is written while the next step runs (the store keeps them in order); all are written
   // before the group reports back, so the workflow never moves on past an unrecorded step.
   const writes: Promise<void>[] = [];
-  const recordFor = (d: GroupStepDone, entry: AuditEntry) => writes.push(deps.record(entry).then((ok) => { d.audited = ok; }));
+  const recordFor = (d: GroupStepDone, entry: AuditEntry) =>
+    writes.push(
+      deps.record(entry).then((ok) => {
+        d.audited = ok;
+      }),
+    );
   try {
     for (const { step, path, timeoutMs } of input.steps) {
       const ctx: ExprContext = { ...input.ctx, steps };
@@ -73,18 +81,38 @@ export async function runStepGroup(deps: StepGroupDeps, input: StepGroupInput): 
           const d: GroupStepDone = { path, status: 'skipped', outputs: {}, audited: true };
           done.push(d);
           if (audit) {
-            recordFor(d, workflowEntry(deps.run, { ...whenSkipped(path, audit.target, step.when), time: new Date().toISOString(), runbook: audit.runbook,
-              initiator: audit.initiator }));
+            recordFor(
+              d,
+              workflowEntry(deps.run, {
+                ...whenSkipped(path, audit.target, step.when),
+                time: new Date().toISOString(),
+                runbook: audit.runbook,
+                initiator: audit.initiator,
+              }),
+            );
           }
           continue;
         }
         action = renderStep(step, ctx);
         if (action.kind !== 'ssh') throw new Error(`step "${step.id}" is not an SSH step`);
-        const result = await runSshStep(deps.ssh, deps.secrets, { target: input.target, action, key: { workflowId: deps.run.workflowId, stepPath: path, ...(input.runScoped ? { runId: deps.run.runId } : {}) },
-          secrets: input.secrets, timeoutMs });
+        const result = await runSshStep(deps.ssh, deps.secrets, {
+          target: input.target,
+          action,
+          key: {
+            workflowId: deps.run.workflowId,
+            stepPath: path,
+            ...(input.runScoped ? { runId: deps.run.runId } : {}),
+          },
+          secrets: input.secrets,
+          timeoutMs,
+        });
         const outputs = outputsFor(step.outputs, step.id, result);
         steps[step.id] = { outputs, status: 'succeeded' };
-        const small = bounded(result, { stdout: HISTORY_LIMITS.groupStep, stderr: HISTORY_LIMITS.groupStep, body: HISTORY_LIMITS.groupStep });
+        const small = bounded(result, {
+          stdout: HISTORY_LIMITS.groupStep,
+          stderr: HISTORY_LIMITS.groupStep,
+          body: HISTORY_LIMITS.groupStep,
+        });
         const d: GroupStepDone = { path, status: 'succeeded', outputs, result: small, audited: true };
         done.push(d);
         if (audit) recordFor(d, stepEntry(deps.run, audit, action, 'succeeded', outcomeOf(result)));
@@ -96,7 +124,12 @@ export async function runStepGroup(deps: StepGroupDeps, input: StepGroupInput): 
         // The failure is final (no retry of the group follows), so it is recorded here, with the rendered action.
         const e = err as Error & { result?: SshStepResult };
         const failed = { path, type: e.name, message: e.message, result: e.result && bounded(e.result), audited: true };
-        if (audit) writes.push(deps.record(stepEntry(deps.run, audit, action, 'failed', outcomeOf(e.result), e.message)).then((ok) => { failed.audited = ok; }));
+        if (audit)
+          writes.push(
+            deps.record(stepEntry(deps.run, audit, action, 'failed', outcomeOf(e.result), e.message)).then((ok) => {
+              failed.audited = ok;
+            }),
+          );
         await Promise.all(writes);
         return { done, failed };
       }

@@ -2,7 +2,10 @@
 // no backend, so the factory (store.ts) can import them all while they import only this and record.ts.
 import { canonical, type AuditEntry, type AuditRecord } from './record';
 
-export interface AppendResult { appended: number; duplicates: number }
+export interface AppendResult {
+  appended: number;
+  duplicates: number;
+}
 
 /**
  * Where change records live. `append` is idempotent by record id (an entry whose id is stored is skipped) and
@@ -17,7 +20,10 @@ export interface AuditStore {
 }
 
 /** A stored row that is not a record at all (a torn or edited line). */
-export interface BrokenRow { broken: string; position: number }
+export interface BrokenRow {
+  broken: string;
+  position: number;
+}
 
 /**
  * Makes calls of `fn` run one after another, in call order: a store's appends from one process extend the

@@ -19,8 +19,10 @@ export interface StepAuditContext {
 }
 
 /** An event the workflow records itself (skips, approvals, cancels, failures, run start and end). */
-export interface WorkflowAuditEvent
-  extends Pick<AuditEntry, 'time' | 'kind' | 'runbook' | 'initiator' | 'step' | 'target' | 'approvals' | 'status' | 'error' | 'detail'> {
+export interface WorkflowAuditEvent extends Pick<
+  AuditEntry,
+  'time' | 'kind' | 'runbook' | 'initiator' | 'step' | 'target' | 'approvals' | 'status' | 'error' | 'detail'
+> {
   /** Identifies the event within the run (with the workflow and run ids it makes the record id). */
   key: string;
   /** The rendered action (the record keeps its one-line description). */
@@ -45,12 +47,18 @@ export function describeAction(action: RenderedAction | undefined): string | und
       case 'ssh':
         if (action.upload) return `upload ${action.upload.src} -> ${action.upload.dest} (mode ${action.upload.mode})`;
         return `${action.sudo ? `sudo${action.user ? ` -u ${action.user}` : ''} ` : ''}${action.command ?? action.script ?? ''}`;
-      case 'http': return `${action.method} ${action.url}`;
-      case 'sleep': return `sleep ${action.duration}`;
-      case 'approval': return `approval: ${action.message}`;
-      case 'notify': return `notify ${action.channel}: ${action.message}`;
-      case 'runbook': return `runbook ${action.name} ${JSON.stringify(action.params)}`;
-      case 'parallel': return 'parallel';
+      case 'http':
+        return `${action.method} ${action.url}`;
+      case 'sleep':
+        return `sleep ${action.duration}`;
+      case 'approval':
+        return `approval: ${action.message}`;
+      case 'notify':
+        return `notify ${action.channel}: ${action.message}`;
+      case 'runbook':
+        return `runbook ${action.name} ${JSON.stringify(action.params)}`;
+      case 'parallel':
+        return 'parallel';
     }
   })();
   return redact(maskSecrets(text));
@@ -58,24 +66,48 @@ export function describeAction(action: RenderedAction | undefined): string | und
 
 /** Exit code or HTTP status, duration, and the output's digest and (redacted) tail. */
 function outcomeFields(o: StepOutcome): Pick<AuditEntry, 'exitCode' | 'httpStatus' | 'durationMs' | 'output'> {
-  const output = o.body !== undefined
-    ? { digest: `sha256:${sha256(o.body)}`, bytes: Buffer.byteLength(o.body), tail: tail(o.body) }
-    : o.stdout !== undefined
-      ? { digest: o.stdoutSha256 ? `sha256:${o.stdoutSha256}` : o.stdoutBytes ? undefined : `sha256:${sha256('')}`, bytes: o.stdoutBytes, tail: tail(o.stdout) }
-      : undefined;
+  const output =
+    o.body !== undefined
+      ? { digest: `sha256:${sha256(o.body)}`, bytes: Buffer.byteLength(o.body), tail: tail(o.body) }
+      : o.stdout !== undefined
+        ? {
+            digest: o.stdoutSha256 ? `sha256:${o.stdoutSha256}` : o.stdoutBytes ? undefined : `sha256:${sha256('')}`,
+            bytes: o.stdoutBytes,
+            tail: tail(o.stdout),
+          }
+        : undefined;
   return { exitCode: o.exitCode, httpStatus: o.httpStatus, durationMs: o.durationMs, output };
 }
 
 /** The record of a step's outcome, written by the step's activity (or its step group). */
-export function stepEntry(run: { workflowId: string; runId: string }, ctx: StepAuditContext, action: RenderedAction | undefined,
-  status: 'succeeded' | 'failed', outcome: StepOutcome | undefined, error?: string): AuditEntry {
-  return workflowEntry(run, { key: ctx.key, time: new Date().toISOString(), kind: ctx.kind, runbook: ctx.runbook, initiator: ctx.initiator,
-    step: ctx.key, target: ctx.target, action, approvals: ctx.approvals, status, error, outcome });
+export function stepEntry(
+  run: { workflowId: string; runId: string },
+  ctx: StepAuditContext,
+  action: RenderedAction | undefined,
+  status: 'succeeded' | 'failed',
+  outcome: StepOutcome | undefined,
+  error?: string,
+): AuditEntry {
+  return workflowEntry(run, {
+    key: ctx.key,
+    time: new Date().toISOString(),
+    kind: ctx.kind,
+    runbook: ctx.runbook,
+    initiator: ctx.initiator,
+    step: ctx.key,
+    target: ctx.target,
+    action,
+    approvals: ctx.approvals,
+    status,
+    error,
+    outcome,
+  });
 }
 
 /** The record of an event the workflow reports. A step failure shares the outcome id of its step's success. */
 export function workflowEntry(run: { workflowId: string; runId: string }, e: WorkflowAuditEvent): AuditEntry {
-  const idParts = e.kind === 'step' || e.kind === 'rollback' ? ['outcome', e.key, e.target ?? ''] : [e.kind, e.key, e.target ?? ''];
+  const idParts =
+    e.kind === 'step' || e.kind === 'rollback' ? ['outcome', e.key, e.target ?? ''] : [e.kind, e.key, e.target ?? ''];
   return {
     id: recordId(run.workflowId, run.runId, ...idParts),
     time: e.time,

@@ -20,7 +20,10 @@ export class FileAuditStore implements AuditStore {
       fs.mkdirSync(path.dirname(file), { recursive: true });
       fs.closeSync(fs.openSync(file, 'a', 0o640));
     } catch (err) {
-      throw new UserError(`Cannot open the audit file ${file}: ${(err as Error).message}. Set AUDIT_URL=file:PATH to a writable place.`, { cause: err });
+      throw new UserError(
+        `Cannot open the audit file ${file}: ${(err as Error).message}. Set AUDIT_URL=file:PATH to a writable place.`,
+        { cause: err },
+      );
     }
   }
 
@@ -29,7 +32,11 @@ export class FileAuditStore implements AuditStore {
 
   private async appendLocked(entries: AuditEntry[]): Promise<AppendResult> {
     if (entries.length === 0) return { appended: 0, duplicates: 0 };
-    const release = await lockfile.lock(this.file, { realpath: false, stale: 10_000, retries: { retries: 200, minTimeout: 2, maxTimeout: 50, factor: 1.5 } });
+    const release = await lockfile.lock(this.file, {
+      realpath: false,
+      stale: 10_000,
+      retries: { retries: 200, minTimeout: 2, maxTimeout: 50, factor: 1.5 },
+    });
     try {
       await this.catchUp();
       const lines: string[] = [];

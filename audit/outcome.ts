@@ -14,6 +14,22 @@ export interface StepOutcome {
 /** The outcome fields of a step result (or of the result a failure carries); undefined for none. */
 export function outcomeOf(result: object | undefined): StepOutcome | undefined {
   if (!result) return undefined;
-  const v = result as { exitCode?: number; status?: number; durationMs?: number; stdout?: string; stdoutSha256?: string | null; stdoutBytes?: number; body?: string };
-  return { exitCode: v.exitCode, httpStatus: v.status, durationMs: v.durationMs, stdout: v.stdout, stdoutSha256: v.stdoutSha256, stdoutBytes: v.stdoutBytes, body: v.body };
+  const v = result as {
+    exitCode?: number;
+    status?: number;
+    durationMs?: number;
+    stdout?: string;
+    stdoutSha256?: string | null;
+    stdoutBytes?: number;
+    body?: string;
+  };
+  return {
+    exitCode: v.exitCode,
+    httpStatus: v.status,
+    durationMs: v.durationMs,
+    stdout: v.stdout,
+    stdoutSha256: v.stdoutSha256,
+    stdoutBytes: v.stdoutBytes,
+    body: v.body,
+  };
 }

@@ -37,7 +37,10 @@ CREATE OR REPLACE TRIGGER ${AUDIT_TABLE}_no_truncate BEFORE TRUNCATE ON ${AUDIT_
 `;
 
 export class PgAuditStore implements AuditStore {
-  private constructor(private readonly pool: Pool, readonly description: string) {}
+  private constructor(
+    private readonly pool: Pool,
+    readonly description: string,
+  ) {}
 
   static async open(url: string): Promise<PgAuditStore> {
     const pool = new Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000 });
@@ -47,7 +50,9 @@ export class PgAuditStore implements AuditStore {
       await store.ensureSchema();
     } catch (err) {
       await pool.end();
-      throw new UserError(`Cannot use the PostgreSQL audit store at ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
+      throw new UserError(`Cannot use the PostgreSQL audit store at ${redactUrl(url)}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     return store;
   }
@@ -81,9 +86,13 @@ export class PgAuditStore implements AuditStore {
   private async appendLocked(entries: AuditEntry[]): Promise<AppendResult> {
     if (entries.length === 0) return { appended: 0, duplicates: 0 };
     return this.locked(async (client) => {
-      const known = await client.query<{ id: string }>(`SELECT id FROM ${AUDIT_TABLE} WHERE id = ANY($1)`, [entries.map((e) => e.id)]);
+      const known = await client.query<{ id: string }>(`SELECT id FROM ${AUDIT_TABLE} WHERE id = ANY($1)`, [
+        entries.map((e) => e.id),
+      ]);
       const skip = new Set(known.rows.map((r) => r.id));
-      const last = await client.query<{ seq: string; hash: string }>(`SELECT seq, hash FROM ${AUDIT_TABLE} ORDER BY seq DESC LIMIT 1`);
+      const last = await client.query<{ seq: string; hash: string }>(
+        `SELECT seq, hash FROM ${AUDIT_TABLE} ORDER BY seq DESC LIMIT 1`,
+      );
       let seq = Number(last.rows[0]?.seq ?? 0);
       let head = last.rows[0]?.hash ?? GENESIS;
       let appended = 0;
@@ -91,8 +100,10 @@ export class PgAuditStore implements AuditStore {
         if (skip.has(entry.id)) continue;
         skip.add(entry.id);
         const r = chain(entry, seq + 1, head);
-        await client.query(`INSERT INTO ${AUDIT_TABLE} (seq, id, time, kind, workflow_id, run_id, target, hash, record) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
-          [r.seq, r.id, r.time, r.kind, r.run.workflowId, r.run.runId, r.target ?? null, r.hash, serialise(r)]);
+        await client.query(
+          `INSERT INTO ${AUDIT_TABLE} (seq, id, time, kind, workflow_id, run_id, target, hash, record) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
+          [r.seq, r.id, r.time, r.kind, r.run.workflowId, r.run.runId, r.target ?? null, r.hash, serialise(r)],
+        );
         seq = r.seq;
         head = r.hash;
         appended += 1;
@@ -106,7 +117,9 @@ export class PgAuditStore implements AuditStore {
     let position = 0;
     for (;;) {
       const { rows } = await this.pool.query<{ seq: string; id: string; hash: string; record: string }>(
-        `SELECT seq, id, hash, record FROM ${AUDIT_TABLE} WHERE seq > $1 ORDER BY seq LIMIT 1000`, [after]);
+        `SELECT seq, id, hash, record FROM ${AUDIT_TABLE} WHERE seq > $1 ORDER BY seq LIMIT 1000`,
+        [after],
+      );
       if (rows.length === 0) return;
       for (const row of rows) {
         position += 1;
@@ -115,11 +128,17 @@ export class PgAuditStore implements AuditStore {
         try {
           r = JSON.parse(row.record) as AuditRecord;
         } catch (err) {
-          yield { broken: `row seq ${row.seq} (id ${row.id}) holds invalid JSON (${(err as Error).message})`, position };
+          yield {
+            broken: `row seq ${row.seq} (id ${row.id}) holds invalid JSON (${(err as Error).message})`,
+            position,
+          };
           continue;
         }
         if (r.seq !== after || r.id !== row.id || r.hash !== row.hash) {
-          yield { broken: `row seq ${row.seq} (id ${row.id}): its seq/id/hash columns differ from the record it holds`, position };
+          yield {
+            broken: `row seq ${row.seq} (id ${row.id}): its seq/id/hash columns differ from the record it holds`,
+            position,
+          };
           continue;
         }
         yield r;

@@ -4,10 +4,13 @@ import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 
 export type AuditKind =
-  | 'run.started' | 'run.finished' | 'step' | 'rollback' | 'skip' | 'approval' | 'approval.decision' | 'cancel';
+  'run.started' | 'run.finished' | 'step' | 'rollback' | 'skip' | 'approval' | 'approval.decision' | 'cancel';
 
 /** Who or what started the run: an operator, an alert (fingerprint) or a schedule (id). */
-export interface AuditInitiator { trigger: string; id: string }
+export interface AuditInitiator {
+  trigger: string;
+  id: string;
+}
 
 /** An event to record, before the store gives it its place in the chain. */
 export interface AuditEntry {
@@ -47,7 +50,10 @@ export const GENESIS = '0'.repeat(64);
 
 /** Record id: a hash of the parts that identify the event within the run. */
 export function recordId(workflowId: string, runId: string, ...parts: string[]): string {
-  return createHash('sha256').update(JSON.stringify([workflowId, runId, ...parts])).digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(JSON.stringify([workflowId, runId, ...parts]))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 /** Canonical JSON (RFC 8785): the exact bytes that are hashed and stored. */

@@ -21,8 +21,13 @@ export function isRollback(path: string): boolean {
 }
 
 /** A step (or rollback step) attempt's end: `key` is its record key, `path` where it is in the runbook. */
-export function stepEvent(key: string, path: string, target: string | undefined, status: 'succeeded' | 'failed' | 'cancelled',
-  more: { action?: RenderedAction; error?: string; outcome?: StepOutcome; detail?: Record<string, unknown> } = {}): RunEvent {
+export function stepEvent(
+  key: string,
+  path: string,
+  target: string | undefined,
+  status: 'succeeded' | 'failed' | 'cancelled',
+  more: { action?: RenderedAction; error?: string; outcome?: StepOutcome; detail?: Record<string, unknown> } = {},
+): RunEvent {
   return { key, kind: isRollback(path) ? 'rollback' : 'step', step: key, target, status, ...more };
 }
 
@@ -31,7 +36,15 @@ export function stepEvent(key: string, path: string, target: string | undefined,
  * group's first path), apart from the outcome records of the group's steps that completed.
  */
 export function groupCancelled(paths: string[], target: string, error: string): RunEvent {
-  return { key: paths[0]!, kind: 'cancel', step: paths[0], target, status: 'cancelled', error, detail: { group: paths } };
+  return {
+    key: paths[0]!,
+    kind: 'cancel',
+    step: paths[0],
+    target,
+    status: 'cancelled',
+    error,
+    detail: { group: paths },
+  };
 }
 
 /** A step skipped because its `when` was false. */
@@ -54,21 +67,55 @@ export function runFinished(status: string, more: { error?: string; detail?: Rec
 }
 
 /** A decision heard for an approval (`counted`: from someone allowed to decide); `n` numbers it in the run. */
-export function approvalDecided(id: string, n: number, path: string, target: string | undefined,
-  d: { approve: boolean; by: string; groups?: string[]; comment?: string }, counted: boolean): RunEvent {
-  return { key: `${id}/decision/${n}`, kind: 'approval.decision', step: path, target, status: d.approve ? 'approve' : 'reject',
-    approvals: [{ by: d.by, comment: d.comment }], detail: { by: d.by, groups: d.groups ?? [], comment: d.comment ?? '', counted } };
+export function approvalDecided(
+  id: string,
+  n: number,
+  path: string,
+  target: string | undefined,
+  d: { approve: boolean; by: string; groups?: string[]; comment?: string },
+  counted: boolean,
+): RunEvent {
+  return {
+    key: `${id}/decision/${n}`,
+    kind: 'approval.decision',
+    step: path,
+    target,
+    status: d.approve ? 'approve' : 'reject',
+    approvals: [{ by: d.by, comment: d.comment }],
+    detail: { by: d.by, groups: d.groups ?? [], comment: d.comment ?? '', counted },
+  };
 }
 
 /** An approval's end: approved, rejected or timed-out, with the approvals it got. */
-export function approvalEnded(id: string, path: string, target: string | undefined, action: ApprovalAction, status: string,
-  approvals: { by: string; comment?: string }[], error?: string): RunEvent {
-  return { key: id, kind: 'approval', step: path, target, status, error, action, approvals,
-    detail: { quorum: action.quorum, users: action.users, groups: action.groups } };
+export function approvalEnded(
+  id: string,
+  path: string,
+  target: string | undefined,
+  action: ApprovalAction,
+  status: string,
+  approvals: { by: string; comment?: string }[],
+  error?: string,
+): RunEvent {
+  return {
+    key: id,
+    kind: 'approval',
+    step: path,
+    target,
+    status,
+    error,
+    action,
+    approvals,
+    detail: { quorum: action.quorum, users: action.users, groups: action.groups },
+  };
 }
 
 /** An approval that got no decision in time and waits once more (onTimeout: escalate). */
-export function approvalEscalated(id: string, path: string, target: string | undefined, action: ApprovalAction): RunEvent {
+export function approvalEscalated(
+  id: string,
+  path: string,
+  target: string | undefined,
+  action: ApprovalAction,
+): RunEvent {
   return { key: `${id}/escalated`, kind: 'approval', step: path, target, status: 'escalated', action };
 }
 

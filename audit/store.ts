@@ -51,16 +51,30 @@ export async function verifyStore(store: AuditStore): Promise<VerifyReport> {
   let position = 0;
   for await (const row of store.scan()) {
     position += 1;
-    const bad = (problem: string, seq = expected, id?: string): VerifyReport =>
-      ({ ok: false, records: count, firstBad: { seq, id, position, problem }, head: prev });
+    const bad = (problem: string, seq = expected, id?: string): VerifyReport => ({
+      ok: false,
+      records: count,
+      firstBad: { seq, id, position, problem },
+      head: prev,
+    });
     if (isBroken(row)) return bad(`not a record: ${row.broken}`);
     if (row.seq !== expected) {
-      return bad(row.seq > expected
-        ? `sequence jumps from ${expected - 1} to ${row.seq}: record ${expected}${row.seq - expected > 1 ? `..${row.seq - 1}` : ''} is missing`
-        : `sequence number ${row.seq} where ${expected} was expected (a record was duplicated or reordered)`, row.seq, row.id);
+      return bad(
+        row.seq > expected
+          ? `sequence jumps from ${expected - 1} to ${row.seq}: record ${expected}${row.seq - expected > 1 ? `..${row.seq - 1}` : ''} is missing`
+          : `sequence number ${row.seq} where ${expected} was expected (a record was duplicated or reordered)`,
+        row.seq,
+        row.id,
+      );
     }
-    if (row.prev !== prev) return bad(`its prev hash does not match record ${expected - 1}'s hash: the record before it was changed or removed`, row.seq, row.id);
-    if (hashRecord(row) !== row.hash) return bad('its content does not match its hash: the record was changed', row.seq, row.id);
+    if (row.prev !== prev)
+      return bad(
+        `its prev hash does not match record ${expected - 1}'s hash: the record before it was changed or removed`,
+        row.seq,
+        row.id,
+      );
+    if (hashRecord(row) !== row.hash)
+      return bad('its content does not match its hash: the record was changed', row.seq, row.id);
     if (ids.has(row.id)) return bad(`id ${row.id} appears twice`, row.seq, row.id);
     ids.add(row.id);
     prev = row.hash;
@@ -76,7 +90,9 @@ export async function openAuditStore(url: string, opts: { mustExist?: boolean } 
     const { FileAuditStore } = await import('./file-store');
     const file = path.resolve(url.slice('file:'.length).replace(/^\/\/(?=\/)/, ''));
     if (opts.mustExist && !fs.existsSync(file)) {
-      throw new UserError(`No audit file at ${file}. Point --audit-url or AUDIT_URL at the store the workers write (runbook dev writes DATA_DIR/audit.jsonl).`);
+      throw new UserError(
+        `No audit file at ${file}. Point --audit-url or AUDIT_URL at the store the workers write (runbook dev writes DATA_DIR/audit.jsonl).`,
+      );
     }
     return new FileAuditStore(file);
   }
@@ -84,5 +100,7 @@ export async function openAuditStore(url: string, opts: { mustExist?: boolean } 
     const { PgAuditStore } = await import('./pg-store');
     return PgAuditStore.open(url);
   }
-  throw new UserError(`AUDIT_URL "${redactUrl(url)}" is not supported: use file:PATH (a JSONL file) or postgres://USER@HOST:PORT/DB.`);
+  throw new UserError(
+    `AUDIT_URL "${redactUrl(url)}" is not supported: use file:PATH (a JSONL file) or postgres://USER@HOST:PORT/DB.`,
+  );
 }

@@ -33,7 +33,9 @@ function writeStepRunbooks(dir: string, counts: number[]): void {
   fs.copyFileSync(path.join(ROOT, 'bench', 'runbooks', 'bench-small.yaml'), path.join(dir, 'bench-small.yaml'));
   for (const n of counts) {
     const steps = Array.from({ length: n }, (_, i) => `  - { id: s${i + 1}, ssh: { run: 'echo hello' } }`).join('\n');
-    fs.writeFileSync(path.join(dir, `bench-steps-${n}.yaml`), `apiVersion: runbooks/v1
+    fs.writeFileSync(
+      path.join(dir, `bench-steps-${n}.yaml`),
+      `apiVersion: runbooks/v1
 kind: Runbook
 metadata: { name: bench-steps-${n}, description: ${n} sequential trivial ssh steps on one host, risk: low }
 params:
@@ -41,19 +43,48 @@ params:
 targets: \${{ params.host }}
 steps:
 ${steps}
-`);
+`,
+    );
   }
 }
 
-async function startWorker(address: string, taskQueue: string, inventory: string, auditUrl: string, runbookDir: string): Promise<ChildProcess> {
-  const child = spawn('node', [...(process.env.RUNBOOK_BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean), path.join(ROOT, 'bin', 'runbook.js'), 'worker'], {
-    env: { ...process.env, AUDIT_URL: auditUrl, TEMPORAL_ADDRESS: address, RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'error', RUNBOOK_DIR: runbookDir, RUNBOOK_INVENTORY: inventory },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+async function startWorker(
+  address: string,
+  taskQueue: string,
+  inventory: string,
+  auditUrl: string,
+  runbookDir: string,
+): Promise<ChildProcess> {
+  const child = spawn(
+    'node',
+    [
+      ...(process.env.RUNBOOK_BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      path.join(ROOT, 'bin', 'runbook.js'),
+      'worker',
+    ],
+    {
+      env: {
+        ...process.env,
+        AUDIT_URL: auditUrl,
+        TEMPORAL_ADDRESS: address,
+        RUNBOOK_TASK_QUEUE: taskQueue,
+        LOG_LEVEL: 'error',
+        RUNBOOK_DIR: runbookDir,
+        RUNBOOK_INVENTORY: inventory,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   let out = '';
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('worker did not start')), 60_000);
-    child.stdout!.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('Worker       polling')) { clearTimeout(timer); resolve(); } });
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('Worker       polling')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
   });
   return child;
 }
@@ -62,7 +93,12 @@ export async function engineBench(concurrent: number): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-bench-'));
   fs.chmodSync(dir, 0o755);
   const cli = await ensureTemporalCli(() => undefined);
-  const server = await startDevServer({ cli: cli.path, port: await freePort(), headless: true, logFile: path.join(dir, 'temporal.log') });
+  const server = await startDevServer({
+    cli: cli.path,
+    port: await freePort(),
+    headless: true,
+    logFile: path.join(dir, 'temporal.log'),
+  });
   await fleetUp({ hosts: 3, dir: path.join(dir, 'fleet') });
   const inventory = path.join(dir, 'fleet', 'inventory.yaml');
   const tq = 'bench';
@@ -90,8 +126,11 @@ export async function engineBench(concurrent: number): Promise<void> {
     const wrappedStep = async (r: number) => {
       const t0 = Date.now();
       for (let i = 0; i < 40; i++) {
-        await runSshStep(pool, secrets, { target, action: ECHO_STEP,
-          key: { workflowId: `bench-wrapped-${r}`, stepPath: `s${i}` } });
+        await runSshStep(pool, secrets, {
+          target,
+          action: ECHO_STEP,
+          key: { workflowId: `bench-wrapped-${r}`, stepPath: `s${i}` },
+        });
       }
       return (Date.now() - t0) / 40;
     };
@@ -100,7 +139,11 @@ export async function engineBench(concurrent: number): Promise<void> {
     // prepare, host lock, the audit of the run's start and end, and their jitter) are not spread over the steps.
     const timeRun = async (n: number, id: string) => {
       const t0 = Date.now();
-      await client.workflow.execute<typeof runbook>('runbook', { taskQueue: tq, workflowId: id, args: [{ runbook: `bench-steps-${n}`, params: { host: 'host:host-1' } }] });
+      await client.workflow.execute<typeof runbook>('runbook', {
+        taskQueue: tq,
+        workflowId: id,
+        args: [{ runbook: `bench-steps-${n}`, params: { host: 'host:host-1' } }],
+      });
       return Date.now() - t0;
     };
     await timeRun(LONG, 'warm-long');
@@ -118,16 +161,27 @@ export async function engineBench(concurrent: number): Promise<void> {
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const floor = median(floors);
     const perStep = (median(long) - median(short)) / (LONG - SHORT);
-    console.log(`sequential steps (medians of 5 runs of ${LONG} and of ${SHORT} steps: ${median(long)} ms, ${median(short)} ms): ${perStep.toFixed(1)} ms per step; ` +
-      `raw ssh2 exec ${floor.toFixed(1)} ms; engine overhead ${(perStep - floor).toFixed(1)} ms per step (of which the exactly-once wrapper, run alone: ` +
-      `${(median(wrapped) - floor).toFixed(1)} ms); per-run fixed cost ${(median(short) - SHORT * perStep).toFixed(0)} ms ` +
-      `(${LONG}-step runs: ${long.join(', ')} ms; ${SHORT}-step runs: ${short.join(', ')} ms; raw exec ${floors.map((f) => f.toFixed(1)).join(', ')} ms)`);
+    console.log(
+      `sequential steps (medians of 5 runs of ${LONG} and of ${SHORT} steps: ${median(long)} ms, ${median(short)} ms): ${perStep.toFixed(1)} ms per step; ` +
+        `raw ssh2 exec ${floor.toFixed(1)} ms; engine overhead ${(perStep - floor).toFixed(1)} ms per step (of which the exactly-once wrapper, run alone: ` +
+        `${(median(wrapped) - floor).toFixed(1)} ms); per-run fixed cost ${(median(short) - SHORT * perStep).toFixed(0)} ms ` +
+        `(${LONG}-step runs: ${long.join(', ')} ms; ${SHORT}-step runs: ${short.join(', ')} ms; raw exec ${floors.map((f) => f.toFixed(1)).join(', ')} ms)`,
+    );
 
     let peak = rssMb(worker.pid!);
-    const sampler = setInterval(() => { peak = Math.max(peak, rssMb(worker.pid!)); }, 200);
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssMb(worker.pid!));
+    }, 200);
     const t = Date.now();
-    const handles = await Promise.all(Array.from({ length: concurrent }, (_, i) => client.workflow.start<typeof runbook>('runbook', {
-      taskQueue: tq, workflowId: `bench-small-${i}`, args: [{ runbook: 'bench-small', params: { host: `host:host-${(i % 3) + 1}` } }] })));
+    const handles = await Promise.all(
+      Array.from({ length: concurrent }, (_, i) =>
+        client.workflow.start<typeof runbook>('runbook', {
+          taskQueue: tq,
+          workflowId: `bench-small-${i}`,
+          args: [{ runbook: 'bench-small', params: { host: `host:host-${(i % 3) + 1}` } }],
+        }),
+      ),
+    );
     const started = Date.now() - t;
     const results = await Promise.allSettled(handles.map((h) => h.result()));
     clearInterval(sampler);
@@ -141,12 +195,16 @@ export async function engineBench(concurrent: number): Promise<void> {
       }
     }
     for (const [why, n] of reasons) console.log(`  ${n} failed: ${why}`);
-    console.log(`${concurrent} concurrent small runbooks (2 ssh steps + 1 s sleep each, 3 hosts): ${ok}/${concurrent} succeeded in ` +
-      `${((Date.now() - t) / 1000).toFixed(1)} s (all started in ${(started / 1000).toFixed(1)} s); worker peak RSS ${peak.toFixed(0)} MB`);
+    console.log(
+      `${concurrent} concurrent small runbooks (2 ssh steps + 1 s sleep each, 3 hosts): ${ok}/${concurrent} succeeded in ` +
+        `${((Date.now() - t) / 1000).toFixed(1)} s (all started in ${(started / 1000).toFixed(1)} s); worker peak RSS ${peak.toFixed(0)} MB`,
+    );
     const audit = await openAuditStore(auditUrl);
     const report = await verifyStore(audit);
     await audit.close();
-    console.log(`audit (${audit.description}): ${report.records} records, chain ${report.ok ? 'intact' : `BROKEN at ${report.firstBad?.seq}: ${report.firstBad?.problem}`}`);
+    console.log(
+      `audit (${audit.description}): ${report.records} records, chain ${report.ok ? 'intact' : `BROKEN at ${report.firstBad?.seq}: ${report.firstBad?.problem}`}`,
+    );
   } finally {
     await pool.closeAll();
     await connection.close();

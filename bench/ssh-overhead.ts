@@ -38,8 +38,11 @@ export async function sshOverhead(steps: number): Promise<void> {
       await pool.use(target, (c) => exec(c, 'echo hello'));
       raw.push(Number(process.hrtime.bigint() - t) / 1e6);
       t = process.hrtime.bigint();
-      await runSshStep(pool, secrets, { target, action: ECHO_STEP,
-        key: { workflowId: `bench-${process.pid}`, stepPath: `steps[${i}]` } });
+      await runSshStep(pool, secrets, {
+        target,
+        action: ECHO_STEP,
+        key: { workflowId: `bench-${process.pid}`, stepPath: `steps[${i}]` },
+      });
       ours.push(Number(process.hrtime.bigint() - t) / 1e6);
     }
     const meanRaw = raw.reduce((a, b) => a + b, 0) / raw.length;

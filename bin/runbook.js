@@ -7,7 +7,8 @@ const main = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
 if (!fs.existsSync(main)) {
   process.stderr.write(
     'runbook: the CLI is not built yet (no dist/cli/main.js). Run `npm run build` in ' +
-      path.join(__dirname, '..') + ' and try again.\n',
+      path.join(__dirname, '..') +
+      ' and try again.\n',
   );
   process.exit(2);
 }

@@ -7,7 +7,9 @@ import type { AuditRecord } from '../audit/record';
 import { openAuditStore, query, serialise, verifyStore, type AuditFilter, type AuditStore } from '../audit/store';
 import { auditUrlFromEnv } from '../worker/config';
 
-export interface AuditOptions { auditUrl?: string }
+export interface AuditOptions {
+  auditUrl?: string;
+}
 
 async function withStore<T>(o: AuditOptions, fn: (store: AuditStore) => Promise<T>): Promise<T> {
   const store = await openAuditStore(o.auditUrl ?? auditUrlFromEnv(), { mustExist: true });
@@ -23,17 +25,26 @@ export async function runAuditVerify(o: AuditOptions & { json: boolean }): Promi
   return withStore(o, async (store) => {
     const report = await verifyStore(store);
     if (o.json) console.log(JSON.stringify({ store: store.description, ...report }, null, 2));
-    else if (report.ok) console.log(`OK: ${report.records} records in ${store.description}, chain intact (head ${report.head})`);
+    else if (report.ok)
+      console.log(`OK: ${report.records} records in ${store.description}, chain intact (head ${report.head})`);
     else {
       const b = report.firstBad!;
-      console.log(`TAMPERED: ${store.description}: record ${b.seq}${b.id ? ` (id ${b.id})` : ''}, entry ${b.position} in the store: ${b.problem}`);
+      console.log(
+        `TAMPERED: ${store.description}: record ${b.seq}${b.id ? ` (id ${b.id})` : ''}, entry ${b.position} in the store: ${b.problem}`,
+      );
       console.log(`${report.records} records before it verified.`);
     }
     return report.ok ? 0 : 1;
   });
 }
 
-export interface ShowOptions extends AuditOptions { run?: string; target?: string; since?: string; json: boolean; limit?: number }
+export interface ShowOptions extends AuditOptions {
+  run?: string;
+  target?: string;
+  since?: string;
+  json: boolean;
+  limit?: number;
+}
 
 /** `--since` as an ISO time or an age (`2h`, `7d`). */
 export function parseSince(raw: string | undefined, now = Date.now()): string | undefined {
@@ -41,16 +52,37 @@ export function parseSince(raw: string | undefined, now = Date.now()): string | 
   const age = ms(raw as ms.StringValue);
   if (typeof age === 'number' && Number.isFinite(age)) return new Date(now - age).toISOString();
   const t = Date.parse(raw);
-  if (Number.isNaN(t)) throw new UserError(`--since "${raw}" is neither a time (2026-11-22T03:00:00Z) nor an age (30m, 12h, 7d).`);
+  if (Number.isNaN(t))
+    throw new UserError(`--since "${raw}" is neither a time (2026-11-22T03:00:00Z) nor an age (30m, 12h, 7d).`);
   return new Date(t).toISOString();
 }
 
-const COLUMNS = ['time', 'kind', 'status', 'runbook', 'step', 'target', 'initiator', 'exit', 'ms', 'action / error'] as const;
+const COLUMNS = [
+  'time',
+  'kind',
+  'status',
+  'runbook',
+  'step',
+  'target',
+  'initiator',
+  'exit',
+  'ms',
+  'action / error',
+] as const;
 
 function row(r: AuditRecord): string[] {
-  return [r.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), r.kind, r.status, r.runbook.name, r.step ?? '', r.target ?? '',
-    `${r.initiator.trigger}:${r.initiator.id}`, String(r.exitCode ?? r.httpStatus ?? ''), r.durationMs === undefined ? '' : String(r.durationMs),
-    oneLine(r.error ? `${r.action ? `${r.action} -- ` : ''}ERROR ${r.error}` : r.action ?? '')];
+  return [
+    r.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+    r.kind,
+    r.status,
+    r.runbook.name,
+    r.step ?? '',
+    r.target ?? '',
+    `${r.initiator.trigger}:${r.initiator.id}`,
+    String(r.exitCode ?? r.httpStatus ?? ''),
+    r.durationMs === undefined ? '' : String(r.durationMs),
+    oneLine(r.error ? `${r.action ? `${r.action} -- ` : ''}ERROR ${r.error}` : (r.action ?? '')),
+  ];
 }
 
 function oneLine(text: string, max = 80): string {
@@ -60,7 +92,11 @@ function oneLine(text: string, max = 80): string {
 
 export function table(rows: string[][]): string {
   const widths = COLUMNS.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const fmt = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [fmt(COLUMNS.map((c) => c.toUpperCase())), ...rows.map(fmt)].join('\n');
 }
 
@@ -79,10 +115,36 @@ export async function runAuditShow(o: ShowOptions): Promise<number> {
   });
 }
 
-export interface ExportOptions extends ShowOptions { format: string; output?: string }
+export interface ExportOptions extends ShowOptions {
+  format: string;
+  output?: string;
+}
 
-const CSV_COLUMNS = ['seq', 'id', 'time', 'kind', 'status', 'workflow_id', 'run_id', 'runbook', 'content_hash', 'step', 'target', 'trigger', 'initiator',
-  'action', 'approvals', 'exit_code', 'http_status', 'duration_ms', 'output_digest', 'output_tail', 'error', 'prev', 'hash'];
+const CSV_COLUMNS = [
+  'seq',
+  'id',
+  'time',
+  'kind',
+  'status',
+  'workflow_id',
+  'run_id',
+  'runbook',
+  'content_hash',
+  'step',
+  'target',
+  'trigger',
+  'initiator',
+  'action',
+  'approvals',
+  'exit_code',
+  'http_status',
+  'duration_ms',
+  'output_digest',
+  'output_tail',
+  'error',
+  'prev',
+  'hash',
+];
 
 /**
  * A cell a spreadsheet would read as a formula, prefixed with ' so it shows as text (OWASP "CSV Injection"): one
@@ -100,14 +162,37 @@ function csvRow(r: AuditRecord): unknown[] {
 }
 
 function csvFields(r: AuditRecord): unknown[] {
-  return [r.seq, r.id, r.time, r.kind, r.status, r.run.workflowId, r.run.runId, r.runbook.name, r.runbook.contentHash, r.step, r.target,
-    r.initiator.trigger, r.initiator.id, r.action, r.approvals?.map((a) => a.by).join(' '), r.exitCode, r.httpStatus, r.durationMs,
-    r.output?.digest, r.output?.tail, r.error, r.prev, r.hash];
+  return [
+    r.seq,
+    r.id,
+    r.time,
+    r.kind,
+    r.status,
+    r.run.workflowId,
+    r.run.runId,
+    r.runbook.name,
+    r.runbook.contentHash,
+    r.step,
+    r.target,
+    r.initiator.trigger,
+    r.initiator.id,
+    r.action,
+    r.approvals?.map((a) => a.by).join(' '),
+    r.exitCode,
+    r.httpStatus,
+    r.durationMs,
+    r.output?.digest,
+    r.output?.tail,
+    r.error,
+    r.prev,
+    r.hash,
+  ];
 }
 
 /** Every matching record as JSONL (the stored, hashed form) or CSV, to stdout or --output. */
 export async function runAuditExport(o: ExportOptions): Promise<number> {
-  if (o.format !== 'jsonl' && o.format !== 'csv') throw new UserError(`--format must be jsonl or csv, got "${o.format}".`);
+  if (o.format !== 'jsonl' && o.format !== 'csv')
+    throw new UserError(`--format must be jsonl or csv, got "${o.format}".`);
   const filter: AuditFilter = { run: o.run, target: o.target, since: parseSince(o.since) };
   const out = o.output ? fs.createWriteStream(o.output) : process.stdout;
   let n = 0;
@@ -119,7 +204,9 @@ export async function runAuditExport(o: ExportOptions): Promise<number> {
     }
   });
   if (o.output) {
-    await new Promise<void>((resolve, reject) => (out as fs.WriteStream).end((err?: Error | null) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      (out as fs.WriteStream).end((err?: Error | null) => (err ? reject(err) : resolve())),
+    );
     console.error(`wrote ${n} records to ${o.output}`);
   }
   return 0;

@@ -4,8 +4,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createLogger, type Logger } from '../common/logger';
 import { UserError } from '../common/errors';
-import { engineConfigFromEnv, logLevelFromEnv, temporalTargetFromEnv, workerSettingsFromEnv, type EngineConfig, type TemporalTarget,
-  type WorkerSettings } from '../worker/config';
+import {
+  engineConfigFromEnv,
+  logLevelFromEnv,
+  temporalTargetFromEnv,
+  workerSettingsFromEnv,
+  type EngineConfig,
+  type TemporalTarget,
+  type WorkerSettings,
+} from '../worker/config';
 import { startDevServer, type DevServer } from '../worker/dev-server';
 import { runWorker, type RunningWorker } from '../worker/run';
 import { ensureTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
@@ -27,7 +34,8 @@ export interface DevOptions {
 function codecToken(dataDir: string): { token: string; source: string } {
   if (process.env.RUNBOOK_CODEC_TOKEN) return { token: process.env.RUNBOOK_CODEC_TOKEN, source: 'RUNBOOK_CODEC_TOKEN' };
   const file = path.join(dataDir, 'codec-token');
-  if (!fs.existsSync(file)) fs.writeFileSync(file, `${crypto.randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+  if (!fs.existsSync(file))
+    fs.writeFileSync(file, `${crypto.randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
   return { token: fs.readFileSync(file, 'utf8').trim(), source: file };
 }
 
@@ -36,22 +44,35 @@ function say(line: string): void {
 }
 
 /** Where the banner says history keys and the codec server are. */
-interface Codec { server?: CodecServer; tokenSource?: string }
+interface Codec {
+  server?: CodecServer;
+  tokenSource?: string;
+}
 
-interface WorkerSetup { logger: Logger; settings: WorkerSettings; config: EngineConfig }
+interface WorkerSetup {
+  logger: Logger;
+  settings: WorkerSettings;
+  config: EngineConfig;
+}
 
 /**
  * Runs the worker (worker/run.ts) with the operator's lines: the banner once it polls, `stopped` at the end. `stop`
  * stops what the caller started before it (the dev server, the codec server), after the worker.
  */
-async function serveWorker(worker: WorkerSetup & { target: TemporalTarget },
-  started: { server?: DevServer; codec?: Codec; stop?: () => Promise<void> } = {}): Promise<void> {
+async function serveWorker(
+  worker: WorkerSetup & { target: TemporalTarget },
+  started: { server?: DevServer; codec?: Codec; stop?: () => Promise<void> } = {},
+): Promise<void> {
   let polled = false;
   try {
-    await runWorker({ ...worker, say, onRunning: (running) => {
-      polled = true;
-      printBanner(running, started.server, started.codec ?? {});
-    } });
+    await runWorker({
+      ...worker,
+      say,
+      onRunning: (running) => {
+        polled = true;
+        printBanner(running, started.server, started.codec ?? {});
+      },
+    });
   } finally {
     await started.stop?.();
     if (polled || started.server) say('stopped');
@@ -67,8 +88,11 @@ async function serveRemote(worker: WorkerSetup): Promise<void> {
 
 /** `runbook worker`: ad hoc commands off unless RUNBOOK_ALLOW_EXEC turns them on. */
 export async function runWorkerCommand(): Promise<void> {
-  await serveRemote({ logger: createLogger('runbook-worker', logLevelFromEnv()), settings: workerSettingsFromEnv(),
-    config: engineConfigFromEnv(process.env, { allowExec: false }) });
+  await serveRemote({
+    logger: createLogger('runbook-worker', logLevelFromEnv()),
+    settings: workerSettingsFromEnv(),
+    config: engineConfigFromEnv(process.env, { allowExec: false }),
+  });
 }
 
 /**
@@ -79,15 +103,19 @@ export async function runWorkerCommand(): Promise<void> {
 export async function runDev(opts: DevOptions): Promise<void> {
   const logger = createLogger('runbook-dev', logLevelFromEnv());
   const settings = workerSettingsFromEnv();
-  if (process.env.TEMPORAL_ADDRESS) return serveRemote({ logger, settings, config: engineConfigFromEnv(process.env, { allowExec: true }) });
+  if (process.env.TEMPORAL_ADDRESS)
+    return serveRemote({ logger, settings, config: engineConfigFromEnv(process.env, { allowExec: true }) });
   const dataDir = path.resolve(opts.dataDir);
   // The audit trail lives with the rest of the dev state unless AUDIT_URL says otherwise.
   const config = engineConfigFromEnv(process.env, { allowExec: true, dataDir });
   try {
     fs.mkdirSync(dataDir, { recursive: true });
   } catch (err) {
-    throw new UserError(`Cannot create the data directory ${dataDir}: ${(err as Error).message}. Choose another ` +
-      'with --data-dir or RUNBOOK_DATA_DIR.', { cause: err });
+    throw new UserError(
+      `Cannot create the data directory ${dataDir}: ${(err as Error).message}. Choose another ` +
+        'with --data-dir or RUNBOOK_DATA_DIR.',
+      { cause: err },
+    );
   }
   const cli = await ensureTemporalCli(say);
   say(`Temporal CLI: ${cli.path} (${temporalCliVersion(cli.path)}; found via ${cli.source})`);
@@ -107,23 +135,43 @@ export async function runDev(opts: DevOptions): Promise<void> {
       const uiPort = opts.uiPort ?? opts.port + 1000;
       const { token, source } = codecToken(dataDir);
       codec.tokenSource = source;
-      codec.server = await startCodecServer({ codec: new EncryptionCodec(config.codecKeys), token, host: opts.ip, port: opts.codecPort ?? uiPort + 1,
-        corsOrigins: [`http://${opts.ip}:${uiPort}`, `http://localhost:${uiPort}`], logger }).catch((err: Error) => {
-        throw new UserError(`Cannot start the codec server on ${opts.ip}:${opts.codecPort ?? uiPort + 1}: ${err.message}. Choose another port with --codec-port.`, { cause: err });
+      codec.server = await startCodecServer({
+        codec: new EncryptionCodec(config.codecKeys),
+        token,
+        host: opts.ip,
+        port: opts.codecPort ?? uiPort + 1,
+        corsOrigins: [`http://${opts.ip}:${uiPort}`, `http://localhost:${uiPort}`],
+        logger,
+      }).catch((err: Error) => {
+        throw new UserError(
+          `Cannot start the codec server on ${opts.ip}:${opts.codecPort ?? uiPort + 1}: ${err.message}. Choose another port with --codec-port.`,
+          { cause: err },
+        );
       });
       extraArgs.push('--ui-codec-endpoint', codec.server.uiEndpoint);
     }
     say(`starting the Temporal dev server (data in ${dataDir}) ...`);
     server = await startDevServer({
-      cli: cli.path, ip: opts.ip, port: opts.port, uiPort: opts.uiPort, headless: opts.headless,
-      dbFile: path.join(dataDir, 'temporal.db'), logFile: path.join(dataDir, 'temporal.log'), extraArgs,
+      cli: cli.path,
+      ip: opts.ip,
+      port: opts.port,
+      uiPort: opts.uiPort,
+      headless: opts.headless,
+      dbFile: path.join(dataDir, 'temporal.db'),
+      logFile: path.join(dataDir, 'temporal.log'),
+      extraArgs,
     });
   } catch (err) {
     await stop();
     throw err;
   }
   const fromEnv = temporalTargetFromEnv(server.address);
-  const target = { ...fromEnv, address: server.address, namespace: server.namespace, connectionOptions: { ...fromEnv.connectionOptions, address: server.address } };
+  const target = {
+    ...fromEnv,
+    address: server.address,
+    namespace: server.namespace,
+    connectionOptions: { ...fromEnv.connectionOptions, address: server.address },
+  };
   await serveWorker({ logger, settings, config, target }, { server, codec, stop });
 }
 
@@ -135,12 +183,16 @@ function printBanner({ engine, target, settings }: RunningWorker, server: DevSer
     : 'not encrypted (set RUNBOOK_CODEC_KEYS or RUNBOOK_CODEC_KEYS_FILE; make a key with `runbook codec keygen`)';
   const lines = [''];
   if (server?.uiUrl) lines.push(`  Temporal UI  ${server.uiUrl}/namespaces/${target.namespace}/workflows`);
-  lines.push(`  Temporal     ${target.address} (namespace ${target.namespace})${server ? ', embedded dev server' : ''}`);
+  lines.push(
+    `  Temporal     ${target.address} (namespace ${target.namespace})${server ? ', embedded dev server' : ''}`,
+  );
   lines.push(`  Worker       polling task queue "${settings.taskQueue}"`);
   lines.push(`  Audit        ${engine.audit.description} (runbook audit show | verify)`);
   lines.push(`  History      ${history}`);
   lines.push(`  Runbooks     ${config.runbookDir} (RUNBOOK_DIR)`);
-  lines.push(`  Inventories  ${config.inventories.length ? config.inventories.join(', ') : 'none allowed yet: set RUNBOOK_INVENTORY (and RUNBOOK_INVENTORIES)'}`);
+  lines.push(
+    `  Inventories  ${config.inventories.length ? config.inventories.join(', ') : 'none allowed yet: set RUNBOOK_INVENTORY (and RUNBOOK_INVENTORIES)'}`,
+  );
   lines.push(`  Ad hoc exec  ${config.allowExec ? 'on' : 'off'} (RUNBOOK_ALLOW_EXEC)`);
   lines.push(`  Try          npx runbook exec --inventory INVENTORY.yaml --host NAME -- uptime`);
   lines.push('  Stop         Ctrl-C', '');

@@ -17,7 +17,8 @@ export interface ExecOptions {
 }
 
 export async function runExec(command: string[], opts: ExecOptions): Promise<number> {
-  if (command.length === 0) throw new UserError('Give the command to run after `--`, e.g. runbook exec --host web-1 -- uptime');
+  if (command.length === 0)
+    throw new UserError('Give the command to run after `--`, e.g. runbook exec --host web-1 -- uptime');
   sshTargetFor(loadInventory(opts.inventory), opts.host, DEFAULT_SSH_LOGIN); // a typo fails here, before anything starts
   const client = await connectClient(temporalTargetFromEnv());
   try {
@@ -25,10 +26,20 @@ export async function runExec(command: string[], opts: ExecOptions): Promise<num
     const handle = await client.workflow.start<typeof runCommand>('runCommand', {
       taskQueue: workerSettingsFromEnv().taskQueue,
       workflowId,
-      args: [{ host: opts.host, inventory: path.resolve(opts.inventory), command: command.join(' '), timeoutMs: opts.timeout * 1000, initiator: os.userInfo().username }],
+      args: [
+        {
+          host: opts.host,
+          inventory: path.resolve(opts.inventory),
+          command: command.join(' '),
+          timeoutMs: opts.timeout * 1000,
+          initiator: os.userInfo().username,
+        },
+      ],
     });
     if (!opts.wait) {
-      console.log(opts.json ? JSON.stringify({ workflowId, runId: handle.firstExecutionRunId }) : `started ${workflowId}`);
+      console.log(
+        opts.json ? JSON.stringify({ workflowId, runId: handle.firstExecutionRunId }) : `started ${workflowId}`,
+      );
       return 0;
     }
     let result;
@@ -36,7 +47,10 @@ export async function runExec(command: string[], opts: ExecOptions): Promise<num
       result = await handle.result();
     } catch (err) {
       if (err instanceof WorkflowFailedError) {
-        throw new UserError(`Run ${workflowId} failed: ${err.cause?.message ?? err.message}`, { cause: err, exitCode: 1 });
+        throw new UserError(`Run ${workflowId} failed: ${err.cause?.message ?? err.message}`, {
+          cause: err,
+          exitCode: 1,
+        });
       }
       throw err;
     }

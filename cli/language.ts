@@ -22,7 +22,11 @@ import { paramInputs, parseParamPairs, type ParamOptions } from './params';
 function expand(p: string): string[] {
   if (!fs.existsSync(p)) throw new UserError(`${p}: no such file or directory.`);
   if (!fs.statSync(p).isDirectory()) return [p];
-  return fs.readdirSync(p).filter((f) => /\.(ya?ml|ini)$/.test(f)).sort().map((f) => path.join(p, f));
+  return fs
+    .readdirSync(p)
+    .filter((f) => /\.(ya?ml|ini)$/.test(f))
+    .sort()
+    .map((f) => path.join(p, f));
 }
 
 /** Inventory or runbook? Runbooks have apiVersion/kind: Runbook/steps; inventories hosts, all, or INI sections. */
@@ -47,7 +51,10 @@ export function checkFile(file: string, withLint: boolean): Problem[] {
   if (isInventory(file, text)) return loadInventoryText(file, text).problems;
   const loaded = loadRunbookFile(file);
   if (!withLint || !loaded.runbook) return loaded.problems;
-  return [...loaded.problems, ...lintRunbook(loaded.runbook, (p, m, c, o) => loaded.source.problem(p, m, c, { ...o, severity: 'warning' }))];
+  return [
+    ...loaded.problems,
+    ...lintRunbook(loaded.runbook, (p, m, c, o) => loaded.source.problem(p, m, c, { ...o, severity: 'warning' })),
+  ];
 }
 
 /** Prints every problem of every file; resolves to the exit code (1 on any error, or any warning with --strict). */
@@ -59,7 +66,9 @@ export function runValidate(paths: string[], opts: { lint: boolean; strict?: boo
   if (opts.json) console.log(JSON.stringify({ files: files.length, errors, warnings, problems }, null, 2));
   else {
     for (const p of problems) console.log(formatProblem(p));
-    console.log(`${files.length} file${files.length === 1 ? '' : 's'} checked: ${errors} error${errors === 1 ? '' : 's'}, ${warnings} warning${warnings === 1 ? '' : 's'}`);
+    console.log(
+      `${files.length} file${files.length === 1 ? '' : 's'} checked: ${errors} error${errors === 1 ? '' : 's'}, ${warnings} warning${warnings === 1 ? '' : 's'}`,
+    );
   }
   return errors > 0 || (opts.strict && warnings > 0) ? 1 : 0;
 }
@@ -78,17 +87,32 @@ function asUserError<T>(fn: () => T): T {
   }
 }
 
-export interface PlanOptions extends ParamOptions { inventory?: string; json: boolean; alertLabel?: string[] }
+export interface PlanOptions extends ParamOptions {
+  inventory?: string;
+  json: boolean;
+  alertLabel?: string[];
+}
 
 /** The plan of a runbook (by name or path) for the given params and inventory; a UserError on any problem. */
 export function buildPlan(name: string, opts: PlanOptions): Plan {
   const runbookFile = resolveRunbookPath(name, runbookDirFromEnv());
-  const run = { id: '<run id>', initiator: os.userInfo().username, trigger: opts.alertLabel?.length ? 'alert' : 'manual' };
-  const alert = { labels: Object.fromEntries(Object.entries(parseParamPairs(opts.alertLabel ?? [])).map(([k, v]) => [k, String(v)])), annotations: {} };
+  const run = {
+    id: '<run id>',
+    initiator: os.userInfo().username,
+    trigger: opts.alertLabel?.length ? 'alert' : 'manual',
+  };
+  const alert = {
+    labels: Object.fromEntries(Object.entries(parseParamPairs(opts.alertLabel ?? [])).map(([k, v]) => [k, String(v)])),
+    annotations: {},
+  };
   const params = paramInputs(opts);
   return asUserError(() => {
     const prepared = prepareRunbook({
-      runbookFile, params, run, alert, paramsNameFile: true,
+      runbookFile,
+      params,
+      run,
+      alert,
+      paramsNameFile: true,
       // The same rule as the worker's: -i, else RUNBOOK_INVENTORY.
       inventoryFile: () => opts.inventory ?? (process.env.RUNBOOK_INVENTORY || undefined),
     });
@@ -103,49 +127,96 @@ function describeAction(a: RenderedAction | undefined): string {
   switch (a.kind) {
     case 'ssh': {
       const prefix = a.user ? `[as ${a.user}] ` : a.sudo ? '[as root] ' : '';
-      const env = Object.entries(a.env).map(([k, v]) => `${k}=${quote([v])} `).join('');
+      const env = Object.entries(a.env)
+        .map(([k, v]) => `${k}=${quote([v])} `)
+        .join('');
       const where = a.cwd ? ` (in ${a.cwd})` : '';
       if (a.command !== undefined) return `$ ${prefix}${env}${a.command}${where}`;
       if (a.upload) return `upload ${a.upload.src} -> ${a.upload.dest} (mode ${a.upload.mode})`;
-      return `script (${prefix || 'bash'}${where}):\n${(a.script ?? '').trimEnd().split('\n').map((l) => `          | ${l}`).join('\n')}`;
+      return `script (${prefix || 'bash'}${where}):\n${(a.script ?? '')
+        .trimEnd()
+        .split('\n')
+        .map((l) => `          | ${l}`)
+        .join('\n')}`;
     }
     case 'http': {
       // Masked before JSON.stringify, which would escape the secret tokens' NUL delimiters out of maskSecrets' sight.
-      const headers = Object.entries(a.headers).map(([k, v]) => ` -H ${JSON.stringify(`${k}: ${maskSecrets(v)}`)}`).join('');
-      const auth = a.auth?.bearer ? ` (bearer ${a.auth.bearer})` : a.auth?.basic ? ` (basic ${a.auth.basic.user}:${a.auth.basic.password})` : '';
-      const body = a.json !== undefined ? ` json=${JSON.stringify(maskDeep(a.json))}` : a.body !== undefined ? ` body=${JSON.stringify(maskSecrets(a.body))}` : '';
+      const headers = Object.entries(a.headers)
+        .map(([k, v]) => ` -H ${JSON.stringify(`${k}: ${maskSecrets(v)}`)}`)
+        .join('');
+      const auth = a.auth?.bearer
+        ? ` (bearer ${a.auth.bearer})`
+        : a.auth?.basic
+          ? ` (basic ${a.auth.basic.user}:${a.auth.basic.password})`
+          : '';
+      const body =
+        a.json !== undefined
+          ? ` json=${JSON.stringify(maskDeep(a.json))}`
+          : a.body !== undefined
+            ? ` body=${JSON.stringify(maskSecrets(a.body))}`
+            : '';
       return `${a.method} ${a.url}${headers}${auth}${body} -> expect ${a.expectStatus.join('|')}${a.tlsVerify ? '' : ' (TLS NOT verified)'}`;
     }
-    case 'sleep': return `sleep ${a.duration}`;
-    case 'approval': return `approval: ${a.quorum} of ${[...a.users, ...a.groups.map((g) => `group:${g}`)].join(', ')} within ${a.timeout}, else ${a.onTimeout}: ${JSON.stringify(a.message)}`;
-    case 'notify': return `notify ${a.channel}: ${JSON.stringify(a.message)}`;
-    case 'runbook': return `runbook ${a.name} ${JSON.stringify(a.params)}`;
-    case 'parallel': return `parallel${a.limit ? ` (at most ${a.limit} at once)` : ''}:`;
+    case 'sleep':
+      return `sleep ${a.duration}`;
+    case 'approval':
+      return `approval: ${a.quorum} of ${[...a.users, ...a.groups.map((g) => `group:${g}`)].join(', ')} within ${a.timeout}, else ${a.onTimeout}: ${JSON.stringify(a.message)}`;
+    case 'notify':
+      return `notify ${a.channel}: ${JSON.stringify(a.message)}`;
+    case 'runbook':
+      return `runbook ${a.name} ${JSON.stringify(a.params)}`;
+    case 'parallel':
+      return `parallel${a.limit ? ` (at most ${a.limit} at once)` : ''}:`;
   }
 }
 
 function stepLines(steps: PlannedStep[], indent: string): string[] {
   const width = Math.max(...steps.map((s) => s.id.length), 4);
   return steps.flatMap((s, i) => {
-    const flags = [s.when === 'runtime' ? 'if condition (decided at run time)' : s.when === false ? 'SKIPPED (when is false)' : undefined,
-      s.timeout && `timeout ${s.timeout}`, s.retry && s.retry > 1 && `${s.retry} attempts`, s.until && `until ${s.until.condition ?? 'ok'} every ${s.until.every} for ${s.until.timeout}`,
-      s.continueOnError && 'continue on error'].filter(Boolean);
-    const lines = [`${indent}${String(i + 1).padStart(2)}. ${s.id.padEnd(width)}  ${s.kind.padEnd(8)} ${s.on ? '' : describeAction(s.action)}${flags.length ? `   [${flags.join('; ')}]` : ''}`];
+    const flags = [
+      s.when === 'runtime'
+        ? 'if condition (decided at run time)'
+        : s.when === false
+          ? 'SKIPPED (when is false)'
+          : undefined,
+      s.timeout && `timeout ${s.timeout}`,
+      s.retry && s.retry > 1 && `${s.retry} attempts`,
+      s.until && `until ${s.until.condition ?? 'ok'} every ${s.until.every} for ${s.until.timeout}`,
+      s.continueOnError && 'continue on error',
+    ].filter(Boolean);
+    const lines = [
+      `${indent}${String(i + 1).padStart(2)}. ${s.id.padEnd(width)}  ${s.kind.padEnd(8)} ${s.on ? '' : describeAction(s.action)}${flags.length ? `   [${flags.join('; ')}]` : ''}`,
+    ];
     for (const d of s.on ?? []) lines.push(`${indent}      on ${d.target}: ${describeAction(d.action)}`);
     if (s.children) lines.push(...stepLines(s.children, `${indent}      `));
-    if (s.rollback?.length) lines.push(`${indent}      rollback of ${s.id} (newest first):`, ...stepLines([...s.rollback].reverse(), `${indent}      `));
+    if (s.rollback?.length)
+      lines.push(
+        `${indent}      rollback of ${s.id} (newest first):`,
+        ...stepLines([...s.rollback].reverse(), `${indent}      `),
+      );
     return lines;
   });
 }
 
 export function formatPlan(plan: Plan): string {
   const out: string[] = [];
-  out.push(`Plan for ${plan.runbook} (sha256 ${plan.contentHash.slice(0, 12)}), risk ${plan.risk}. Nothing has been run.`);
-  out.push(`Params:   ${Object.entries(plan.params).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' ') || '(none)'}`);
-  if (plan.selector !== undefined) out.push(`Targets:  ${plan.targets.length} from ${JSON.stringify(plan.selector)}: ${plan.targets.join(', ')}`);
+  out.push(
+    `Plan for ${plan.runbook} (sha256 ${plan.contentHash.slice(0, 12)}), risk ${plan.risk}. Nothing has been run.`,
+  );
+  out.push(
+    `Params:   ${
+      Object.entries(plan.params)
+        .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+        .join(' ') || '(none)'
+    }`,
+  );
+  if (plan.selector !== undefined)
+    out.push(`Targets:  ${plan.targets.length} from ${JSON.stringify(plan.selector)}: ${plan.targets.join(', ')}`);
   const s = plan.strategy;
-  out.push(`Strategy: ${s.type}${s.type === 'rolling' ? `, ${s.batches.length} batch${s.batches.length === 1 ? '' : 'es'} of ${s.batches.map((b) => b.length).join(' + ')}` : s.limit ? `, at most ${s.limit} at once` : ', all at once'}; ` +
-    `stop after more than ${s.maxFailures} failed target${s.maxFailures === 1 ? '' : 's'}; host locks: ${plan.hostLocks}`);
+  out.push(
+    `Strategy: ${s.type}${s.type === 'rolling' ? `, ${s.batches.length} batch${s.batches.length === 1 ? '' : 'es'} of ${s.batches.map((b) => b.length).join(' + ')}` : s.limit ? `, at most ${s.limit} at once` : ', all at once'}; ` +
+      `stop after more than ${s.maxFailures} failed target${s.maxFailures === 1 ? '' : 's'}; host locks: ${plan.hostLocks}`,
+  );
   if (plan.approval) out.push(`Gate:     ${describeAction(plan.approval)}`);
   const byTarget = new Map(plan.perTarget.map((t) => [t.target, t.steps]));
   const rollback = new Map(plan.rollback.map((t) => [t.target, t.steps]));
@@ -171,7 +242,8 @@ export function formatPlan(plan: Plan): string {
 function maskDeep(value: unknown): unknown {
   if (typeof value === 'string') return maskSecrets(value);
   if (Array.isArray(value)) return value.map(maskDeep);
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskDeep(v)]));
+  if (value && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskDeep(v)]));
   return value;
 }
 

@@ -30,51 +30,85 @@ const program = new Command('runbook')
   .description('Durable, auditable runbooks on Temporal.')
   .showHelpAfterError('(run with --help for usage)');
 
-const serverOptions = (cmd: Command) => cmd
-  .addOption(new Option('--data-dir <dir>', 'where the dev server keeps its SQLite history and log').env('RUNBOOK_DATA_DIR').default('.runbook'))
-  .addOption(new Option('--ip <addr>', 'address the dev server and UI bind to').default('127.0.0.1'))
-  .addOption(new Option('--port <port>', 'dev server gRPC port').argParser(int('--port')).default(7233))
-  .addOption(new Option('--ui-port <port>', 'Web UI port (default: --port + 1000)').argParser(int('--ui-port')))
-  .addOption(new Option('--codec-port <port>', 'codec server port, when history is encrypted (default: UI port + 1)').argParser(int('--codec-port')))
-  .option('--headless', 'start no Web UI', false);
+const serverOptions = (cmd: Command) =>
+  cmd
+    .addOption(
+      new Option('--data-dir <dir>', 'where the dev server keeps its SQLite history and log')
+        .env('RUNBOOK_DATA_DIR')
+        .default('.runbook'),
+    )
+    .addOption(new Option('--ip <addr>', 'address the dev server and UI bind to').default('127.0.0.1'))
+    .addOption(new Option('--port <port>', 'dev server gRPC port').argParser(int('--port')).default(7233))
+    .addOption(new Option('--ui-port <port>', 'Web UI port (default: --port + 1000)').argParser(int('--ui-port')))
+    .addOption(
+      new Option(
+        '--codec-port <port>',
+        'codec server port, when history is encrypted (default: UI port + 1)',
+      ).argParser(int('--codec-port')),
+    )
+    .option('--headless', 'start no Web UI', false);
 
-serverOptions(program.command('dev')
-  .description('Start everything on one machine: the Temporal dev server (persistent, with Web UI), the worker; ' +
-    'with TEMPORAL_ADDRESS set, connect there instead of starting a server'))
-  .action(async (o: { dataDir: string; ip: string; port: number; uiPort?: number; codecPort?: number; headless: boolean }) => {
+serverOptions(
+  program
+    .command('dev')
+    .description(
+      'Start everything on one machine: the Temporal dev server (persistent, with Web UI), the worker; ' +
+        'with TEMPORAL_ADDRESS set, connect there instead of starting a server',
+    ),
+).action(
+  async (o: { dataDir: string; ip: string; port: number; uiPort?: number; codecPort?: number; headless: boolean }) => {
     await runDev(o);
-  });
+  },
+);
 
-program.command('worker')
+program
+  .command('worker')
   .description('Run a worker against the Temporal server named by TEMPORAL_ADDRESS (default 127.0.0.1:7233)')
   .action(async () => {
     await runWorkerCommand();
   });
 
-program.command('exec')
+program
+  .command('exec')
   .description('Run one ad hoc command on one inventory host, durably, through Temporal')
-  .requiredOption('-i, --inventory <file>', 'inventory YAML file (one the worker allows: RUNBOOK_INVENTORY / RUNBOOK_INVENTORIES)')
+  .requiredOption(
+    '-i, --inventory <file>',
+    'inventory YAML file (one the worker allows: RUNBOOK_INVENTORY / RUNBOOK_INVENTORIES)',
+  )
   .requiredOption('-H, --host <name>', 'inventory host name')
   .option('--no-wait', 'start the run and print its id without waiting')
   .option('--json', 'print the result as JSON', false)
-  .addOption(new Option('--timeout <seconds>', 'kill the command after this long').argParser(int('--timeout')).default(600))
+  .addOption(
+    new Option('--timeout <seconds>', 'kill the command after this long').argParser(int('--timeout')).default(600),
+  )
   .argument('<command...>', 'the command (after --)')
-  .action(async (command: string[], o: { inventory: string; host: string; wait: boolean; json: boolean; timeout: number }) => {
-    process.exitCode = await runExec(command, o);
-  });
+  .action(
+    async (
+      command: string[],
+      o: { inventory: string; host: string; wait: boolean; json: boolean; timeout: number },
+    ) => {
+      process.exitCode = await runExec(command, o);
+    },
+  );
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
-program.command('validate')
-  .description('Check runbooks and inventories: every problem at once, as file:line:col: message [RBnnnn]; exit 1 on any error')
+program
+  .command('validate')
+  .description(
+    'Check runbooks and inventories: every problem at once, as file:line:col: message [RBnnnn]; exit 1 on any error',
+  )
   .argument('[paths...]', 'files or directories (default: the runbooks directory)')
   .option('--json', 'print the problems as JSON', false)
   .action((paths: string[], o: { json: boolean }) => {
     process.exitCode = runValidate(paths, { lint: false, json: o.json });
   });
 
-program.command('lint')
-  .description('Validate, then warn about raw interpolation, risky runbooks without rollback, missing descriptions and timeouts')
+program
+  .command('lint')
+  .description(
+    'Validate, then warn about raw interpolation, risky runbooks without rollback, missing descriptions and timeouts',
+  )
   .argument('[paths...]', 'files or directories (default: the runbooks directory)')
   .option('--strict', 'exit 1 on warnings too', false)
   .option('--json', 'print the problems as JSON', false)
@@ -82,100 +116,168 @@ program.command('lint')
     process.exitCode = runValidate(paths, { lint: true, strict: o.strict, json: o.json });
   });
 
-program.command('plan')
-  .description('Show, per target and in order, the exact commands and requests a run would perform (secrets masked); runs nothing')
+program
+  .command('plan')
+  .description(
+    'Show, per target and in order, the exact commands and requests a run would perform (secrets masked); runs nothing',
+  )
   .argument('<runbook>', 'runbook name (from the runbooks directory) or path to its YAML file')
   .option('-p, --param <key=value>', 'a param value (repeat for several; a key given twice makes a list)', collect, [])
   .option('--params-json <json>', 'params as a JSON object, as the UI sends them')
   .option('-i, --inventory <file>', 'inventory (ours, or Ansible INI/YAML)')
   .option('--alert-label <key=value>', 'an alert label, to plan what an alert-triggered run would do', collect, [])
   .option('--json', 'print the plan as JSON', false)
-  .action((name: string, o: { param: string[]; paramsJson?: string; inventory?: string; json: boolean; alertLabel: string[] }) => {
-    runPlan(name, o);
-  });
+  .action(
+    (
+      name: string,
+      o: { param: string[]; paramsJson?: string; inventory?: string; json: boolean; alertLabel: string[] },
+    ) => {
+      runPlan(name, o);
+    },
+  );
 
-program.command('run')
-  .description('Start a runbook run (validated here first when the runbook is local); --wait follows it and exits with its outcome')
+program
+  .command('run')
+  .description(
+    'Start a runbook run (validated here first when the runbook is local); --wait follows it and exits with its outcome',
+  )
   .argument('<runbook>', 'runbook name (on the worker) or path')
   .option('-p, --param <key=value>', 'a param value (repeat for several; a key given twice makes a list)', collect, [])
   .option('--params-json <json>', 'params as a JSON object')
-  .option('-i, --inventory <file>', 'inventory (path as the worker sees it, on its allow-list RUNBOOK_INVENTORY / RUNBOOK_INVENTORIES; default its RUNBOOK_INVENTORY)')
-  .option('--wait', 'follow progress and exit with the outcome (0 succeeded, 3 degraded, 1 failed, 130 cancelled)', false)
+  .option(
+    '-i, --inventory <file>',
+    'inventory (path as the worker sees it, on its allow-list RUNBOOK_INVENTORY / RUNBOOK_INVENTORIES; default its RUNBOOK_INVENTORY)',
+  )
+  .option(
+    '--wait',
+    'follow progress and exit with the outcome (0 succeeded, 3 degraded, 1 failed, 130 cancelled)',
+    false,
+  )
   .option('--json', 'print the result as JSON', false)
   .option('--initiator <name>', 'who is running it (default: your user name)')
-  .action(async (name: string, o: { param: string[]; paramsJson?: string; inventory?: string; wait: boolean; json: boolean; initiator?: string }) => {
-    process.exitCode = await runRun(name, o);
-  });
+  .action(
+    async (
+      name: string,
+      o: { param: string[]; paramsJson?: string; inventory?: string; wait: boolean; json: boolean; initiator?: string },
+    ) => {
+      process.exitCode = await runRun(name, o);
+    },
+  );
 
-program.command('status')
+program
+  .command('status')
   .description('Show a run: Temporal status, current batch and step per host, pending approvals and decisions')
   .argument('<id>', 'workflow id')
   .option('--json', 'as JSON', false)
-  .action(async (id: string, o: { json: boolean }) => { await runStatus(id, o); });
+  .action(async (id: string, o: { json: boolean }) => {
+    await runStatus(id, o);
+  });
 
-program.command('cancel')
+program
+  .command('cancel')
   .description('Cancel a run: running commands are killed, then rollback runs')
   .argument('<id>', 'workflow id')
-  .action(async (id: string) => { await runCancel(id); });
+  .action(async (id: string) => {
+    await runCancel(id);
+  });
 
-program.command('list')
+program
+  .command('list')
   .description('List runbook runs, newest first')
   .option('--status <status>', 'preparing | awaiting-approval | running | succeeded | failed | cancelled')
   .option('--runbook <name>', 'only this runbook')
   .option('--initiator <name>', 'only runs started by this operator (or alert fingerprint, schedule id)')
   .addOption(new Option('--limit <n>', 'at most this many').argParser(int('--limit')).default(20))
   .option('--json', 'as JSON', false)
-  .action(async (o: { status?: string; runbook?: string; initiator?: string; limit: number; json: boolean }) => { await runList(o); });
+  .action(async (o: { status?: string; runbook?: string; initiator?: string; limit: number; json: boolean }) => {
+    await runList(o);
+  });
 
 for (const verb of ['approve', 'reject'] as const) {
-  program.command(verb)
-    .description(`${verb === 'approve' ? 'Approve' : 'Reject'} a pending approval of a run (the gate, or a step with --step)`)
+  program
+    .command(verb)
+    .description(
+      `${verb === 'approve' ? 'Approve' : 'Reject'} a pending approval of a run (the gate, or a step with --step)`,
+    )
     .argument('<id>', 'workflow id')
     .requiredOption('--by <name>', 'who decides')
     .option('--group <group>', 'a group the decider belongs to (repeat)', collect, [])
-    .option('--step <id>', 'which pending approval, when there are several: gate, a step path (every host waiting there) or PATH@HOST (one host)')
+    .option(
+      '--step <id>',
+      'which pending approval, when there are several: gate, a step path (every host waiting there) or PATH@HOST (one host)',
+    )
     .option('--comment <text>', 'why')
-    .action(async (id: string, o: { by: string; group: string[]; step?: string; comment?: string }) => { await runDecide(id, verb === 'approve', o); });
+    .action(async (id: string, o: { by: string; group: string[]; step?: string; comment?: string }) => {
+      await runDecide(id, verb === 'approve', o);
+    });
 }
 
-const audit = program.command('audit').description('The audit trail: verify its hash chain, show or export change records');
-const auditStore = (cmd: Command) => cmd
-  .addOption(new Option('--audit-url <url>', 'file:PATH or postgres://USER@HOST:PORT/DB (default: file:DATA_DIR/audit.jsonl)').env('AUDIT_URL'));
-const auditFilters = (cmd: Command) => auditStore(cmd)
-  .option('--run <id>', 'one run (workflow id or run id)')
-  .option('--target <host>', 'one target host')
-  .option('--since <time>', 'records at or after a time (2026-11-22T03:00:00Z) or within an age (30m, 12h, 7d)');
+const audit = program
+  .command('audit')
+  .description('The audit trail: verify its hash chain, show or export change records');
+const auditStore = (cmd: Command) =>
+  cmd.addOption(
+    new Option(
+      '--audit-url <url>',
+      'file:PATH or postgres://USER@HOST:PORT/DB (default: file:DATA_DIR/audit.jsonl)',
+    ).env('AUDIT_URL'),
+  );
+const auditFilters = (cmd: Command) =>
+  auditStore(cmd)
+    .option('--run <id>', 'one run (workflow id or run id)')
+    .option('--target <host>', 'one target host')
+    .option('--since <time>', 'records at or after a time (2026-11-22T03:00:00Z) or within an age (30m, 12h, 7d)');
 
-auditStore(audit.command('verify')
-  .description('Check every record and the hash chain; exit 1 naming the first bad record'))
+auditStore(
+  audit.command('verify').description('Check every record and the hash chain; exit 1 naming the first bad record'),
+)
   .option('--json', 'the report as JSON', false)
-  .action(async (o: { auditUrl?: string; json: boolean }) => { process.exitCode = await runAuditVerify(o); });
+  .action(async (o: { auditUrl?: string; json: boolean }) => {
+    process.exitCode = await runAuditVerify(o);
+  });
 
-auditFilters(audit.command('show')
-  .description('Change records as a table (or JSON), oldest first'))
+auditFilters(audit.command('show').description('Change records as a table (or JSON), oldest first'))
   .addOption(new Option('--limit <n>', 'only the last n records').argParser(int('--limit')))
   .option('--json', 'as JSON', false)
-  .action(async (o: ShowOptions) => { process.exitCode = await runAuditShow(o); });
+  .action(async (o: ShowOptions) => {
+    process.exitCode = await runAuditShow(o);
+  });
 
-auditFilters(audit.command('export')
-  .description('Change records for an auditor: JSONL (the stored, hashed lines) or CSV'))
+auditFilters(
+  audit.command('export').description('Change records for an auditor: JSONL (the stored, hashed lines) or CSV'),
+)
   .addOption(new Option('--format <format>', 'jsonl | csv').default('jsonl'))
   .option('-o, --output <file>', 'write to a file instead of stdout')
-  .action(async (o: ExportOptions) => { process.exitCode = await runAuditExport({ ...o, json: false }); });
+  .action(async (o: ExportOptions) => {
+    process.exitCode = await runAuditExport({ ...o, json: false });
+  });
 
-const codec = program.command('codec').description('Encrypted workflow history: keys and the codec server for the Web UI');
-codec.command('keygen')
-  .description('Print a new key entry (ID:BASE64) for RUNBOOK_CODEC_KEYS or a line of RUNBOOK_CODEC_KEYS_FILE; put it first to rotate')
-  .option('--id <id>', 'key id (default: k + today\'s date)')
-  .action((o: { id?: string }) => { console.log(newKeyEntry(o.id)); });
-codec.command('serve')
-  .description('Serve /encode and /decode for a Temporal Web UI (keys from RUNBOOK_CODEC_KEYS[_FILE], token from RUNBOOK_CODEC_TOKEN)')
+const codec = program
+  .command('codec')
+  .description('Encrypted workflow history: keys and the codec server for the Web UI');
+codec
+  .command('keygen')
+  .description(
+    'Print a new key entry (ID:BASE64) for RUNBOOK_CODEC_KEYS or a line of RUNBOOK_CODEC_KEYS_FILE; put it first to rotate',
+  )
+  .option('--id <id>', "key id (default: k + today's date)")
+  .action((o: { id?: string }) => {
+    console.log(newKeyEntry(o.id));
+  });
+codec
+  .command('serve')
+  .description(
+    'Serve /encode and /decode for a Temporal Web UI (keys from RUNBOOK_CODEC_KEYS[_FILE], token from RUNBOOK_CODEC_TOKEN)',
+  )
   .option('--ip <addr>', 'address to bind', '127.0.0.1')
   .addOption(new Option('--port <port>', 'port').argParser(int('--port')).default(8234))
   .option('--ui-origin <url>', 'a Web UI origin allowed by CORS (repeat)', collect, [])
-  .action(async (o: { ip: string; port: number; uiOrigin: string[] }) => { await runCodecServe(o); });
+  .action(async (o: { ip: string; port: number; uiOrigin: string[] }) => {
+    await runCodecServe(o);
+  });
 
-program.command('docs')
+program
+  .command('docs')
   .description('Render a runbook as Markdown')
   .argument('<runbook>', 'runbook name or path')
   .option('-o, --output <file>', 'write to a file instead of stdout')
@@ -183,7 +285,8 @@ program.command('docs')
     runDocs(name, o);
   });
 
-program.command('schema')
+program
+  .command('schema')
   .description('Print the runbook JSON Schema (draft 2020-12), or write it to runbooks/runbook.schema.json')
   .option('--write', 'write the file instead of printing it', false)
   .action((o: { write: boolean }) => {
@@ -194,25 +297,32 @@ program.command('schema')
     console.log(`wrote ${file}`);
   });
 
-program.command('setup')
+program
+  .command('setup')
   .description('Find or build the Temporal CLI (dev server + Web UI) and say which path was taken')
   .action(async () => {
     const cli = await ensureTemporalCli((line) => console.log(line));
     console.log(`Temporal CLI: ${cli.path} (${temporalCliVersion(cli.path)}; found via ${cli.source})`);
   });
 
-program.command('version')
+program
+  .command('version')
   .description('Print the versions of runbook, the Temporal SDK and the Temporal CLI')
   .action(() => {
     const cli = findTemporalCli();
     console.log(`runbook ${pkg.version}`);
     console.log(`Temporal SDK ${pkg.dependencies['@temporalio/client']}`);
-    console.log(`Temporal CLI ${cli ? `${temporalCliVersion(cli.path)} at ${cli.path}` : 'not found (run `runbook setup`)'}`);
+    console.log(
+      `Temporal CLI ${cli ? `${temporalCliVersion(cli.path)} at ${cli.path}` : 'not found (run `runbook setup`)'}`,
+    );
     console.log(`Node ${process.version}`);
   });
 
-const fleet = program.command('fleet').description('Start or stop a test fleet of real sshd hosts on loopback (needs root)');
-fleet.command('up')
+const fleet = program
+  .command('fleet')
+  .description('Start or stop a test fleet of real sshd hosts on loopback (needs root)');
+fleet
+  .command('up')
   .description('Start N sshd hosts; writes DIR/inventory.yaml, DIR/known_hosts and DIR/id_ed25519')
   .addOption(new Option('--hosts <n>', 'number of hosts').argParser(int('--hosts')).default(3))
   .requiredOption('--dir <dir>', 'directory for keys, inventory and host state')
@@ -221,11 +331,14 @@ fleet.command('up')
     const first = state.hosts[0];
     console.log(`fleet ${state.id}: ${state.hosts.length} hosts up; inventory ${o.dir}/inventory.yaml`);
     if (first) {
-      console.log(`try: ssh -i ${o.dir}/id_ed25519 -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${o.dir}/known_hosts ` +
-        `-p ${first.port} ${first.user}@${first.address} true`);
+      console.log(
+        `try: ssh -i ${o.dir}/id_ed25519 -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${o.dir}/known_hosts ` +
+          `-p ${first.port} ${first.user}@${first.address} true`,
+      );
     }
   });
-fleet.command('down')
+fleet
+  .command('down')
   .description('Stop the fleet started in DIR and remove its users')
   .requiredOption('--dir <dir>', 'the directory given to `fleet up`')
   .action(async (o: { dir: string }) => {

@@ -34,6 +34,7 @@ export function paramInputs(opts: ParamOptions): Record<string, unknown> {
   } catch (err) {
     throw new UserError(`--params-json is not valid JSON: ${(err as Error).message}.`);
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UserError('--params-json must be a JSON object of param values.');
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new UserError('--params-json must be a JSON object of param values.');
   return { ...(parsed as Record<string, unknown>), ...pairs };
 }

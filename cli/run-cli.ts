@@ -19,7 +19,9 @@ export function reportError(err: unknown): number {
     return err.exitCode;
   }
   if (process.env.RUNBOOK_DEBUG === '1' && err instanceof Error) console.error(err.stack);
-  console.error(`runbook: unexpected error: ${err instanceof Error ? err.message : String(err)}` +
-    (process.env.RUNBOOK_DEBUG === '1' ? '' : ' (set RUNBOOK_DEBUG=1 for the stack trace)'));
+  console.error(
+    `runbook: unexpected error: ${err instanceof Error ? err.message : String(err)}` +
+      (process.env.RUNBOOK_DEBUG === '1' ? '' : ' (set RUNBOOK_DEBUG=1 for the stack trace)'),
+  );
   return 1;
 }

@@ -20,7 +20,14 @@ async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
   }
 }
 
-export interface RunOptions { param: string[]; paramsJson?: string; inventory?: string; wait: boolean; json: boolean; initiator?: string }
+export interface RunOptions {
+  param: string[];
+  paramsJson?: string;
+  inventory?: string;
+  wait: boolean;
+  json: boolean;
+  initiator?: string;
+}
 
 const EXIT = { succeeded: 0, degraded: 3, failed: 1, cancelled: 130 } as const;
 
@@ -40,22 +47,36 @@ export async function runRun(name: string, opts: RunOptions): Promise<number> {
   return withClient(async (client) => {
     const workflowId = `rb-${runbookName}-${crypto.randomUUID().slice(0, 8)}`;
     const handle = await client.workflow.start<typeof runbook>('runbook', {
-      taskQueue: workerSettingsFromEnv().taskQueue, workflowId,
-      args: [{ runbook: runbookName, params, inventory: opts.inventory ? path.resolve(opts.inventory) : undefined,
-        initiator: opts.initiator ?? os.userInfo().username, trigger: 'manual' }],
+      taskQueue: workerSettingsFromEnv().taskQueue,
+      workflowId,
+      args: [
+        {
+          runbook: runbookName,
+          params,
+          inventory: opts.inventory ? path.resolve(opts.inventory) : undefined,
+          initiator: opts.initiator ?? os.userInfo().username,
+          trigger: 'manual',
+        },
+      ],
     });
     if (!opts.wait) {
-      console.log(opts.json ? JSON.stringify({ workflowId, runId: handle.firstExecutionRunId }) : `started ${workflowId}`);
+      console.log(
+        opts.json ? JSON.stringify({ workflowId, runId: handle.firstExecutionRunId }) : `started ${workflowId}`,
+      );
       return 0;
     }
-    if (!opts.json) console.error(`started ${workflowId}; following its progress (Ctrl-C stops following, not the run)`);
+    if (!opts.json)
+      console.error(`started ${workflowId}; following its progress (Ctrl-C stops following, not the run)`);
     let last = '';
     const timer = setInterval(() => {
-      handle.query(stateQuery).then((s) => {
-        const line = progressLine(s);
-        if (line !== last && !opts.json) console.error(line);
-        last = line;
-      }).catch(() => undefined);
+      handle
+        .query(stateQuery)
+        .then((s) => {
+          const line = progressLine(s);
+          if (line !== last && !opts.json) console.error(line);
+          last = line;
+        })
+        .catch(() => undefined);
     }, 500);
     try {
       const result = await handle.result();
@@ -67,7 +88,10 @@ export async function runRun(name: string, opts: RunOptions): Promise<number> {
       const state = await handle.query(stateQuery).catch(() => undefined);
       const result = state?.result as RunbookResult | undefined;
       if (opts.json) console.log(JSON.stringify({ workflowId, error: err.cause?.message, ...(result ?? {}) }));
-      else console.log(result ? summary(workflowId, result) : `${workflowId} failed: ${err.cause?.message ?? err.message}`);
+      else
+        console.log(
+          result ? summary(workflowId, result) : `${workflowId} failed: ${err.cause?.message ?? err.message}`,
+        );
       return result ? EXIT[result.status] : 1;
     } finally {
       clearInterval(timer);
@@ -76,13 +100,19 @@ export async function runRun(name: string, opts: RunOptions): Promise<number> {
 }
 
 function progressLine(s: RunState): string {
-  const hosts = Object.entries(s.hosts).map(([h, v]) => `${h}=${v.state}${v.step && v.state === 'running' ? `(${v.step})` : ''}`).join(' ');
-  const approvals = s.pendingApprovals.map((a) => ` awaiting approval "${a.id}" (${a.approvals.length}/${a.quorum})`).join('');
+  const hosts = Object.entries(s.hosts)
+    .map(([h, v]) => `${h}=${v.state}${v.step && v.state === 'running' ? `(${v.step})` : ''}`)
+    .join(' ');
+  const approvals = s.pendingApprovals
+    .map((a) => ` awaiting approval "${a.id}" (${a.approvals.length}/${a.quorum})`)
+    .join('');
   return `[${s.status}] batch ${s.batch.index}/${s.batch.of} ${hosts}${approvals}`;
 }
 
 function summary(workflowId: string, r: RunbookResult): string {
-  const lines = [`${workflowId}: ${r.runbook} ${r.status} (${r.failures} failed, ${r.threshold} tolerated; sha256 ${r.contentHash.slice(0, 12)})`];
+  const lines = [
+    `${workflowId}: ${r.runbook} ${r.status} (${r.failures} failed, ${r.threshold} tolerated; sha256 ${r.contentHash.slice(0, 12)})`,
+  ];
   for (const [h, v] of Object.entries(r.hosts)) {
     lines.push(`  ${h.padEnd(16)} ${v.state}${v.error ? `: ${v.error}` : ''}`);
     for (const e of v.rollbackErrors) lines.push(`    rollback failed: ${e}`);
@@ -93,14 +123,31 @@ function summary(workflowId: string, r: RunbookResult): string {
 export async function runStatus(id: string, opts: { json: boolean }): Promise<void> {
   await withClient(async (client) => {
     const handle = client.workflow.getHandle(id);
-    const desc = await handle.describe().catch((err: Error) => { throw new UserError(`No run ${id}: ${err.message}`); });
+    const desc = await handle.describe().catch((err: Error) => {
+      throw new UserError(`No run ${id}: ${err.message}`);
+    });
     const state = await handle.query(stateQuery).catch(() => undefined);
-    if (opts.json) return void console.log(JSON.stringify({ workflowId: id, status: desc.status.name, started: desc.startTime, closed: desc.closeTime, state }, null, 2));
-    console.log(`${id}: ${desc.status.name} (started ${desc.startTime.toISOString()}${desc.closeTime ? `, closed ${desc.closeTime.toISOString()}` : ''})`);
+    if (opts.json)
+      return void console.log(
+        JSON.stringify(
+          { workflowId: id, status: desc.status.name, started: desc.startTime, closed: desc.closeTime, state },
+          null,
+          2,
+        ),
+      );
+    console.log(
+      `${id}: ${desc.status.name} (started ${desc.startTime.toISOString()}${desc.closeTime ? `, closed ${desc.closeTime.toISOString()}` : ''})`,
+    );
     if (state) {
       console.log(progressLine(state));
-      for (const a of state.pendingApprovals) console.log(`  pending approval "${a.id}": ${a.message} (${a.approvals.length}/${a.quorum}, until ${a.deadline})`);
-      for (const d of state.decisions) console.log(`  decision on "${d.id}": ${d.approve ? 'approved' : 'rejected'} by ${d.by}${d.comment ? ` (${d.comment})` : ''}`);
+      for (const a of state.pendingApprovals)
+        console.log(
+          `  pending approval "${a.id}": ${a.message} (${a.approvals.length}/${a.quorum}, until ${a.deadline})`,
+        );
+      for (const d of state.decisions)
+        console.log(
+          `  decision on "${d.id}": ${d.approve ? 'approved' : 'rejected'} by ${d.by}${d.comment ? ` (${d.comment})` : ''}`,
+        );
       for (const e of state.auditErrors ?? []) console.log(`  AUDIT NOT WRITTEN: ${e}`);
     }
   });
@@ -113,36 +160,69 @@ export async function runCancel(id: string): Promise<void> {
   });
 }
 
-export async function runList(opts: { status?: string; runbook?: string; initiator?: string; limit: number; json: boolean }): Promise<void> {
-  const filters: [string, string | undefined][] = [['RunbookStatus', opts.status], ['RunbookName', opts.runbook], ['Initiator', opts.initiator]];
-  const clauses = [`WorkflowType = 'runbook'`, ...filters.filter(([, v]) => v).map(([attr, v]) => `${attr} = '${v!.replace(/'/g, '')}'`)];
+export async function runList(opts: {
+  status?: string;
+  runbook?: string;
+  initiator?: string;
+  limit: number;
+  json: boolean;
+}): Promise<void> {
+  const filters: [string, string | undefined][] = [
+    ['RunbookStatus', opts.status],
+    ['RunbookName', opts.runbook],
+    ['Initiator', opts.initiator],
+  ];
+  const clauses = [
+    `WorkflowType = 'runbook'`,
+    ...filters.filter(([, v]) => v).map(([attr, v]) => `${attr} = '${v!.replace(/'/g, '')}'`),
+  ];
   await withClient(async (client) => {
     const rows: Record<string, unknown>[] = [];
     for await (const wf of client.workflow.list({ query: clauses.join(' AND ') })) {
       const sa = wf.typedSearchAttributes;
-      rows.push({ workflowId: wf.workflowId, status: wf.status.name, started: wf.startTime.toISOString(),
-        runbook: sa.get({ name: 'RunbookName', type: 'KEYWORD' } as never), runbookStatus: sa.get({ name: 'RunbookStatus', type: 'KEYWORD' } as never),
-        initiator: sa.get({ name: 'Initiator', type: 'KEYWORD' } as never) });
+      rows.push({
+        workflowId: wf.workflowId,
+        status: wf.status.name,
+        started: wf.startTime.toISOString(),
+        runbook: sa.get({ name: 'RunbookName', type: 'KEYWORD' } as never),
+        runbookStatus: sa.get({ name: 'RunbookStatus', type: 'KEYWORD' } as never),
+        initiator: sa.get({ name: 'Initiator', type: 'KEYWORD' } as never),
+      });
       if (rows.length >= opts.limit) break;
     }
     if (opts.json) return void console.log(JSON.stringify(rows, null, 2));
-    for (const r of rows) console.log(`${String(r.started)}  ${String(r.workflowId).padEnd(36)} ${String(r.runbookStatus ?? r.status).padEnd(18)} ${String(r.initiator ?? '')}`);
+    for (const r of rows)
+      console.log(
+        `${String(r.started)}  ${String(r.workflowId).padEnd(36)} ${String(r.runbookStatus ?? r.status).padEnd(18)} ${String(r.initiator ?? '')}`,
+      );
     if (rows.length === 0) console.log('no runs');
   });
 }
 
-export async function runDecide(id: string, approve: boolean, opts: { step?: string; by: string; group: string[]; comment?: string }): Promise<void> {
+export async function runDecide(
+  id: string,
+  approve: boolean,
+  opts: { step?: string; by: string; group: string[]; comment?: string },
+): Promise<void> {
   await withClient(async (client) => {
     const handle = client.workflow.getHandle(id);
     let approvalId = opts.step;
     if (!approvalId) {
       const state = await handle.query(stateQuery);
       if (state.pendingApprovals.length !== 1) {
-        throw new UserError(`${id} has ${state.pendingApprovals.length} pending approvals${state.pendingApprovals.length ? ` (${state.pendingApprovals.map((a) => a.id).join(', ')})` : ''}: name one with --step.`);
+        throw new UserError(
+          `${id} has ${state.pendingApprovals.length} pending approvals${state.pendingApprovals.length ? ` (${state.pendingApprovals.map((a) => a.id).join(', ')})` : ''}: name one with --step.`,
+        );
       }
       approvalId = state.pendingApprovals[0]!.id;
     }
-    await handle.signal(decideSignal, { id: approvalId, approve, by: opts.by, groups: opts.group, comment: opts.comment });
+    await handle.signal(decideSignal, {
+      id: approvalId,
+      approve,
+      by: opts.by,
+      groups: opts.group,
+      comment: opts.comment,
+    });
     console.log(`${approve ? 'approved' : 'rejected'} "${approvalId}" of ${id} as ${opts.by}`);
   });
 }

@@ -9,7 +9,10 @@ import type { Payload } from '@temporalio/common';
 import type { EncryptionCodec } from './codec';
 import type { Logger } from './logger';
 
-interface JsonPayload { metadata?: Record<string, string> | null; data?: string | null }
+interface JsonPayload {
+  metadata?: Record<string, string> | null;
+  data?: string | null;
+}
 
 const bodySchema = {
   type: 'object',
@@ -37,7 +40,9 @@ function fromJson(p: JsonPayload): Payload {
 
 function toJson(p: Payload): JsonPayload {
   return {
-    metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    metadata: Object.fromEntries(
+      Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')]),
+    ),
     data: p.data ? Buffer.from(p.data).toString('base64') : undefined,
   };
 }

@@ -3,7 +3,13 @@
 // carry ids: the first key encrypts, every key decrypts, so a key is rotated by putting a new one first.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { METADATA_ENCODING_KEY, ValueError, type DataConverter, type Payload, type PayloadCodec } from '@temporalio/common';
+import {
+  METADATA_ENCODING_KEY,
+  ValueError,
+  type DataConverter,
+  type Payload,
+  type PayloadCodec,
+} from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { UserError } from './errors';
 
@@ -12,7 +18,10 @@ export const KEY_ID_METADATA = 'encryption-key-id';
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
-export interface CodecKey { id: string; key: Buffer }
+export interface CodecKey {
+  id: string;
+  key: Buffer;
+}
 
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b).toString('utf8') : undefined);
@@ -38,7 +47,10 @@ export class EncryptionCodec implements PayloadCodec {
       cipher.setAAD(Buffer.from(id)); // the key id cannot be swapped without failing authentication
       const plain = temporal.api.common.v1.Payload.encode(p).finish();
       const sealed = Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
-      return { metadata: { [METADATA_ENCODING_KEY]: text(ENCRYPTED_ENCODING), [KEY_ID_METADATA]: text(id) }, data: sealed };
+      return {
+        metadata: { [METADATA_ENCODING_KEY]: text(ENCRYPTED_ENCODING), [KEY_ID_METADATA]: text(id) },
+        data: sealed,
+      };
     });
   }
 
@@ -48,8 +60,10 @@ export class EncryptionCodec implements PayloadCodec {
       const id = str(p.metadata?.[KEY_ID_METADATA]);
       const key = id === undefined ? undefined : this.byId.get(id);
       if (!key) {
-        throw new ValueError(`A payload is encrypted with key id "${id ?? '(none)'}", which is not among the configured keys `
-          + `(${[...this.byId.keys()].join(', ')}). Add it to RUNBOOK_CODEC_KEYS or RUNBOOK_CODEC_KEYS_FILE.`);
+        throw new ValueError(
+          `A payload is encrypted with key id "${id ?? '(none)'}", which is not among the configured keys ` +
+            `(${[...this.byId.keys()].join(', ')}). Add it to RUNBOOK_CODEC_KEYS or RUNBOOK_CODEC_KEYS_FILE.`,
+        );
       }
       const data = Buffer.from(p.data ?? []);
       if (data.length < IV_BYTES + TAG_BYTES) throw new ValueError('An encrypted payload is too short to be valid.');
@@ -60,7 +74,9 @@ export class EncryptionCodec implements PayloadCodec {
       try {
         plain = Buffer.concat([decipher.update(data.subarray(IV_BYTES, data.length - TAG_BYTES)), decipher.final()]);
       } catch {
-        throw new ValueError(`An encrypted payload failed authentication with key "${id}": it was altered, or the key is wrong.`);
+        throw new ValueError(
+          `An encrypted payload failed authentication with key "${id}": it was altered, or the key is wrong.`,
+        );
       }
       return temporal.api.common.v1.Payload.decode(plain) as Payload;
     });
@@ -72,14 +88,23 @@ export class EncryptionCodec implements PayloadCodec {
  * Errors name the entry by id or position, never the key material.
  */
 export function parseCodecKeys(spec: string, source: string): CodecKey[] {
-  const entries = spec.split(/[,\n]/).map((l) => l.replace(/#.*$/, '').trim()).filter(Boolean);
+  const entries = spec
+    .split(/[,\n]/)
+    .map((l) => l.replace(/#.*$/, '').trim())
+    .filter(Boolean);
   const seen = new Set<string>();
   return entries.map((entry, i) => {
     const m = /^([A-Za-z0-9._-]+)\s*[:=\s]\s*([A-Za-z0-9+/=_-]+)$/.exec(entry);
-    if (!m) throw new UserError(`${source}: entry ${i + 1} is not ID:BASE64KEY (ids use letters, digits, . _ -). Make one with: runbook codec keygen`);
+    if (!m)
+      throw new UserError(
+        `${source}: entry ${i + 1} is not ID:BASE64KEY (ids use letters, digits, . _ -). Make one with: runbook codec keygen`,
+      );
     const [, id, b64] = m as unknown as [string, string, string];
     const key = Buffer.from(b64, 'base64');
-    if (key.length !== 32) throw new UserError(`${source}: key "${id}" is ${key.length} bytes; AES-256 needs 32 (base64 of 32 random bytes).`);
+    if (key.length !== 32)
+      throw new UserError(
+        `${source}: key "${id}" is ${key.length} bytes; AES-256 needs 32 (base64 of 32 random bytes).`,
+      );
     if (seen.has(id)) throw new UserError(`${source}: key id "${id}" appears twice.`);
     seen.add(id);
     return { id, key };
@@ -111,7 +136,10 @@ export const FAILURE_CONVERTER_PATH = require.resolve('./failure-converter');
  * when there are keys (then those payloads are encrypted too).
  */
 export function dataConverterFor(keys: CodecKey[]): DataConverter {
-  return { failureConverterPath: FAILURE_CONVERTER_PATH, ...(keys.length ? { payloadCodecs: [new EncryptionCodec(keys)] } : {}) };
+  return {
+    failureConverterPath: FAILURE_CONVERTER_PATH,
+    ...(keys.length ? { payloadCodecs: [new EncryptionCodec(keys)] } : {}),
+  };
 }
 
 /** The data converter with the keys of an environment (see codecKeysFromEnv). */

@@ -60,12 +60,29 @@ export type FailureType = (typeof FAILURES)[keyof typeof FAILURES];
 const F = FAILURES;
 
 /** Failures of the prepare step: bad input, final at once. */
-export const PREPARE_FAILURES: readonly FailureType[] = [F.inputInvalid, F.unknownRunbook, F.runbookInvalid, F.paramsInvalid,
-  F.inventoryInvalid, F.targetsInvalid, F.execDisabled];
+export const PREPARE_FAILURES: readonly FailureType[] = [
+  F.inputInvalid,
+  F.unknownRunbook,
+  F.runbookInvalid,
+  F.paramsInvalid,
+  F.inventoryInvalid,
+  F.targetsInvalid,
+  F.execDisabled,
+];
 
 /** Activity failures no retry can fix: the activity marks them non-retryable. */
-export const FINAL_FAILURES: readonly FailureType[] = [F.hostKey, F.sshAuth, F.sshCommandLost, F.sshCommandCancelled, F.sshWrapper,
-  F.httpUnexpectedStatus, F.httpTls, F.httpBodyTooLarge, F.secret, F.output];
+export const FINAL_FAILURES: readonly FailureType[] = [
+  F.hostKey,
+  F.sshAuth,
+  F.sshCommandLost,
+  F.sshCommandCancelled,
+  F.sshWrapper,
+  F.httpUnexpectedStatus,
+  F.httpTls,
+  F.httpBodyTooLarge,
+  F.secret,
+  F.output,
+];
 
 /**
  * The step's own command or request failed (as opposed to the engine or the connection): what a step's `retry`
@@ -80,7 +97,8 @@ export const STEP_FAILURES: readonly FailureType[] = [F.sshCommandFailed, F.http
 export const GROUP_FINAL_FAILURES: readonly FailureType[] = [...FINAL_FAILURES, F.sshCommandFailed, F.expression];
 
 /** Whether a failure type is in a set (types arrive as plain strings). */
-export const isIn = (set: readonly FailureType[], type: string | undefined): boolean => type !== undefined && (set as readonly string[]).includes(type);
+export const isIn = (set: readonly FailureType[], type: string | undefined): boolean =>
+  type !== undefined && (set as readonly string[]).includes(type);
 
 /** The failure type of an error: its own or, for an activity or child failure, its cause's. */
 export function failureType(err: unknown): string | undefined {

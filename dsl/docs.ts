@@ -2,22 +2,44 @@
 // strategy, approvals, steps and rollback, and its triggers.
 import type { RunbookDoc, StepDoc } from './schema';
 
-const cell = (s: unknown) => (s === undefined ? '' : String(typeof s === 'string' ? s : JSON.stringify(s)).replace(/\|/g, '\\|').replace(/\n/g, ' '));
+const cell = (s: unknown) =>
+  s === undefined
+    ? ''
+    : String(typeof s === 'string' ? s : JSON.stringify(s))
+        .replace(/\|/g, '\\|')
+        .replace(/\n/g, ' ');
 
 function stepLine(step: StepDoc, depth: number): string[] {
-  const kind = (['ssh', 'http', 'sleep', 'approval', 'notify', 'runbook', 'parallel'] as const).find((k) => step[k] !== undefined) ?? 'step';
+  const kind =
+    (['ssh', 'http', 'sleep', 'approval', 'notify', 'runbook', 'parallel'] as const).find(
+      (k) => step[k] !== undefined,
+    ) ?? 'step';
   let what = '';
-  if (step.ssh) what = step.ssh.run !== undefined ? `\`${step.ssh.run}\`` : step.ssh.script !== undefined ? 'runs a script' : `uploads ${step.ssh.upload?.src} to ${step.ssh.upload?.dest}`;
+  if (step.ssh)
+    what =
+      step.ssh.run !== undefined
+        ? `\`${step.ssh.run}\``
+        : step.ssh.script !== undefined
+          ? 'runs a script'
+          : `uploads ${step.ssh.upload?.src} to ${step.ssh.upload?.dest}`;
   if (step.ssh?.sudo) what += ' (sudo)';
   if (step.http) what = `${step.http.method ?? 'GET'} \`${step.http.url}\``;
   if (step.sleep) what = `waits ${step.sleep}`;
-  if (step.approval) what = `waits for approval by ${[...(step.approval.approvers.users ?? []), ...(step.approval.approvers.groups ?? []).map((g) => `group ${g}`)].join(', ')}`;
+  if (step.approval)
+    what = `waits for approval by ${[...(step.approval.approvers.users ?? []), ...(step.approval.approvers.groups ?? []).map((g) => `group ${g}`)].join(', ')}`;
   if (step.notify) what = `notifies ${step.notify.channel}`;
   if (step.runbook) what = `runs runbook \`${step.runbook.name}\``;
   if (step.parallel) what = 'runs in parallel:';
-  const extras = [step.when && `when \`${step.when}\``, step.until && `until it succeeds, every ${step.until.every} for up to ${step.until.timeout}`,
-    step.timeout && `timeout ${step.timeout}`, step.retry && `${step.retry.attempts} attempts`, step.continueOnError && 'failure does not stop the run'].filter(Boolean);
-  const lines = [`${'  '.repeat(depth)}1. **${step.id}** (${kind}): ${what}${step.description ? ` — ${step.description}` : ''}${extras.length ? ` _(${extras.join('; ')})_` : ''}`];
+  const extras = [
+    step.when && `when \`${step.when}\``,
+    step.until && `until it succeeds, every ${step.until.every} for up to ${step.until.timeout}`,
+    step.timeout && `timeout ${step.timeout}`,
+    step.retry && `${step.retry.attempts} attempts`,
+    step.continueOnError && 'failure does not stop the run',
+  ].filter(Boolean);
+  const lines = [
+    `${'  '.repeat(depth)}1. **${step.id}** (${kind}): ${what}${step.description ? ` — ${step.description}` : ''}${extras.length ? ` _(${extras.join('; ')})_` : ''}`,
+  ];
   for (const child of step.parallel?.steps ?? []) lines.push(...stepLine(child, depth + 1));
   if (step.rollback?.length) {
     lines.push(`${'  '.repeat(depth + 1)}- rollback:`);
@@ -33,30 +55,67 @@ export function runbookMarkdown(rb: RunbookDoc, contentHash?: string): string {
   if (contentHash) out.push(`- **Version (sha256):** \`${contentHash.slice(0, 16)}\``);
   out.push(`- **Targets:** ${rb.targets ? `\`${rb.targets}\`` : 'none (runs once)'}`);
   const s = rb.strategy;
-  out.push(`- **Strategy:** ${s?.type ?? 'rolling'}${s?.type !== 'parallel' ? `, batches of ${JSON.stringify(s?.batch ?? 1)}` : s.limit ? `, at most ${s.limit} at once` : ''}, tolerating ${s?.maxFailures ?? 0} failures`);
+  out.push(
+    `- **Strategy:** ${s?.type ?? 'rolling'}${s?.type !== 'parallel' ? `, batches of ${JSON.stringify(s?.batch ?? 1)}` : s.limit ? `, at most ${s.limit} at once` : ''}, tolerating ${s?.maxFailures ?? 0} failures`,
+  );
   out.push(`- **Host locks:** ${rb.locks?.hosts ?? 'wait'}`);
-  if (rb.approval) out.push(`- **Approval before any change:** ${rb.approval.quorum ?? 1} of ${[...(rb.approval.approvers.users ?? []), ...(rb.approval.approvers.groups ?? []).map((g) => `group ${g}`)].join(', ')}, within ${rb.approval.timeout ?? '1h'} (then ${rb.approval.onTimeout ?? 'reject'})`);
+  if (rb.approval)
+    out.push(
+      `- **Approval before any change:** ${rb.approval.quorum ?? 1} of ${[...(rb.approval.approvers.users ?? []), ...(rb.approval.approvers.groups ?? []).map((g) => `group ${g}`)].join(', ')}, within ${rb.approval.timeout ?? '1h'} (then ${rb.approval.onTimeout ?? 'reject'})`,
+    );
   out.push('');
   const params = Object.entries(rb.params ?? {});
   if (params.length) {
-    out.push('## Parameters', '', '| name | type | required | default | description |', '| --- | --- | --- | --- | --- |');
+    out.push(
+      '## Parameters',
+      '',
+      '| name | type | required | default | description |',
+      '| --- | --- | --- | --- | --- |',
+    );
     for (const [name, p] of params) {
-      const type = p.type === 'enum' ? `enum: ${(p.values ?? []).join(', ')}` : p.type === 'list' ? `list of ${p.items ?? 'string'}` : p.type;
-      const constraints = [p.pattern && `pattern \`${p.pattern}\``, p.min !== undefined && `min ${p.min}`, p.max !== undefined && `max ${p.max}`].filter(Boolean).join(', ');
-      out.push(`| \`${name}\` | ${cell(type)} | ${(p.required ?? p.default === undefined) ? 'yes' : 'no'} | ${p.default === undefined ? '' : `\`${cell(p.default)}\``} | ${cell(p.description)}${constraints ? ` (${cell(constraints)})` : ''} |`);
+      const type =
+        p.type === 'enum'
+          ? `enum: ${(p.values ?? []).join(', ')}`
+          : p.type === 'list'
+            ? `list of ${p.items ?? 'string'}`
+            : p.type;
+      const constraints = [
+        p.pattern && `pattern \`${p.pattern}\``,
+        p.min !== undefined && `min ${p.min}`,
+        p.max !== undefined && `max ${p.max}`,
+      ]
+        .filter(Boolean)
+        .join(', ');
+      out.push(
+        `| \`${name}\` | ${cell(type)} | ${(p.required ?? p.default === undefined) ? 'yes' : 'no'} | ${p.default === undefined ? '' : `\`${cell(p.default)}\``} | ${cell(p.description)}${constraints ? ` (${cell(constraints)})` : ''} |`,
+      );
     }
     out.push('');
   }
   if (rb.secrets && Object.keys(rb.secrets).length) {
     out.push('## Secrets', '');
-    for (const [name, sec] of Object.entries(rb.secrets)) out.push(`- \`${name}\` from ${sec.provider}${sec.description ? `: ${sec.description}` : ''}`);
+    for (const [name, sec] of Object.entries(rb.secrets))
+      out.push(`- \`${name}\` from ${sec.provider}${sec.description ? `: ${sec.description}` : ''}`);
     out.push('');
   }
   out.push('## Steps', '', ...rb.steps.flatMap((st) => stepLine(st, 0)), '');
-  if (rb.rollback?.length) out.push('## Rollback', '', 'On a failure or a cancel, newest first:', '', ...rb.rollback.flatMap((st) => stepLine(st, 0)), '');
+  if (rb.rollback?.length)
+    out.push(
+      '## Rollback',
+      '',
+      'On a failure or a cancel, newest first:',
+      '',
+      ...rb.rollback.flatMap((st) => stepLine(st, 0)),
+      '',
+    );
   if (rb.on) {
     out.push('## Triggers', '');
-    if (rb.on.alert) out.push(`- Alert matching ${Object.entries(rb.on.alert.match).map(([k, v]) => `\`${k}=${v}\``).join(', ')}`);
+    if (rb.on.alert)
+      out.push(
+        `- Alert matching ${Object.entries(rb.on.alert.match)
+          .map(([k, v]) => `\`${k}=${v}\``)
+          .join(', ')}`,
+      );
     if (rb.on.schedule) out.push(`- Schedule \`${rb.on.schedule.cron}\` (${rb.on.schedule.timezone ?? 'UTC'})`);
     out.push('');
   }

@@ -16,13 +16,15 @@ import { quote } from 'shell-quote';
 export const ROOT_VARIABLES = ['params', 'target', 'steps', 'alert', 'run', 'secrets', 'result'] as const;
 
 /** One piece of a template string: literal text or an expression. */
-export type Segment =
-  | { kind: 'text'; text: string }
-  | { kind: 'expr'; source: string; raw: boolean; offset: number };
+export type Segment = { kind: 'text'; text: string } | { kind: 'expr'; source: string; raw: boolean; offset: number };
 
 /** Thrown for a template or expression that does not parse or fails; `offset` is within the template string. */
 export class ExpressionError extends failureClass(FAILURES.expression) {
-  constructor(message: string, readonly offset: number, readonly overLimit = false) {
+  constructor(
+    message: string,
+    readonly offset: number,
+    readonly overLimit = false,
+  ) {
     super(message);
   }
 }
@@ -87,17 +89,23 @@ function compile(source: string): Compiled {
   let fn = compiled.get(source);
   if (!fn) {
     if (source.length > MAX_EXPRESSION_LENGTH) {
-      throw new ExpressionError(`\`${brief(source)}\` is ${source.length} characters long; an expression may have at most ${MAX_EXPRESSION_LENGTH}`, 0, true);
+      throw new ExpressionError(
+        `\`${brief(source)}\` is ${source.length} characters long; an expression may have at most ${MAX_EXPRESSION_LENGTH}`,
+        0,
+        true,
+      );
     }
     try {
       fn = env.parse(source);
     } catch (err) {
       const limit = /Exceeded (max\w+)/.exec(firstLine(err))?.[1];
       if (limit === 'maxDepth') throw new ExpressionError(tooDeep(source), 0, true);
-      if (limit) throw new ExpressionError(`\`${brief(source)}\` is too large (${firstLine(err)}); split it up`, 0, true);
+      if (limit)
+        throw new ExpressionError(`\`${brief(source)}\` is too large (${firstLine(err)}); split it up`, 0, true);
       throw new ExpressionError(`cannot parse \`${source}\`: ${firstLine(err)}`, 0);
     }
-    if (astDepth((fn as unknown as { ast: unknown }).ast) > MAX_EXPRESSION_DEPTH) throw new ExpressionError(tooDeep(source), 0, true);
+    if (astDepth((fn as unknown as { ast: unknown }).ast) > MAX_EXPRESSION_DEPTH)
+      throw new ExpressionError(tooDeep(source), 0, true);
     compiled.set(source, fn);
   }
   return fn;
@@ -131,7 +139,10 @@ function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
 }
 
-interface AstNode { op: string; args: unknown }
+interface AstNode {
+  op: string;
+  args: unknown;
+}
 
 /**
  * The variable paths an expression reads, e.g. [['params','service'], ['steps','check','outputs','lag']].
@@ -217,8 +228,13 @@ function sizeOf(value: unknown): number {
   return 0;
 }
 
-interface CelNode { op: string; evaluate(ev: unknown, node: CelNode, ctx: unknown): unknown }
-interface CelEvaluator { run(node: CelNode, ctx: unknown): unknown }
+interface CelNode {
+  op: string;
+  evaluate(ev: unknown, node: CelNode, ctx: unknown): unknown;
+}
+interface CelEvaluator {
+  run(node: CelNode, ctx: unknown): unknown;
+}
 
 /**
  * Meters the library's evaluator. Every sub-expression is evaluated through its `run(node, ctx)` (the root is
@@ -236,7 +252,9 @@ function meterEvaluator(): void {
   };
   probe({});
   if (!evaluator || typeof evaluator.run !== 'function') {
-    throw new Error('@marcbachmann/cel-js changed: its evaluator can no longer be metered (dsl/expr.ts meterEvaluator)');
+    throw new Error(
+      '@marcbachmann/cel-js changed: its evaluator can no longer be metered (dsl/expr.ts meterEvaluator)',
+    );
   }
   const run = evaluator.run;
   evaluator.run = function (this: CelEvaluator, node, ctx) {
@@ -252,7 +270,8 @@ meterEvaluator();
 function toCel(value: unknown, depth = 0): unknown {
   if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
   if (value && typeof value === 'object') {
-    if (depth >= MAX_VALUE_DEPTH) throw new ExpressionError(`a value in the context is nested deeper than ${MAX_VALUE_DEPTH} levels`, 0, true);
+    if (depth >= MAX_VALUE_DEPTH)
+      throw new ExpressionError(`a value in the context is nested deeper than ${MAX_VALUE_DEPTH} levels`, 0, true);
     if (Array.isArray(value)) return value.map((v) => toCel(v, depth + 1));
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toCel(v, depth + 1)]));
   }
@@ -287,7 +306,11 @@ const WHOLE_SECRET_TOKEN = /^\u0000secret:[a-z][a-z0-9_]*\u0000$/;
  * Rewrites a text that may carry secret tokens: each token through `onSecret(name)`, the non-empty text between
  * them through `onText`. The one place that knows the token format, for display, shell and HTTP alike.
  */
-export function mapSecretTokens(text: string, onSecret: (name: string) => string, onText: (t: string) => string = (t) => t): string {
+export function mapSecretTokens(
+  text: string,
+  onSecret: (name: string) => string,
+  onText: (t: string) => string = (t) => t,
+): string {
   let out = '';
   let last = 0;
   for (const m of text.matchAll(SECRET_TOKEN)) {
@@ -319,12 +342,17 @@ export function evaluate(source: string, ctx: ExprContext): unknown {
   try {
     value = fn(input);
   } catch (err) {
-    if (err !== OVER_BUDGET && meter.spent <= EVALUATION_BUDGET) throw new ExpressionError(`\`${source}\`: ${firstLine(err)}`, 0);
+    if (err !== OVER_BUDGET && meter.spent <= EVALUATION_BUDGET)
+      throw new ExpressionError(`\`${source}\`: ${firstLine(err)}`, 0);
   }
   // Over budget even when the library caught the signal on the way (`||`, `exists` absorb errors).
   if (meter.spent > EVALUATION_BUDGET) {
-    throw new ExpressionError(`\`${brief(source)}\`: stopped after ${EVALUATION_BUDGET} units of work (values it makes count by their length); ` +
-      'the data it ran over is too large for it', 0, true);
+    throw new ExpressionError(
+      `\`${brief(source)}\`: stopped after ${EVALUATION_BUDGET} units of work (values it makes count by their length); ` +
+        'the data it ran over is too large for it',
+      0,
+      true,
+    );
   }
   return fromCel(value);
 }
@@ -332,7 +360,8 @@ export function evaluate(source: string, ctx: ExprContext): unknown {
 /** Evaluates a `when`/`condition` expression to a boolean; anything but a boolean is an error. */
 export function evaluateCondition(source: string, ctx: ExprContext): boolean {
   const value = evaluate(source, ctx);
-  if (typeof value !== 'boolean') throw new ExpressionError(`\`${source}\` must be true or false, got ${JSON.stringify(value)}`, 0);
+  if (typeof value !== 'boolean')
+    throw new ExpressionError(`\`${source}\` must be true or false, got ${JSON.stringify(value)}`, 0);
   return value;
 }
 

@@ -28,65 +28,122 @@ const ConnectionVars = {
 };
 
 /** Our inventory format. */
-export const InventorySchema = Type.Object({
-  kind: Type.Optional(Type.Literal('Inventory')),
-  vars: Type.Optional(Type.Object(ConnectionVars, { additionalProperties: true, description: 'Defaults for every host.' })),
-  hosts: Type.Record(Type.String({ pattern: HOST_NAME }), Type.Object({
-    address: Type.String({ minLength: 1, description: 'IP address or DNS name.' }),
-    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
-    user: Type.Optional(Type.String()),
-    zone: Type.Optional(Type.String({ description: 'Network zone: task queue of the worker that reaches it.' })),
-    labels: Type.Optional(Type.Record(Type.String(), Type.String())),
-    vars: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-  }, { additionalProperties: false }), { additionalProperties: false }),
-  groups: Type.Optional(Type.Record(Type.String({ pattern: HOST_NAME }), Type.Array(Type.String()), { additionalProperties: false })),
-}, { additionalProperties: false });
+export const InventorySchema = Type.Object(
+  {
+    kind: Type.Optional(Type.Literal('Inventory')),
+    vars: Type.Optional(
+      Type.Object(ConnectionVars, { additionalProperties: true, description: 'Defaults for every host.' }),
+    ),
+    hosts: Type.Record(
+      Type.String({ pattern: HOST_NAME }),
+      Type.Object(
+        {
+          address: Type.String({ minLength: 1, description: 'IP address or DNS name.' }),
+          port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+          user: Type.Optional(Type.String()),
+          zone: Type.Optional(Type.String({ description: 'Network zone: task queue of the worker that reaches it.' })),
+          labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+          vars: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+        },
+        { additionalProperties: false },
+      ),
+      { additionalProperties: false },
+    ),
+    groups: Type.Optional(
+      Type.Record(Type.String({ pattern: HOST_NAME }), Type.Array(Type.String()), { additionalProperties: false }),
+    ),
+  },
+  { additionalProperties: false },
+);
 
 export interface Inventory extends InventoryData {
   file: string;
   format: 'runbook' | 'ansible-ini' | 'ansible-yaml';
 }
 
-export interface LoadedInventory { inventory?: Inventory; problems: Problem[] }
+export interface LoadedInventory {
+  inventory?: Inventory;
+  problems: Problem[];
+}
 
 function located(file: string, line: number, message: string, code: Problem['code'], col = 1): Problem {
   return { file, line, col, path: '', message, code, severity: 'error' };
 }
 
 function fromOurs(src: YamlSource, problems: Problem[]): InventoryData {
-  const doc = src.data as { vars?: Record<string, unknown>; hosts: Record<string, Record<string, unknown>>; groups?: Record<string, string[]> };
+  const doc = src.data as {
+    vars?: Record<string, unknown>;
+    hosts: Record<string, Record<string, unknown>>;
+    groups?: Record<string, string[]>;
+  };
   const hosts: TargetHost[] = Object.entries(doc.hosts).map(([name, h]) => ({
-    name, address: String(h.address), port: (h.port as number | undefined) ?? (doc.vars?.port as number | undefined) ?? 22,
-    user: (h.user as string | undefined) ?? (doc.vars?.user as string | undefined), zone: h.zone as string | undefined,
-    labels: (h.labels as Record<string, string> | undefined) ?? {}, vars: (h.vars as Record<string, unknown> | undefined) ?? {},
+    name,
+    address: String(h.address),
+    port: (h.port as number | undefined) ?? (doc.vars?.port as number | undefined) ?? 22,
+    user: (h.user as string | undefined) ?? (doc.vars?.user as string | undefined),
+    zone: h.zone as string | undefined,
+    labels: (h.labels as Record<string, string> | undefined) ?? {},
+    vars: (h.vars as Record<string, unknown> | undefined) ?? {},
   }));
   const names = hosts.map((h) => h.name);
   const known = new Set(names);
   const groups: Record<string, string[]> = { all: names };
   for (const [g, members] of Object.entries(doc.groups ?? {})) {
     members.forEach((m, i) => {
-      if (!known.has(m)) problems.push(src.problem(['groups', g, i], `group "${g}" lists unknown host "${m}"${didYouMean(m, names)}`, CODES.unknownHost));
+      if (!known.has(m))
+        problems.push(
+          src.problem(
+            ['groups', g, i],
+            `group "${g}" lists unknown host "${m}"${didYouMean(m, names)}`,
+            CODES.unknownHost,
+          ),
+        );
     });
     groups[g] = members.filter((m) => known.has(m));
   }
   return { hosts, groups, vars: doc.vars ?? {} };
 }
 
-interface AnsibleHost { name: string; vars: Record<string, unknown>; line: number }
+interface AnsibleHost {
+  name: string;
+  vars: Record<string, unknown>;
+  line: number;
+}
 
 /** Builds hosts and flattened groups from Ansible's group tree; host vars beat group vars beat `all` vars. */
-function fromAnsible(file: string, hostOrder: AnsibleHost[], groupHosts: Map<string, string[]>, children: Map<string, string[]>,
-  groupVars: Map<string, Record<string, unknown>>, problems: Problem[], childLines = new Map<string, number>()): InventoryData {
+function fromAnsible(
+  file: string,
+  hostOrder: AnsibleHost[],
+  groupHosts: Map<string, string[]>,
+  children: Map<string, string[]>,
+  groupVars: Map<string, Record<string, unknown>>,
+  problems: Problem[],
+  childLines = new Map<string, number>(),
+): InventoryData {
   const flat = new Map<string, Set<string>>();
   const expand = (g: string, stack: string[]): Set<string> => {
     const done = flat.get(g);
     if (done) return done;
     if (stack.includes(g)) {
-      problems.push(located(file, 1, `group "${g}" contains itself through children: ${[...stack, g].join(' -> ')}`, CODES.inventoryShape));
+      problems.push(
+        located(
+          file,
+          1,
+          `group "${g}" contains itself through children: ${[...stack, g].join(' -> ')}`,
+          CODES.inventoryShape,
+        ),
+      );
       return new Set();
     }
     if (stack.length >= MAX_GROUP_DEPTH) {
-      problems.push(located(file, childLines.get(`${stack.at(-1)}/${g}`) ?? 1, `groups nest deeper than ${MAX_GROUP_DEPTH} levels through children (${stack[0]} -> ... -> ${g})`, CODES.inventoryShape));
+      problems.push(
+        located(
+          file,
+          childLines.get(`${stack.at(-1)}/${g}`) ?? 1,
+          `groups nest deeper than ${MAX_GROUP_DEPTH} levels through children (${stack[0]} -> ... -> ${g})`,
+          CODES.inventoryShape,
+        ),
+      );
       return new Set();
     }
     const set = new Set(groupHosts.get(g) ?? []);
@@ -97,7 +154,15 @@ function fromAnsible(file: string, hostOrder: AnsibleHost[], groupHosts: Map<str
   const allGroups = new Set([...groupHosts.keys(), ...children.keys(), ...groupVars.keys()]);
   for (const [g, kids] of children) {
     for (const k of kids) {
-      if (!allGroups.has(k)) problems.push(located(file, childLines.get(`${g}/${k}`) ?? 1, `group "${g}" has unknown child group "${k}"${didYouMean(k, [...allGroups])}`, CODES.unknownGroup));
+      if (!allGroups.has(k))
+        problems.push(
+          located(
+            file,
+            childLines.get(`${g}/${k}`) ?? 1,
+            `group "${g}" has unknown child group "${k}"${didYouMean(k, [...allGroups])}`,
+            CODES.unknownGroup,
+          ),
+        );
     }
   }
   const groups: Record<string, string[]> = {};
@@ -106,13 +171,27 @@ function fromAnsible(file: string, hostOrder: AnsibleHost[], groupHosts: Map<str
   groups.all = order;
   const hosts = hostOrder.map((h): TargetHost => {
     const vars: Record<string, unknown> = { ...(groupVars.get('all') ?? {}) };
-    for (const g of allGroups) if (g !== 'all' && expand(g, []).has(h.name)) Object.assign(vars, groupVars.get(g) ?? {});
+    for (const g of allGroups)
+      if (g !== 'all' && expand(g, []).has(h.name)) Object.assign(vars, groupVars.get(g) ?? {});
     Object.assign(vars, h.vars);
     const port = vars.ansible_port ?? vars.ansible_ssh_port;
-    if (port !== undefined && !/^\d+$/.test(String(port))) problems.push(located(file, h.line, `host "${h.name}": ansible_port must be a number, got ${JSON.stringify(port)}`, CODES.inventoryShape));
+    if (port !== undefined && !/^\d+$/.test(String(port)))
+      problems.push(
+        located(
+          file,
+          h.line,
+          `host "${h.name}": ansible_port must be a number, got ${JSON.stringify(port)}`,
+          CODES.inventoryShape,
+        ),
+      );
     return {
-      name: h.name, address: String(vars.ansible_host ?? vars.ansible_ssh_host ?? h.name), port: port === undefined ? 22 : Number(port),
-      user: (vars.ansible_user ?? vars.ansible_ssh_user) as string | undefined, zone: vars.zone as string | undefined, labels: {}, vars,
+      name: h.name,
+      address: String(vars.ansible_host ?? vars.ansible_ssh_host ?? h.name),
+      port: port === undefined ? 22 : Number(port),
+      user: (vars.ansible_user ?? vars.ansible_ssh_user) as string | undefined,
+      zone: vars.zone as string | undefined,
+      labels: {},
+      vars,
     };
   });
   return { hosts, groups, vars: groupVars.get('all') ?? {} };
@@ -140,7 +219,14 @@ export function parseAnsibleIni(file: string, text: string, problems: Problem[])
       return;
     }
     if (line.startsWith('[')) {
-      problems.push(located(file, lineNo, `malformed section header ${JSON.stringify(line)}: expected [group], [group:children] or [group:vars]`, CODES.inventoryShape));
+      problems.push(
+        located(
+          file,
+          lineNo,
+          `malformed section header ${JSON.stringify(line)}: expected [group], [group:children] or [group:vars]`,
+          CODES.inventoryShape,
+        ),
+      );
       return;
     }
     if (section.kind === 'children') {
@@ -152,10 +238,19 @@ export function parseAnsibleIni(file: string, text: string, problems: Problem[])
     if (section.kind === 'vars') {
       const m = /^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
       if (!m) {
-        problems.push(located(file, lineNo, `expected key=value in [${section.group}:vars], got ${JSON.stringify(line)}`, CODES.inventoryShape));
+        problems.push(
+          located(
+            file,
+            lineNo,
+            `expected key=value in [${section.group}:vars], got ${JSON.stringify(line)}`,
+            CODES.inventoryShape,
+          ),
+        );
         return;
       }
-      const value = shellParse(m[2]!).filter((w): w is string => typeof w === 'string').join(' ');
+      const value = shellParse(m[2]!)
+        .filter((w): w is string => typeof w === 'string')
+        .join(' ');
       groupVars.set(section.group, { ...(groupVars.get(section.group) ?? {}), [m[1]!]: value });
       return;
     }
@@ -168,7 +263,9 @@ export function parseAnsibleIni(file: string, text: string, problems: Problem[])
     for (const a of assignments) {
       const eq = a.indexOf('=');
       if (eq <= 0) {
-        problems.push(located(file, lineNo, `host "${name}": expected key=value, got ${JSON.stringify(a)}`, CODES.inventoryShape));
+        problems.push(
+          located(file, lineNo, `host "${name}": expected key=value, got ${JSON.stringify(a)}`, CODES.inventoryShape),
+        );
         continue;
       }
       vars[a.slice(0, eq)] = a.slice(eq + 1);
@@ -201,12 +298,26 @@ function parseAnsibleYaml(src: YamlSource, problems: Problem[]): InventoryData {
   const visit = (group: string, node: unknown, at: (string | number)[]) => {
     if (node === null || node === undefined) node = {};
     if (typeof node !== 'object' || Array.isArray(node)) {
-      problems.push(src.problem(at, `group "${group}" must be a mapping with hosts, vars and children`, CODES.inventoryShape));
+      problems.push(
+        src.problem(at, `group "${group}" must be a mapping with hosts, vars and children`, CODES.inventoryShape),
+      );
       return;
     }
-    const g = node as { hosts?: Record<string, unknown>; vars?: Record<string, unknown>; children?: Record<string, unknown> };
+    const g = node as {
+      hosts?: Record<string, unknown>;
+      vars?: Record<string, unknown>;
+      children?: Record<string, unknown>;
+    };
     for (const key of Object.keys(g)) {
-      if (!['hosts', 'vars', 'children'].includes(key)) problems.push(src.problem([...at, key], `unknown key "${key}" in group "${group}"${didYouMean(key, ['hosts', 'vars', 'children'])}; expected hosts, vars, children`, CODES.unknownKey, { at: 'key' }));
+      if (!['hosts', 'vars', 'children'].includes(key))
+        problems.push(
+          src.problem(
+            [...at, key],
+            `unknown key "${key}" in group "${group}"${didYouMean(key, ['hosts', 'vars', 'children'])}; expected hosts, vars, children`,
+            CODES.unknownKey,
+            { at: 'key' },
+          ),
+        );
     }
     if (g.vars) groupVars.set(group, { ...(groupVars.get(group) ?? {}), ...g.vars });
     const members = groupHosts.get(group) ?? [];
@@ -241,7 +352,8 @@ export function loadInventoryText(file: string, text: string): LoadedInventory {
   let format: Inventory['format'];
   const bytes = Buffer.byteLength(text);
   if (bytes > INVENTORY_LIMITS.maxBytes) return { problems: [tooLargeProblem(file, bytes, INVENTORY_LIMITS)] };
-  const looksIni = /\.(ini|cfg|hosts)$/.test(file) || /^\s*\[[^\]]+\]\s*$/m.test(text) || path.basename(file) === 'hosts';
+  const looksIni =
+    /\.(ini|cfg|hosts)$/.test(file) || /^\s*\[[^\]]+\]\s*$/m.test(text) || path.basename(file) === 'hosts';
   if (looksIni) {
     format = 'ansible-ini';
     data = parseAnsibleIni(file, text, problems);
@@ -250,7 +362,16 @@ export function loadInventoryText(file: string, text: string): LoadedInventory {
     problems.push(...src.problems);
     if (src.broken) return { problems: sortProblems(problems) };
     if (!src.data || typeof src.data !== 'object' || Array.isArray(src.data)) {
-      return { problems: [located(file, 1, 'an inventory is a mapping with "hosts" (or an Ansible inventory with "all")', CODES.inventoryShape)] };
+      return {
+        problems: [
+          located(
+            file,
+            1,
+            'an inventory is a mapping with "hosts" (or an Ansible inventory with "all")',
+            CODES.inventoryShape,
+          ),
+        ],
+      };
     }
     if ('hosts' in (src.data as object)) {
       format = 'runbook';
@@ -263,7 +384,8 @@ export function loadInventoryText(file: string, text: string): LoadedInventory {
       data = parseAnsibleYaml(src, problems);
     }
   }
-  if (data.hosts.length === 0 && problems.length === 0) problems.push(located(file, 1, 'the inventory has no hosts', CODES.inventoryShape));
+  if (data.hosts.length === 0 && problems.length === 0)
+    problems.push(located(file, 1, 'the inventory has no hosts', CODES.inventoryShape));
   const sorted = sortProblems(problems);
   return { inventory: sorted.length === 0 ? { ...data, file, format } : undefined, problems: sorted };
 }
@@ -275,7 +397,10 @@ export function loadInventoryFile(file: string): LoadedInventory {
     if (bytes > INVENTORY_LIMITS.maxBytes) return { problems: [tooLargeProblem(file, bytes, INVENTORY_LIMITS)] };
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new UserError(`Cannot read inventory ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}.`, { cause: err });
+    throw new UserError(
+      `Cannot read inventory ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}.`,
+      { cause: err },
+    );
   }
   return loadInventoryText(file, text);
 }
@@ -300,7 +425,10 @@ export interface SshLoginDefaults {
   knownHosts: string;
 }
 
-export const DEFAULT_SSH_LOGIN: SshLoginDefaults = { identityFile: '~/.ssh/id_ed25519', knownHosts: '~/.ssh/known_hosts' };
+export const DEFAULT_SSH_LOGIN: SshLoginDefaults = {
+  identityFile: '~/.ssh/id_ed25519',
+  knownHosts: '~/.ssh/known_hosts',
+};
 
 /**
  * The SSH login for one inventory host. Key and known_hosts come from the host's vars, else the inventory's
@@ -309,15 +437,28 @@ export const DEFAULT_SSH_LOGIN: SshLoginDefaults = { identityFile: '~/.ssh/id_ed
 export function sshTargetFor(inv: Inventory, name: string, defaults: SshLoginDefaults): SshTarget {
   const host = inv.hosts.find((h) => h.name === name);
   if (!host) {
-    throw new UserError(`${inv.file}: no host named "${name}"${didYouMean(name, inv.hosts.map((h) => h.name))}.`);
+    throw new UserError(
+      `${inv.file}: no host named "${name}"${didYouMean(
+        name,
+        inv.hosts.map((h) => h.name),
+      )}.`,
+    );
   }
   const pick = (...keys: string[]) => {
-    for (const source of [host.vars, inv.vars]) for (const k of keys) if (typeof source[k] === 'string') return source[k] as string;
+    for (const source of [host.vars, inv.vars])
+      for (const k of keys) if (typeof source[k] === 'string') return source[k] as string;
     return undefined;
   };
   const user = host.user ?? pick('user');
   if (!user) throw new UserError(`${inv.file}: host "${name}" has no user (set user, vars.user or ansible_user).`);
   const identity = pick('identityFile', 'ansible_ssh_private_key_file') ?? defaults.identityFile;
   const knownHosts = pick('knownHosts') ?? defaults.knownHosts;
-  return { name, address: host.address, port: host.port, user, identityFile: resolvePath(inv, identity), knownHosts: resolvePath(inv, knownHosts) };
+  return {
+    name,
+    address: host.address,
+    port: host.port,
+    user,
+    identityFile: resolvePath(inv, identity),
+    knownHosts: resolvePath(inv, knownHosts),
+  };
 }

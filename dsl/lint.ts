@@ -26,26 +26,41 @@ export function lintRunbook(rb: RunbookDoc, warn: Reporter): Problem[] {
     try {
       for (const seg of parseTemplate(s.text)) {
         if (seg.kind === 'expr' && seg.raw) {
-          w(s.path, `raw(${seg.source}) inserts the value unquoted: anything in it runs as shell code; quote it unless it is trusted shell syntax`, CODES.lintRawInterpolation, { offset: seg.offset });
+          w(
+            s.path,
+            `raw(${seg.source}) inserts the value unquoted: anything in it runs as shell code; quote it unless it is trusted shell syntax`,
+            CODES.lintRawInterpolation,
+            { offset: seg.offset },
+          );
         }
       }
-    } catch { /* invalid templates are validation errors, not lint */ }
+    } catch {
+      /* invalid templates are validation errors, not lint */
+    }
   }
   const steps = walkSteps(rb);
   const risk = rb.metadata.risk ?? 'medium';
   if (risk !== 'low' && !rb.rollback?.length && !steps.some(({ step }) => step.rollback?.length)) {
-    w(['metadata', 'risk'], `a ${risk}-risk runbook without any rollback step: a failure leaves hosts as they are`, CODES.lintNoRollback);
+    w(
+      ['metadata', 'risk'],
+      `a ${risk}-risk runbook without any rollback step: a failure leaves hosts as they are`,
+      CODES.lintNoRollback,
+    );
   }
-  if (!rb.metadata.description) w(['metadata'], 'no description: operators see it in the UI and in docs', CODES.lintNoDescription, { at: 'key' });
+  if (!rb.metadata.description)
+    w(['metadata'], 'no description: operators see it in the UI and in docs', CODES.lintNoDescription, { at: 'key' });
   for (const [name, spec] of Object.entries(rb.params ?? {})) {
-    if (!spec.description) w(['params', name], `param "${name}" has no description`, CODES.lintNoDescription, { at: 'key' });
+    if (!spec.description)
+      w(['params', name], `param "${name}" has no description`, CODES.lintNoDescription, { at: 'key' });
   }
   const everything = JSON.stringify([rb.targets, rb.steps, rb.rollback, rb.approval]);
   for (const name of Object.keys(rb.params ?? {})) {
-    if (!new RegExp(`params\\s*\\.\\s*${name}\\b`).test(everything)) w(['params', name], `param "${name}" is never used`, CODES.lintUnusedParam, { at: 'key' });
+    if (!new RegExp(`params\\s*\\.\\s*${name}\\b`).test(everything))
+      w(['params', name], `param "${name}" is never used`, CODES.lintUnusedParam, { at: 'key' });
   }
   for (const { step, path } of steps) {
-    if (!step.description && !step.name) w([...path, 'id'], `step "${step.id}" has no description`, CODES.lintNoDescription);
+    if (!step.description && !step.name)
+      w([...path, 'id'], `step "${step.id}" has no description`, CODES.lintNoDescription);
     if ((step.ssh || step.http) && !step.timeout && !step.until) {
       w([...path, 'id'], `step "${step.id}" has no timeout; it may run for the default 10m`, CODES.lintNoTimeout);
     }

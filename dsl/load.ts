@@ -27,7 +27,13 @@ export function loadRunbookText(file: string, text: string): LoadedRunbook {
   const src = parseYamlSource(file, text);
   const problems = [...src.problems];
   if (!src.broken && (src.data === null || src.data === undefined)) {
-    problems.push(src.problem([], 'the file is empty: a runbook is a mapping with apiVersion, kind, metadata and steps', CODES.wrongType));
+    problems.push(
+      src.problem(
+        [],
+        'the file is empty: a runbook is a mapping with apiVersion, kind, metadata and steps',
+        CODES.wrongType,
+      ),
+    );
   } else if (!src.broken) {
     const schemaProblems = validateAgainstSchema(schema, src);
     problems.push(...schemaProblems);
@@ -40,7 +46,13 @@ export function loadRunbookText(file: string, text: string): LoadedRunbook {
       });
       const stem = path.basename(file).replace(/\.ya?ml$/, '');
       if (stem !== rb.metadata.name && /\.ya?ml$/.test(file)) {
-        problems.push(src.problem(['metadata', 'name'], `name "${rb.metadata.name}" does not match the file name "${path.basename(file)}"; runbooks are found by name, so call the file ${rb.metadata.name}.yaml`, CODES.nameMismatch));
+        problems.push(
+          src.problem(
+            ['metadata', 'name'],
+            `name "${rb.metadata.name}" does not match the file name "${path.basename(file)}"; runbooks are found by name, so call the file ${rb.metadata.name}.yaml`,
+            CODES.nameMismatch,
+          ),
+        );
       }
     }
   }
@@ -61,7 +73,10 @@ export function loadRunbookFile(file: string): LoadedRunbook {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new UserError(`Cannot read runbook ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}.`, { cause: err });
+    throw new UserError(
+      `Cannot read runbook ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}.`,
+      { cause: err },
+    );
   }
   return loadRunbookText(file, text);
 }
@@ -81,6 +96,13 @@ export function resolveRunbookPath(nameOrPath: string, dir: string): string {
     const candidate = path.join(dir, nameOrPath + ext);
     if (fs.existsSync(candidate)) return candidate;
   }
-  const known = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && !f.includes('inventory')).map((f) => f.replace(/\.ya?ml$/, '')) : [];
-  throw new RunbookNotFoundError(`No runbook named "${nameOrPath}" in ${dir}${known.length ? ` (there are: ${known.join(', ')})` : ''}. Give a name from that directory, a path to a YAML file, or set RUNBOOK_DIR.`);
+  const known = fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((f) => /\.ya?ml$/.test(f) && !f.includes('inventory'))
+        .map((f) => f.replace(/\.ya?ml$/, ''))
+    : [];
+  throw new RunbookNotFoundError(
+    `No runbook named "${nameOrPath}" in ${dir}${known.length ? ` (there are: ${known.join(', ')})` : ''}. Give a name from that directory, a path to a YAML file, or set RUNBOOK_DIR.`,
+  );
 }

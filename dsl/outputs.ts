@@ -28,13 +28,23 @@ export function extractOutputs(step: StepDoc, result: StepResultView): Record<st
   const out: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(step.outputs ?? {})) {
     const trim = spec.trim ?? true;
-    const text = (s: string | undefined) => (trim ? (s ?? '').trim() : s ?? '');
+    const text = (s: string | undefined) => (trim ? (s ?? '').trim() : (s ?? ''));
     switch (spec.from) {
-      case 'stdout': out[name] = text(result.stdout); break;
-      case 'stderr': out[name] = text(result.stderr); break;
-      case 'exitCode': out[name] = result.exitCode; break;
-      case 'status': out[name] = result.status; break;
-      case 'body': out[name] = text(result.body); break;
+      case 'stdout':
+        out[name] = text(result.stdout);
+        break;
+      case 'stderr':
+        out[name] = text(result.stderr);
+        break;
+      case 'exitCode':
+        out[name] = result.exitCode;
+        break;
+      case 'status':
+        out[name] = result.status;
+        break;
+      case 'body':
+        out[name] = text(result.body);
+        break;
       case 'json': {
         const doc = result.json !== undefined ? result.json : parseJson(result.stdout);
         try {

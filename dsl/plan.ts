@@ -78,7 +78,10 @@ function readsOutputs(value: unknown): boolean {
   const collect = (v: unknown) => {
     if (typeof v === 'string') texts.push(v);
     else if (Array.isArray(v)) v.forEach(collect);
-    else if (v && typeof v === 'object') Object.entries(v).forEach(([k, x]) => { if (!['parallel', 'rollback'].includes(k)) collect(x); });
+    else if (v && typeof v === 'object')
+      Object.entries(v).forEach(([k, x]) => {
+        if (!['parallel', 'rollback'].includes(k)) collect(x);
+      });
   };
   collect(value);
   return texts.some((t) => /\bsteps\s*\./.test(t) || /\bsteps\s*\[/.test(t));
@@ -89,22 +92,35 @@ type Resolve = (selector: string) => TargetHost[];
 /** Plans one step for one context; outputs of earlier steps are shown as placeholders. */
 function planStep(step: StepDoc, ctx: Record<string, unknown>, path: string, resolve: Resolve): PlannedStep {
   const base: PlannedStep = {
-    id: step.id, path, kind: (['ssh', 'http', 'sleep', 'approval', 'notify', 'runbook', 'parallel'] as const).find((k) => step[k] !== undefined)!,
-    timeout: step.timeout, retry: step.retry?.attempts, continueOnError: step.continueOnError,
-    until: step.until ? { every: step.until.every, timeout: step.until.timeout, condition: step.until.condition } : undefined,
+    id: step.id,
+    path,
+    kind: (['ssh', 'http', 'sleep', 'approval', 'notify', 'runbook', 'parallel'] as const).find(
+      (k) => step[k] !== undefined,
+    )!,
+    timeout: step.timeout,
+    retry: step.retry?.attempts,
+    continueOnError: step.continueOnError,
+    until: step.until
+      ? { every: step.until.every, timeout: step.until.timeout, condition: step.until.condition }
+      : undefined,
   };
   if (step.when !== undefined) {
-    base.when = references(step.when).some((r) => r[0] === 'steps') ? 'runtime' : Boolean(renderValue(`\${{ ${step.when} }}`, ctx));
+    base.when = references(step.when).some((r) => r[0] === 'steps')
+      ? 'runtime'
+      : Boolean(renderValue(`\${{ ${step.when} }}`, ctx));
   }
   if (step.targets !== undefined) {
     const selector = renderValue(step.targets, ctx);
-    base.on = resolve(Array.isArray(selector) ? selector.join(',') : String(selector))
-      .map((host) => ({ target: host.name, action: renderStep(step, { ...ctx, target: targetView(host) }) }));
+    base.on = resolve(Array.isArray(selector) ? selector.join(',') : String(selector)).map((host) => ({
+      target: host.name,
+      action: renderStep(step, { ...ctx, target: targetView(host) }),
+    }));
   } else {
     base.action = renderStep(step, ctx);
   }
   base.dependsOnOutputs = readsOutputs(step) || undefined;
-  if (step.parallel) base.children = step.parallel.steps.map((s, i) => planStep(s, ctx, `${path}.parallel.steps[${i}]`, resolve));
+  if (step.parallel)
+    base.children = step.parallel.steps.map((s, i) => planStep(s, ctx, `${path}.parallel.steps[${i}]`, resolve));
   if (step.rollback) base.rollback = step.rollback.map((s, i) => planStep(s, ctx, `${path}.rollback[${i}]`, resolve));
   return base;
 }
@@ -112,11 +128,15 @@ function planStep(step: StepDoc, ctx: Record<string, unknown>, path: string, res
 /** Placeholder outputs, so templates that read earlier steps render as `<steps.ID.outputs.NAME>`. */
 function placeholderSteps(rb: RunbookDoc): Record<string, { outputs: Record<string, string>; status: string }> {
   const out: Record<string, { outputs: Record<string, string>; status: string }> = {};
-  const visit = (steps: StepDoc[] | undefined) => (steps ?? []).forEach((s) => {
-    out[s.id] = { outputs: Object.fromEntries(Object.keys(s.outputs ?? {}).map((o) => [o, `<steps.${s.id}.outputs.${o}>`])), status: `<steps.${s.id}.status>` };
-    visit(s.parallel?.steps);
-    visit(s.rollback);
-  });
+  const visit = (steps: StepDoc[] | undefined) =>
+    (steps ?? []).forEach((s) => {
+      out[s.id] = {
+        outputs: Object.fromEntries(Object.keys(s.outputs ?? {}).map((o) => [o, `<steps.${s.id}.outputs.${o}>`])),
+        status: `<steps.${s.id}.status>`,
+      };
+      visit(s.parallel?.steps);
+      visit(s.rollback);
+    });
   visit(rb.steps);
   return out;
 }
@@ -139,7 +159,12 @@ export function planTargets(input: PlanInput): { selector?: string; hosts: Targe
   const ctx = buildContext(input.params, undefined, rb, input.run, input.alert);
   const value = renderValue(rb.targets, ctx);
   const selector = Array.isArray(value) ? value.join(',') : String(value);
-  if (!input.inventory) return { selector, hosts: [], errors: [{ message: `this runbook acts on targets (${selector}): give an inventory`, code: 'RB1403' }] };
+  if (!input.inventory)
+    return {
+      selector,
+      hosts: [],
+      errors: [{ message: `this runbook acts on targets (${selector}): give an inventory`, code: 'RB1403' }],
+    };
   const { hosts, errors } = resolveTargets(input.inventory, selector);
   return { selector, hosts, errors };
 }
@@ -166,15 +191,33 @@ export function planRun(input: PlanInput): PlanResult {
     stepErrors.push(...r.errors);
     return r.hosts;
   };
-  const contexts = (rb.targets === undefined ? [undefined] : hosts).map((h) => ({ target: h, ctx: buildContext(input.params, h, rb, input.run, input.alert, steps) }));
+  const contexts = (rb.targets === undefined ? [undefined] : hosts).map((h) => ({
+    target: h,
+    ctx: buildContext(input.params, h, rb, input.run, input.alert, steps),
+  }));
   const plan: Plan = {
-    runbook: rb.metadata.name, contentHash: input.contentHash, risk: rb.metadata.risk ?? 'medium', params: input.params, selector,
+    runbook: rb.metadata.name,
+    contentHash: input.contentHash,
+    risk: rb.metadata.risk ?? 'medium',
+    params: input.params,
+    selector,
     targets: hosts.map((h) => h.name),
-    strategy: { type: rb.strategy?.type ?? 'rolling', batches, limit: rb.strategy?.limit, maxFailures: failureThreshold(hosts.length, rb.strategy) },
+    strategy: {
+      type: rb.strategy?.type ?? 'rolling',
+      batches,
+      limit: rb.strategy?.limit,
+      maxFailures: failureThreshold(hosts.length, rb.strategy),
+    },
     approval: rb.approval ? renderStep({ id: 'approval', approval: rb.approval }, contexts[0]?.ctx ?? {}) : undefined,
     hostLocks: rb.locks?.hosts ?? 'wait',
-    perTarget: contexts.map(({ target, ctx }) => ({ target: target?.name ?? null, steps: rb.steps.map((s, n) => planStep(s, ctx, `steps[${n}]`, resolve)) })),
-    rollback: contexts.map(({ target, ctx }) => ({ target: target?.name ?? null, steps: [...(rb.rollback ?? [])].map((s, n) => planStep(s, ctx, `rollback[${n}]`, resolve)).reverse() })),
+    perTarget: contexts.map(({ target, ctx }) => ({
+      target: target?.name ?? null,
+      steps: rb.steps.map((s, n) => planStep(s, ctx, `steps[${n}]`, resolve)),
+    })),
+    rollback: contexts.map(({ target, ctx }) => ({
+      target: target?.name ?? null,
+      steps: [...(rb.rollback ?? [])].map((s, n) => planStep(s, ctx, `rollback[${n}]`, resolve)).reverse(),
+    })),
   };
   if (stepErrors.length > 0) return { ok: false, errors: stepErrors };
   return { ok: true, plan };

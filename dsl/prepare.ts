@@ -24,7 +24,11 @@ export type PrepareFailure = (typeof FAILURES)[
 export class PrepareError extends Error {
   override name = 'PrepareError' as const;
 
-  constructor(readonly type: PrepareFailure, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly type: PrepareFailure,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
   }
 }
@@ -41,7 +45,13 @@ export function loadValidRunbook(file: string): ValidRunbook {
     throw new PrepareError(FAILURES.unknownRunbook, (err as Error).message, { cause: err });
   }
   if (!loaded.runbook) {
-    throw new PrepareError(FAILURES.runbookInvalid, `${loaded.file} is not a valid runbook:\n${loaded.problems.filter((p) => p.severity === 'error').map(formatProblem).join('\n')}`);
+    throw new PrepareError(
+      FAILURES.runbookInvalid,
+      `${loaded.file} is not a valid runbook:\n${loaded.problems
+        .filter((p) => p.severity === 'error')
+        .map(formatProblem)
+        .join('\n')}`,
+    );
   }
   return loaded as ValidRunbook;
 }
@@ -52,15 +62,24 @@ export function loadValidInventory(file: string): Inventory {
   try {
     loaded = loadInventoryFile(file);
   } catch (err) {
-    throw new PrepareError(FAILURES.inventoryInvalid, err instanceof UserError ? err.message : String(err), { cause: err });
+    throw new PrepareError(FAILURES.inventoryInvalid, err instanceof UserError ? err.message : String(err), {
+      cause: err,
+    });
   }
-  if (!loaded.inventory) throw new PrepareError(FAILURES.inventoryInvalid, `Inventory ${file} is invalid:\n${loaded.problems.map(formatProblem).join('\n')}`);
+  if (!loaded.inventory)
+    throw new PrepareError(
+      FAILURES.inventoryInvalid,
+      `Inventory ${file} is invalid:\n${loaded.problems.map(formatProblem).join('\n')}`,
+    );
   return loaded.inventory;
 }
 
 /** The message of targets that do not resolve (the run's selector, or a step's). */
 export function targetsProblem(runbook: RunbookDoc, errors: SelectorError[]): PrepareError {
-  return new PrepareError(FAILURES.targetsInvalid, `Cannot resolve the targets of ${runbook.metadata.name}:\n${errors.map((e) => `targets: ${e.message} [${e.code}]`).join('\n')}`);
+  return new PrepareError(
+    FAILURES.targetsInvalid,
+    `Cannot resolve the targets of ${runbook.metadata.name}:\n${errors.map((e) => `targets: ${e.message} [${e.code}]`).join('\n')}`,
+  );
 }
 
 export interface RunPreparation {
@@ -96,11 +115,22 @@ export function prepareRunbook(input: RunPreparation): PreparedRunbook {
   const { values, errors } = coerceParams(rb.params ?? {}, input.params, Object.keys(rb.secrets ?? {}));
   if (errors.length) {
     const where = input.paramsNameFile ? ` (${loaded.file})` : '';
-    throw new PrepareError(FAILURES.paramsInvalid, `Invalid params for ${rb.metadata.name}${where}:\n${errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`).join('\n')}`);
+    throw new PrepareError(
+      FAILURES.paramsInvalid,
+      `Invalid params for ${rb.metadata.name}${where}:\n${errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`).join('\n')}`,
+    );
   }
   const inventoryFile = input.inventoryFile();
   const inventory = inventoryFile ? loadValidInventory(inventoryFile) : undefined;
-  const prepared = { runbook: rb, contentHash: loaded.contentHash, file: loaded.file, params: values, inventory, run: input.run, alert: input.alert };
+  const prepared = {
+    runbook: rb,
+    contentHash: loaded.contentHash,
+    file: loaded.file,
+    params: values,
+    inventory,
+    run: input.run,
+    alert: input.alert,
+  };
   const targets = planTargets(prepared);
   if (targets.errors.length) throw targetsProblem(rb, targets.errors);
   return { ...prepared, selector: targets.selector, hosts: targets.hosts };

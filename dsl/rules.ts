@@ -10,7 +10,12 @@ import { parseSelector } from './selector';
 import { didYouMean } from './suggest';
 
 export type FieldPath = (string | number)[];
-export type Reporter = (path: FieldPath, message: string, code: Code, opts?: { at?: 'key' | 'value'; offset?: number }) => Problem;
+export type Reporter = (
+  path: FieldPath,
+  message: string,
+  code: Code,
+  opts?: { at?: 'key' | 'value'; offset?: number },
+) => Problem;
 
 /** Every step with its path, in document (execution) order, nested parallel and rollback steps included. */
 export function walkSteps(rb: RunbookDoc): { step: StepDoc; path: FieldPath; inRollback: boolean }[] {
@@ -35,7 +40,17 @@ export function stepKinds(step: StepDoc): string[] {
 
 const TARGET_FIELDS = ['name', 'address', 'port', 'user', 'zone', 'labels', 'vars'];
 /** Keys whose strings are not templates. */
-const PLAIN_KEYS = new Set(['id', 'name', 'description', 'when', 'condition', 'zone', 'rollback', 'parallel', 'outputs']);
+const PLAIN_KEYS = new Set([
+  'id',
+  'name',
+  'description',
+  'when',
+  'condition',
+  'zone',
+  'rollback',
+  'parallel',
+  'outputs',
+]);
 
 /** Every template string inside a step (its own fields only; child steps are visited on their own). */
 function templateStrings(value: unknown, path: FieldPath, out: { text: string; path: FieldPath }[], top = true): void {
@@ -64,27 +79,56 @@ function checkExpr(source: string, path: FieldPath, offset: number, scope: Scope
     checkExpression(source);
   } catch (err) {
     const overLimit = err instanceof ExpressionError && err.overLimit;
-    report(path, `${overLimit ? 'expression too complex' : 'invalid expression'}: ${(err as Error).message}`, overLimit ? CODES.expressionTooComplex : CODES.badExpression, { offset });
+    report(
+      path,
+      `${overLimit ? 'expression too complex' : 'invalid expression'}: ${(err as Error).message}`,
+      overLimit ? CODES.expressionTooComplex : CODES.badExpression,
+      { offset },
+    );
     return;
   }
   for (const ref of references(source)) {
     const [root, name, third, fourth] = ref;
     if (!(ROOT_VARIABLES as readonly string[]).includes(root!) || (root === 'result' && !scope.allowResult)) {
       const allowed = ROOT_VARIABLES.filter((r) => r !== 'result' || scope.allowResult);
-      report(path, `unknown variable "${root}" in \`${source}\`${didYouMean(root!, allowed)}; expressions start from ${allowed.join(', ')}`, CODES.unknownVariable, { offset });
+      report(
+        path,
+        `unknown variable "${root}" in \`${source}\`${didYouMean(root!, allowed)}; expressions start from ${allowed.join(', ')}`,
+        CODES.unknownVariable,
+        { offset },
+      );
     } else if (root === 'params' && name !== undefined && !scope.params.includes(name)) {
-      report(path, `unknown param "${name}" in \`${source}\`${didYouMean(name, scope.params)}`, CODES.unknownParam, { offset });
+      report(path, `unknown param "${name}" in \`${source}\`${didYouMean(name, scope.params)}`, CODES.unknownParam, {
+        offset,
+      });
     } else if (root === 'secrets' && name !== undefined && !scope.secrets.includes(name)) {
-      report(path, `unknown secret "${name}" in \`${source}\`${didYouMean(name, scope.secrets)}; declare it under secrets`, CODES.unknownSecret, { offset });
+      report(
+        path,
+        `unknown secret "${name}" in \`${source}\`${didYouMean(name, scope.secrets)}; declare it under secrets`,
+        CODES.unknownSecret,
+        { offset },
+      );
     } else if (root === 'target' && name !== undefined && !TARGET_FIELDS.includes(name)) {
-      report(path, `unknown target field "${name}" in \`${source}\`${didYouMean(name, TARGET_FIELDS)}; a target has ${TARGET_FIELDS.join(', ')}`, CODES.unknownVariable, { offset });
+      report(
+        path,
+        `unknown target field "${name}" in \`${source}\`${didYouMean(name, TARGET_FIELDS)}; a target has ${TARGET_FIELDS.join(', ')}`,
+        CODES.unknownVariable,
+        { offset },
+      );
     } else if (root === 'steps' && name !== undefined) {
       const outputs = scope.steps.get(name);
       if (!outputs) {
-        const why = scope.allIds.includes(name) ? `step "${name}" runs after this one` : `unknown step "${name}"${didYouMean(name, [...scope.steps.keys()])}`;
+        const why = scope.allIds.includes(name)
+          ? `step "${name}" runs after this one`
+          : `unknown step "${name}"${didYouMean(name, [...scope.steps.keys()])}`;
         report(path, `${why} in \`${source}\`; only earlier steps can be referenced`, CODES.unknownStep, { offset });
       } else if (third === 'outputs' && fourth !== undefined && !outputs.includes(fourth)) {
-        report(path, `step "${name}" has no output "${fourth}"${didYouMean(fourth, outputs)}${outputs.length ? `; it declares ${outputs.join(', ')}` : '; it declares no outputs'}`, CODES.unknownOutput, { offset });
+        report(
+          path,
+          `step "${name}" has no output "${fourth}"${didYouMean(fourth, outputs)}${outputs.length ? `; it declares ${outputs.join(', ')}` : '; it declares no outputs'}`,
+          CODES.unknownOutput,
+          { offset },
+        );
       }
     }
   }
@@ -95,7 +139,9 @@ function checkTemplate(text: string, path: FieldPath, scope: Scope, report: Repo
   try {
     segments = parseTemplate(text);
   } catch (err) {
-    report(path, `invalid template: ${(err as Error).message}`, CODES.badExpression, { offset: err instanceof ExpressionError ? err.offset : 0 });
+    report(path, `invalid template: ${(err as Error).message}`, CODES.badExpression, {
+      offset: err instanceof ExpressionError ? err.offset : 0,
+    });
     return;
   }
   for (const seg of segments) if (seg.kind === 'expr') checkExpr(seg.source, path, seg.offset, scope, report);
@@ -104,14 +150,25 @@ function checkTemplate(text: string, path: FieldPath, scope: Scope, report: Repo
 function checkParams(params: Record<string, ParamDoc>, secrets: string[], report: Reporter): void {
   for (const [name, spec] of Object.entries(params)) {
     const at: FieldPath = ['params', name];
-    if (spec.type === 'enum' && !spec.values) report(at, 'an enum param needs "values"', CODES.paramShape, { at: 'key' });
-    if (spec.type !== 'enum' && spec.values) report([...at, 'values'], `"values" only applies to enum params, not ${spec.type}`, CODES.paramShape, { at: 'key' });
-    if (spec.type !== 'list' && spec.items) report([...at, 'items'], `"items" only applies to list params, not ${spec.type}`, CODES.paramShape, { at: 'key' });
+    if (spec.type === 'enum' && !spec.values)
+      report(at, 'an enum param needs "values"', CODES.paramShape, { at: 'key' });
+    if (spec.type !== 'enum' && spec.values)
+      report([...at, 'values'], `"values" only applies to enum params, not ${spec.type}`, CODES.paramShape, {
+        at: 'key',
+      });
+    if (spec.type !== 'list' && spec.items)
+      report([...at, 'items'], `"items" only applies to list params, not ${spec.type}`, CODES.paramShape, {
+        at: 'key',
+      });
     if (spec.pattern !== undefined) {
       try {
         new RegExp(spec.pattern, 'u');
       } catch (err) {
-        report([...at, 'pattern'], `invalid regular expression: ${(err as Error).message.replace(/^Invalid regular expression: /, '')}`, CODES.badPattern);
+        report(
+          [...at, 'pattern'],
+          `invalid regular expression: ${(err as Error).message.replace(/^Invalid regular expression: /, '')}`,
+          CODES.badPattern,
+        );
         continue;
       }
     }
@@ -136,52 +193,91 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
         const parsed = parseSelector(rb.targets);
         if (!parsed.ok) report(['targets'], parsed.message, CODES.badSelector);
       }
-    } catch { /* reported by checkTemplate */ }
+    } catch {
+      /* reported by checkTemplate */
+    }
     checkTemplate(rb.targets, ['targets'], scope, report);
   }
 
   // Alert triggers fill params from the alert: each key must be a param, each value a valid template.
   for (const [key, value] of Object.entries(rb.on?.alert?.params ?? {})) {
     const at: FieldPath = ['on', 'alert', 'params', key];
-    if (!params.includes(key)) report(at, `unknown param "${key}"${didYouMean(key, params)}; an alert can only fill declared params`, CODES.unknownParam, { at: 'key' });
+    if (!params.includes(key))
+      report(
+        at,
+        `unknown param "${key}"${didYouMean(key, params)}; an alert can only fill declared params`,
+        CODES.unknownParam,
+        { at: 'key' },
+      );
     checkTemplate(value, at, { params, secrets, steps: new Map(), allowResult: false, allIds: [] }, report);
   }
 
   if (rb.metadata.risk === 'high' && !rb.approval && !rb.steps[0]?.approval) {
-    report(['metadata', 'risk'], 'a high-risk runbook needs an approval before any change: add a top-level "approval" or make the first step an approval', CODES.approvalRequired);
+    report(
+      ['metadata', 'risk'],
+      'a high-risk runbook needs an approval before any change: add a top-level "approval" or make the first step an approval',
+      CODES.approvalRequired,
+    );
   }
 
   const seen = new Map<string, string>();
   const defined = new Map<string, string[]>();
   const mainIds = new Map<string, string[]>();
   const allIds = walkSteps(rb).map(({ step }) => step.id);
-  for (const { step, path } of walkSteps(rb)) if (path[0] === 'steps') mainIds.set(step.id, Object.keys(step.outputs ?? {}));
+  for (const { step, path } of walkSteps(rb))
+    if (path[0] === 'steps') mainIds.set(step.id, Object.keys(step.outputs ?? {}));
   for (const { step, path, inRollback } of walkSteps(rb)) {
-    const where = path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').slice(1);
+    const where = path
+      .map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`))
+      .join('')
+      .slice(1);
     const first = seen.get(step.id);
-    if (first) report([...path, 'id'], `duplicate step id "${step.id}" (first used at ${first})`, CODES.duplicateStepId);
+    if (first)
+      report([...path, 'id'], `duplicate step id "${step.id}" (first used at ${first})`, CODES.duplicateStepId);
     else seen.set(step.id, where);
 
     const kinds = stepKinds(step);
-    if (kinds.length === 0) report(path, `step "${step.id}" does nothing: give it exactly one of ${STEP_KINDS.join(', ')}`, CODES.stepKind);
-    if (kinds.length > 1) report([...path, kinds[1]!], `step "${step.id}" has ${kinds.join(' and ')}: a step does exactly one thing; split it`, CODES.stepKind, { at: 'key' });
+    if (kinds.length === 0)
+      report(path, `step "${step.id}" does nothing: give it exactly one of ${STEP_KINDS.join(', ')}`, CODES.stepKind);
+    if (kinds.length > 1)
+      report(
+        [...path, kinds[1]!],
+        `step "${step.id}" has ${kinds.join(' and ')}: a step does exactly one thing; split it`,
+        CODES.stepKind,
+        { at: 'key' },
+      );
     if (step.ssh) {
       const actions = (['run', 'script', 'upload'] as const).filter((a) => step.ssh?.[a] !== undefined);
       if (actions.length !== 1) {
-        report([...path, 'ssh'], actions.length === 0 ? 'an ssh step needs one of run, script, upload' : `an ssh step takes one of run, script, upload, not ${actions.join(' and ')}`, CODES.sshAction);
+        report(
+          [...path, 'ssh'],
+          actions.length === 0
+            ? 'an ssh step needs one of run, script, upload'
+            : `an ssh step takes one of run, script, upload, not ${actions.join(' and ')}`,
+          CODES.sshAction,
+        );
       }
     }
     if (step.targets !== undefined && !step.targets.includes('${{')) {
       const parsed = parseSelector(step.targets);
       if (!parsed.ok) report([...path, 'targets'], parsed.message, CODES.badSelector);
     }
-    if (step.http?.auth?.bearer) checkSecretRef(step.http.auth.bearer, [...path, 'http', 'auth', 'bearer'], secrets, report);
-    if (step.http?.auth?.basic) checkSecretRef(step.http.auth.basic.password, [...path, 'http', 'auth', 'basic', 'password'], secrets, report);
+    if (step.http?.auth?.bearer)
+      checkSecretRef(step.http.auth.bearer, [...path, 'http', 'auth', 'bearer'], secrets, report);
+    if (step.http?.auth?.basic)
+      checkSecretRef(step.http.auth.basic.password, [...path, 'http', 'auth', 'basic', 'password'], secrets, report);
 
     // Rollback steps may read any main step; others only earlier ones.
-    const scope: Scope = { params, secrets, steps: inRollback ? new Map([...mainIds, ...defined]) : defined, allowResult: false, allIds };
+    const scope: Scope = {
+      params,
+      secrets,
+      steps: inRollback ? new Map([...mainIds, ...defined]) : defined,
+      allowResult: false,
+      allIds,
+    };
     if (step.when) checkExpr(step.when, [...path, 'when'], 0, scope, report);
-    if (step.until?.condition) checkExpr(step.until.condition, [...path, 'until', 'condition'], 0, { ...scope, allowResult: true }, report);
+    if (step.until?.condition)
+      checkExpr(step.until.condition, [...path, 'until', 'condition'], 0, { ...scope, allowResult: true }, report);
     const strings: { text: string; path: FieldPath }[] = [];
     templateStrings(step, path, strings);
     for (const s of strings) {
@@ -194,5 +290,6 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
 
 function checkSecretRef(ref: string, path: FieldPath, secrets: string[], report: Reporter): void {
   const name = ref.slice('secret:'.length);
-  if (!secrets.includes(name)) report(path, `unknown secret "${name}"${didYouMean(name, secrets)}; declare it under secrets`, CODES.unknownSecret);
+  if (!secrets.includes(name))
+    report(path, `unknown secret "${name}"${didYouMean(name, secrets)}; declare it under secrets`, CODES.unknownSecret);
 }

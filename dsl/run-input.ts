@@ -15,30 +15,73 @@ const PRINTABLE_RE = new RegExp(PRINTABLE);
 export function isPrintableText(value: unknown, max: number): value is string {
   return typeof value === 'string' && value.length > 0 && value.length <= max && PRINTABLE_RE.test(value);
 }
-const Text = (max: number, description: string) => Type.String({ minLength: 1, maxLength: max, pattern: PRINTABLE, description });
+const Text = (max: number, description: string) =>
+  Type.String({ minLength: 1, maxLength: max, pattern: PRINTABLE, description });
 
 /** How a run was started; `sub-runbook` is set by a parent run only. */
 export const TRIGGERS = ['manual', 'alert', 'schedule', 'sub-runbook'] as const;
 
-export const RunbookInputSchema = Type.Object({
-  runbook: Type.String({ pattern: NAME_PATTERN, maxLength: 128, description: 'Runbook name: NAME.yaml in the worker\'s runbook directory.' }),
-  params: Type.Optional(Type.Record(Type.String({ maxLength: 128 }), Type.Unknown(), { maxProperties: 200, description: 'Param values by name.' })),
-  inventory: Type.Optional(Text(1024, 'An inventory on the worker\'s allow-list (RUNBOOK_INVENTORY, RUNBOOK_INVENTORIES); default RUNBOOK_INVENTORY.')),
-  initiator: Type.Optional(Text(256, 'Who started it: an operator, an alert fingerprint, a schedule id.')),
-  trigger: Type.Optional(Type.Union(TRIGGERS.map((t) => Type.Literal(t)), { description: 'manual | alert | schedule (sub-runbook: parent runs only).' })),
-  alert: Type.Optional(Type.Record(Type.String({ maxLength: 128 }), Type.Unknown(), { maxProperties: 64, description: 'The alert that started the run.' })),
-  heldHosts: Type.Optional(Type.Array(Text(253, 'host'), { maxItems: 10_000, description: 'Internal: host locks the parent run holds.' })),
-}, { additionalProperties: false });
+export const RunbookInputSchema = Type.Object(
+  {
+    runbook: Type.String({
+      pattern: NAME_PATTERN,
+      maxLength: 128,
+      description: "Runbook name: NAME.yaml in the worker's runbook directory.",
+    }),
+    params: Type.Optional(
+      Type.Record(Type.String({ maxLength: 128 }), Type.Unknown(), {
+        maxProperties: 200,
+        description: 'Param values by name.',
+      }),
+    ),
+    inventory: Type.Optional(
+      Text(
+        1024,
+        "An inventory on the worker's allow-list (RUNBOOK_INVENTORY, RUNBOOK_INVENTORIES); default RUNBOOK_INVENTORY.",
+      ),
+    ),
+    initiator: Type.Optional(Text(256, 'Who started it: an operator, an alert fingerprint, a schedule id.')),
+    trigger: Type.Optional(
+      Type.Union(
+        TRIGGERS.map((t) => Type.Literal(t)),
+        { description: 'manual | alert | schedule (sub-runbook: parent runs only).' },
+      ),
+    ),
+    alert: Type.Optional(
+      Type.Record(Type.String({ maxLength: 128 }), Type.Unknown(), {
+        maxProperties: 64,
+        description: 'The alert that started the run.',
+      }),
+    ),
+    heldHosts: Type.Optional(
+      Type.Array(Text(253, 'host'), { maxItems: 10_000, description: 'Internal: host locks the parent run holds.' }),
+    ),
+  },
+  { additionalProperties: false },
+);
 
 export type RunbookInput = Static<typeof RunbookInputSchema>;
 
-export const RunCommandInputSchema = Type.Object({
-  host: Text(253, 'Inventory host name.'),
-  inventory: Type.Optional(Text(1024, 'An inventory on the worker\'s allow-list; default RUNBOOK_INVENTORY.')),
-  command: Type.String({ minLength: 1, maxLength: 64 * 1024, description: 'The command, run by the login user\'s shell.' }),
-  timeoutMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 7 * 24 * 3600_000, description: 'Kill the command after this long. @default 600000' })),
-  initiator: Type.Optional(Text(256, 'Who started it.')),
-}, { additionalProperties: false });
+export const RunCommandInputSchema = Type.Object(
+  {
+    host: Text(253, 'Inventory host name.'),
+    inventory: Type.Optional(Text(1024, "An inventory on the worker's allow-list; default RUNBOOK_INVENTORY.")),
+    command: Type.String({
+      minLength: 1,
+      maxLength: 64 * 1024,
+      description: "The command, run by the login user's shell.",
+    }),
+    timeoutMs: Type.Optional(
+      Type.Integer({
+        minimum: 1000,
+        maximum: 7 * 24 * 3600_000,
+        description: 'Kill the command after this long. @default 600000',
+      }),
+    ),
+    initiator: Type.Optional(Text(256, 'Who started it.')),
+  },
+  { additionalProperties: false },
+);
 
 export type RunCommandInput = Static<typeof RunCommandInputSchema>;
 
@@ -46,7 +89,13 @@ export type RunCommandInput = Static<typeof RunCommandInputSchema>;
 const MAX_REPORTED = 10;
 
 function fieldName(path: string): string {
-  return path === '' ? 'input' : `input${path.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p.replace(/[^\w-]/g, '?').slice(0, 64)}`)).join('')}`;
+  return path === ''
+    ? 'input'
+    : `input${path
+        .split('/')
+        .slice(1)
+        .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p.replace(/[^\w-]/g, '?').slice(0, 64)}`))
+        .join('')}`;
 }
 
 /** Nesting allowed in an input value: enough for any real param or alert, and far from any stack limit. */
@@ -71,12 +120,14 @@ export function tooDeep(value: unknown, limit = MAX_INPUT_DEPTH): string | undef
  */
 export function inputProblems(schema: TSchema, value: unknown): string[] {
   const deep = tooDeep(value);
-  if (deep !== undefined) return [`${fieldName(deep.split('/').slice(0, 4).join('/'))}: nested deeper than ${MAX_INPUT_DEPTH} levels`];
+  if (deep !== undefined)
+    return [`${fieldName(deep.split('/').slice(0, 4).join('/'))}: nested deeper than ${MAX_INPUT_DEPTH} levels`];
   if (Value.Check(schema, value)) return [];
   const allowed = schema.type === 'object' ? Object.keys(schema.properties as object) : [];
   const out: string[] = [];
   for (const e of Value.Errors(schema, value)) {
-    const message = e.message === 'Unexpected property' ? `unknown field; the input accepts only ${allowed.join(', ')}` : e.message;
+    const message =
+      e.message === 'Unexpected property' ? `unknown field; the input accepts only ${allowed.join(', ')}` : e.message;
     const line = `${fieldName(e.path)}: ${message}`;
     if (!out.includes(line)) out.push(line);
     if (out.length >= MAX_REPORTED) break;
@@ -85,11 +136,17 @@ export function inputProblems(schema: TSchema, value: unknown): string[] {
 }
 
 /** An operator's approve/reject (the `decide` signal's payload; untrusted like any input). */
-export const DecisionSchema = Type.Object({
-  id: Type.String({ maxLength: 300, pattern: '^(gate|(steps|rollback)\\[[0-9]+\\][^\\u0000-\\u001f\\u007f]*)$',
-    description: 'The approval: `gate`, a step path (every host waiting there), or PATH@HOST (one host).' }),
-  approve: Type.Boolean(),
-  by: Text(100, 'Who decides.'),
-  groups: Type.Optional(Type.Array(Text(100, 'group'), { maxItems: 20 })),
-  comment: Type.Optional(Type.String({ maxLength: 1000, pattern: PRINTABLE_LINES })),
-}, { additionalProperties: false });
+export const DecisionSchema = Type.Object(
+  {
+    id: Type.String({
+      maxLength: 300,
+      pattern: '^(gate|(steps|rollback)\\[[0-9]+\\][^\\u0000-\\u001f\\u007f]*)$',
+      description: 'The approval: `gate`, a step path (every host waiting there), or PATH@HOST (one host).',
+    }),
+    approve: Type.Boolean(),
+    by: Text(100, 'Who decides.'),
+    groups: Type.Optional(Type.Array(Text(100, 'group'), { maxItems: 20 })),
+    comment: Type.Optional(Type.String({ maxLength: 1000, pattern: PRINTABLE_LINES })),
+  },
+  { additionalProperties: false },
+);

@@ -48,16 +48,24 @@ type Term =
   | { kind: 'label'; key: string; value: string; exclude: boolean };
 
 const NAME = '[A-Za-z0-9_.:@-]+';
-const TERM = new RegExp(`^(!)?\\s*(?:(all|\\*)|group:(${NAME})|host:(${NAME})|label:([A-Za-z0-9_./-]+)=([^,]*)|(${NAME}))$`);
+const TERM = new RegExp(
+  `^(!)?\\s*(?:(all|\\*)|group:(${NAME})|host:(${NAME})|label:([A-Za-z0-9_./-]+)=([^,]*)|(${NAME}))$`,
+);
 
 export function parseSelector(text: string): { ok: true; terms: Term[] } | { ok: false; message: string } {
-  const parts = text.split(',').map((p) => p.trim()).filter((p) => p.length > 0);
+  const parts = text
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0);
   if (parts.length === 0) return { ok: false, message: 'empty target selector' };
   const terms: Term[] = [];
   for (const part of parts) {
     const m = TERM.exec(part);
     if (!m) {
-      return { ok: false, message: `invalid selector term ${JSON.stringify(part)}: expected all, group:NAME, host:NAME, label:KEY=VALUE or a name, optionally prefixed with !` };
+      return {
+        ok: false,
+        message: `invalid selector term ${JSON.stringify(part)}: expected all, group:NAME, host:NAME, label:KEY=VALUE or a name, optionally prefixed with !`,
+      };
     }
     const exclude = m[1] === '!';
     if (m[2]) terms.push({ kind: 'all', exclude });
@@ -70,7 +78,10 @@ export function parseSelector(text: string): { ok: true; terms: Term[] } | { ok:
   return { ok: true, terms };
 }
 
-export interface SelectorError { message: string; code: Code }
+export interface SelectorError {
+  message: string;
+  code: Code;
+}
 
 /** Hosts a selector picks, in inventory order; an unknown host or group is an error, as is an empty result. */
 export function resolveTargets(inv: InventoryData, selector: string): { hosts: TargetHost[]; errors: SelectorError[] } {
@@ -81,18 +92,31 @@ export function resolveTargets(inv: InventoryData, selector: string): { hosts: T
   const groupNames = Object.keys(inv.groups);
   const match = (term: Term): Set<string> => {
     switch (term.kind) {
-      case 'all': return new Set(hostNames);
-      case 'label': return new Set(inv.hosts.filter((h) => h.labels[term.key] === term.value).map((h) => h.name));
+      case 'all':
+        return new Set(hostNames);
+      case 'label':
+        return new Set(inv.hosts.filter((h) => h.labels[term.key] === term.value).map((h) => h.name));
       case 'host':
-        if (!hostNames.includes(term.name)) errors.push({ message: `unknown host "${term.name}"${didYouMean(term.name, hostNames)}`, code: CODES.unknownHost });
+        if (!hostNames.includes(term.name))
+          errors.push({
+            message: `unknown host "${term.name}"${didYouMean(term.name, hostNames)}`,
+            code: CODES.unknownHost,
+          });
         return new Set([term.name]);
       case 'group':
-        if (!(term.name in inv.groups)) errors.push({ message: `unknown group "${term.name}"${didYouMean(term.name, groupNames)}`, code: CODES.unknownGroup });
+        if (!(term.name in inv.groups))
+          errors.push({
+            message: `unknown group "${term.name}"${didYouMean(term.name, groupNames)}`,
+            code: CODES.unknownGroup,
+          });
         return new Set(inv.groups[term.name] ?? []);
       case 'name':
         if (hostNames.includes(term.name)) return new Set([term.name]);
         if (term.name in inv.groups) return new Set(inv.groups[term.name]);
-        errors.push({ message: `"${term.name}" is neither a host nor a group${didYouMean(term.name, [...hostNames, ...groupNames])}`, code: CODES.unknownHost });
+        errors.push({
+          message: `"${term.name}" is neither a host nor a group${didYouMean(term.name, [...hostNames, ...groupNames])}`,
+          code: CODES.unknownHost,
+        });
         return new Set();
     }
   };
@@ -100,6 +124,7 @@ export function resolveTargets(inv: InventoryData, selector: string): { hosts: T
   const exclude = new Set<string>();
   for (const term of parsed.terms) for (const name of match(term)) (term.exclude ? exclude : include).add(name);
   const hosts = inv.hosts.filter((h) => include.has(h.name) && !exclude.has(h.name));
-  if (errors.length === 0 && hosts.length === 0) errors.push({ message: `selector "${selector}" matches no hosts`, code: CODES.noTargets });
+  if (errors.length === 0 && hosts.length === 0)
+    errors.push({ message: `selector "${selector}" matches no hosts`, code: CODES.noTargets });
   return { hosts, errors };
 }

@@ -8,5 +8,7 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
   const [a, b] = [word.toLowerCase(), best.toLowerCase()];
   const d = distance(a, b);
   const transposed = d === 2 && [...a].sort().join('') === [...b].sort().join('');
-  return (d <= Math.max(1, 0.45 * Math.max(a.length, b.length)) && d < b.length) || transposed ? ` (did you mean "${best}"?)` : '';
+  return (d <= Math.max(1, 0.45 * Math.max(a.length, b.length)) && d < b.length) || transposed
+    ? ` (did you mean "${best}"?)`
+    : '';
 }

@@ -18,18 +18,24 @@ function validatorFor(schema: object): ValidateFunction {
   return v;
 }
 
-
 function kindOf(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
   if (typeof value === 'number') return Number.isInteger(value) ? `integer ${value}` : `number ${value}`;
-  if (typeof value === 'string') return `string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 37)}...` : value)}`;
+  if (typeof value === 'string')
+    return `string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 37)}...` : value)}`;
   return `${typeof value} ${String(value)}`;
 }
 
 const TYPE_NAMES: Record<string, string> = {
-  string: 'a string', integer: 'an integer', number: 'a number', boolean: 'true or false', object: 'a mapping', array: 'a list', null: 'null',
+  string: 'a string',
+  integer: 'an integer',
+  number: 'a number',
+  boolean: 'true or false',
+  object: 'a mapping',
+  array: 'a list',
+  null: 'null',
 };
 
 const PATTERN_NAMES: Record<string, string> = {
@@ -52,7 +58,11 @@ function describe(schema: Record<string, unknown>): string {
 
 function toPath(instancePath: string): FieldPath {
   if (!instancePath) return [];
-  return instancePath.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')).map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+  return instancePath
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
 }
 
 function convert(err: ErrorObject, src: YamlSource): Problem | undefined {
@@ -63,37 +73,64 @@ function convert(err: ErrorObject, src: YamlSource): Problem | undefined {
       const key = String((err.params as { additionalProperty: string }).additionalProperty);
       if (parent.patternProperties) {
         const pattern = Object.keys(parent.patternProperties as object)[0] ?? '';
-        return src.problem([...path, key], `invalid name "${key}": expected ${PATTERN_NAMES[pattern] ?? `a name matching ${pattern}`}`, CODES.badName, { at: 'key' });
+        return src.problem(
+          [...path, key],
+          `invalid name "${key}": expected ${PATTERN_NAMES[pattern] ?? `a name matching ${pattern}`}`,
+          CODES.badName,
+          { at: 'key' },
+        );
       }
       const known = Object.keys((parent.properties ?? {}) as object);
-      return src.problem([...path, key], `unknown key "${key}"${didYouMean(key, known)}; expected one of: ${known.join(', ')}`, CODES.unknownKey, { at: 'key' });
+      return src.problem(
+        [...path, key],
+        `unknown key "${key}"${didYouMean(key, known)}; expected one of: ${known.join(', ')}`,
+        CODES.unknownKey,
+        { at: 'key' },
+      );
     }
     case 'required': {
       const missing = String((err.params as { missingProperty: string }).missingProperty);
-      const p = src.problem(path, `missing required key "${missing}"`, CODES.missingField, { at: path.length ? 'key' : 'value' });
+      const p = src.problem(path, `missing required key "${missing}"`, CODES.missingField, {
+        at: path.length ? 'key' : 'value',
+      });
       return { ...p, path: p.path ? `${p.path}.${missing}` : missing };
     }
     case 'type':
       return src.problem(path, `expected ${describe(parent)}, found ${kindOf(err.data)}`, CODES.wrongType);
     case 'const':
-      return src.problem(path, `expected ${JSON.stringify(parent.const)}, found ${kindOf(err.data)}`, CODES.notAllowedValue);
+      return src.problem(
+        path,
+        `expected ${JSON.stringify(parent.const)}, found ${kindOf(err.data)}`,
+        CODES.notAllowedValue,
+      );
     case 'anyOf': {
       const branches = (parent.anyOf ?? []) as Record<string, unknown>[];
       if (branches.length > 0 && branches.every((b) => 'const' in b)) {
         const values = branches.map((b) => String(b.const));
         const hint = typeof err.data === 'string' ? didYouMean(err.data, values) : '';
-        return src.problem(path, `expected one of ${values.join(', ')}; found ${kindOf(err.data)}${hint}`, CODES.notAllowedValue);
+        return src.problem(
+          path,
+          `expected one of ${values.join(', ')}; found ${kindOf(err.data)}${hint}`,
+          CODES.notAllowedValue,
+        );
       }
       return src.problem(path, `expected ${describe(parent)}; found ${kindOf(err.data)}`, CODES.wrongType);
     }
     case 'pattern':
       return src.problem(path, `expected ${describe(parent)}; found ${kindOf(err.data)}`, CODES.badFormat);
-    case 'minItems': case 'maxItems': {
+    case 'minItems':
+    case 'maxItems': {
       const limit = (err.params as { limit: number }).limit;
       const n = Array.isArray(err.data) ? err.data.length : 0;
-      return src.problem(path, `needs ${err.keyword === 'minItems' ? 'at least' : 'at most'} ${limit} item${limit === 1 ? '' : 's'}; found ${n === 0 ? 'an empty list' : `${n}`}`, CODES.outOfRange);
+      return src.problem(
+        path,
+        `needs ${err.keyword === 'minItems' ? 'at least' : 'at most'} ${limit} item${limit === 1 ? '' : 's'}; found ${n === 0 ? 'an empty list' : `${n}`}`,
+        CODES.outOfRange,
+      );
     }
-    case 'minimum': case 'maximum': case 'minLength':
+    case 'minimum':
+    case 'maximum':
+    case 'minLength':
       return src.problem(path, `${err.message ?? 'out of range'}; found ${kindOf(err.data)}`, CODES.outOfRange);
     default:
       return src.problem(path, err.message ?? 'invalid', CODES.wrongType);
@@ -109,10 +146,17 @@ export function validateAgainstSchema(schema: object, src: YamlSource): Problem[
   if (validate(src.data)) return [];
   const errors = validate.errors ?? [];
   const anyOfPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath);
-  const kept = errors.filter((e) => (e.keyword === 'anyOf'
-    // A nested anyOf that failed is more specific than the one around it.
-    ? !errors.some((o) => o.keyword === 'anyOf' && o.schemaPath.startsWith(`${e.schemaPath}/`) && o.instancePath.startsWith(`${e.instancePath}/`))
-    : !anyOfPaths.some((p) => e.schemaPath.startsWith(`${p}/`))));
+  const kept = errors.filter((e) =>
+    e.keyword === 'anyOf'
+      ? // A nested anyOf that failed is more specific than the one around it.
+        !errors.some(
+          (o) =>
+            o.keyword === 'anyOf' &&
+            o.schemaPath.startsWith(`${e.schemaPath}/`) &&
+            o.instancePath.startsWith(`${e.instancePath}/`),
+        )
+      : !anyOfPaths.some((p) => e.schemaPath.startsWith(`${p}/`)),
+  );
   const problems: Problem[] = [];
   const seen = new Set<string>();
   for (const err of kept) {

@@ -2,7 +2,20 @@
 // map a field path back to line:col for every later check. Before parsing, a document is held to limits of size
 // and nesting depth (the parser, toJS and every later pass recurse, and a deep enough document takes the process
 // down with a native out-of-memory abort rather than an exception); aliases may expand only so far.
-import { CST, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
+import {
+  CST,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  Lexer,
+  LineCounter,
+  parseDocument,
+  type Document,
+  type Node,
+  type Pair,
+  type YAMLMap,
+} from 'yaml';
 import { CODES, pathString, type Code, type Problem } from './problems';
 
 export type FieldPath = (string | number)[];
@@ -20,7 +33,12 @@ export interface YamlSource {
   /** line:col of the value at `path` (or of its key, with `at: 'key'`); falls back to the nearest ancestor. */
   locate(path: FieldPath, at?: 'key' | 'value'): { line: number; col: number };
   /** A located problem at `path`. */
-  problem(path: FieldPath, message: string, code: Code, opts?: { at?: 'key' | 'value'; severity?: 'error' | 'warning'; offset?: number }): Problem;
+  problem(
+    path: FieldPath,
+    message: string,
+    code: Code,
+    opts?: { at?: 'key' | 'value'; severity?: 'error' | 'warning'; offset?: number },
+  ): Problem;
 }
 
 /** Lists and mappings inside each other, at most. Runbooks and inventories need a dozen or so. */
@@ -42,12 +60,22 @@ const MiB = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1).replace(/\.
 /** The problem of a file over its size limit (no position: it is about the whole file). */
 export function tooLargeProblem(file: string, bytes: number, limits: YamlLimits = {}): Problem {
   const max = limits.maxBytes ?? RUNBOOK_MAX_BYTES;
-  return { file, line: 0, col: 0, path: '', severity: 'error', code: CODES.tooLarge,
-    message: `the file is ${MiB(bytes)} (${bytes} bytes), more than the ${MiB(max)} ${limits.what ?? 'a runbook'} may have; refusing to parse it` };
+  return {
+    file,
+    line: 0,
+    col: 0,
+    path: '',
+    severity: 'error',
+    code: CODES.tooLarge,
+    message: `the file is ${MiB(bytes)} (${bytes} bytes), more than the ${MiB(max)} ${limits.what ?? 'a runbook'} may have; refusing to parse it`,
+  };
 }
 
 /** What a pass over the lexer's tokens found: where the document first nests too deep, and its first alias. */
-export interface YamlScan { tooDeepAt?: number; firstAliasAt?: number }
+export interface YamlScan {
+  tooDeepAt?: number;
+  firstAliasAt?: number;
+}
 
 /**
  * One pass over the lexer's flat token stream, building nothing and stopping at the first node deeper than
@@ -100,22 +128,31 @@ export function scanYaml(text: string, max = YAML_MAX_DEPTH): YamlScan {
       case 'newline':
         opensNode = true;
         break;
-      case 'byte-order-mark': case 'space': case 'comment': case 'comma': case 'directive-line':
+      case 'byte-order-mark':
+      case 'space':
+      case 'comment':
+      case 'comma':
+      case 'directive-line':
         break;
-      case 'doc-start': case 'doc-end':
+      case 'doc-start':
+      case 'doc-end':
         columns.length = 0;
         flow = 0;
         opensNode = true;
         break;
-      case 'flow-seq-start': case 'flow-map-start':
+      case 'flow-seq-start':
+      case 'flow-map-start':
         starts(at);
         flow += 1;
         if (columns.length + flow > max) return { tooDeepAt: at, firstAliasAt };
         break;
-      case 'flow-seq-end': case 'flow-map-end':
+      case 'flow-seq-end':
+      case 'flow-map-end':
         flow = Math.max(0, flow - 1);
         break;
-      case 'seq-item-ind': case 'explicit-key-ind': case 'map-value-ind':
+      case 'seq-item-ind':
+      case 'explicit-key-ind':
+      case 'map-value-ind':
         if (starts(at)) return { tooDeepAt: at, firstAliasAt };
         opensNode = flow === 0;
         break;
@@ -145,21 +182,46 @@ function linePos(text: string, offset: number): { line: number; col: number } {
 }
 
 /** The limit a document breaks before it is parsed (size, then depth) as a located problem, and the scan. */
-export function checkYamlLimits(file: string, text: string, limits: YamlLimits = {}): { problem?: Problem; scan?: YamlScan } {
+export function checkYamlLimits(
+  file: string,
+  text: string,
+  limits: YamlLimits = {},
+): { problem?: Problem; scan?: YamlScan } {
   const bytes = Buffer.byteLength(text);
   if (bytes > (limits.maxBytes ?? RUNBOOK_MAX_BYTES)) return { problem: tooLargeProblem(file, bytes, limits) };
   const scan = scanYaml(text);
   if (scan.tooDeepAt === undefined) return { scan };
-  return { scan, problem: { file, ...linePos(text, scan.tooDeepAt), path: '', severity: 'error', code: CODES.tooDeep,
-    message: `nesting deeper than ${YAML_MAX_DEPTH} levels of lists and mappings; refusing to parse further` } };
+  return {
+    scan,
+    problem: {
+      file,
+      ...linePos(text, scan.tooDeepAt),
+      path: '',
+      severity: 'error',
+      code: CODES.tooDeep,
+      message: `nesting deeper than ${YAML_MAX_DEPTH} levels of lists and mappings; refusing to parse further`,
+    },
+  };
 }
 
 /** A source for a document refused before parsing: no data, one problem. */
 export function refusedSource(file: string, text: string, problem: Problem): YamlSource {
   const at = { line: problem.line || 1, col: problem.col || 1 };
   return {
-    file, text, data: undefined, problems: [problem], broken: true, locate: () => at,
-    problem: (path, message, code, opts = {}) => ({ file, ...at, path: pathString(path), message, code, severity: opts.severity ?? 'error' }),
+    file,
+    text,
+    data: undefined,
+    problems: [problem],
+    broken: true,
+    locate: () => at,
+    problem: (path, message, code, opts = {}) => ({
+      file,
+      ...at,
+      path: pathString(path),
+      message,
+      code,
+      severity: opts.severity ?? 'error',
+    }),
   };
 }
 
@@ -183,16 +245,34 @@ export function parseYamlSource(file: string, text: string, limits: YamlLimits =
       syntaxLines.add(pos.line);
     }
     const line = lines[pos.line - 1] ?? '';
-    const hint = !duplicate && /\{[^}'"]*\$\{\{/.test(line) ? '; a value containing ${{ }} inside a { } flow mapping must be quoted' : '';
+    const hint =
+      !duplicate && /\{[^}'"]*\$\{\{/.test(line)
+        ? '; a value containing ${{ }} inside a { } flow mapping must be quoted'
+        : '';
     const message = duplicate
       ? `duplicate key${keyAt(text, err.pos[0])}: a key may appear once per mapping`
       : `YAML syntax error: ${err.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}${hint}`;
-    problems.push({ file, line: pos.line, col: pos.col, path: '', message, code: duplicate ? CODES.duplicateKey : CODES.yamlSyntax, severity: 'error' });
+    problems.push({
+      file,
+      line: pos.line,
+      col: pos.col,
+      path: '',
+      message,
+      code: duplicate ? CODES.duplicateKey : CODES.yamlSyntax,
+      severity: 'error',
+    });
   }
   for (const offset of duplicateKeys(doc)) {
     const pos = lineCounter.linePos(offset);
-    problems.push({ file, line: pos.line, col: pos.col, path: '', message: `duplicate key${keyAt(text, offset)}: a key may appear once per mapping`,
-      code: CODES.duplicateKey, severity: 'error' });
+    problems.push({
+      file,
+      line: pos.line,
+      col: pos.col,
+      path: '',
+      message: `duplicate key${keyAt(text, offset)}: a key may appear once per mapping`,
+      code: CODES.duplicateKey,
+      severity: 'error',
+    });
   }
   let data: unknown;
   if (!broken) {
@@ -207,7 +287,13 @@ export function parseYamlSource(file: string, text: string, limits: YamlLimits =
       }
     } catch (err) {
       broken = true;
-      problems.push(aliasProblem(file, lineCounter.linePos(scan?.firstAliasAt ?? 0), err instanceof Error ? err.message : String(err)));
+      problems.push(
+        aliasProblem(
+          file,
+          lineCounter.linePos(scan?.firstAliasAt ?? 0),
+          err instanceof Error ? err.message : String(err),
+        ),
+      );
     }
   }
 
@@ -217,7 +303,8 @@ export function parseYamlSource(file: string, text: string, limits: YamlLimits =
     let index = indexes.get(map);
     if (!index) {
       index = new Map();
-      for (const p of map.items) if (isPair(p) && isScalar(p.key) && !index.has(String(p.key.value))) index.set(String(p.key.value), p);
+      for (const p of map.items)
+        if (isPair(p) && isScalar(p.key) && !index.has(String(p.key.value))) index.set(String(p.key.value), p);
       indexes.set(map, index);
     }
     return index.get(key);
@@ -253,7 +340,12 @@ export function parseYamlSource(file: string, text: string, limits: YamlLimits =
   };
 
   return {
-    file, text, data, problems, broken, locate,
+    file,
+    text,
+    data,
+    problems,
+    broken,
+    locate,
     problem(path, message, code, opts = {}) {
       let pos = locate(path, opts.at ?? 'value');
       if (opts.offset) {
@@ -268,18 +360,42 @@ export function parseYamlSource(file: string, text: string, limits: YamlLimits =
           }
         }
       }
-      return { file, line: pos.line, col: pos.col, path: pathString(path), message, code, severity: opts.severity ?? 'error' };
+      return {
+        file,
+        line: pos.line,
+        col: pos.col,
+        path: pathString(path),
+        message,
+        code,
+        severity: opts.severity ?? 'error',
+      };
     },
   };
 }
 
 /** toJS failed or its value is unusable: aliases gone too far (located at the first alias), or anything else. */
 function aliasProblem(file: string, firstAlias: { line: number; col: number }, message: string): Problem {
-  if (!/alias/i.test(message)) return { file, line: 1, col: 1, path: '', message: `YAML error: ${message}`, code: CODES.yamlSyntax, severity: 'error' };
+  if (!/alias/i.test(message))
+    return {
+      file,
+      line: 1,
+      col: 1,
+      path: '',
+      message: `YAML error: ${message}`,
+      code: CODES.yamlSyntax,
+      severity: 'error',
+    };
   const what = /resource exhaustion/.test(message)
     ? `aliases expand to too much data (more than ${YAML_MAX_ALIAS_COUNT} alias resolutions, as in a "billion laughs" document)`
     : message;
-  return { file, ...firstAlias, path: '', severity: 'error', code: CODES.aliasLimit, message: `${what}; write the values out or use fewer aliases` };
+  return {
+    file,
+    ...firstAlias,
+    path: '',
+    severity: 'error',
+    code: CODES.aliasLimit,
+    message: `${what}; write the values out or use fewer aliases`,
+  };
 }
 
 /**
@@ -291,7 +407,9 @@ export function aliasedShape(root: unknown, max: number): string | undefined {
   const onPath = new Set<object>();
   const children = (v: object): unknown[] => (Array.isArray(v) ? v : Object.values(v));
   if (!root || typeof root !== 'object') return undefined;
-  const stack: { node: object; items: unknown[]; i: number; deepest: number }[] = [{ node: root, items: children(root), i: 0, deepest: 0 }];
+  const stack: { node: object; items: unknown[]; i: number; deepest: number }[] = [
+    { node: root, items: children(root), i: 0, deepest: 0 },
+  ];
   onPath.add(root);
   while (stack.length > 0) {
     const top = stack[stack.length - 1]!;

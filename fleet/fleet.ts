@@ -17,8 +17,21 @@ export const SSHD = process.env.RUNBOOK_SSHD ?? '/usr/sbin/sshd';
 const STATE_FILE = 'fleet.json';
 const MAX_HOSTS = 250 * 200;
 
-export interface FleetHost { name: string; address: string; port: number; user: string; home: string; dir: string }
-export interface FleetState { id: string; dir: string; hosts: FleetHost[]; sudoersFile: string; createdAt: string }
+export interface FleetHost {
+  name: string;
+  address: string;
+  port: number;
+  user: string;
+  home: string;
+  dir: string;
+}
+export interface FleetState {
+  id: string;
+  dir: string;
+  hosts: FleetHost[];
+  sudoersFile: string;
+  createdAt: string;
+}
 
 export interface FleetUpOptions {
   hosts: number;
@@ -33,13 +46,17 @@ function run(cmd: string, args: string[]): string {
 
 function requirePrerequisites(): void {
   if (process.getuid?.() !== 0) {
-    throw new UserError('The test fleet creates one login user per host and starts sshd, which needs root. Run ' +
-      '`fleet up` as root (CI and the dev container are root), e.g. with sudo.');
+    throw new UserError(
+      'The test fleet creates one login user per host and starts sshd, which needs root. Run ' +
+        '`fleet up` as root (CI and the dev container are root), e.g. with sudo.',
+    );
   }
   const missing = [SSHD, '/usr/bin/ssh-keygen', '/usr/bin/sudo', '/usr/sbin/useradd'].filter((p) => !fs.existsSync(p));
   if (missing.length > 0) {
-    throw new UserError(`The test fleet needs ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not ` +
-      'installed. Install them with: apt-get update && apt-get install -y openssh-server openssh-client sudo passwd');
+    throw new UserError(
+      `The test fleet needs ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not ` +
+        'installed. Install them with: apt-get update && apt-get install -y openssh-server openssh-client sudo passwd',
+    );
   }
 }
 
@@ -64,22 +81,32 @@ const modeOf = (st: fs.Stats) => (st.mode & 0o7777).toString(8).padStart(4, '0')
 /** A directory root works in: a real directory (not a link), root's, writable by nobody else. */
 function assertRootDir(p: string, st: fs.Stats): void {
   if (st.isSymbolicLink()) {
-    throw refuse(p, `it is a symbolic link (to ${fs.readlinkSync(p)}); fleet up and down run as root and write there, so give the real directory`);
+    throw refuse(
+      p,
+      `it is a symbolic link (to ${fs.readlinkSync(p)}); fleet up and down run as root and write there, so give the real directory`,
+    );
   }
   if (!st.isDirectory()) throw refuse(p, 'it is not a directory');
   if (st.uid !== 0) {
-    throw refuse(p, `it is owned by uid ${st.uid}, not root, so that user could have prepared files in it; ` +
-      'remove it or choose a new --dir (fleet up creates it)');
+    throw refuse(
+      p,
+      `it is owned by uid ${st.uid}, not root, so that user could have prepared files in it; ` +
+        'remove it or choose a new --dir (fleet up creates it)',
+    );
   }
   if (st.mode & 0o022) {
-    throw refuse(p, `it is writable by group or others (mode ${modeOf(st)}), so they could plant files in it; ` +
-      `run \`chmod go-w ${p}\` or choose a new --dir`);
+    throw refuse(
+      p,
+      `it is writable by group or others (mode ${modeOf(st)}), so they could plant files in it; ` +
+        `run \`chmod go-w ${p}\` or choose a new --dir`,
+    );
   }
 }
 
 /** A file root reads or replaces: a regular file (not a link), root's, writable by nobody else. */
 function assertRootFile(p: string, st: fs.Stats): void {
-  if (st.isSymbolicLink()) throw refuse(p, `it is a symbolic link (to ${fs.readlinkSync(p)}); remove it, fleet up writes a new file`);
+  if (st.isSymbolicLink())
+    throw refuse(p, `it is a symbolic link (to ${fs.readlinkSync(p)}); remove it, fleet up writes a new file`);
   if (!st.isFile()) throw refuse(p, 'it is not a regular file');
   if (st.uid !== 0) throw refuse(p, `it is owned by uid ${st.uid}, not root; remove it`);
   if (st.mode & 0o022) throw refuse(p, `it is writable by group or others (mode ${modeOf(st)}); remove it`);
@@ -97,12 +124,18 @@ function fleetDir(dirArg: string, create: boolean): { dir: string; exists: boole
   for (let d = real; ; d = path.dirname(d)) {
     const st = fs.lstatSync(d);
     if (st.uid !== 0) {
-      throw refuse(wanted, `${d} above it is owned by uid ${st.uid}, not root, so that user could swap the directory; ` +
-        'choose a --dir under a root-owned directory such as /tmp');
+      throw refuse(
+        wanted,
+        `${d} above it is owned by uid ${st.uid}, not root, so that user could swap the directory; ` +
+          'choose a --dir under a root-owned directory such as /tmp',
+      );
     }
-    if ((st.mode & 0o022) && !(st.mode & 0o1000)) {
-      throw refuse(wanted, `${d} above it is writable by group or others (mode ${modeOf(st)}) without the sticky bit; ` +
-        'choose a --dir under /tmp or another root-owned directory');
+    if (st.mode & 0o022 && !(st.mode & 0o1000)) {
+      throw refuse(
+        wanted,
+        `${d} above it is writable by group or others (mode ${modeOf(st)}) without the sticky bit; ` +
+          'choose a --dir under /tmp or another root-owned directory',
+      );
     }
     if (d === path.dirname(d)) break;
   }
@@ -131,7 +164,11 @@ function writeNew(file: string, data: string, mode = 0o644): void {
   fs.rmSync(file, { force: true });
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, mode);
+    fd = fs.openSync(
+      file,
+      fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+      mode,
+    );
   } catch (err) {
     throw refuse(file, `cannot create it afresh (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
@@ -178,15 +215,24 @@ export function checkFleetState(dir: string, state: unknown): FleetState {
     throw refuse(file, 'its fleet id is not the six hex digits fleet up writes');
   }
   const sudoers = `/etc/sudoers.d/runbook-fleet-${s.id}`;
-  if (s.sudoersFile !== sudoers) throw refuse(file, `it names sudoers file ${JSON.stringify(s.sudoersFile)}, but fleet ${s.id} writes ${sudoers}`);
+  if (s.sudoersFile !== sudoers)
+    throw refuse(file, `it names sudoers file ${JSON.stringify(s.sudoersFile)}, but fleet ${s.id} writes ${sudoers}`);
   if (!Array.isArray(s.hosts)) throw refuse(file, 'it has no list of hosts');
   s.hosts.forEach((h: Partial<FleetHost> | null, i) => {
     const name = `host-${i + 1}`;
-    const expected = { name, user: `rb${s.id}h${i + 1}`, dir: path.join(dir, 'hosts', name), home: path.join(dir, 'hosts', name, 'home') };
+    const expected = {
+      name,
+      user: `rb${s.id}h${i + 1}`,
+      dir: path.join(dir, 'hosts', name),
+      home: path.join(dir, 'hosts', name, 'home'),
+    };
     for (const key of ['name', 'user', 'dir', 'home'] as const) {
       if (h?.[key] !== expected[key]) {
-        throw refuse(file, `it names ${key} ${JSON.stringify(h?.[key])} for host ${i + 1}, but fleet up names it ${JSON.stringify(expected[key])}; ` +
-          'fleet down only removes what fleet up made');
+        throw refuse(
+          file,
+          `it names ${key} ${JSON.stringify(h?.[key])} for host ${i + 1}, but fleet up names it ${JSON.stringify(expected[key])}; ` +
+            'fleet down only removes what fleet up made',
+        );
       }
     }
   });
@@ -221,8 +267,10 @@ function pidOf(host: FleetHost): number | undefined {
 function assertTraversable(dir: string): void {
   for (let d = dir; ; d = path.dirname(d)) {
     if ((fs.statSync(d).mode & 0o001) === 0) {
-      throw new UserError(`The fleet's users cannot reach their home directories: ${d} is not searchable by others ` +
-        `(mode ${(fs.statSync(d).mode & 0o777).toString(8)}). Run \`chmod o+x ${d}\` or choose a --dir under /tmp.`);
+      throw new UserError(
+        `The fleet's users cannot reach their home directories: ${d} is not searchable by others ` +
+          `(mode ${(fs.statSync(d).mode & 0o777).toString(8)}). Run \`chmod o+x ${d}\` or choose a --dir under /tmp.`,
+      );
     }
     if (d === path.dirname(d)) return;
   }
@@ -280,7 +328,9 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
   }
   const existing = readFleetState(dir);
   if (existing && Array.isArray(existing.hosts) && existing.hosts.some((h) => pidOf(h) !== undefined)) {
-    throw new UserError(`A fleet is already running from ${dir}. Stop it first: npm run --silent fleet -- down --dir ${dir}`);
+    throw new UserError(
+      `A fleet is already running from ${dir}. Stop it first: npm run --silent fleet -- down --dir ${dir}`,
+    );
   }
   const hostsDir = path.join(dir, 'hosts');
   const hostsSt = lstatOrUndefined(hostsDir);
@@ -300,7 +350,13 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
   run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `runbook-fleet-${id}`, '-f', clientKey]);
   const publicKey = fs.readFileSync(`${clientKey}.pub`, 'utf8');
 
-  const state: FleetState = { id, dir, hosts: [], sudoersFile: `/etc/sudoers.d/runbook-fleet-${id}`, createdAt: new Date().toISOString() };
+  const state: FleetState = {
+    id,
+    dir,
+    hosts: [],
+    sudoersFile: `/etc/sudoers.d/runbook-fleet-${id}`,
+    createdAt: new Date().toISOString(),
+  };
   // Saved before anything global changes, so `down` can undo a half-finished `up`.
   const save = () => writeNew(path.join(dir, STATE_FILE), JSON.stringify(state, null, 2));
   save();
@@ -311,15 +367,43 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
       const hostDir = path.join(dir, 'hosts', name);
       fs.rmSync(hostDir, { recursive: true, force: true });
       fs.mkdirSync(hostDir, { recursive: true, mode: 0o755 });
-      const host: FleetHost = { name, address: addressFor(octet, i), port, user: `rb${id}h${i + 1}`, home: path.join(hostDir, 'home'), dir: hostDir };
+      const host: FleetHost = {
+        name,
+        address: addressFor(octet, i),
+        port,
+        user: `rb${id}h${i + 1}`,
+        home: path.join(hostDir, 'home'),
+        dir: hostDir,
+      };
       state.hosts.push(host);
       save();
-      run('useradd', ['-M', '-d', host.home, '-s', '/bin/bash', '-p', '*', '-c', `runbook test fleet ${id}`, host.user]);
+      run('useradd', [
+        '-M',
+        '-d',
+        host.home,
+        '-s',
+        '/bin/bash',
+        '-p',
+        '*',
+        '-c',
+        `runbook test fleet ${id}`,
+        host.user,
+      ]);
       fs.mkdirSync(path.join(host.home, '.ssh'), { recursive: true, mode: 0o700 });
       fs.writeFileSync(path.join(host.home, '.ssh', 'authorized_keys'), publicKey, { mode: 0o600 });
       run('chown', ['-R', `${host.user}:${host.user}`, host.home]);
       fs.chmodSync(host.home, 0o755);
-      run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', path.join(hostDir, 'ssh_host_ed25519_key')]);
+      run('ssh-keygen', [
+        '-q',
+        '-t',
+        'ed25519',
+        '-N',
+        '',
+        '-C',
+        name,
+        '-f',
+        path.join(hostDir, 'ssh_host_ed25519_key'),
+      ]);
       const [type, blob] = fs.readFileSync(path.join(hostDir, 'ssh_host_ed25519_key.pub'), 'utf8').split(/\s+/);
       knownHosts.push(`[${host.address}]:${port} ${type} ${blob}`);
       writeNew(path.join(hostDir, 'sshd_config'), sshdConfig(host));
@@ -344,14 +428,24 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
   writeNew(path.join(dir, 'known_hosts'), knownHosts.join('\n') + '\n');
   const inventory = {
     vars: { identityFile: 'id_ed25519', knownHosts: 'known_hosts' },
-    hosts: Object.fromEntries(state.hosts.map((h, i) => [h.name, {
-      address: h.address, port: h.port, user: h.user, labels: { fleet: id, index: String(i + 1) },
-    }])),
+    hosts: Object.fromEntries(
+      state.hosts.map((h, i) => [
+        h.name,
+        {
+          address: h.address,
+          port: h.port,
+          user: h.user,
+          labels: { fleet: id, index: String(i + 1) },
+        },
+      ]),
+    ),
     groups: { all: state.hosts.map((h) => h.name) },
   };
-  writeNew(path.join(dir, 'inventory.yaml'),
+  writeNew(
+    path.join(dir, 'inventory.yaml'),
     `# Generated by \`runbook fleet up\` (fleet ${id}); removed hosts and users by \`fleet down --dir ${dir}\`.\n` +
-    YAML.stringify(inventory));
+      YAML.stringify(inventory),
+  );
   return state;
 }
 
@@ -369,8 +463,11 @@ export async function fleetDown(dirArg: string): Promise<FleetState> {
     const entry = passwdEntry(host.user);
     if (!entry) return false; // never created, or already removed
     if (entry.uid === 0 || entry.comment !== `runbook test fleet ${state.id}` || entry.home !== host.home) {
-      throw refuse(path.join(dir, STATE_FILE), `user ${host.user} exists but is not the one fleet ${state.id} created ` +
-        `(uid ${entry.uid}, comment ${JSON.stringify(entry.comment)}, home ${entry.home}); remove it by hand if it is yours to remove`);
+      throw refuse(
+        path.join(dir, STATE_FILE),
+        `user ${host.user} exists but is not the one fleet ${state.id} created ` +
+          `(uid ${entry.uid}, comment ${JSON.stringify(entry.comment)}, home ${entry.home}); remove it by hand if it is yours to remove`,
+      );
     }
     return true;
   });
@@ -379,8 +476,16 @@ export async function fleetDown(dirArg: string): Promise<FleetState> {
     if (pid !== undefined) process.kill(pid, 'SIGTERM');
   }
   for (const host of users) {
-    try { run('pkill', ['-KILL', '-u', host.user]); } catch { /* no processes left */ }
-    try { run('userdel', ['-f', host.user]); } catch { /* already gone */ }
+    try {
+      run('pkill', ['-KILL', '-u', host.user]);
+    } catch {
+      /* no processes left */
+    }
+    try {
+      run('userdel', ['-f', host.user]);
+    } catch {
+      /* already gone */
+    }
   }
   fs.rmSync(state.sudoersFile, { force: true });
   fs.rmSync(path.join(dir, STATE_FILE), { force: true });

@@ -13,15 +13,25 @@ export async function writeWorkflowBundle(out = PREBUILT_BUNDLE): Promise<number
   const { code } = await bundleWorkflowCode({
     workflowsPath: require.resolve('../workflows'),
     failureConverterPath: FAILURE_CONVERTER_PATH,
-    logger: { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: (m: string) => process.stderr.write(`${m}\n`) },
+    logger: {
+      log: noop,
+      trace: noop,
+      debug: noop,
+      info: noop,
+      warn: noop,
+      error: (m: string) => process.stderr.write(`${m}\n`),
+    },
   });
   fs.writeFileSync(out, code);
   return code.length;
 }
 
 if (require.main === module) {
-  writeWorkflowBundle().then((n) => process.stderr.write(`workflow bundle: ${PREBUILT_BUNDLE} (${Math.round(n / 1024)} KiB)\n`), (err: unknown) => {
-    process.stderr.write(`cannot bundle the workflows: ${(err as Error).message}\n`);
-    process.exitCode = 1;
-  });
+  writeWorkflowBundle().then(
+    (n) => process.stderr.write(`workflow bundle: ${PREBUILT_BUNDLE} (${Math.round(n / 1024)} KiB)\n`),
+    (err: unknown) => {
+      process.stderr.write(`cannot bundle the workflows: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -37,8 +37,11 @@ export function temporalTargetFromEnv(fallbackAddress = '127.0.0.1:7233'): Tempo
   try {
     loaded = loadClientConnectConfig({ profile: process.env.TEMPORAL_PROFILE });
   } catch (err) {
-    throw new UserError(`The Temporal client configuration is invalid: ${messageOf(err)}. Check the TEMPORAL_* ` +
-      'environment variables and TEMPORAL_CONFIG_FILE.', { cause: err });
+    throw new UserError(
+      `The Temporal client configuration is invalid: ${messageOf(err)}. Check the TEMPORAL_* ` +
+        'environment variables and TEMPORAL_CONFIG_FILE.',
+      { cause: err },
+    );
   }
   const address = process.env.TEMPORAL_ADDRESS ?? loaded.connectionOptions.address ?? fallbackAddress;
   return {
@@ -60,10 +63,13 @@ function connectReason(err: unknown): string {
 }
 
 function unreachable(target: TemporalTarget, err: unknown): UserError {
-  return new UserError(`Cannot reach the Temporal server at ${target.address} (namespace ${target.namespace}): ` +
-    `${connectReason(err)}. Check TEMPORAL_ADDRESS and that the server is running and reachable from here; for ` +
-    'Temporal Cloud also set TEMPORAL_API_KEY (or TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH). ' +
-    'Unset TEMPORAL_ADDRESS to use the embedded dev server of `runbook dev`.', { cause: err });
+  return new UserError(
+    `Cannot reach the Temporal server at ${target.address} (namespace ${target.namespace}): ` +
+      `${connectReason(err)}. Check TEMPORAL_ADDRESS and that the server is running and reachable from here; for ` +
+      'Temporal Cloud also set TEMPORAL_API_KEY (or TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH). ' +
+      'Unset TEMPORAL_ADDRESS to use the embedded dev server of `runbook dev`.',
+    { cause: err },
+  );
 }
 
 /** Opens and closes a TCP connection to the frontend, so a refused or unresolvable address fails in milliseconds. */
@@ -77,8 +83,14 @@ function probeTcp(target: TemporalTarget, timeoutMs = 5000): Promise<void> {
       return;
     }
     const sock = net.connect({ host, port, timeout: timeoutMs });
-    sock.once('connect', () => { sock.destroy(); resolve(); });
-    sock.once('timeout', () => { sock.destroy(); reject(unreachable(target, new Error('ETIMEDOUT'))); });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve();
+    });
+    sock.once('timeout', () => {
+      sock.destroy();
+      reject(unreachable(target, new Error('ETIMEDOUT')));
+    });
     sock.once('error', (err) => reject(unreachable(target, err)));
   });
 }
@@ -185,9 +197,16 @@ function flag(name: string, raw: string | undefined, fallback: boolean): boolean
  * The engine configuration from the environment. RUNBOOK_INVENTORIES lists more allowed inventories, separated
  * by `${path.delimiter}` or new lines, like PATH. `defaults.dataDir` is where the default audit file goes.
  */
-export function engineConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaults: { allowExec?: boolean; dataDir?: string } = {}): EngineConfig {
+export function engineConfigFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  defaults: { allowExec?: boolean; dataDir?: string } = {},
+): EngineConfig {
   const defaultInventory = env.RUNBOOK_INVENTORY ? path.resolve(env.RUNBOOK_INVENTORY) : undefined;
-  const more = (env.RUNBOOK_INVENTORIES ?? '').split(new RegExp(`[${path.delimiter}\\n]`)).map((s) => s.trim()).filter(Boolean).map((p) => path.resolve(p));
+  const more = (env.RUNBOOK_INVENTORIES ?? '')
+    .split(new RegExp(`[${path.delimiter}\\n]`))
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((p) => path.resolve(p));
   return {
     runbookDir: path.resolve(runbookDirFromEnv(env)),
     inventories: [...new Set([...(defaultInventory ? [defaultInventory] : []), ...more])],

@@ -47,8 +47,10 @@ export function checkDatabaseFile(dbFile: string): void {
   if (!fs.existsSync(dbFile)) return;
   const stat = fs.statSync(dbFile);
   if (stat.isDirectory()) {
-    throw new UserError(`The Temporal database path ${dbFile} is a directory, not a SQLite file. Remove it or ` +
-      'choose another data directory with --data-dir.');
+    throw new UserError(
+      `The Temporal database path ${dbFile} is a directory, not a SQLite file. Remove it or ` +
+        'choose another data directory with --data-dir.',
+    );
   }
   if (stat.size === 0) return;
   const head = Buffer.alloc(SQLITE_MAGIC.length);
@@ -64,16 +66,20 @@ export function checkDatabaseFile(dbFile: string): void {
 }
 
 function corruptDatabase(dbFile: string, why: string): UserError {
-  return new UserError(`The Temporal database ${dbFile} is corrupt (${why}), so the dev server cannot start ` +
-    `on it. Move it aside to start with an empty history (mv ${dbFile} ${dbFile}.corrupt; also move any ` +
-    `${path.basename(dbFile)}-wal and -shm files beside it), or point --data-dir at another directory.`);
+  return new UserError(
+    `The Temporal database ${dbFile} is corrupt (${why}), so the dev server cannot start ` +
+      `on it. Move it aside to start with an empty history (mv ${dbFile} ${dbFile}.corrupt; also move any ` +
+      `${path.basename(dbFile)}-wal and -shm files beside it), or point --data-dir at another directory.`,
+  );
 }
 
 async function assertPortFree(ip: string, port: number, what: string, flag: string): Promise<void> {
   if (!(await isPortFree(port, ip))) {
-    throw new UserError(`Port ${port} on ${ip} (${what}) is already in use, probably by another Temporal dev ` +
-      `server or an earlier \`runbook dev\` still running. Stop that process (see \`ss -ltnp 'sport = :${port}'\`), ` +
-      `or choose another port with ${flag}.`);
+    throw new UserError(
+      `Port ${port} on ${ip} (${what}) is already in use, probably by another Temporal dev ` +
+        `server or an earlier \`runbook dev\` still running. Stop that process (see \`ss -ltnp 'sport = :${port}'\`), ` +
+        `or choose another port with ${flag}.`,
+    );
   }
 }
 
@@ -86,8 +92,13 @@ function logTail(file: string, bytes = 3000): string {
   }
 }
 
-async function waitUntilServing(address: string, namespace: string, child: ChildProcess, timeoutMs: number,
-  exited: () => boolean): Promise<void> {
+async function waitUntilServing(
+  address: string,
+  namespace: string,
+  child: ChildProcess,
+  timeoutMs: number,
+  exited: () => boolean,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (exited()) throw new Error('exited');
@@ -121,8 +132,20 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   await assertPortFree(ip, port, 'Temporal frontend', '--port');
   if (!opts.headless) await assertPortFree(ip, uiPort, 'Temporal Web UI', '--ui-port');
 
-  const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--namespace', namespace,
-    '--log-level', 'warn', '--log-format', 'json'];
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    ip,
+    '--port',
+    String(port),
+    '--namespace',
+    namespace,
+    '--log-level',
+    'warn',
+    '--log-format',
+    'json',
+  ];
   if (opts.headless) args.push('--headless');
   else args.push('--ui-port', String(uiPort));
   if (opts.dbFile) {
@@ -137,10 +160,12 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   const child = spawn(opts.cli, args, { stdio: ['ignore', log, log], detached: true });
   fs.closeSync(log);
   let exitCode: number | null | undefined;
-  const exitedPromise = new Promise<void>((resolve) => child.once('exit', (code, signal) => {
-    exitCode = code ?? (signal ? -1 : 0);
-    resolve();
-  }));
+  const exitedPromise = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exitCode = code ?? (signal ? -1 : 0);
+      resolve();
+    }),
+  );
   const address = `${ip}:${port}`;
   try {
     await waitUntilServing(address, namespace, child, opts.readyTimeoutMs ?? 90_000, () => exitCode !== undefined);
@@ -150,8 +175,10 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     if (opts.dbFile && /not a database|malformed|corrupt/i.test(tail)) {
       throw corruptDatabase(opts.dbFile, 'SQLite refused to open it');
     }
-    throw new UserError(`The Temporal dev server exited during start-up (exit ${exitCode}). Its log ` +
-      `(${opts.logFile}) ends with:\n${tail}`);
+    throw new UserError(
+      `The Temporal dev server exited during start-up (exit ${exitCode}). Its log ` +
+        `(${opts.logFile}) ends with:\n${tail}`,
+    );
   }
 
   return {

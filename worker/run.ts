@@ -3,8 +3,16 @@
 // connection in `finally`. `runbook worker` is this alone; `runbook dev` starts its embedded server first.
 import type { NativeConnection } from '@temporalio/worker';
 import { createLogger, type Logger } from '../common/logger';
-import { connectWorker, engineConfigFromEnv, logLevelFromEnv, temporalTargetFromEnv, workerSettingsFromEnv,
-  type EngineConfig, type TemporalTarget, type WorkerSettings } from './config';
+import {
+  connectWorker,
+  engineConfigFromEnv,
+  logLevelFromEnv,
+  temporalTargetFromEnv,
+  workerSettingsFromEnv,
+  type EngineConfig,
+  type TemporalTarget,
+  type WorkerSettings,
+} from './config';
 import { createEngineWorker, installRuntime, type EngineWorker } from './worker';
 
 /** What a running worker is, for a banner. */
@@ -54,7 +62,9 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<void> {
   };
   try {
     connection = await connectWorker(target);
-    engine = await createEngineWorker(connection, target.namespace, settings, logger, { config: opts.config ?? engineConfigFromEnv() });
+    engine = await createEngineWorker(connection, target.namespace, settings, logger, {
+      config: opts.config ?? engineConfigFromEnv(),
+    });
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
     const running = engine.run();

@@ -10,7 +10,11 @@ import { UserError } from '../common/errors';
 /** The Temporal CLI release built from source; later tags carry a `replace` directive and cannot be `go install`ed. */
 export const TEMPORAL_CLI_MODULE = 'github.com/temporalio/cli/cmd/temporal@v1.5.1';
 
-export const PROJECT_ROOT = path.resolve(__dirname, '..', fs.existsSync(path.join(__dirname, '..', 'package.json')) ? '' : '..');
+export const PROJECT_ROOT = path.resolve(
+  __dirname,
+  '..',
+  fs.existsSync(path.join(__dirname, '..', 'package.json')) ? '' : '..',
+);
 
 /** Project-local, git-ignored tools directory; `RUNBOOK_TOOLS_DIR` overrides it. */
 export function toolsDir(): string {
@@ -50,8 +54,10 @@ export function findTemporalCli(): TemporalCli | undefined {
   const explicit = process.env.TEMPORAL_CLI;
   if (explicit) {
     if (!isExecutable(explicit)) {
-      throw new UserError(`TEMPORAL_CLI is set to ${explicit}, which is not an executable file. Point it at a ` +
-        'Temporal CLI binary, or unset it to let runbook find or build one.');
+      throw new UserError(
+        `TEMPORAL_CLI is set to ${explicit}, which is not an executable file. Point it at a ` +
+          'Temporal CLI binary, or unset it to let runbook find or build one.',
+      );
     }
     return { path: explicit, source: 'TEMPORAL_CLI' };
   }
@@ -71,8 +77,10 @@ export function findTemporalCli(): TemporalCli | undefined {
 async function buildWithGo(go: string, progress: (line: string) => void): Promise<string> {
   const gobin = process.env.RUNBOOK_TOOLS_DIR ? path.join(toolsDir(), 'bin') : goBinDir(go);
   fs.mkdirSync(gobin, { recursive: true });
-  progress(`building the Temporal CLI from source: go install ${TEMPORAL_CLI_MODULE} into ${gobin} ` +
-    '(first time only; a few minutes on 2 cores)');
+  progress(
+    `building the Temporal CLI from source: go install ${TEMPORAL_CLI_MODULE} into ${gobin} ` +
+      '(first time only; a few minutes on 2 cores)',
+  );
   const started = Date.now();
   await new Promise<void>((resolve, reject) => {
     const child = spawn(go, ['install', TEMPORAL_CLI_MODULE], {
@@ -80,12 +88,21 @@ async function buildWithGo(go: string, progress: (line: string) => void): Promis
       stdio: ['ignore', 'inherit', 'pipe'],
     });
     let tail = '';
-    child.stderr.on('data', (chunk: Buffer) => { tail = (tail + chunk.toString()).slice(-4000); });
+    child.stderr.on('data', (chunk: Buffer) => {
+      tail = (tail + chunk.toString()).slice(-4000);
+    });
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new UserError(
-      `Building the Temporal CLI with Go failed (exit ${code}). Go needs the module proxy ` +
-      `(GOPROXY=${process.env.GOPROXY ?? 'default'}) to be reachable. Last output:\n${tail.trim()}\n` +
-      'Alternatively install the Temporal CLI yourself and set TEMPORAL_CLI to its path.'))));
+    child.on('exit', (code) =>
+      code === 0
+        ? resolve()
+        : reject(
+            new UserError(
+              `Building the Temporal CLI with Go failed (exit ${code}). Go needs the module proxy ` +
+                `(GOPROXY=${process.env.GOPROXY ?? 'default'}) to be reachable. Last output:\n${tail.trim()}\n` +
+                'Alternatively install the Temporal CLI yourself and set TEMPORAL_CLI to its path.',
+            ),
+          ),
+    );
   });
   progress(`built the Temporal CLI in ${Math.round((Date.now() - started) / 1000)} s`);
   return path.join(gobin, 'temporal');
@@ -116,10 +133,12 @@ async function downloadWithSdk(progress: (line: string) => void): Promise<string
 }
 
 function noWayToGetCli(why: string): UserError {
-  return new UserError(`Cannot find or build the Temporal CLI: it is not on PATH, in ~/go/bin or in ${toolsDir()}, ` +
-    `Go is not installed, and ${why}. Install Go (https://go.dev/dl) and run \`runbook setup\` to build it ` +
-    `(go install ${TEMPORAL_CLI_MODULE}), or install the Temporal CLI and set TEMPORAL_CLI to its path, or ` +
-    'set TEMPORAL_ADDRESS to use an existing Temporal server instead of the embedded one.');
+  return new UserError(
+    `Cannot find or build the Temporal CLI: it is not on PATH, in ~/go/bin or in ${toolsDir()}, ` +
+      `Go is not installed, and ${why}. Install Go (https://go.dev/dl) and run \`runbook setup\` to build it ` +
+      `(go install ${TEMPORAL_CLI_MODULE}), or install the Temporal CLI and set TEMPORAL_CLI to its path, or ` +
+      'set TEMPORAL_ADDRESS to use an existing Temporal server instead of the embedded one.',
+  );
 }
 
 /** Finds the CLI or obtains it (Go build, else SDK download). `progress` receives human-readable lines. */

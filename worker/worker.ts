@@ -1,6 +1,13 @@
 // Node side. Builds the engine's worker: activities with their real dependencies, the workflow code, and the
 // Temporal runtime's logs routed into pino.
-import { Runtime, Worker, type NativeConnection, type WorkflowBundleOption, type LogLevel, type LogMetadata } from '@temporalio/worker';
+import {
+  Runtime,
+  Worker,
+  type NativeConnection,
+  type WorkflowBundleOption,
+  type LogLevel,
+  type LogMetadata,
+} from '@temporalio/worker';
 import path from 'node:path';
 import fs from 'node:fs';
 import v8 from 'node:v8';
@@ -21,8 +28,13 @@ export function installRuntime(logger: Logger): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   const sdk = logger.child({ component: 'temporal' });
-  const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> =
-    { TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' };
+  const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
+    TRACE: 'trace',
+    DEBUG: 'debug',
+    INFO: 'info',
+    WARN: 'warn',
+    ERROR: 'error',
+  };
   Runtime.install({
     logger: {
       log: (level: LogLevel, message: string, meta?: LogMetadata) => sdk[levels[level]](meta ?? {}, message),
@@ -41,8 +53,11 @@ export function installRuntime(logger: Logger): void {
  * The workflow code: the bundle the settings name (RUNBOOK_WORKFLOW_BUNDLE), else the one `npm run build` wrote
  * next to the compiled code, else (running from sources, as in tests) the workflows/ sources, bundled at start.
  */
-function workflowSource(configured: string | undefined): { workflowBundle: WorkflowBundleOption } | { workflowsPath: string } {
-  const bundle = configured ?? (__filename.endsWith('.js') && fs.existsSync(PREBUILT_BUNDLE) ? PREBUILT_BUNDLE : undefined);
+function workflowSource(
+  configured: string | undefined,
+): { workflowBundle: WorkflowBundleOption } | { workflowsPath: string } {
+  const bundle =
+    configured ?? (__filename.endsWith('.js') && fs.existsSync(PREBUILT_BUNDLE) ? PREBUILT_BUNDLE : undefined);
   if (bundle) return { workflowBundle: { codePath: path.resolve(bundle) } };
   const dir = path.join(__dirname, '..', 'workflows');
   const file = ['index.ts', 'index.js'].map((f) => path.join(dir, f)).find((f) => fs.existsSync(f));
@@ -59,12 +74,17 @@ export interface EngineWorker {
   run(): Promise<void>;
 }
 
-export async function createEngineWorker(connection: NativeConnection, namespace: string, settings: WorkerSettings,
-  logger: Logger, overrides: { workflowBundle?: WorkflowBundleOption; audit?: AuditStore; config?: EngineConfig } = {}): Promise<EngineWorker> {
+export async function createEngineWorker(
+  connection: NativeConnection,
+  namespace: string,
+  settings: WorkerSettings,
+  logger: Logger,
+  overrides: { workflowBundle?: WorkflowBundleOption; audit?: AuditStore; config?: EngineConfig } = {},
+): Promise<EngineWorker> {
   const config = overrides.config ?? engineConfigFromEnv();
   const secrets = new Secrets({ env: config.secretsEnv });
   const ssh = new SshPool({ secrets, shellAgent: config.ssh.shellAgent, agentSocket: config.ssh.agentSocket });
-  const audit = overrides.audit ?? await openAuditStore(config.auditUrl);
+  const audit = overrides.audit ?? (await openAuditStore(config.auditUrl));
   const dataConverter = dataConverterFor(config.codecKeys);
   // Both heaps, the main thread's included: V8 otherwise lets a heap grow to up to 4x what survived the last
   // full GC when the machine has memory to spare, which on a busy worker is mostly garbage. The growth factor
@@ -81,9 +101,18 @@ export async function createEngineWorker(connection: NativeConnection, namespace
     connection,
     namespace,
     taskQueue: settings.taskQueue,
-    activities: createActivities({ ssh, secrets, logger, audit, config, client: new Client({ connection, namespace, dataConverter }) }),
+    activities: createActivities({
+      ssh,
+      secrets,
+      logger,
+      audit,
+      config,
+      client: new Client({ connection, namespace, dataConverter }),
+    }),
     dataConverter,
-    ...(overrides.workflowBundle ? { workflowBundle: overrides.workflowBundle } : workflowSource(settings.workflowBundle)),
+    ...(overrides.workflowBundle
+      ? { workflowBundle: overrides.workflowBundle }
+      : workflowSource(settings.workflowBundle)),
     maxConcurrentActivityTaskExecutions: settings.maxConcurrentActivities,
     maxConcurrentWorkflowTaskExecutions: settings.maxConcurrentWorkflowTasks,
     maxConcurrentLocalActivityExecutions: settings.maxConcurrentActivities,

@@ -11,9 +11,15 @@ const STEP_GRACE_MS = 60_000;
 
 export const ACTIVITY_OPTIONS = {
   /** Loading and checking a run's runbook, params and inventory: bad input is final at once. */
-  prepare: { startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...PREPARE_FAILURES] } },
+  prepare: {
+    startToCloseTimeout: '1 minute',
+    retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...PREPARE_FAILURES] },
+  },
   /** Writing the workflow's own audit records: retried for a while, never failing the run (see audit.ts). */
-  audit: { startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 8, initialInterval: '500 milliseconds', maximumInterval: '15 seconds' } },
+  audit: {
+    startToCloseTimeout: '30 seconds',
+    retry: { maximumAttempts: 8, initialInterval: '500 milliseconds', maximumInterval: '15 seconds' },
+  },
   /** Notifying a channel (approvals, notify steps). */
   notify: { startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } },
   /** Killing a cancelled step's remote command. */
@@ -37,7 +43,11 @@ export function shortStepOptions(timeoutMs: number, attempts: number): LocalActi
 
 /** A long step as a regular activity that heartbeats its progress. */
 export function longStepOptions(timeoutMs: number, attempts: number): ActivityOptions {
-  return { startToCloseTimeout: timeoutMs + STEP_GRACE_MS, heartbeatTimeout: '10 seconds', retry: { maximumAttempts: attempts, ...STEP_BACKOFF } };
+  return {
+    startToCloseTimeout: timeoutMs + STEP_GRACE_MS,
+    heartbeatTimeout: '10 seconds',
+    retry: { maximumAttempts: attempts, ...STEP_BACKOFF },
+  };
 }
 
 /** An ad hoc command (runCommand): as long as its own timeout and five minutes more, heartbeating. */
@@ -45,6 +55,10 @@ export function execOptions(timeoutMs: number): ActivityOptions {
   return {
     startToCloseTimeout: timeoutMs + 5 * 60_000,
     heartbeatTimeout: '10 seconds',
-    retry: { maximumAttempts: 5, initialInterval: '1 second', nonRetryableErrorTypes: [FAILURES.hostKey, FAILURES.sshAuth] },
+    retry: {
+      maximumAttempts: 5,
+      initialInterval: '1 second',
+      nonRetryableErrorTypes: [FAILURES.hostKey, FAILURES.sshAuth],
+    },
   };
 }

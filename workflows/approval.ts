@@ -31,11 +31,26 @@ export function approvalId(path: string, target?: string): string {
  * it does not carry over to hosts of later batches). The ones from people not allowed to decide are recorded
  * and ignored.
  */
-export async function awaitApproval(path: string, a: ApprovalAction, state: RunState, inbox: readonly ApprovalDecision[], runbook: string,
-  timeoutMs: number, audit: RunAudit, target?: string): Promise<void> {
+export async function awaitApproval(
+  path: string,
+  a: ApprovalAction,
+  state: RunState,
+  inbox: readonly ApprovalDecision[],
+  runbook: string,
+  timeoutMs: number,
+  audit: RunAudit,
+  target?: string,
+): Promise<void> {
   const id = approvalId(path, target);
-  const pending: PendingApproval = { id, message: a.message, users: a.users, groups: a.groups, quorum: a.quorum, approvals: [],
-    deadline: new Date(Date.now() + timeoutMs).toISOString() };
+  const pending: PendingApproval = {
+    id,
+    message: a.message,
+    users: a.users,
+    groups: a.groups,
+    quorum: a.quorum,
+    approvals: [],
+    deadline: new Date(Date.now() + timeoutMs).toISOString(),
+  };
   state.pendingApprovals.push(pending);
   let rejected: ApprovalDecision | undefined;
   let cursor = 0;
@@ -54,13 +69,22 @@ export async function awaitApproval(path: string, a: ApprovalAction, state: RunS
     }
     return rejected !== undefined || pending.approvals.length >= a.quorum;
   };
-  const recordHeard = () => recordEvents(audit, state, ...heard.splice(0).map(({ n, d, counted }) => approvalDecided(id, n, path, target, d, counted)));
-  const outcome = (status: string, error?: string) => recordEvents(audit, state, approvalEnded(id, path, target, a, status, pending.approvals, error));
+  const recordHeard = () =>
+    recordEvents(
+      audit,
+      state,
+      ...heard.splice(0).map(({ n, d, counted }) => approvalDecided(id, n, path, target, d, counted)),
+    );
+  const outcome = (status: string, error?: string) =>
+    recordEvents(audit, state, approvalEnded(id, path, target, a, status, pending.approvals, error));
   try {
     let decided = await condition(tally, timeoutMs);
     await recordHeard();
     if (!decided && a.onTimeout === 'escalate') {
-      await notify({ channel: 'escalation', message: `${runbook}: approval "${id}" got no decision in time; waiting once more. ${a.message}` });
+      await notify({
+        channel: 'escalation',
+        message: `${runbook}: approval "${id}" got no decision in time; waiting once more. ${a.message}`,
+      });
       await recordEvents(audit, state, approvalEscalated(id, path, target, a));
       pending.deadline = new Date(Date.now() + timeoutMs).toISOString();
       decided = await condition(tally, timeoutMs);
@@ -68,7 +92,10 @@ export async function awaitApproval(path: string, a: ApprovalAction, state: RunS
     }
     if (rejected) {
       await outcome('rejected', `rejected by ${rejected.by}${rejected.comment ? `: ${rejected.comment}` : ''}`);
-      throw ApplicationFailure.nonRetryable(`Approval "${id}" rejected by ${rejected.by}${rejected.comment ? `: ${rejected.comment}` : ''}`, FAILURES.approvalRejected);
+      throw ApplicationFailure.nonRetryable(
+        `Approval "${id}" rejected by ${rejected.by}${rejected.comment ? `: ${rejected.comment}` : ''}`,
+        FAILURES.approvalRejected,
+      );
     }
     if (!decided) {
       const message = `Approval "${id}" got ${pending.approvals.length} of ${a.quorum} approvals in time`;

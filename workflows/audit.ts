@@ -22,14 +22,23 @@ export interface RunAudit {
 }
 
 export function startAudit(runbook: string, trigger: string, initiator: string): RunAudit {
-  return { on: patched('audit'), runbook: { name: runbook, contentHash: '' }, initiator: { trigger, id: initiator }, approvals: [] };
+  return {
+    on: patched('audit'),
+    runbook: { name: runbook, contentHash: '' },
+    initiator: { trigger, id: initiator },
+    approvals: [],
+  };
 }
 
 /**
  * Records events of this run (built by audit/run-events.ts, which also says who records what); see the module
  * comment for failure handling. `state` receives the errors of records that could not be written.
  */
-export async function recordEvents(a: RunAudit, state: Pick<RunState, 'auditErrors'>, ...events: RunEvent[]): Promise<void> {
+export async function recordEvents(
+  a: RunAudit,
+  state: Pick<RunState, 'auditErrors'>,
+  ...events: RunEvent[]
+): Promise<void> {
   if (!a.on || events.length === 0) return;
   const time = new Date().toISOString();
   const full: WorkflowAuditEvent[] = events.map((e) => ({ ...e, time, runbook: a.runbook, initiator: a.initiator }));
@@ -45,11 +54,21 @@ export async function recordEvents(a: RunAudit, state: Pick<RunState, 'auditErro
 /** What every step record of a target shares (a step group's activity adds each step's key). */
 export function auditBase(a: RunAudit, target: string | undefined): Omit<StepAuditContext, 'key' | 'kind'> | undefined {
   if (!a.on) return undefined;
-  return { runbook: a.runbook, initiator: a.initiator, target, approvals: a.approvals.length ? [...a.approvals] : undefined };
+  return {
+    runbook: a.runbook,
+    initiator: a.initiator,
+    target,
+    approvals: a.approvals.length ? [...a.approvals] : undefined,
+  };
 }
 
 /** The context a step activity needs to record its own outcome. */
-export function stepAudit(a: RunAudit, key: string, path: string, target: string | undefined): StepAuditContext | undefined {
+export function stepAudit(
+  a: RunAudit,
+  key: string,
+  path: string,
+  target: string | undefined,
+): StepAuditContext | undefined {
   const base = auditBase(a, target);
   return base && { ...base, key, kind: isRollback(path) ? 'rollback' : 'step' };
 }

@@ -9,8 +9,20 @@
 // hand it fails at once, and a workflow of any other kind squatting on a `host-lock:` id is terminated by the
 // waiter (the prefix is the engine's).
 import {
-  ApplicationFailure, ChildWorkflowCancellationType, condition, defineSignal, log, ParentClosePolicy, patched, proxyActivities, setHandler, sleep, startChild,
-  workflowInfo, WorkflowIdReusePolicy, type ChildWorkflowHandle,
+  ApplicationFailure,
+  ChildWorkflowCancellationType,
+  condition,
+  defineSignal,
+  log,
+  ParentClosePolicy,
+  patched,
+  proxyActivities,
+  setHandler,
+  sleep,
+  startChild,
+  workflowInfo,
+  WorkflowIdReusePolicy,
+  type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
@@ -23,10 +35,15 @@ export const releaseSignal = defineSignal('release');
 export async function hostLock(holder: string): Promise<string> {
   const info = workflowInfo();
   if (!info.parent) {
-    throw ApplicationFailure.nonRetryable(`${info.workflowId} was started by hand: a host lock is only taken by a runbook run`, FAILURES.reservedId);
+    throw ApplicationFailure.nonRetryable(
+      `${info.workflowId} was started by hand: a host lock is only taken by a runbook run`,
+      FAILURES.reservedId,
+    );
   }
   let released = false;
-  setHandler(releaseSignal, () => { released = true; });
+  setHandler(releaseSignal, () => {
+    released = true;
+  });
   await condition(() => released);
   return holder;
 }
@@ -40,15 +57,22 @@ const { watchHostLock } = proxyActivities<Activities>(lockWatchOptions);
  * With `abandonOnCancel`, cancelling the run does not cancel the lock: it is held until the target's rollback is
  * done and released then (runs started before that replay with the old behaviour).
  */
-export async function acquireHostLock(host: string, holder: string, policy: LockPolicy, onWait: () => void,
-  abandonOnCancel = false): Promise<ChildWorkflowHandle<typeof hostLock>> {
+export async function acquireHostLock(
+  host: string,
+  holder: string,
+  policy: LockPolicy,
+  onWait: () => void,
+  abandonOnCancel = false,
+): Promise<ChildWorkflowHandle<typeof hostLock>> {
   const workflowId = `${HOST_LOCK_PREFIX}${host}`;
   let waiting = false;
   for (;;) {
     try {
       return await startChild(hostLock, {
-        workflowId, args: [holder],
-        parentClosePolicy: ParentClosePolicy.TERMINATE, workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+        workflowId,
+        args: [holder],
+        parentClosePolicy: ParentClosePolicy.TERMINATE,
+        workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
         ...(abandonOnCancel ? { cancellationType: ChildWorkflowCancellationType.ABANDON } : {}),
       });
     } catch (err) {
@@ -59,7 +83,10 @@ export async function acquireHostLock(host: string, holder: string, policy: Lock
     if (policy === 'fail') {
       // A squatter is cleared even here: only a real holder makes a fail-fast run fail.
       if (!watched || (await watchHostLock({ workflowId, waitMs: 0 })) !== 'cleared') {
-        throw ApplicationFailure.nonRetryable(`host ${host} is locked by another run (locks.hosts: fail)`, FAILURES.hostLocked);
+        throw ApplicationFailure.nonRetryable(
+          `host ${host} is locked by another run (locks.hosts: fail)`,
+          FAILURES.hostLocked,
+        );
       }
       continue;
     }

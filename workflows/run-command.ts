@@ -1,7 +1,13 @@
 // Workflow side (deterministic). Runs one ad hoc command on one inventory host through the exactly-once sshStep
 // activity: the smallest end-to-end path (client -> Temporal -> worker -> SSH). The input names the host; its
 // login comes from the worker's own inventory, and only a worker started with RUNBOOK_ALLOW_EXEC serves it.
-import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  proxyActivities,
+  proxyLocalActivities,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
 import type { SshStepActivityInput } from '../activities';
 import type { Activities } from '../activities';
 import type { SshStepResult } from '../activities/ssh/step';
@@ -37,7 +43,13 @@ export async function runCommand(input: RunCommandInput): Promise<SshStepResult>
     key: recordKey('exec', true),
     timeoutMs,
     // An ad hoc command is a change like any step: its activity records it.
-    audit: { runbook: { name: 'exec', contentHash: '' }, initiator: { trigger: 'manual', id: input.initiator ?? 'unknown' }, key: 'exec', kind: 'step', target: input.host },
+    audit: {
+      runbook: { name: 'exec', contentHash: '' },
+      initiator: { trigger: 'manual', id: input.initiator ?? 'unknown' },
+      key: 'exec',
+      kind: 'step',
+      target: input.host,
+    },
   };
   const result = await sshStepFor(timeoutMs)(step);
   upsertSearchAttributes([{ key: RunbookStatus, value: result.exitCode === 0 ? 'succeeded' : 'failed' }]);

@@ -3,8 +3,18 @@
 // parallel with a failure threshold, rollback newest-first after a failure or a cancel, live state by query, and
 // search attributes for the UI and `runbook list`.
 import {
-  ActivityFailure, ApplicationFailure, CancelledFailure, isCancellation, log, patched, proxyActivities, setHandler, TemporalFailure, upsertMemo,
-  upsertSearchAttributes, workflowInfo,
+  ActivityFailure,
+  ApplicationFailure,
+  CancelledFailure,
+  isCancellation,
+  log,
+  patched,
+  proxyActivities,
+  setHandler,
+  TemporalFailure,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import ms from 'ms';
 import type { Activities } from '../activities';
@@ -20,7 +30,13 @@ import { runTarget, type HostResult } from './target';
 import { recordEvents, startAudit, type RunAudit } from './audit';
 import { runCancelled, runFinished, runStarted, targetSkipped } from '../audit/run-events';
 import type { TSchema } from '@sinclair/typebox';
-import { DecisionSchema, inputProblems, isPrintableText, RunbookInputSchema, type RunbookInput } from '../dsl/run-input';
+import {
+  DecisionSchema,
+  inputProblems,
+  isPrintableText,
+  RunbookInputSchema,
+  type RunbookInput,
+} from '../dsl/run-input';
 import { FAILURES, HOST_LOCK_PREFIX } from '../common/failure-types';
 import { ACTIVITY_OPTIONS } from './activity-options';
 
@@ -37,12 +53,19 @@ const MAX_DECISIONS = 200;
 export function checkRunInput(input: unknown, schema: TSchema): void {
   const info = workflowInfo();
   const problems = inputProblems(schema, input);
-  if (info.workflowId.startsWith(HOST_LOCK_PREFIX)) problems.unshift(`workflow id: ids starting with "${HOST_LOCK_PREFIX}" are reserved for host locks`);
+  if (info.workflowId.startsWith(HOST_LOCK_PREFIX))
+    problems.unshift(`workflow id: ids starting with "${HOST_LOCK_PREFIX}" are reserved for host locks`);
   const v = (input ?? {}) as Partial<RunbookInput>;
-  if (!info.parent && v.heldHosts !== undefined) problems.push('input.heldHosts: set only by a parent run for its sub-runbook; remove it');
-  if (!info.parent && v.trigger === 'sub-runbook') problems.push('input.trigger: "sub-runbook" is set only by a parent run; use manual, alert or schedule');
+  if (!info.parent && v.heldHosts !== undefined)
+    problems.push('input.heldHosts: set only by a parent run for its sub-runbook; remove it');
+  if (!info.parent && v.trigger === 'sub-runbook')
+    problems.push('input.trigger: "sub-runbook" is set only by a parent run; use manual, alert or schedule');
   if (problems.length) {
-    throw ApplicationFailure.create({ type: FAILURES.inputInvalid, nonRetryable: true, message: `The workflow input is invalid:\n${problems.join('\n')}` });
+    throw ApplicationFailure.create({
+      type: FAILURES.inputInvalid,
+      nonRetryable: true,
+      message: `The workflow input is invalid:\n${problems.join('\n')}`,
+    });
   }
 }
 
@@ -73,15 +96,28 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
 
   const info = workflowInfo();
   // Only a parent run's held locks are honoured (checkRunInput refuses the field from anyone else).
-  const heldHosts = info.parent ? input.heldHosts ?? [] : [];
-  const env: StepEnv = { prepared, state, inbox, initiator, audit, inventory: input.inventory, heldHosts, features: decideFeatures() };
+  const heldHosts = info.parent ? (input.heldHosts ?? []) : [];
+  const env: StepEnv = {
+    prepared,
+    state,
+    inbox,
+    initiator,
+    audit,
+    inventory: input.inventory,
+    heldHosts,
+    features: decideFeatures(),
+  };
   const run: RunInfo = { id: info.workflowId, initiator, trigger };
   const rollout = new Rollout(env, run, input.alert);
   try {
     if (rb.approval) {
       setStatus(state, 'awaiting-approval');
-      const gate = renderStep({ id: 'gate', approval: rb.approval }, buildContext(prepared.params, undefined, rb, run, input.alert));
-      if (gate.kind === 'approval') await awaitApproval('gate', gate, state, inbox, rb.metadata.name, ms(gate.timeout as ms.StringValue), audit);
+      const gate = renderStep(
+        { id: 'gate', approval: rb.approval },
+        buildContext(prepared.params, undefined, rb, run, input.alert),
+      );
+      if (gate.kind === 'approval')
+        await awaitApproval('gate', gate, state, inbox, rb.metadata.name, ms(gate.timeout as ms.StringValue), audit);
     }
     setStatus(state, 'running');
     await rollout.run();
@@ -92,7 +128,9 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
       await recordEvents(audit, state, runFinished('failed', { error: errorText(err) }));
       // Only a Temporal failure fails the run; any other error (an expression over input that does not fit it)
       // would fail the workflow task again and again and wedge the run.
-      throw err instanceof TemporalFailure ? err : ApplicationFailure.nonRetryable(errorText(err), FAILURES.runbookError);
+      throw err instanceof TemporalFailure
+        ? err
+        : ApplicationFailure.nonRetryable(errorText(err), FAILURES.runbookError);
     }
   }
   return finishRun(rollout, audit);
@@ -103,8 +141,15 @@ async function refuseBadInput(input: RunbookInput): Promise<void> {
   try {
     checkRunInput(input, RunbookInputSchema);
   } catch (err) {
-    const name = typeof input?.runbook === 'string' && /^[a-z][a-z0-9-]{0,127}$/.test(input.runbook) ? input.runbook : '(invalid input)';
-    await recordEvents(startAudit(name, 'manual', 'unknown'), {}, runFinished('rejected', { error: (err as Error).message }));
+    const name =
+      typeof input?.runbook === 'string' && /^[a-z][a-z0-9-]{0,127}$/.test(input.runbook)
+        ? input.runbook
+        : '(invalid input)';
+    await recordEvents(
+      startAudit(name, 'manual', 'unknown'),
+      {},
+      runFinished('rejected', { error: (err as Error).message }),
+    );
     throw err;
   }
 }
@@ -116,25 +161,46 @@ async function refuseBadInput(input: RunbookInput): Promise<void> {
 function startedBy(input: RunbookInput): { initiator: string; trigger: string } {
   const claimed = (workflowInfo().searchAttributes?.TemporalScheduledById as unknown[] | undefined)?.[0];
   const scheduledBy = isPrintableText(claimed, 256) ? claimed : undefined;
-  return { initiator: input.initiator ?? scheduledBy ?? 'unknown', trigger: input.trigger ?? (scheduledBy ? 'schedule' : 'manual') };
+  return {
+    initiator: input.initiator ?? scheduledBy ?? 'unknown',
+    trigger: input.trigger ?? (scheduledBy ? 'schedule' : 'manual'),
+  };
 }
 
 /** The run's live state (query), its decision inbox (signal) and its search attributes. */
-function openRun(runbookName: string, initiator: string, trigger: string): { state: RunState; inbox: ApprovalDecision[] } {
-  const state: RunState = { runbook: runbookName, contentHash: '', status: 'preparing', batch: { index: 0, of: 0 }, hosts: {}, pendingApprovals: [], decisions: [] };
+function openRun(
+  runbookName: string,
+  initiator: string,
+  trigger: string,
+): { state: RunState; inbox: ApprovalDecision[] } {
+  const state: RunState = {
+    runbook: runbookName,
+    contentHash: '',
+    status: 'preparing',
+    batch: { index: 0, of: 0 },
+    hosts: {},
+    pendingApprovals: [],
+    decisions: [],
+  };
   const inbox: ApprovalDecision[] = [];
   setHandler(stateQuery, () => state);
   setHandler(decideSignal, (d) => {
     const problems = inputProblems(DecisionSchema, d);
     if (problems.length || inbox.length >= MAX_DECISIONS) {
-      log.warn('ignored a decision', { problems: problems.length ? problems : [`more than ${MAX_DECISIONS} decisions`] });
+      log.warn('ignored a decision', {
+        problems: problems.length ? problems : [`more than ${MAX_DECISIONS} decisions`],
+      });
       return;
     }
     inbox.push(d);
     state.decisions.push({ ...d });
   });
-  upsertSearchAttributes([{ key: RunbookName, value: runbookName }, { key: Initiator, value: initiator }, { key: Trigger, value: trigger },
-    { key: RunbookStatus, value: 'preparing' }]);
+  upsertSearchAttributes([
+    { key: RunbookName, value: runbookName },
+    { key: Initiator, value: initiator },
+    { key: Trigger, value: trigger },
+    { key: RunbookStatus, value: 'preparing' },
+  ]);
   return { state, inbox };
 }
 
@@ -142,19 +208,44 @@ function openRun(runbookName: string, initiator: string, trigger: string): { sta
 async function prepareRun(input: RunbookInput, audit: RunAudit, state: RunState): Promise<PreparedRun> {
   let prepared: PreparedRun;
   try {
-    prepared = await prepare({ runbook: input.runbook, params: input.params ?? {}, inventory: input.inventory, alert: input.alert });
+    prepared = await prepare({
+      runbook: input.runbook,
+      params: input.params ?? {},
+      inventory: input.inventory,
+      alert: input.alert,
+    });
   } catch (err) {
     setStatus(state, 'failed');
-    await recordEvents(audit, state, runFinished('rejected', { error: errorText(err), detail: { params: input.params ?? {}, inventory: input.inventory ?? null } }));
+    await recordEvents(
+      audit,
+      state,
+      runFinished('rejected', {
+        error: errorText(err),
+        detail: { params: input.params ?? {}, inventory: input.inventory ?? null },
+      }),
+    );
     // Bad input: fail the run with the located message itself (type UnknownRunbook, ParamsInvalid, ...).
     throw err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : err;
   }
   const rb = prepared.runbook;
   state.contentHash = prepared.contentHash;
-  upsertMemo({ description: rb.metadata.description ?? '', contentHash: prepared.contentHash, risk: rb.metadata.risk ?? 'medium' });
+  upsertMemo({
+    description: rb.metadata.description ?? '',
+    contentHash: prepared.contentHash,
+    risk: rb.metadata.risk ?? 'medium',
+  });
   upsertSearchAttributes([{ key: RunbookTargets, value: prepared.targets }]);
   audit.runbook = { name: rb.metadata.name, contentHash: prepared.contentHash };
-  await recordEvents(audit, state, runStarted({ params: prepared.params, targets: prepared.targets, inventory: input.inventory ?? null, alert: input.alert ?? null }));
+  await recordEvents(
+    audit,
+    state,
+    runStarted({
+      params: prepared.params,
+      targets: prepared.targets,
+      inventory: input.inventory ?? null,
+      alert: input.alert ?? null,
+    }),
+  );
   return prepared;
 }
 
@@ -167,11 +258,18 @@ class Rollout {
   cancelled = false;
   private readonly abandonOnCancel: boolean;
 
-  constructor(readonly env: StepEnv, private readonly runInfo: RunInfo, private readonly alert: RunbookInput['alert']) {
+  constructor(
+    readonly env: StepEnv,
+    private readonly runInfo: RunInfo,
+    private readonly alert: RunbookInput['alert'],
+  ) {
     const { prepared } = env;
     const rb = prepared.runbook;
     this.abandonOnCancel = patched('lock-abandon-on-cancel');
-    this.hosts = rb.targets === undefined ? [undefined] : prepared.targets.map((n) => prepared.inventory!.hosts.find((h) => h.name === n)!);
+    this.hosts =
+      rb.targets === undefined
+        ? [undefined]
+        : prepared.targets.map((n) => prepared.inventory!.hosts.find((h) => h.name === n)!);
     for (const h of this.hosts) {
       const name = h?.name ?? '(run)';
       env.state.hosts[name] = { state: 'pending' };
@@ -232,7 +330,7 @@ class Rollout {
 
   /** Marks a target (or a target's name) the rollout does not reach as skipped. */
   skip(h: TargetHost | string | undefined): void {
-    const name = typeof h === 'string' ? h : h?.name ?? '(run)';
+    const name = typeof h === 'string' ? h : (h?.name ?? '(run)');
     this.env.state.hosts[name] = { state: 'skipped' };
     this.results[name]!.state = 'skipped';
   }
@@ -245,19 +343,50 @@ async function finishRun(rollout: Rollout, audit: RunAudit): Promise<RunbookResu
   const rb = prepared.runbook;
   // A run cancelled before its rollout (at the approval gate) reached none of its targets.
   for (const [h, r] of Object.entries(results)) if (r.state === 'pending') rollout.skip(h);
-  const skipped = Object.entries(results).filter(([, r]) => r.state === 'skipped').map(([h]) => h);
+  const skipped = Object.entries(results)
+    .filter(([, r]) => r.state === 'skipped')
+    .map(([h]) => h);
   const reason = cancelled ? 'run cancelled' : `failures (${failures}) exceeded the threshold (${threshold})`;
-  await recordEvents(audit, state, ...skipped.map((h) => targetSkipped(h, reason)),
-    ...(cancelled ? [runCancelled(Object.fromEntries(Object.entries(results).map(([h, r]) => [h, r.state])))] : []));
+  await recordEvents(
+    audit,
+    state,
+    ...skipped.map((h) => targetSkipped(h, reason)),
+    ...(cancelled ? [runCancelled(Object.fromEntries(Object.entries(results).map(([h, r]) => [h, r.state])))] : []),
+  );
 
-  const result: RunbookResult = { runbook: rb.metadata.name, contentHash: prepared.contentHash, failures, threshold, hosts: results,
-    status: cancelled ? 'cancelled' : failures > threshold ? 'failed' : failures > 0 ? 'degraded' : 'succeeded' };
+  const result: RunbookResult = {
+    runbook: rb.metadata.name,
+    contentHash: prepared.contentHash,
+    failures,
+    threshold,
+    hosts: results,
+    status: cancelled ? 'cancelled' : failures > threshold ? 'failed' : failures > 0 ? 'degraded' : 'succeeded',
+  };
   setStatus(state, result.status === 'degraded' ? 'succeeded' : result.status);
   state.result = result;
-  await recordEvents(audit, state, runFinished(result.status, { detail: { failures, threshold,
-    hosts: Object.fromEntries(Object.entries(results).map(([h, r]) => [h, { state: r.state, error: r.error, rollbackErrors: r.rollbackErrors }])) } }));
-  const failed = Object.entries(results).filter(([, r]) => r.error).map(([h, r]) => `${h}: ${r.error}`).join('; ');
-  if (result.status === 'cancelled') throw new CancelledFailure(`${rb.metadata.name} cancelled; rollback ran where needed. ${failed}`);
-  if (result.status === 'failed') throw ApplicationFailure.nonRetryable(`${rb.metadata.name} failed: ${failed}`, FAILURES.runbookFailed, result);
+  await recordEvents(
+    audit,
+    state,
+    runFinished(result.status, {
+      detail: {
+        failures,
+        threshold,
+        hosts: Object.fromEntries(
+          Object.entries(results).map(([h, r]) => [
+            h,
+            { state: r.state, error: r.error, rollbackErrors: r.rollbackErrors },
+          ]),
+        ),
+      },
+    }),
+  );
+  const failed = Object.entries(results)
+    .filter(([, r]) => r.error)
+    .map(([h, r]) => `${h}: ${r.error}`)
+    .join('; ');
+  if (result.status === 'cancelled')
+    throw new CancelledFailure(`${rb.metadata.name} cancelled; rollback ran where needed. ${failed}`);
+  if (result.status === 'failed')
+    throw ApplicationFailure.nonRetryable(`${rb.metadata.name} failed: ${failed}`, FAILURES.runbookFailed, result);
   return result;
 }

@@ -2,7 +2,15 @@
 // exactly-once key), timeout, until (poll), outputs, delegated targets, parallel groups, sub-runbooks, and the
 // activity per kind. Rollback steps of completed steps are pushed onto the target's compensation stack.
 import {
-  ApplicationFailure, CancellationScope, executeChild, isCancellation, patched, proxyActivities, proxyLocalActivities, sleep, workflowInfo,
+  ApplicationFailure,
+  CancellationScope,
+  executeChild,
+  isCancellation,
+  patched,
+  proxyActivities,
+  proxyLocalActivities,
+  sleep,
+  workflowInfo,
 } from '@temporalio/workflow';
 import ms from 'ms';
 import type { Activities } from '../activities';
@@ -50,11 +58,20 @@ export interface RunFeatures {
 
 /** Decides the run's features; call once, at the start of a run. */
 export function decideFeatures(): RunFeatures {
-  return { runScopedKeys: patched('run-scoped-keys'), rollbackStepKeys: patched('rollback-step-keys'), childIdHost: patched('child-id-host') };
+  return {
+    runScopedKeys: patched('run-scoped-keys'),
+    rollbackStepKeys: patched('rollback-step-keys'),
+    childIdHost: patched('child-id-host'),
+  };
 }
 
 /** A rollback step waiting on a target's compensation stack, with the context it was pushed with. */
-export interface Compensation { step: StepDoc; path: string; ctx: ExprContext; host?: TargetHost }
+export interface Compensation {
+  step: StepDoc;
+  path: string;
+  ctx: ExprContext;
+  host?: TargetHost;
+}
 
 export type StepsCtx = Record<string, { outputs: Record<string, unknown>; status: string }>;
 
@@ -87,7 +104,11 @@ type SshLogin = PreparedRun['ssh'][string];
 function sshTarget(t: TargetRun, stepId: string): SshLogin {
   const { host } = t;
   const login = host ? t.env.prepared.ssh[host.name] : undefined;
-  if (!login) throw ApplicationFailure.nonRetryable(`step "${stepId}" acts over SSH but ${host ? `host "${host.name}" has no SSH login (user, key) in the inventory` : 'the run has no target'}`, FAILURES.noTarget);
+  if (!login)
+    throw ApplicationFailure.nonRetryable(
+      `step "${stepId}" acts over SSH but ${host ? `host "${host.name}" has no SSH login (user, key) in the inventory` : 'the run has no target'}`,
+      FAILURES.noTarget,
+    );
   return login;
 }
 
@@ -96,13 +117,21 @@ function sshTarget(t: TargetRun, stepId: string): SshLogin {
  * Workflow ID (or a Reset) acts again, while a retry within the run re-attaches. Runs recorded before run-scoped
  * keys replay with the keys they used.
  */
-export function recordKey(stepPath: string, runScoped: boolean): { workflowId: string; runId?: string; stepPath: string } {
+export function recordKey(
+  stepPath: string,
+  runScoped: boolean,
+): { workflowId: string; runId?: string; stepPath: string } {
   const info = workflowInfo();
-  return runScoped ? { workflowId: info.workflowId, runId: info.runId, stepPath } : { workflowId: info.workflowId, stepPath };
+  return runScoped
+    ? { workflowId: info.workflowId, runId: info.runId, stepPath }
+    : { workflowId: info.workflowId, stepPath };
 }
 
 /** A step's outputs: taken by its activity from the whole result, or (runs recorded before that) from the reply. */
-function outputsOf(step: StepDoc, result: StepResultView & { outputs?: Record<string, unknown> }): Record<string, unknown> {
+function outputsOf(
+  step: StepDoc,
+  result: StepResultView & { outputs?: Record<string, unknown> },
+): Record<string, unknown> {
   return result.outputs ?? extractOutputs(step, result);
 }
 
@@ -137,7 +166,13 @@ function stepActivities(timeoutMs: number, attempts: number) {
 }
 
 /** One attempt of a step's action. Returns what outputs are extracted from. */
-async function act(t: TargetRun, action: RenderedAction, step: StepDoc, path: string, key: string): Promise<StepResultView> {
+async function act(
+  t: TargetRun,
+  action: RenderedAction,
+  step: StepDoc,
+  path: string,
+  key: string,
+): Promise<StepResultView> {
   const { env, host } = t;
   const timeoutMs = duration(step.timeout, '10m');
   const activities = stepActivities(timeoutMs, action.kind === 'http' ? (step.retry?.attempts ?? 3) : 10);
@@ -147,12 +182,25 @@ async function act(t: TargetRun, action: RenderedAction, step: StepDoc, path: st
     case 'ssh': {
       const target = sshTarget(t, step.id);
       if (action.upload) {
-        await activities.sshUpload({ target, src: action.upload.src, dest: action.upload.dest, mode: action.upload.mode });
+        await activities.sshUpload({
+          target,
+          src: action.upload.src,
+          dest: action.upload.dest,
+          mode: action.upload.mode,
+        });
         return {};
       }
       const stepKey = recordKey(key, env.features.runScopedKeys);
       try {
-        return await activities.sshStep({ target, action, key: stepKey, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name), outputs });
+        return await activities.sshStep({
+          target,
+          action,
+          key: stepKey,
+          secrets,
+          timeoutMs,
+          audit: stepAudit(env.audit, key, path, host?.name),
+          outputs,
+        });
       } catch (err) {
         // The step itself was cancelled: stop its remote command (the activity leaves it running on purpose).
         if (isCancellation(err)) await CancellationScope.nonCancellable(() => killer.sshKill({ target, key: stepKey }));
@@ -160,12 +208,27 @@ async function act(t: TargetRun, action: RenderedAction, step: StepDoc, path: st
       }
     }
     case 'http':
-      return activities.httpStep({ action, secrets, timeoutMs, audit: stepAudit(env.audit, key, path, host?.name), outputs });
+      return activities.httpStep({
+        action,
+        secrets,
+        timeoutMs,
+        audit: stepAudit(env.audit, key, path, host?.name),
+        outputs,
+      });
     case 'sleep':
       await sleep(action.duration as ms.StringValue);
       return {};
     case 'approval':
-      await awaitApproval(path, action, env.state, env.inbox, env.prepared.name, duration(action.timeout, '1h'), env.audit, host?.name);
+      await awaitApproval(
+        path,
+        action,
+        env.state,
+        env.inbox,
+        env.prepared.name,
+        duration(action.timeout, '1h'),
+        env.audit,
+        host?.name,
+      );
       return {};
     case 'notify':
       await activities.notify({ channel: action.channel, message: action.message });
@@ -173,11 +236,22 @@ async function act(t: TargetRun, action: RenderedAction, step: StepDoc, path: st
     case 'runbook': {
       // The child uses the parent's inventory, and acts on the parent's locked host without locking it again. A step
       // with its own `targets` acts on hosts this run has not locked: the child locks those as usual.
-      const heldHosts = host && step.targets === undefined ? [...new Set([...env.heldHosts, host.name])] : env.heldHosts;
-      const child = await executeChild('runbook', { args: [{ runbook: action.name, params: action.params, initiator: env.initiator, trigger: 'sub-runbook',
-        inventory: env.inventory, heldHosts }],
+      const heldHosts =
+        host && step.targets === undefined ? [...new Set([...env.heldHosts, host.name])] : env.heldHosts;
+      const child = await executeChild('runbook', {
+        args: [
+          {
+            runbook: action.name,
+            params: action.params,
+            initiator: env.initiator,
+            trigger: 'sub-runbook',
+            inventory: env.inventory,
+            heldHosts,
+          },
+        ],
         // One child per target: with several hosts in a batch, the same step path would collide.
-        workflowId: `${workflowInfo().workflowId}/${key}${env.features.childIdHost && host ? `@${host.name}` : ''}` });
+        workflowId: `${workflowInfo().workflowId}/${key}${env.features.childIdHost && host ? `@${host.name}` : ''}`,
+      });
       return { json: child };
     }
     case 'parallel':
@@ -197,13 +271,24 @@ async function withRetry(t: TargetRun, step: StepDoc, path: string, keyBase: str
       const result = await act(t, action, step, path, key);
       if (workflowRecordsSuccess(action, result as { audited?: boolean })) {
         const selfRecorded = action.kind === 'http' || (action.kind === 'ssh' && !action.upload);
-        await recordEvents(t.env.audit, t.env.state, stepEvent(key, path, target, 'succeeded', { action, outcome: selfRecorded ? outcomeOf(result) : undefined }));
+        await recordEvents(
+          t.env.audit,
+          t.env.state,
+          stepEvent(key, path, target, 'succeeded', { action, outcome: selfRecorded ? outcomeOf(result) : undefined }),
+        );
       }
       return result;
     } catch (err) {
       if (action.kind !== 'approval') {
-        await recordEvents(t.env.audit, t.env.state, stepEvent(key, path, target, isCancellation(err) ? 'cancelled' : 'failed',
-          { action, error: errorText(err), outcome: outcomeOf(failureResult(err)) }));
+        await recordEvents(
+          t.env.audit,
+          t.env.state,
+          stepEvent(key, path, target, isCancellation(err) ? 'cancelled' : 'failed', {
+            action,
+            error: errorText(err),
+            outcome: outcomeOf(failureResult(err)),
+          }),
+        );
       }
       if (attempt >= attempts || !isIn(STEP_FAILURES, failureType(err))) throw err;
       await sleep(backoff);
@@ -229,7 +314,10 @@ async function withUntil(t: TargetRun, step: StepDoc, path: string, keyBase: str
       last = (err as Error).message;
     }
     if (Date.now() + duration(step.until.every, '5s') > deadline) {
-      throw ApplicationFailure.nonRetryable(`step "${step.id}" did not succeed within ${step.until.timeout}: ${last}`, FAILURES.untilTimeout);
+      throw ApplicationFailure.nonRetryable(
+        `step "${step.id}" did not succeed within ${step.until.timeout}: ${last}`,
+        FAILURES.untilTimeout,
+      );
     }
     await sleep(step.until.every as ms.StringValue);
   }
@@ -240,8 +328,16 @@ async function withUntil(t: TargetRun, step: StepDoc, path: string, keyBase: str
  * workflow drives itself (retry, until, delegated targets, parallel, continue-on-error, upload).
  */
 function groupable(step: StepDoc): boolean {
-  return step.ssh !== undefined && step.ssh.upload === undefined && step.retry === undefined && step.until === undefined
-    && step.targets === undefined && step.parallel === undefined && !step.continueOnError && duration(step.timeout, '10m') <= LOCAL_STEP_MAX_MS;
+  return (
+    step.ssh !== undefined &&
+    step.ssh.upload === undefined &&
+    step.retry === undefined &&
+    step.until === undefined &&
+    step.targets === undefined &&
+    step.parallel === undefined &&
+    !step.continueOnError &&
+    duration(step.timeout, '10m') <= LOCAL_STEP_MAX_MS
+  );
 }
 
 /** At most this many steps share one local activity. */
@@ -264,7 +360,12 @@ export function groupLength(steps: StepDoc[], i: number): number {
 function pushRollback(t: TargetRun, step: StepDoc, path: string): void {
   const own = t.env.features.rollbackStepKeys;
   for (const [i, rb] of (step.rollback ?? []).entries()) {
-    t.comp.push({ step: rb, path: own ? `${path}.rollback[${i}]` : `${path}.rollback`, ctx: { ...t.ctx, steps: { ...t.steps } }, host: t.host });
+    t.comp.push({
+      step: rb,
+      path: own ? `${path}.rollback[${i}]` : `${path}.rollback`,
+      ctx: { ...t.ctx, steps: { ...t.steps } },
+      host: t.host,
+    });
   }
 }
 
@@ -274,24 +375,47 @@ function pushRollback(t: TargetRun, step: StepDoc, path: string): void {
  * workflow in between. Outputs, statuses and rollback steps are applied here in step order. Returns how many
  * steps were done: all of them, or fewer when the activity's reply reached its size budget (go on from there).
  */
-export async function runStepGroup(t: TargetRun & { host: TargetHost }, group: { step: StepDoc; path: string }[]): Promise<number> {
+export async function runStepGroup(
+  t: TargetRun & { host: TargetHost },
+  group: { step: StepDoc; path: string }[],
+): Promise<number> {
   const { env, host } = t;
   const target = sshTarget(t, group[0]!.step.id);
   const hostState = env.state.hosts[host.name];
   if (hostState) hostState.step = group.map((g) => g.step.id).join(',');
   const items = group.map(({ step, path }) => ({ step, path, timeoutMs: duration(step.timeout, '10m') }));
-  const { sshSteps } = proxyLocalActivities<Activities>(shortStepOptions(items.reduce((sum, i) => sum + i.timeoutMs, 0), 10));
+  const { sshSteps } = proxyLocalActivities<Activities>(
+    shortStepOptions(
+      items.reduce((sum, i) => sum + i.timeoutMs, 0),
+      10,
+    ),
+  );
   let out: Awaited<ReturnType<typeof sshSteps>>;
   try {
-    out = await sshSteps({ target, steps: items, ctx: { ...t.ctx, steps: { ...t.steps } }, secrets: env.prepared.runbook.secrets, audit: auditBase(env.audit, host.name),
-      runScoped: env.features.runScopedKeys });
+    out = await sshSteps({
+      target,
+      steps: items,
+      ctx: { ...t.ctx, steps: { ...t.steps } },
+      secrets: env.prepared.runbook.secrets,
+      audit: auditBase(env.audit, host.name),
+      runScoped: env.features.runScopedKeys,
+    });
   } catch (err) {
     if (isCancellation(err)) {
       // Which step was running is unknown here: stop any of them (a finished or unstarted one is a no-op).
       await CancellationScope.nonCancellable(async () => {
-        for (const { path } of group) await killer.sshKill({ target, key: recordKey(path, env.features.runScopedKeys) });
+        for (const { path } of group)
+          await killer.sshKill({ target, key: recordKey(path, env.features.runScopedKeys) });
       });
-      await recordEvents(env.audit, env.state, groupCancelled(group.map((g) => g.path), host.name, errorText(err)));
+      await recordEvents(
+        env.audit,
+        env.state,
+        groupCancelled(
+          group.map((g) => g.path),
+          host.name,
+          errorText(err),
+        ),
+      );
     }
     throw err;
   }
@@ -299,15 +423,33 @@ export async function runStepGroup(t: TargetRun & { host: TargetHost }, group: {
     const { step, path } = group[i]!;
     t.steps[step.id] = { outputs: d.outputs, status: d.status };
     if (!d.audited) {
-      await recordEvents(env.audit, env.state, d.status === 'skipped'
-        ? whenSkipped(path, host.name, step.when) : stepEvent(path, path, host.name, 'succeeded', { outcome: outcomeOf(d.result) }));
+      await recordEvents(
+        env.audit,
+        env.state,
+        d.status === 'skipped'
+          ? whenSkipped(path, host.name, step.when)
+          : stepEvent(path, path, host.name, 'succeeded', { outcome: outcomeOf(d.result) }),
+      );
     }
     if (d.status === 'succeeded') pushRollback(t, step, path);
   }
   if (out.failed) {
     const f = out.failed;
-    if (!f.audited) await recordEvents(env.audit, env.state, stepEvent(f.path, f.path, host.name, 'failed', { error: f.message, outcome: outcomeOf(f.result as object | undefined) }));
-    throw ApplicationFailure.create({ message: f.message, type: f.type, nonRetryable: true, details: f.result === undefined ? [] : [f.result] });
+    if (!f.audited)
+      await recordEvents(
+        env.audit,
+        env.state,
+        stepEvent(f.path, f.path, host.name, 'failed', {
+          error: f.message,
+          outcome: outcomeOf(f.result as object | undefined),
+        }),
+      );
+    throw ApplicationFailure.create({
+      message: f.message,
+      type: f.type,
+      nonRetryable: true,
+      details: f.result === undefined ? [] : [f.result],
+    });
   }
   return out.done.length;
 }
@@ -328,15 +470,29 @@ export async function runStep(t: TargetRun, step: StepDoc, path: string): Promis
     const children = step.parallel.steps;
     const limit = step.parallel.limit ?? children.length;
     for (let i = 0; i < children.length; i += limit) {
-      await Promise.all(children.slice(i, i + limit).map((child, j) => runStep(t, child, `${path}.parallel.steps[${i + j}]`)));
+      await Promise.all(
+        children.slice(i, i + limit).map((child, j) => runStep(t, child, `${path}.parallel.steps[${i + j}]`)),
+      );
     }
   } else if (step.targets !== undefined) {
     const selector = renderValue(step.targets, t.ctx);
-    const { hosts, errors } = resolveTargets(t.env.prepared.inventory ?? { hosts: [], groups: {}, vars: {} }, Array.isArray(selector) ? selector.join(',') : String(selector));
-    if (errors.length) throw ApplicationFailure.nonRetryable(`step "${step.id}": ${errors.map((e) => e.message).join('; ')}`, FAILURES.targetsInvalid);
+    const { hosts, errors } = resolveTargets(
+      t.env.prepared.inventory ?? { hosts: [], groups: {}, vars: {} },
+      Array.isArray(selector) ? selector.join(',') : String(selector),
+    );
+    if (errors.length)
+      throw ApplicationFailure.nonRetryable(
+        `step "${step.id}": ${errors.map((e) => e.message).join('; ')}`,
+        FAILURES.targetsInvalid,
+      );
     let last: StepResultView = {};
     for (const other of hosts) {
-      last = await withUntil({ ...t, host: other, ctx: { ...t.ctx, target: targetView(other) } }, step, path, `${path}:${other.name}`);
+      last = await withUntil(
+        { ...t, host: other, ctx: { ...t.ctx, target: targetView(other) } },
+        step,
+        path,
+        `${path}:${other.name}`,
+      );
     }
     t.steps[step.id] = { outputs: outputsOf(step, last), status: 'succeeded' };
   } else {

@@ -8,7 +8,12 @@ import { acquireHostLock, releaseHostLock } from './host-lock';
 import { errorText, groupLength, rollbackRun, runStep, runStepGroup, type TargetRun } from './steps';
 import type { HostState } from './messages';
 
-export interface HostResult { state: HostState; error?: string; steps: Record<string, string>; rollbackErrors: string[] }
+export interface HostResult {
+  state: HostState;
+  error?: string;
+  steps: Record<string, string>;
+  rollbackErrors: string[];
+}
 
 export interface TargetOptions {
   /** Cancelling the run abandons the lock child instead of cancelling it (see acquireHostLock). */
@@ -27,8 +32,15 @@ export async function runTarget(t: TargetRun, result: HostResult, opts: TargetOp
   try {
     // Runs recorded before host locks existed replay without them (see test/integration/replay.test.ts).
     if (host && patched('host-locks') && !env.heldHosts.includes(host.name)) {
-      lock = await acquireHostLock(host.name, workflowInfo().workflowId, rb.locks?.hosts ?? 'wait', () => { env.state.hosts[name] = { state: 'waiting-lock' }; },
-        opts.abandonOnCancel);
+      lock = await acquireHostLock(
+        host.name,
+        workflowInfo().workflowId,
+        rb.locks?.hosts ?? 'wait',
+        () => {
+          env.state.hosts[name] = { state: 'waiting-lock' };
+        },
+        opts.abandonOnCancel,
+      );
       acquired = true;
     }
     env.state.hosts[name] = { state: 'running' };
@@ -59,7 +71,10 @@ async function runSteps(t: TargetRun, steps: StepDoc[], result: HostResult): Pro
       const group = steps.slice(i, i + n);
       let done = n;
       try {
-        done = await runStepGroup(t as TargetRun & { host: TargetHost }, group.map((s, k) => ({ step: s, path: `steps[${i + k}]` })));
+        done = await runStepGroup(
+          t as TargetRun & { host: TargetHost },
+          group.map((s, k) => ({ step: s, path: `steps[${i + k}]` })),
+        );
       } finally {
         for (const s of group) if (t.steps[s.id]) result.steps[s.id] = t.steps[s.id]!.status;
       }

@@ -45,7 +45,11 @@ export interface HttpStepResult {
   durationMs: number;
 }
 
-async function substitute(text: string, values: Map<string, string>, resolve: (n: string) => Promise<string>): Promise<string> {
+async function substitute(
+  text: string,
+  values: Map<string, string>,
+  resolve: (n: string) => Promise<string>,
+): Promise<string> {
   for (const name of secretsIn(text)) if (!values.has(name)) values.set(name, await resolve(name));
   return mapSecretTokens(text, (name) => values.get(name)!);
 }
@@ -54,7 +58,11 @@ async function substitute(text: string, values: Map<string, string>, resolve: (n
  * A JSON body with its secrets in place: every string in it (keys too, at any depth) is substituted before the
  * body is serialised. Serialising first would escape the tokens' NUL delimiters (as \u0000) and send the token.
  */
-async function substituteJson(value: unknown, values: Map<string, string>, resolve: (n: string) => Promise<string>): Promise<unknown> {
+async function substituteJson(
+  value: unknown,
+  values: Map<string, string>,
+  resolve: (n: string) => Promise<string>,
+): Promise<unknown> {
   if (typeof value === 'string') return substitute(value, values, resolve);
   if (Array.isArray(value)) {
     const out: unknown[] = [];
@@ -63,7 +71,8 @@ async function substituteJson(value: unknown, values: Map<string, string>, resol
   }
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[await substitute(k, values, resolve)] = await substituteJson(v, values, resolve);
+    for (const [k, v] of Object.entries(value))
+      out[await substitute(k, values, resolve)] = await substituteJson(v, values, resolve);
     return out;
   }
   return value;
@@ -82,8 +91,15 @@ function rememberEncodedForms(values: Map<string, string>): void {
   }
 }
 
-const TLS_CODES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_HAS_EXPIRED',
-  'ERR_TLS_CERT_ALTNAME_INVALID', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_NOT_YET_VALID']);
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_NOT_YET_VALID',
+]);
 
 export async function runHttpStep(secrets: Secrets, input: HttpStepInput): Promise<HttpStepResult> {
   const started = Date.now();
@@ -117,46 +133,75 @@ export async function runHttpStep(secrets: Secrets, input: HttpStepInput): Promi
   const timeoutMs = input.timeoutMs ?? 30_000;
   const cap = input.maxBodyBytes ?? 1024 * 1024;
 
-  const response = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>((resolvePromise, reject) => {
-    const lib = url.protocol === 'https:' ? https : http;
-    const req = lib.request(url, {
-      method: a.method, headers, timeout: timeoutMs,
-      ...(url.protocol === 'https:' ? { rejectUnauthorized: a.tlsVerify, ca: input.caFile ? fs.readFileSync(input.caFile) : undefined } : {}),
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > cap) {
-          req.destroy();
-          reject(new HttpBodyTooLarge(`${where}: the response is larger than ${cap} bytes; refusing to read more`));
-          return;
+  const response = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>(
+    (resolvePromise, reject) => {
+      const lib = url.protocol === 'https:' ? https : http;
+      const req = lib.request(
+        url,
+        {
+          method: a.method,
+          headers,
+          timeout: timeoutMs,
+          ...(url.protocol === 'https:'
+            ? { rejectUnauthorized: a.tlsVerify, ca: input.caFile ? fs.readFileSync(input.caFile) : undefined }
+            : {}),
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > cap) {
+              req.destroy();
+              reject(new HttpBodyTooLarge(`${where}: the response is larger than ${cap} bytes; refusing to read more`));
+              return;
+            }
+            chunks.push(c);
+          });
+          res.on('end', () =>
+            resolvePromise({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+          );
+          res.on('error', (err) =>
+            reject(new HttpConnectError(`${where}: the response broke off: ${redact(err.message)}`)),
+          );
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code && TLS_CODES.has(err.code)) {
+          reject(
+            new HttpTlsError(
+              `${where}: TLS verification failed (${err.code}): ${redact(err.message)}. Trust the server's CA (caFile) or, for a test system only, set tlsVerify: false.`,
+            ),
+          );
+        } else {
+          reject(new HttpConnectError(`${where}: ${err.code ? `${err.code}: ` : ''}${redact(err.message)}`));
         }
-        chunks.push(c);
       });
-      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', (err) => reject(new HttpConnectError(`${where}: the response broke off: ${redact(err.message)}`)));
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code && TLS_CODES.has(err.code)) {
-        reject(new HttpTlsError(`${where}: TLS verification failed (${err.code}): ${redact(err.message)}. Trust the server's CA (caFile) or, for a test system only, set tlsVerify: false.`));
-      } else {
-        reject(new HttpConnectError(`${where}: ${err.code ? `${err.code}: ` : ''}${redact(err.message)}`));
-      }
-    });
-    req.end(body);
-  });
+      req.end(body);
+    },
+  );
 
   const text = redact(response.body.toString('utf8'));
   let json: unknown;
   if (/json/i.test(String(response.headers['content-type'] ?? '')) || /^\s*[[{]/.test(text)) {
     // Redacted again once parsed: a secret escaped inside a JSON string (an echoed request body) shows only now.
-    try { json = redactDeep(JSON.parse(text)); } catch { json = undefined; }
+    try {
+      json = redactDeep(JSON.parse(text));
+    } catch {
+      json = undefined;
+    }
   }
   const result: HttpStepResult = {
-    status: response.status, body: text, json, durationMs: Date.now() - started,
-    headers: Object.fromEntries(['content-type', 'location', 'etag'].filter((h) => response.headers[h]).map((h) => [h, redact(String(response.headers[h]))])),
+    status: response.status,
+    body: text,
+    json,
+    durationMs: Date.now() - started,
+    headers: Object.fromEntries(
+      ['content-type', 'location', 'etag']
+        .filter((h) => response.headers[h])
+        .map((h) => [h, redact(String(response.headers[h]))]),
+    ),
   };
   if (!a.expectStatus.includes(response.status)) {
     const msg = `${where} answered ${response.status} (expected ${a.expectStatus.join(' or ')}): ${text.slice(0, 200)}`;

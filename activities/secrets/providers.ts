@@ -26,8 +26,10 @@ function readFileSecret(name: string, file: string): string {
     throw new SecretError(`secret "${name}": file ${file} does not exist or cannot be read`);
   }
   if ((stat.mode & 0o077) !== 0) {
-    throw new SecretError(`secret "${name}": file ${file} is readable or writable by group or others (mode ` +
-      `${(stat.mode & 0o777).toString(8)}); refusing to use it. Run: chmod 600 ${file}`);
+    throw new SecretError(
+      `secret "${name}": file ${file} is readable or writable by group or others (mode ` +
+        `${(stat.mode & 0o777).toString(8)}); refusing to use it. Run: chmod 600 ${file}`,
+    );
   }
   return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
 }
@@ -36,8 +38,12 @@ function runExec(name: string, command: string, env: NodeJS.ProcessEnv, timeoutM
   return new Promise((resolve, reject) => {
     execFile('/bin/sh', ['-c', command], { env, timeout: timeoutMs, maxBuffer: 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) {
-        const why = (err as { killed?: boolean }).killed ? `did not finish within ${timeoutMs} ms` : `failed (exit ${(err as { code?: unknown }).code})`;
-        reject(new SecretError(`secret "${name}": command \`${command}\` ${why}: ${redact(stderr.trim()).slice(0, 300)}`));
+        const why = (err as { killed?: boolean }).killed
+          ? `did not finish within ${timeoutMs} ms`
+          : `failed (exit ${(err as { code?: unknown }).code})`;
+        reject(
+          new SecretError(`secret "${name}": command \`${command}\` ${why}: ${redact(stderr.trim()).slice(0, 300)}`),
+        );
       } else {
         resolve(stdout.replace(/\r?\n$/, ''));
       }
@@ -62,7 +68,8 @@ export class Secrets {
     switch (decl.provider) {
       case 'env': {
         const v = this.env[decl.key];
-        if (v === undefined || v === '') throw new SecretError(`secret "${name}": environment variable ${decl.key} is not set on the worker`);
+        if (v === undefined || v === '')
+          throw new SecretError(`secret "${name}": environment variable ${decl.key} is not set on the worker`);
         value = v;
         break;
       }
@@ -82,7 +89,10 @@ export class Secrets {
 
   /** Writes a new value for a file secret (rotation): atomically, mode 0600. Other providers are read-only. */
   async write(name: string, decl: SecretDeclaration, value: string): Promise<void> {
-    if (decl.provider !== 'file') throw new SecretError(`secret "${name}": the ${decl.provider} provider is read-only; only file secrets can be rotated here`);
+    if (decl.provider !== 'file')
+      throw new SecretError(
+        `secret "${name}": the ${decl.provider} provider is read-only; only file secrets can be rotated here`,
+      );
     rememberSecret(value);
     const file = path.resolve(this.baseDir, decl.key);
     const tmp = `${file}.${process.pid}.tmp`;

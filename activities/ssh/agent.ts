@@ -51,11 +51,18 @@ printf '\\n%s\\n' "$B" >&2
 export const AGENT_SCRIPT = `while setsid -w /bin/sh -c '${singleQuoted(SERVE)}' runbook-agent; do :; done
 `;
 
-export interface AgentResult { stdout: string; stderr: string; exitCode: number | null }
+export interface AgentResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number | null;
+}
 
 /** Thrown when the agent is gone before it answered: run the script over a plain exec instead. */
 export class AgentLost extends Error {
-  constructor(message: string) { super(message); this.name = 'AgentLost'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'AgentLost';
+  }
 }
 
 class ShellAgent {
@@ -72,10 +79,22 @@ class ShellAgent {
   private open(): Promise<ClientChannel> {
     this.channel ??= new Promise<ClientChannel>((resolve, reject) => {
       this.client.exec(shCommand(AGENT_SCRIPT), (e, ch) => {
-        if (e) { this.dead = true; return reject(new AgentLost(`agent could not start: ${e.message}`)); }
-        ch.on('data', (c: Buffer) => { this.out.push(c); this.waiter?.(); });
-        ch.stderr.on('data', (c: Buffer) => { this.err.push(c); this.waiter?.(); });
-        ch.on('close', () => { this.dead = true; this.failer?.(new AgentLost('agent channel closed')); });
+        if (e) {
+          this.dead = true;
+          return reject(new AgentLost(`agent could not start: ${e.message}`));
+        }
+        ch.on('data', (c: Buffer) => {
+          this.out.push(c);
+          this.waiter?.();
+        });
+        ch.stderr.on('data', (c: Buffer) => {
+          this.err.push(c);
+          this.waiter?.();
+        });
+        ch.on('close', () => {
+          this.dead = true;
+          this.failer?.(new AgentLost('agent channel closed'));
+        });
         ch.on('error', () => undefined); // 'close' follows
         resolve(ch);
       });
@@ -87,7 +106,10 @@ class ShellAgent {
   close(): boolean {
     if (this.dead || !this.channel) return false;
     this.dead = true;
-    void this.channel.then((ch) => ch.close(), () => undefined);
+    void this.channel.then(
+      (ch) => ch.close(),
+      () => undefined,
+    );
     return true;
   }
 
@@ -104,8 +126,15 @@ class ShellAgent {
       this.err = [];
       return await new Promise<AgentResult>((resolve, reject) => {
         const tail = (bufs: Buffer[]) => Buffer.concat(bufs.slice(-4)).toString('latin1').slice(-80);
-        const timer = setTimeout(() => { this.dead = true; ch.close(); reject(new AgentLost('agent request timed out')); }, timeoutMs);
-        this.failer = (e) => { clearTimeout(timer); reject(e); };
+        const timer = setTimeout(() => {
+          this.dead = true;
+          ch.close();
+          reject(new AgentLost('agent request timed out'));
+        }, timeoutMs);
+        this.failer = (e) => {
+          clearTimeout(timer);
+          reject(e);
+        };
         this.waiter = () => {
           const m = outEnd.exec(tail(this.out));
           if (!m || !tail(this.err).endsWith(errEnd)) return;
@@ -114,10 +143,16 @@ class ShellAgent {
           this.failer = undefined;
           const stdout = Buffer.concat(this.out).toString('utf8');
           const stderr = Buffer.concat(this.err).toString('utf8');
-          resolve({ stdout: stdout.slice(0, stdout.length - m[0].length), stderr: stderr.slice(0, stderr.length - errEnd.length), exitCode: Number(m[1]) });
+          resolve({
+            stdout: stdout.slice(0, stdout.length - m[0].length),
+            stderr: stderr.slice(0, stderr.length - errEnd.length),
+            exitCode: Number(m[1]),
+          });
         };
         const text = (b: string) => (b.endsWith('\n') ? b : `${b}\n`);
-        ch.write(`${boundary}\n${text(script)}${boundary}\n${stdin.length ? text(stdin.toString('utf8')) : ''}${boundary}\n`);
+        ch.write(
+          `${boundary}\n${text(script)}${boundary}\n${stdin.length ? text(stdin.toString('utf8')) : ''}${boundary}\n`,
+        );
       });
     } finally {
       this.waiter = undefined;

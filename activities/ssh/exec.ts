@@ -46,8 +46,12 @@ class Capture {
       this.truncated = true;
     }
   }
-  text(): string { return Buffer.concat(this.chunks).toString('utf8'); }
-  digest(): string { return this.hash.digest('hex'); }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+  digest(): string {
+    return this.hash.digest('hex');
+  }
 }
 
 /** Callbacks to run when a connection closes or fails; one pair of listeners per client however many commands run. */
@@ -57,7 +61,9 @@ function onConnectionLoss(client: Client, fn: (why: string) => void): () => void
   let watchers = lossWatchers.get(client);
   if (!watchers) {
     const set = new Set<(why: string) => void>();
-    const fire = (why: string) => { for (const w of [...set]) w(why); };
+    const fire = (why: string) => {
+      for (const w of [...set]) w(why);
+    };
     client.on('close', () => fire('connection closed'));
     client.on('error', (e: Error) => fire(e.message));
     lossWatchers.set(client, set);
@@ -78,8 +84,13 @@ export function exec(client: Client, command: string, opts: ExecOptions = {}, re
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
     const result = (): ExecResult => ({
-      exitCode, signal: exitSignal, stdout: out.text(), stderr: err.text(),
-      truncated: out.truncated || err.truncated, stdoutSha256: out.digest(), durationMs: Date.now() - started,
+      exitCode,
+      signal: exitSignal,
+      stdout: out.text(),
+      stderr: err.text(),
+      truncated: out.truncated || err.truncated,
+      stdoutSha256: out.digest(),
+      durationMs: Date.now() - started,
     });
     const settle = (how: () => void) => {
       if (settled) return;
@@ -89,15 +100,23 @@ export function exec(client: Client, command: string, opts: ExecOptions = {}, re
       how();
     };
     // The connection went away under the command: what arrived is a result only if its exit status did.
-    const stopWatching = onConnectionLoss(client, (why) => settle(() => (exitCode !== null || exitSignal !== null
-      ? resolve(result()) : reject(new SshConnectionLost(`SSH connection lost while a command ran: ${why}`)))));
+    const stopWatching = onConnectionLoss(client, (why) =>
+      settle(() =>
+        exitCode !== null || exitSignal !== null
+          ? resolve(result())
+          : reject(new SshConnectionLost(`SSH connection lost while a command ran: ${why}`)),
+      ),
+    );
     try {
       client.exec(command, (e, channel) => {
         if (settled) return;
         // A refused channel while the shell agent holds a session (sshd's MaxSessions): free it and try again.
         if (e && !retried && closeAgent(client)) return settle(() => resolve(exec(client, command, opts, true)));
         if (e) return settle(() => reject(e));
-        const kill = () => { channel.signal('KILL'); channel.close(); };
+        const kill = () => {
+          channel.signal('KILL');
+          channel.close();
+        };
         timer = setTimeout(kill, opts.timeoutMs ?? 600_000);
         channel.on('data', (chunk: Buffer) => out.push(chunk));
         channel.stderr.on('data', (chunk: Buffer) => err.push(chunk));
@@ -110,7 +129,9 @@ export function exec(client: Client, command: string, opts: ExecOptions = {}, re
       });
     } catch (e) {
       // ssh2 throws at once when the connection is already gone ("Not connected").
-      settle(() => reject(new SshConnectionLost(`SSH connection lost before a command could start: ${(e as Error).message}`)));
+      settle(() =>
+        reject(new SshConnectionLost(`SSH connection lost before a command could start: ${(e as Error).message}`)),
+      );
     }
   });
 }

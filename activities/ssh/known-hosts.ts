@@ -42,7 +42,14 @@ export function parseKnownHosts(text: string): Entry[] {
     const key = Buffer.from(keyB64, 'base64');
     if (hosts.startsWith('|1|')) {
       const [, , salt, hash] = hosts.split('|');
-      if (salt && hash) entries.push({ marker, patterns: [], hashed: { salt: Buffer.from(salt, 'base64'), hash: Buffer.from(hash, 'base64') }, keyType, key });
+      if (salt && hash)
+        entries.push({
+          marker,
+          patterns: [],
+          hashed: { salt: Buffer.from(salt, 'base64'), hash: Buffer.from(hash, 'base64') },
+          keyType,
+          key,
+        });
     } else {
       entries.push({ marker, patterns: hosts.split(','), keyType, key });
     }
@@ -52,7 +59,10 @@ export function parseKnownHosts(text: string): Entry[] {
 
 /** One OpenSSH host pattern (`*` any run, `?` one character), case-insensitive, against the whole name. */
 function patternMatches(pattern: string, name: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${re}$`, 'i').test(name);
 }
 
@@ -86,18 +96,29 @@ export function verifyHostKey(entries: Entry[], address: string, port: number, k
 }
 
 /** The error for a refused host key: names the host, the presented key's fingerprint and the known_hosts file. */
-export function hostKeyError(reason: 'unknown' | 'changed' | 'revoked', where: string, key: Buffer, file: string): HostKeyError {
+export function hostKeyError(
+  reason: 'unknown' | 'changed' | 'revoked',
+  where: string,
+  key: Buffer,
+  file: string,
+): HostKeyError {
   const fp = fingerprint(key);
   switch (reason) {
     case 'revoked':
-      return new HostKeyError(`Host key of ${where} is REVOKED: it presented ${fp}, which ${file} marks @revoked. ` +
-        'Refusing to connect; the host needs a new key, listed in that file once checked.');
+      return new HostKeyError(
+        `Host key of ${where} is REVOKED: it presented ${fp}, which ${file} marks @revoked. ` +
+          'Refusing to connect; the host needs a new key, listed in that file once checked.',
+      );
     case 'changed':
-      return new HostKeyError(`Host key of ${where} CHANGED: it presented ${fp}, which does not match ${file}. ` +
-        'Refusing to connect; if the change is expected, update that file.');
+      return new HostKeyError(
+        `Host key of ${where} CHANGED: it presented ${fp}, which does not match ${file}. ` +
+          'Refusing to connect; if the change is expected, update that file.',
+      );
     case 'unknown':
-      return new HostKeyError(`Host key of ${where} is unknown: ${fp} is not in ${file}. Refusing to connect; ` +
-        'add the host\'s key to that file (ssh-keyscan) after checking it.');
+      return new HostKeyError(
+        `Host key of ${where} is unknown: ${fp} is not in ${file}. Refusing to connect; ` +
+          "add the host's key to that file (ssh-keyscan) after checking it.",
+      );
   }
 }
 

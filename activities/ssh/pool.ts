@@ -12,7 +12,11 @@ import type { Secrets } from '../secrets/providers';
 import { SshAuthError, SshConnectError, type HostKeyError } from './errors';
 import { hostKeyError, knownHostsName, loadKnownHosts, verifyHostKey } from './known-hosts';
 
-interface Pooled { client: Client; active: number; idleTimer?: NodeJS.Timeout }
+interface Pooled {
+  client: Client;
+  active: number;
+  idleTimer?: NodeJS.Timeout;
+}
 
 export interface SshPoolOptions {
   /** Close a connection after this long without use. @default 60000 */
@@ -86,10 +90,15 @@ export class SshPool {
   async closeAll(): Promise<void> {
     const all = [...this.conns.values()];
     this.conns.clear();
-    await Promise.all(all.map(async (p) => {
-      const pooled = await p.catch(() => undefined);
-      if (pooled) { clearTimeout(pooled.idleTimer); pooled.client.end(); }
-    }));
+    await Promise.all(
+      all.map(async (p) => {
+        const pooled = await p.catch(() => undefined);
+        if (pooled) {
+          clearTimeout(pooled.idleTimer);
+          pooled.client.end();
+        }
+      }),
+    );
   }
 
   /**
@@ -103,19 +112,32 @@ export class SshPool {
       const bastion = await this.acquire(jump);
       return new Promise<Duplex>((resolve, reject) => {
         let released = false;
-        const release = () => { if (!released) { released = true; this.release(bastion); } };
+        const release = () => {
+          if (!released) {
+            released = true;
+            this.release(bastion);
+          }
+        };
         try {
           bastion.client.forwardOut('127.0.0.1', 0, target.address, port, (err, stream) => {
             if (err) {
               release();
-              return reject(new SshConnectError(`Cannot reach ${target.name} (${target.address}:${port}) through jump host ${jump.name}: ${err.message}`));
+              return reject(
+                new SshConnectError(
+                  `Cannot reach ${target.name} (${target.address}:${port}) through jump host ${jump.name}: ${err.message}`,
+                ),
+              );
             }
             stream.once('close', release);
             resolve(stream);
           });
         } catch (err) {
           release();
-          reject(new SshConnectError(`Cannot reach ${target.name} through jump host ${jump.name}: ${(err as Error).message}`));
+          reject(
+            new SshConnectError(
+              `Cannot reach ${target.name} through jump host ${jump.name}: ${(err as Error).message}`,
+            ),
+          );
         }
       });
     }
@@ -137,13 +159,18 @@ export class SshPool {
       }
     }
     if (this.agentSocket) return { agent: this.agentSocket };
-    throw new SshAuthError(`${target.name}: no credentials: set identityFile, a password secret, or run an SSH agent (SSH_AUTH_SOCK)`);
+    throw new SshAuthError(
+      `${target.name}: no credentials: set identityFile, a password secret, or run an SSH agent (SSH_AUTH_SOCK)`,
+    );
   }
 
   private async open(target: SshTarget, key: string): Promise<Pooled> {
     const port = target.port ?? 22;
     const where = `${target.name} (${target.address}:${port})`;
-    const knownHosts = fs.existsSync(target.knownHosts) || target.hostKeyPolicy !== 'accept-new' ? loadKnownHosts(target.knownHosts) : [];
+    const knownHosts =
+      fs.existsSync(target.knownHosts) || target.hostKeyPolicy !== 'accept-new'
+        ? loadKnownHosts(target.knownHosts)
+        : [];
     const creds = await this.credentials(target);
     const sock = await this.socketTo(target);
     let hostKeyProblem: HostKeyError | undefined;
@@ -166,15 +193,26 @@ export class SshPool {
       client.once('error', (err: Error & { level?: string }) => {
         if (hostKeyProblem) return fail(hostKeyProblem);
         if (err.level === 'client-authentication') {
-          return fail(new SshAuthError(`${target.user}@${where} refused the ${creds.password ? 'password' : creds.agent ? 'agent\'s keys' : `key ${target.identityFile}`}: ` +
-            'check the user name and that the public key is in its authorized_keys.'));
+          return fail(
+            new SshAuthError(
+              `${target.user}@${where} refused the ${creds.password ? 'password' : creds.agent ? "agent's keys" : `key ${target.identityFile}`}: ` +
+                'check the user name and that the public key is in its authorized_keys.',
+            ),
+          );
         }
         fail(new SshConnectError(`Cannot connect to ${where}: ${err.message}`));
       });
-      client.once('close', () => fail(hostKeyProblem ?? new SshConnectError(`Connection to ${where} closed during the handshake`)));
+      client.once('close', () =>
+        fail(hostKeyProblem ?? new SshConnectError(`Connection to ${where} closed during the handshake`)),
+      );
       sock.once('error', (err) => fail(new SshConnectError(`Cannot connect to ${where}: ${err.message}`)));
       client.connect({
-        sock, username: target.user, readyTimeout: this.connectTimeoutMs, keepaliveInterval: 15_000, keepaliveCountMax: 3, ...creds,
+        sock,
+        username: target.user,
+        readyTimeout: this.connectTimeoutMs,
+        keepaliveInterval: 15_000,
+        keepaliveCountMax: 3,
+        ...creds,
         hostVerifier: (hostKey: Buffer) => {
           const verdict = verifyHostKey(knownHosts, target.address, port, hostKey);
           if (verdict.ok) return true;

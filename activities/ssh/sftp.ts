@@ -26,7 +26,10 @@ async function remoteSha(client: Client, file: string): Promise<string | undefin
 function localSha(file: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const h = crypto.createHash('sha256');
-    fs.createReadStream(file).on('error', reject).on('data', (c) => h.update(c)).on('end', () => resolve(h.digest('hex')));
+    fs.createReadStream(file)
+      .on('error', reject)
+      .on('data', (c) => h.update(c))
+      .on('end', () => resolve(h.digest('hex')));
   });
 }
 
@@ -34,8 +37,11 @@ function localSha(file: string): Promise<string> {
  * One SFTP transfer (`op` puts or gets) into a temporary name beside `dest`, returned: the caller moves it into
  * place only once its checksum is right.
  */
-async function transferToTemp(client: Client, dest: string,
-  op: (s: SFTPWrapper, tmp: string, done: (err?: Error | null) => void) => void): Promise<string> {
+async function transferToTemp(
+  client: Client,
+  dest: string,
+  op: (s: SFTPWrapper, tmp: string, done: (err?: Error | null) => void) => void,
+): Promise<string> {
   const tmp = `${dest}.runbook-${crypto.randomBytes(4).toString('hex')}`;
   const s = await sftp(client);
   try {
@@ -46,9 +52,19 @@ async function transferToTemp(client: Client, dest: string,
   return tmp;
 }
 
-export interface TransferResult { sha256: string; bytes: number; changed: boolean }
+export interface TransferResult {
+  sha256: string;
+  bytes: number;
+  changed: boolean;
+}
 
-export async function upload(pool: SshPool, target: SshTarget, src: string, dest: string, mode = '0644'): Promise<TransferResult> {
+export async function upload(
+  pool: SshPool,
+  target: SshTarget,
+  src: string,
+  dest: string,
+  mode = '0644',
+): Promise<TransferResult> {
   const sha = await localSha(src);
   const bytes = fs.statSync(src).size;
   return pool.use(target, async (client) => {
@@ -57,7 +73,9 @@ export async function upload(pool: SshPool, target: SshTarget, src: string, dest
     const arrived = await remoteSha(client, tmp);
     if (arrived !== sha) {
       await exec(client, `rm -f -- ${quote([tmp])}`);
-      throw new TransferChecksumError(`upload of ${path.basename(src)} to ${target.name}:${dest} arrived with sha256 ${arrived ?? 'none'}, expected ${sha}`);
+      throw new TransferChecksumError(
+        `upload of ${path.basename(src)} to ${target.name}:${dest} arrived with sha256 ${arrived ?? 'none'}, expected ${sha}`,
+      );
     }
     const r = await exec(client, `chmod ${quote([mode])} ${quote([tmp])} && mv -f -- ${quote([tmp])} ${quote([dest])}`);
     if (r.exitCode !== 0) throw new Error(`upload to ${target.name}:${dest}: ${r.stderr.trim()}`);
@@ -73,7 +91,9 @@ export async function download(pool: SshPool, target: SshTarget, src: string, de
     const got = await localSha(tmp);
     if (got !== expected) {
       fs.rmSync(tmp, { force: true });
-      throw new TransferChecksumError(`download of ${target.name}:${src} arrived with sha256 ${got}, expected ${expected}`);
+      throw new TransferChecksumError(
+        `download of ${target.name}:${src} arrived with sha256 ${got}, expected ${expected}`,
+      );
     }
     fs.renameSync(tmp, dest);
     return { sha256: got, bytes: fs.statSync(dest).size, changed: true };

@@ -8,11 +8,32 @@ import type { RenderedAction } from '../../dsl/render';
 import { redact } from '../../common/redact';
 import type { SecretDeclaration, Secrets } from '../secrets/providers';
 import { SecretError } from '../secrets/errors';
-import { SshCommandCancelled, SshCommandFailed, SshCommandLost, SshConnectionLost, SshInputIncomplete, SshWrapperError } from './errors';
+import {
+  SshCommandCancelled,
+  SshCommandFailed,
+  SshCommandLost,
+  SshConnectionLost,
+  SshInputIncomplete,
+  SshWrapperError,
+} from './errors';
 import { exec, type ExecResult } from './exec';
 import type { SshTarget } from '../../dsl/selector';
 import type { SshPool } from './pool';
-import { digestScript, gcScript, INLINE_SCRIPT_MAX, inputIncomplete, killScript, parseTrailer, shCommand, stepKey, tailScript, wrapperRequest, wrapperScript, wrapperStdin, type WrapperOutcome } from './wrapper';
+import {
+  digestScript,
+  gcScript,
+  INLINE_SCRIPT_MAX,
+  inputIncomplete,
+  killScript,
+  parseTrailer,
+  shCommand,
+  stepKey,
+  tailScript,
+  wrapperRequest,
+  wrapperScript,
+  wrapperStdin,
+  type WrapperOutcome,
+} from './wrapper';
 import { AgentLost, idleAgent } from './agent';
 
 export type SshAction = Extract<RenderedAction, { kind: 'ssh' }>;
@@ -92,7 +113,12 @@ const collected = new Set<string>();
 /** Step records older than this are removed from a host the first time this process uses it. */
 const RECORD_RETENTION_DAYS = 7;
 
-export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStepInput, hooks: SshStepHooks = {}): Promise<SshStepResult> {
+export async function runSshStep(
+  pool: SshPool,
+  secrets: Secrets,
+  input: SshStepInput,
+  hooks: SshStepHooks = {},
+): Promise<SshStepResult> {
   const started = Date.now();
   collectOldRecords(pool, input.target);
   const key = stepRecordKey(input.key, input.target.name);
@@ -103,7 +129,13 @@ export async function runSshStep(pool: SshPool, secrets: Secrets, input: SshStep
   const raw = await runWrapper(pool, input.target, key, call, timeoutMs, hooks);
   const outcome = wrapperOutcome(raw, input.target.name);
   const result = await stepResult(pool, input.target, key, raw, outcome, cap, started);
-  checkOutcome(input, outcome, result, Date.now() - started >= timeoutMs ? timeoutMs : undefined, hooks.signal?.aborted ?? false);
+  checkOutcome(
+    input,
+    outcome,
+    result,
+    Date.now() - started >= timeoutMs ? timeoutMs : undefined,
+    hooks.signal?.aborted ?? false,
+  );
   return result;
 }
 
@@ -125,7 +157,12 @@ interface ResolvedSecrets {
 
 /** The values of the declared secrets the action refers to (and of the sudo password), resolved at the last moment. */
 async function resolveSecrets(secrets: Secrets, input: SshStepInput): Promise<ResolvedSecrets> {
-  const names = [...new Set([...secretsIn(input.action.command ?? input.action.script ?? ''), ...Object.values(input.action.env).flatMap(secretsIn)])];
+  const names = [
+    ...new Set([
+      ...secretsIn(input.action.command ?? input.action.script ?? ''),
+      ...Object.values(input.action.env).flatMap(secretsIn),
+    ]),
+  ];
   const values: Record<string, string> = {};
   for (const name of names) {
     const decl = input.secrets?.[name];
@@ -145,51 +182,96 @@ async function resolveSecrets(secrets: Secrets, input: SshStepInput): Promise<Re
 type WrapperRaw = Pick<ExecResult, 'stdout' | 'stderr' | 'exitCode'> & { signal?: string | null };
 
 /** The wrapper as an exec command and as a shell-agent request, and the stdin both read (secrets, script). */
-interface WrapperCall { remote: string; agentRequest: string; stdin: Buffer; inline: boolean; capBytes: number }
+interface WrapperCall {
+  remote: string;
+  agentRequest: string;
+  stdin: Buffer;
+  inline: boolean;
+  capBytes: number;
+}
 
-function wrapperCall(input: SshStepInput, key: string, script: string, capBytes: number, { names, values, sudoPassword }: ResolvedSecrets): WrapperCall {
-  const opts = { key, capBytes, sudo: input.action.sudo, runAs: input.action.user, secretNames: names, sudoPassword: sudoPassword !== undefined };
+function wrapperCall(
+  input: SshStepInput,
+  key: string,
+  script: string,
+  capBytes: number,
+  { names, values, sudoPassword }: ResolvedSecrets,
+): WrapperCall {
+  const opts = {
+    key,
+    capBytes,
+    sudo: input.action.sudo,
+    runAs: input.action.user,
+    secretNames: names,
+    sudoPassword: sudoPassword !== undefined,
+  };
   // The sudo password travels on stdin too, as a first line read before the wrapper's own input.
-  const withSudoPassword = (wrapper: string) => (sudoPassword === undefined ? wrapper
-    : `IFS= read -r RB_SUDO_PASSWORD; RB_SUDO_PASSWORD=$(printf %s "$RB_SUDO_PASSWORD" | base64 -d); export RB_SUDO_PASSWORD\n${wrapper}`);
-  const stdin = sudoPassword === undefined ? wrapperStdin(values, script)
-    : Buffer.concat([Buffer.from(`${Buffer.from(sudoPassword).toString('base64')}\n`), wrapperStdin(values, script)]);
-  return { remote: withSudoPassword(wrapperScript(opts, script)), agentRequest: withSudoPassword(wrapperRequest(opts, script)), stdin,
-    inline: script.length <= INLINE_SCRIPT_MAX, capBytes };
+  const withSudoPassword = (wrapper: string) =>
+    sudoPassword === undefined
+      ? wrapper
+      : `IFS= read -r RB_SUDO_PASSWORD; RB_SUDO_PASSWORD=$(printf %s "$RB_SUDO_PASSWORD" | base64 -d); export RB_SUDO_PASSWORD\n${wrapper}`;
+  const stdin =
+    sudoPassword === undefined
+      ? wrapperStdin(values, script)
+      : Buffer.concat([Buffer.from(`${Buffer.from(sudoPassword).toString('base64')}\n`), wrapperStdin(values, script)]);
+  return {
+    remote: withSudoPassword(wrapperScript(opts, script)),
+    agentRequest: withSudoPassword(wrapperRequest(opts, script)),
+    stdin,
+    inline: script.length <= INLINE_SCRIPT_MAX,
+    capBytes,
+  };
 }
 
 /**
  * Runs the wrapper until it reports the command's outcome: kills the command at its timeout or on abort, reports
  * the output's tail as progress, and after a kill attaches again to read the outcome the kill recorded.
  */
-async function runWrapper(pool: SshPool, target: SshTarget, key: string, call: WrapperCall, timeoutMs: number, hooks: SshStepHooks): Promise<WrapperRaw> {
+async function runWrapper(
+  pool: SshPool,
+  target: SshTarget,
+  key: string,
+  call: WrapperCall,
+  timeoutMs: number,
+  hooks: SshStepHooks,
+): Promise<WrapperRaw> {
   let killing: Promise<unknown> | undefined;
   const kill = () => {
     killing ??= pool.use(target, (c) => exec(c, killScript(key), { timeoutMs: 15_000 })).catch(() => undefined);
   };
   const timer = setTimeout(kill, timeoutMs);
   hooks.signal?.addEventListener('abort', kill, { once: true });
-  const progress = hooks.onProgress ? setInterval(() => {
-    void pool.use(target, (c) => exec(c, tailScript(key, 2048), { timeoutMs: 5000 }))
-      .then((r) => hooks.onProgress?.(redact(r.stdout))).catch(() => undefined);
-  }, hooks.progressIntervalMs ?? 5000) : undefined;
+  const progress = hooks.onProgress
+    ? setInterval(() => {
+        void pool
+          .use(target, (c) => exec(c, tailScript(key, 2048), { timeoutMs: 5000 }))
+          .then((r) => hooks.onProgress?.(redact(r.stdout)))
+          .catch(() => undefined);
+      }, hooks.progressIntervalMs ?? 5000)
+    : undefined;
   try {
     // Through the connection's shell agent when it is free (and the script is inline), else a plain exec; a
     // lost agent means the same wrapper again over exec, which re-attaches to its record.
-    const run = () => pool.use(target, async (client) => {
-      const agent = call.inline ? idleAgent(client) : undefined;
-      if (agent) {
-        try {
-          return await agent.run(call.agentRequest, call.stdin, timeoutMs + 30_000);
-        } catch (err) {
-          if (!(err instanceof AgentLost)) throw err;
+    const run = () =>
+      pool.use(target, async (client) => {
+        const agent = call.inline ? idleAgent(client) : undefined;
+        if (agent) {
+          try {
+            return await agent.run(call.agentRequest, call.stdin, timeoutMs + 30_000);
+          } catch (err) {
+            if (!(err instanceof AgentLost)) throw err;
+          }
         }
-      }
-      return exec(client, shCommand(call.remote), { stdin: call.stdin, timeoutMs: timeoutMs + 30_000, maxOutputBytes: call.capBytes + 4096 });
-    });
-    const attempt = () => run().catch((err: unknown) => {
-      throw err instanceof SshConnectionLost ? connectionLost(target.name) : err;
-    });
+        return exec(client, shCommand(call.remote), {
+          stdin: call.stdin,
+          timeoutMs: timeoutMs + 30_000,
+          maxOutputBytes: call.capBytes + 4096,
+        });
+      });
+    const attempt = () =>
+      run().catch((err: unknown) => {
+        throw err instanceof SshConnectionLost ? connectionLost(target.name) : err;
+      });
     let raw = await attempt();
     await killing; // a kill in progress finishes before the outcome is read
     // A kill takes the wrapper down with the command (they share the step's process group); attaching again reads
@@ -204,8 +286,15 @@ async function runWrapper(pool: SshPool, target: SshTarget, key: string, call: W
 }
 
 /** The step's result: exit code, the streams' tails (redacted), and the whole stdout's size and digest. */
-async function stepResult(pool: SshPool, target: SshTarget, key: string, raw: WrapperRaw, outcome: WrapperOutcome, cap: number,
-  started: number): Promise<SshStepResult> {
+async function stepResult(
+  pool: SshPool,
+  target: SshTarget,
+  key: string,
+  raw: WrapperRaw,
+  outcome: WrapperOutcome,
+  cap: number,
+  started: number,
+): Promise<SshStepResult> {
   // The wrapper sends up to cap + 1 bytes per stream: one more than the cap means there was more.
   const outBuf = Buffer.from(raw.stdout, 'utf8');
   const outTruncated = outBuf.length > cap;
@@ -218,44 +307,74 @@ async function stepResult(pool: SshPool, target: SshTarget, key: string, raw: Wr
     stdoutBytes = Number(size);
     stdoutSha256 = sha ?? null;
   }
-  const tail = (text: string, truncated: boolean) => (truncated ? Buffer.from(text).subarray(-cap).toString('utf8') : text);
+  const tail = (text: string, truncated: boolean) =>
+    truncated ? Buffer.from(text).subarray(-cap).toString('utf8') : text;
   return {
-    mode: outcome.mode, exitCode: typeof outcome.exit === 'number' ? outcome.exit : -1,
-    stdout: redact(tail(raw.stdout, outTruncated)), stderr: redact(tail(outcome.stderr, errTruncated)),
-    truncated: outTruncated || errTruncated, stdoutBytes, stdoutSha256, durationMs: Date.now() - started,
+    mode: outcome.mode,
+    exitCode: typeof outcome.exit === 'number' ? outcome.exit : -1,
+    stdout: redact(tail(raw.stdout, outTruncated)),
+    stderr: redact(tail(outcome.stderr, errTruncated)),
+    truncated: outTruncated || errTruncated,
+    stdoutBytes,
+    stdoutSha256,
+    durationMs: Date.now() - started,
   };
 }
 
 /** Throws the typed error for an outcome that is not a success: lost, killed, or an exit code the step does not expect. */
-function checkOutcome(input: SshStepInput, outcome: WrapperOutcome, result: SshStepResult, timedOutAfterMs: number | undefined, aborted: boolean): void {
+function checkOutcome(
+  input: SshStepInput,
+  outcome: WrapperOutcome,
+  result: SshStepResult,
+  timedOutAfterMs: number | undefined,
+  aborted: boolean,
+): void {
   const host = input.target.name;
   if (outcome.exit === 'lost') {
-    throw new SshCommandLost(`The command on ${host} was started (pid ${outcome.pid}) but its process is gone without ` +
-      'an exit code (host rebooted or process killed outside runbook). Its effect is unknown: check the host before retrying the run.');
+    throw new SshCommandLost(
+      `The command on ${host} was started (pid ${outcome.pid}) but its process is gone without ` +
+        'an exit code (host rebooted or process killed outside runbook). Its effect is unknown: check the host before retrying the run.',
+    );
   }
   if (outcome.exit === 'cancelled' || aborted || timedOutAfterMs !== undefined) {
-    const how = aborted ? 'by a cancel' : timedOutAfterMs !== undefined ? `after its ${timedOutAfterMs / 1000} s timeout`
-      : 'earlier (a cancel or timeout of a previous attempt)';
+    const how = aborted
+      ? 'by a cancel'
+      : timedOutAfterMs !== undefined
+        ? `after its ${timedOutAfterMs / 1000} s timeout`
+        : 'earlier (a cancel or timeout of a previous attempt)';
     throw new SshCommandCancelled(`The command on ${host} was killed ${how}.`);
   }
   if (!input.action.expectExit.includes(result.exitCode)) {
-    throw Object.assign(new SshCommandFailed(`The command on ${host} exited with ${result.exitCode} ` +
-      `(expected ${input.action.expectExit.join(' or ')}): ${result.stderr.trim().split('\n').slice(-3).join(' | ').slice(0, 300)}`), { result });
+    throw Object.assign(
+      new SshCommandFailed(
+        `The command on ${host} exited with ${result.exitCode} ` +
+          `(expected ${input.action.expectExit.join(' or ')}): ${result.stderr.trim().split('\n').slice(-3).join(' | ').slice(0, 300)}`,
+      ),
+      { result },
+    );
   }
 }
 
-const connectionLost = (host: string) => new SshConnectionLost(`The connection to ${host} was lost before the step reported ` +
-  'its outcome. A retry re-attaches to the command (it is not run again).');
+const connectionLost = (host: string) =>
+  new SshConnectionLost(
+    `The connection to ${host} was lost before the step reported ` +
+      'its outcome. A retry re-attaches to the command (it is not run again).',
+  );
 
 /**
  * The wrapper's outcome from what its exec returned, or the error that says why there is none: the connection
  * went away first (retryable: the next attempt re-attaches), the input arrived incomplete (retryable: nothing
  * started), or the wrapper itself could not run (final).
  */
-export function wrapperOutcome(raw: Pick<ExecResult, 'exitCode' | 'stderr'> & { signal?: string | null }, host: string): WrapperOutcome {
+export function wrapperOutcome(
+  raw: Pick<ExecResult, 'exitCode' | 'stderr'> & { signal?: string | null },
+  host: string,
+): WrapperOutcome {
   if (inputIncomplete(raw.exitCode, raw.stderr)) {
-    throw new SshInputIncomplete(`The step's input reached ${host} incomplete (the connection was lost while it was sent), so ` +
-      'nothing was started. A retry sends it again.');
+    throw new SshInputIncomplete(
+      `The step's input reached ${host} incomplete (the connection was lost while it was sent), so ` +
+        'nothing was started. A retry sends it again.',
+    );
   }
   const outcome = parseTrailer(raw.stderr);
   // No exit status at all (the channel closed under it), or killed by a signal: the wrapper was cut off, not broken.
@@ -264,8 +383,10 @@ export function wrapperOutcome(raw: Pick<ExecResult, 'exitCode' | 'stderr'> & { 
   // output could not be read back.
   const tailFailed = outcome && typeof outcome.exit === 'number' && raw.exitCode !== 0 && raw.exitCode !== outcome.exit;
   if (!outcome || tailFailed) {
-    throw new SshWrapperError(`The runbook wrapper could not run on ${host} (exit ${raw.exitCode}): ` +
-      `${redact((outcome?.stderr ?? raw.stderr).trim()).slice(-500) || 'no output'}. The login user needs a writable home directory, a POSIX sh and coreutils.`);
+    throw new SshWrapperError(
+      `The runbook wrapper could not run on ${host} (exit ${raw.exitCode}): ` +
+        `${redact((outcome?.stderr ?? raw.stderr).trim()).slice(-500) || 'no output'}. The login user needs a writable home directory, a POSIX sh and coreutils.`,
+    );
   }
   return outcome;
 }

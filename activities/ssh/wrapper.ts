@@ -54,7 +54,8 @@ export interface WrapperOptions {
 }
 
 /** The wrapper's own shell variables and functions, which the command must not see. */
-const WRAPPER_VARS = 'R D K CAP RUN SIN BOOT RB_START RUNNER_PLAIN h n sum b ok nl line v c Wp Ws k g claimed r s p sp sz sg ss hp hb hs f pid pg w pb ps ws i code';
+const WRAPPER_VARS =
+  'R D K CAP RUN SIN BOOT RB_START RUNNER_PLAIN h n sum b ok nl line v c Wp Ws k g claimed r s p sp sz sg ss hp hb hs f pid pg w pb ps ws i code';
 const WRAPPER_FUNCS = 'st alive claim held incomplete finish launch main';
 
 /**
@@ -62,7 +63,8 @@ const WRAPPER_FUNCS = 'st alive claim held incomplete finish launch main';
  * wrapper's pid, the boot id and the wrapper's start time), lets go of the lock (fd 9), and starts nothing when a
  * cancel came first.
  */
-const RUNNER_RECORD = 'read -r s < /proc/self/stat; p=${s%% *}; s=${s##*) }; set -- $s; echo "$p $3 $Wp $BOOT ${20} $Ws" > "$D.pid"; ' +
+const RUNNER_RECORD =
+  'read -r s < /proc/self/stat; p=${s%% *}; s=${s##*) }; set -- $s; echo "$p $3 $Wp $BOOT ${20} $Ws" > "$D.pid"; ' +
   'exec 9>&-; [ -f "$D.cancelling" ] && exit 143; set --; ';
 
 /** The runner for the login user: the script sees the login shell's state, not the wrapper's (no `set -u`, none of its variables or functions). */
@@ -97,7 +99,10 @@ const EMPTY_BODY_SHA256 = crypto.createHash('sha256').update('\n').digest('hex')
 
 /** Shell text without its comment lines: they explain the code here and cost parse time on every step there. */
 function withoutComments(sh: string): string {
-  return sh.split('\n').filter((line) => !/^\s*# /.test(line)).join('\n');
+  return sh
+    .split('\n')
+    .filter((line) => !/^\s*# /.test(line))
+    .join('\n');
 }
 
 /**
@@ -320,7 +325,9 @@ export function inputIncomplete(exitCode: number | null, stderr: string): boolea
  * it is its byte count in any locale.
  */
 export function wrapperStdin(secrets: Record<string, string>, script: string): Buffer {
-  const lines = Object.entries(secrets).map(([n, v]) => `${n}=${Buffer.from(v).toString('base64')}\n`).join('');
+  const lines = Object.entries(secrets)
+    .map(([n, v]) => `${n}=${Buffer.from(v).toString('base64')}\n`)
+    .join('');
   const body = `${lines}\n${script.length > INLINE_SCRIPT_MAX ? `${Buffer.from(script).toString('base64')}\n` : ''}`;
   return Buffer.from(`RB1 ${body.length} ${crypto.createHash('sha256').update(body).digest('hex')}\n${body}`);
 }

@@ -34,7 +34,10 @@ let runtimeInstalled = false;
 export function connectTestEnv(): Promise<TestWorkflowEnvironment> {
   if (!runtimeInstalled) {
     runtimeInstalled = true;
-    Runtime.install({ logger: new DefaultLogger(process.env.LOG_LEVEL === 'debug' ? 'DEBUG' : 'WARN'), shutdownSignals: [] });
+    Runtime.install({
+      logger: new DefaultLogger(process.env.LOG_LEVEL === 'debug' ? 'DEBUG' : 'WARN'),
+      shutdownSignals: [],
+    });
   }
   return TestWorkflowEnvironment.createFromExistingServer({ address: temporalAddress(), namespace: 'default' });
 }
@@ -56,7 +59,11 @@ let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
 /** The workflow bundle, built once per test file. */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), failureConverterPath: FAILURE_CONVERTER_PATH, logger: quietBundlerLogger });
+  bundle ??= bundleWorkflowCode({
+    workflowsPath: require.resolve('../../workflows'),
+    failureConverterPath: FAILURE_CONVERTER_PATH,
+    logger: quietBundlerLogger,
+  });
   return bundle;
 }
 
@@ -72,25 +79,44 @@ export function testLogger(): pino.Logger {
  * environment connected before its tests and torn down after, the fleet's inventory, and a way to look at a host.
  * Call once at the top of the file; `env` is set once the tests run.
  */
-export function useFleetRuns(): { readonly env: TestWorkflowEnvironment; inventory(): string; remote(host: number, cmd: string): Promise<string> } {
+export function useFleetRuns(): {
+  readonly env: TestWorkflowEnvironment;
+  inventory(): string;
+  remote(host: number, cmd: string): Promise<string>;
+} {
   process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
   let env: TestWorkflowEnvironment | undefined;
   const pool = new SshPool();
-  beforeAll(async () => { env = await connectTestEnv(); });
-  afterAll(async () => { await pool.closeAll(); await env?.teardown(); });
+  beforeAll(async () => {
+    env = await connectTestEnv();
+  });
+  afterAll(async () => {
+    await pool.closeAll();
+    await env?.teardown();
+  });
   return {
-    get env() { return env!; },
+    get env() {
+      return env!;
+    },
     inventory: () => path.join(fleetDir(), 'inventory.yaml'),
     remote: async (host, cmd) => (await pool.use(fleetHost(host), (c) => exec(c, cmd))).stdout,
   };
 }
 
 /** Starts the engine's worker on `taskQueue` and runs `fn` while it polls. */
-export async function withEngineWorker<T>(env: TestWorkflowEnvironment, taskQueue: string,
-  fn: (engine: EngineWorker) => Promise<T>, opts: { audit?: AuditStore; config?: Partial<EngineConfig> } = {}): Promise<T> {
-  const engine = await createEngineWorker(env.nativeConnection, env.namespace ?? 'default',
-    { taskQueue, maxConcurrentActivities: 50, maxConcurrentWorkflowTasks: 50, maxCachedWorkflows: 50 }, testLogger(),
-    { workflowBundle: await workflowBundle(), audit: opts.audit, config: { ...engineConfigFromEnv(), ...opts.config } });
+export async function withEngineWorker<T>(
+  env: TestWorkflowEnvironment,
+  taskQueue: string,
+  fn: (engine: EngineWorker) => Promise<T>,
+  opts: { audit?: AuditStore; config?: Partial<EngineConfig> } = {},
+): Promise<T> {
+  const engine = await createEngineWorker(
+    env.nativeConnection,
+    env.namespace ?? 'default',
+    { taskQueue, maxConcurrentActivities: 50, maxConcurrentWorkflowTasks: 50, maxCachedWorkflows: 50 },
+    testLogger(),
+    { workflowBundle: await workflowBundle(), audit: opts.audit, config: { ...engineConfigFromEnv(), ...opts.config } },
+  );
   const running = engine.run();
   try {
     return await fn(engine);

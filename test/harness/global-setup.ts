@@ -21,8 +21,12 @@ export default async function globalSetup(): Promise<void> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-test-'));
   fs.chmodSync(root, 0o755); // fleet users live below it
   const cli = await ensureTemporalCli((line) => process.stderr.write(`${line}\n`));
-  const server = await startDevServer({ cli: cli.path, port: await freePort(), headless: true,
-    logFile: path.join(root, 'temporal.log') });
+  const server = await startDevServer({
+    cli: cli.path,
+    port: await freePort(),
+    headless: true,
+    logFile: path.join(root, 'temporal.log'),
+  });
   globalThis.runbookTestServer = server;
   const fleetDir = path.join(root, 'fleet');
   await fleetUp({ hosts: FLEET_HOSTS, dir: fleetDir });

@@ -6,13 +6,22 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../../common/ports';
 
-export interface PgServer { url: string; adminUrl: string; dataDir: string; stop(): Promise<void> }
+export interface PgServer {
+  url: string;
+  adminUrl: string;
+  dataDir: string;
+  stop(): Promise<void>;
+}
 
 function pgBin(): string {
   const root = '/usr/lib/postgresql';
-  const versions = fs.existsSync(root) ? fs.readdirSync(root).filter((v) => fs.existsSync(path.join(root, v, 'bin', 'postgres'))) : [];
+  const versions = fs.existsSync(root)
+    ? fs.readdirSync(root).filter((v) => fs.existsSync(path.join(root, v, 'bin', 'postgres')))
+    : [];
   if (versions.length === 0) {
-    throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql: apt-get install postgresql (.ci/run does)');
+    throw new Error(
+      'PostgreSQL server binaries not found under /usr/lib/postgresql: apt-get install postgresql (.ci/run does)',
+    );
   }
   return path.join(root, versions.sort((a, b) => Number(b) - Number(a))[0]!, 'bin');
 }
@@ -36,7 +45,20 @@ export async function startPostgres(dir: string): Promise<PgServer> {
   if (asRoot) execFileSync('chown', ['postgres:postgres', dataDir]);
   run(path.join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
   const port = await freePort();
-  const args = ['-D', dataDir, '-p', String(port), '-h', '127.0.0.1', '-k', dataDir, '-c', 'fsync=off', '-c', 'logging_collector=off'];
+  const args = [
+    '-D',
+    dataDir,
+    '-p',
+    String(port),
+    '-h',
+    '127.0.0.1',
+    '-k',
+    dataDir,
+    '-c',
+    'fsync=off',
+    '-c',
+    'logging_collector=off',
+  ];
   const [cmd, argv] = asPostgres(path.join(bin, 'postgres'), args);
   const log = fs.openSync(path.join(dir, 'postgres.log'), 'a');
   const child = spawn(cmd, argv, { stdio: ['ignore', log, log], detached: true });
@@ -44,7 +66,9 @@ export async function startPostgres(dir: string): Promise<PgServer> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     try {
-      execFileSync(path.join(bin, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres'], { stdio: 'pipe' });
+      execFileSync(path.join(bin, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres'], {
+        stdio: 'pipe',
+      });
       break;
     } catch {
       if (child.exitCode !== null || Date.now() > deadline) {
@@ -54,7 +78,9 @@ export async function startPostgres(dir: string): Promise<PgServer> {
     }
   }
   const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
-  execFileSync(path.join(bin, 'createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'runbook_test'], { stdio: 'pipe' });
+  execFileSync(path.join(bin, 'createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'runbook_test'], {
+    stdio: 'pipe',
+  });
   return {
     url: `postgres://postgres@127.0.0.1:${port}/runbook_test`,
     adminUrl,

@@ -5,7 +5,11 @@ import path from 'node:path';
 const runbookBin = path.join(__dirname, '..', '..', 'bin', 'runbook.js');
 
 /** Starts `runbook worker` against `address` on `taskQueue`; resolves once it polls. */
-export function startWorkerProcess(address: string, taskQueue: string, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
+export function startWorkerProcess(
+  address: string,
+  taskQueue: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<ChildProcess> {
   const child = spawn('node', [runbookBin, 'worker'], {
     env: { ...process.env, TEMPORAL_ADDRESS: address, RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -15,9 +19,15 @@ export function startWorkerProcess(address: string, taskQueue: string, env: Node
     const timer = setTimeout(() => reject(new Error(`worker did not start: ${out}`)), 60_000);
     child.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
-      if (out.includes('Worker       polling')) { clearTimeout(timer); resolve(child); }
+      if (out.includes('Worker       polling')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
     });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`worker exited ${code}: ${out}`)); });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker exited ${code}: ${out}`));
+    });
   });
 }
 

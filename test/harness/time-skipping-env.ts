@@ -31,14 +31,20 @@ const indexedType: Record<string, temporal.api.enums.v1.IndexedValueType> = {
  */
 export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> {
   if (!isInstalled()) {
-    throw new Error(`The time-skipping Temporal test server is not installed (looked for ${testServerExecutable()}). ` +
-      'Install it with `node test/harness/time-skipping-server.js install` (needs Java 17+ and Maven); `npm run test:fast` does that first.');
+    throw new Error(
+      `The time-skipping Temporal test server is not installed (looked for ${testServerExecutable()}). ` +
+        'Install it with `node test/harness/time-skipping-server.js install` (needs Java 17+ and Maven); `npm run test:fast` does that first.',
+    );
   }
   if (!runtimeInstalled) {
     runtimeInstalled = true;
     // Quiet unless asked: the SDK core warns that the test server lacks capabilities these tests do not use.
     const level = process.env.LOG_LEVEL === 'debug' ? 'DEBUG' : 'ERROR';
-    Runtime.install({ logger: new DefaultLogger(level), telemetryOptions: { logging: { filter: { core: level, other: level } } }, shutdownSignals: [] });
+    Runtime.install({
+      logger: new DefaultLogger(level),
+      telemetryOptions: { logging: { filter: { core: level, other: level } } },
+      shutdownSignals: [],
+    });
   }
   const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: testServerExecutable() } },
@@ -57,7 +63,10 @@ export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> 
 const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 
 /** What the bundle is made of: every source under these directories (a superset of what workflows import), and the dependencies. */
-const BUNDLE_INPUTS = { dirs: ['workflows', 'dsl', 'common', 'audit', 'activities'], files: ['package-lock.json', 'tsconfig.json'] };
+const BUNDLE_INPUTS = {
+  dirs: ['workflows', 'dsl', 'common', 'audit', 'activities'],
+  files: ['package-lock.json', 'tsconfig.json'],
+};
 
 /** A hash of the bundle's inputs: a bundle built from the same inputs is the same bundle. */
 function bundleKey(): string {
@@ -66,11 +75,16 @@ function bundleKey(): string {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
       const file = path.join(dir, entry.name);
       if (entry.isDirectory()) visit(file);
-      else if (/\.[cm]?[jt]s$/.test(entry.name)) hash.update(`${path.relative(PROJECT_ROOT, file)}\0`).update(fs.readFileSync(file)).update('\0');
+      else if (/\.[cm]?[jt]s$/.test(entry.name))
+        hash
+          .update(`${path.relative(PROJECT_ROOT, file)}\0`)
+          .update(fs.readFileSync(file))
+          .update('\0');
     }
   };
   for (const dir of BUNDLE_INPUTS.dirs) visit(path.join(PROJECT_ROOT, dir));
-  for (const file of BUNDLE_INPUTS.files) hash.update(`${file}\0`).update(fs.readFileSync(path.join(PROJECT_ROOT, file)));
+  for (const file of BUNDLE_INPUTS.files)
+    hash.update(`${file}\0`).update(fs.readFileSync(path.join(PROJECT_ROOT, file)));
   return hash.digest('hex').slice(0, 32);
 }
 
@@ -87,8 +101,11 @@ export function workflowBundle(): Promise<WorkflowBundle> {
     const file = path.join(dir, `${bundleKey()}.js`);
     if (fs.existsSync(file)) return { code: fs.readFileSync(file, 'utf8') };
     const noop = () => undefined;
-    const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), failureConverterPath: FAILURE_CONVERTER_PATH,
-      logger: { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop } });
+    const { code } = await bundleWorkflowCode({
+      workflowsPath: require.resolve('../../workflows'),
+      failureConverterPath: FAILURE_CONVERTER_PATH,
+      logger: { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop },
+    });
     fs.mkdirSync(dir, { recursive: true });
     // Written whole, then renamed: a test file bundling at the same time never reads half a bundle.
     const partial = `${file}.${process.pid}.partial`;

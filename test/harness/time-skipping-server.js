@@ -50,7 +50,9 @@ function which(cmd) {
         fs.accessSync(p, fs.constants.X_OK);
         return p;
       }
-    } catch { /* not here */ }
+    } catch {
+      /* not here */
+    }
   }
   return undefined;
 }
@@ -83,11 +85,15 @@ function run(cmd, args, cwd) {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let tail = '';
-    const keep = (chunk) => { tail = (tail + chunk.toString()).slice(-4000); };
+    const keep = (chunk) => {
+      tail = (tail + chunk.toString()).slice(-4000);
+    };
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}):\n${tail.trim()}`))));
+    child.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}):\n${tail.trim()}`)),
+    );
   });
 }
 
@@ -101,9 +107,11 @@ async function installTestServer(progress = () => undefined) {
   if (isInstalled()) return testServerExecutable();
   const missing = ['java', 'mvn'].filter((c) => !which(c));
   if (missing.length) {
-    throw new Error(`Cannot install the time-skipping Temporal test server: ${missing.join(' and ')} not found on PATH. ` +
-      'It needs Java 17 or later and Maven (Debian/Ubuntu: apt-get install openjdk-17-jre-headless maven), ' +
-      `then run: node test/harness/time-skipping-server.js install`);
+    throw new Error(
+      `Cannot install the time-skipping Temporal test server: ${missing.join(' and ')} not found on PATH. ` +
+        'It needs Java 17 or later and Maven (Debian/Ubuntu: apt-get install openjdk-17-jre-headless maven), ' +
+        `then run: node test/harness/time-skipping-server.js install`,
+    );
   }
   const java = spawnSync('java', ['-version'], { encoding: 'utf8' });
   const javaVersion = `${java.stderr ?? ''}${java.stdout ?? ''}`.trim().split('\n')[0] ?? 'java';
@@ -112,21 +120,31 @@ async function installTestServer(progress = () => undefined) {
   const staging = `${dir}.partial-${process.pid}`;
   fs.rmSync(staging, { recursive: true, force: true });
   fs.mkdirSync(staging, { recursive: true });
-  progress(`installing ${ARTIFACT.groupId}:${ARTIFACT.artifactId}:${ARTIFACT.version} from Maven Central into ${dir} (first time only)`);
+  progress(
+    `installing ${ARTIFACT.groupId}:${ARTIFACT.artifactId}:${ARTIFACT.version} from Maven Central into ${dir} (first time only)`,
+  );
   const started = Date.now();
   try {
     fs.writeFileSync(path.join(staging, 'pom.xml'), POM);
-    await run('mvn', ['-q', '-B', 'dependency:copy-dependencies', '-DoutputDirectory=lib', '-DincludeScope=runtime'], staging);
+    await run(
+      'mvn',
+      ['-q', '-B', 'dependency:copy-dependencies', '-DoutputDirectory=lib', '-DincludeScope=runtime'],
+      staging,
+    );
     const jars = fs.readdirSync(path.join(staging, 'lib')).filter((f) => f.endsWith('.jar'));
-    if (!jars.some((j) => j.startsWith(`${ARTIFACT.artifactId}-`))) throw new Error(`Maven resolved no ${ARTIFACT.artifactId} jar into ${staging}/lib`);
+    if (!jars.some((j) => j.startsWith(`${ARTIFACT.artifactId}-`)))
+      throw new Error(`Maven resolved no ${ARTIFACT.artifactId} jar into ${staging}/lib`);
     fs.writeFileSync(testServerExecutable().replace(dir, staging), WRAPPER, { mode: 0o755 });
     fs.writeFileSync(path.join(staging, 'installed'), `${ARTIFACT.version}\n`);
     fs.rmSync(dir, { recursive: true, force: true });
     fs.renameSync(staging, dir);
   } catch (err) {
     fs.rmSync(staging, { recursive: true, force: true });
-    throw new Error(`Installing the time-skipping Temporal test server failed: ${err.message}\n` +
-      'Maven needs Maven Central (or the mirror in ~/.m2/settings.xml) to be reachable.', { cause: err });
+    throw new Error(
+      `Installing the time-skipping Temporal test server failed: ${err.message}\n` +
+        'Maven needs Maven Central (or the mirror in ~/.m2/settings.xml) to be reachable.',
+      { cause: err },
+    );
   }
   progress(`installed the test server in ${Math.round((Date.now() - started) / 1000)} s (${javaVersion})`);
   return testServerExecutable();
@@ -139,16 +157,21 @@ if (require.main === module) {
   const say = (line) => process.stdout.write(`${line}\n`);
   if (verb === 'path') {
     if (!isInstalled()) {
-      process.stderr.write(`the time-skipping test server is not installed (run: node test/harness/time-skipping-server.js install)\n`);
+      process.stderr.write(
+        `the time-skipping test server is not installed (run: node test/harness/time-skipping-server.js install)\n`,
+      );
       process.exit(1);
     }
     say(testServerExecutable());
   } else if (verb === 'install') {
     const already = isInstalled();
-    installTestServer(say).then((p) => say(already ? `time-skipping test server: already installed at ${p}` : `time-skipping test server: ${p}`), (err) => {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(2);
-    });
+    installTestServer(say).then(
+      (p) => say(already ? `time-skipping test server: already installed at ${p}` : `time-skipping test server: ${p}`),
+      (err) => {
+        process.stderr.write(`${err.message}\n`);
+        process.exit(2);
+      },
+    );
   } else {
     process.stderr.write('usage: node test/harness/time-skipping-server.js [install|path]\n');
     process.exit(2);

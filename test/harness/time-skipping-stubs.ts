@@ -41,13 +41,17 @@ export interface StepCall {
 }
 
 /** What a scripted step does: exit with a code (failing unless the step expects it), or throw an engine error. */
-export type Outcome = { exit?: number; stdout?: string; stderr?: string } | { error: FailureType; retryable?: boolean; message?: string };
+export type Outcome =
+  { exit?: number; stdout?: string; stderr?: string } | { error: FailureType; retryable?: boolean; message?: string };
 
 /**
  * Decides each step call, given every call so far; undefined (or nothing) is exit 0. May wait (the stub stops
  * waiting when the activity is cancelled).
  */
-export type Script = (call: StepCall, calls: readonly StepCall[]) => Outcome | undefined | void | Promise<Outcome | undefined | void>;
+export type Script = (
+  call: StepCall,
+  calls: readonly StepCall[],
+) => Outcome | undefined | void | Promise<Outcome | undefined | void>;
 
 /** An audit record: from the workflow's audit activity, or written by a step activity itself (its success). */
 export interface AuditRecord {
@@ -94,17 +98,44 @@ export interface Stubs {
 
 function sshResult(o: { exit?: number; stdout?: string; stderr?: string }): SshStepResult {
   const stdout = o.stdout ?? '';
-  return { mode: 'ran', exitCode: o.exit ?? 0, stdout, stderr: o.stderr ?? '', truncated: false, stdoutBytes: Buffer.byteLength(stdout), stdoutSha256: null, durationMs: 1 };
+  return {
+    mode: 'ran',
+    exitCode: o.exit ?? 0,
+    stdout,
+    stderr: o.stderr ?? '',
+    truncated: false,
+    stdoutBytes: Buffer.byteLength(stdout),
+    stdoutSha256: null,
+    durationMs: 1,
+  };
 }
 
 /** The failure the real activity raises for a failed command or an engine error (type = error class name). */
-function failure(call: StepCall, action: Extract<RenderedAction, { kind: 'ssh' }>, outcome: Outcome): { failure: ApplicationFailure; result?: SshStepResult } {
+function failure(
+  call: StepCall,
+  action: Extract<RenderedAction, { kind: 'ssh' }>,
+  outcome: Outcome,
+): { failure: ApplicationFailure; result?: SshStepResult } {
   if ('error' in outcome) {
-    return { failure: ApplicationFailure.create({ type: outcome.error, message: outcome.message ?? `${outcome.error} on ${call.host} (stub)`, nonRetryable: !outcome.retryable }) };
+    return {
+      failure: ApplicationFailure.create({
+        type: outcome.error,
+        message: outcome.message ?? `${outcome.error} on ${call.host} (stub)`,
+        nonRetryable: !outcome.retryable,
+      }),
+    };
   }
   const result = sshResult(outcome);
   const message = `The command on ${call.host} exited with ${result.exitCode} (expected ${action.expectExit.join(' or ')}): ${result.stderr}`;
-  return { failure: ApplicationFailure.create({ type: FAILURES.sshCommandFailed, message, nonRetryable: true, details: [result] }), result };
+  return {
+    failure: ApplicationFailure.create({
+      type: FAILURES.sshCommandFailed,
+      message,
+      nonRetryable: true,
+      details: [result],
+    }),
+    result,
+  };
 }
 
 const runOf = (ctx: Context) => ctx.info.workflowExecution?.workflowId ?? '';
@@ -129,22 +160,54 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
       audit.push(r);
     }
   };
-  const runIds = (ctx: Context) => ({ workflowId: ctx.info.workflowExecution?.workflowId ?? '', runId: ctx.info.workflowExecution?.runId ?? '' });
+  const runIds = (ctx: Context) => ({
+    workflowId: ctx.info.workflowExecution?.workflowId ?? '',
+    runId: ctx.info.workflowExecution?.runId ?? '',
+  });
   /** A step's own record (what sshStep and a step group write for their steps). */
-  const stepRecord = (ctx: Context, a: StepAuditContext, action: RenderedAction | undefined, status: 'succeeded' | 'failed', error?: string) =>
-    record(stepEntry(runIds(ctx), a, action, status, undefined, error).id, { run: runOf(ctx), by: 'activity', kind: a.kind, key: a.key, status, target: a.target, error });
+  const stepRecord = (
+    ctx: Context,
+    a: StepAuditContext,
+    action: RenderedAction | undefined,
+    status: 'succeeded' | 'failed',
+    error?: string,
+  ) =>
+    record(stepEntry(runIds(ctx), a, action, status, undefined, error).id, {
+      run: runOf(ctx),
+      by: 'activity',
+      kind: a.kind,
+      key: a.key,
+      status,
+      target: a.target,
+      error,
+    });
 
   /** Runs the script for one step: resolves to the outcome, or rejects when the activity is cancelled. */
-  const perform = async (activity: StepCall['activity'], host: string, key: string, action: RenderedAction): Promise<{ call: StepCall; outcome: Outcome }> => {
+  const perform = async (
+    activity: StepCall['activity'],
+    host: string,
+    key: string,
+    action: RenderedAction,
+  ): Promise<{ call: StepCall; outcome: Outcome }> => {
     if (action.kind !== 'ssh') throw new Error(`stub ${activity}: step ${key} is not an SSH step`);
     const ctx = Context.current();
-    const call: StepCall = { run: runOf(ctx), activity, host, key, command: action.command ?? action.script ?? '', attempt: ctx.info.attempt, start: ++seq, startedAt: Date.now() };
+    const call: StepCall = {
+      run: runOf(ctx),
+      activity,
+      host,
+      key,
+      command: action.command ?? action.script ?? '',
+      attempt: ctx.info.attempt,
+      start: ++seq,
+      startedAt: Date.now(),
+    };
     calls.push(call);
     timeline.push(`${host} ${key}`);
     try {
       const outcome = (await Promise.race([Promise.resolve(script(call, calls)), ctx.cancelled])) ?? {};
       call.end = ++seq;
-      call.outcome = 'error' in outcome ? 'error' : action.expectExit.includes(outcome.exit ?? 0) ? 'succeeded' : 'failed';
+      call.outcome =
+        'error' in outcome ? 'error' : action.expectExit.includes(outcome.exit ?? 0) ? 'succeeded' : 'failed';
       return { call, outcome };
     } catch (err) {
       call.end = ++seq;
@@ -152,7 +215,10 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
       throw err;
     }
   };
-  const ok = (action: RenderedAction, outcome: Outcome): outcome is { exit?: number; stdout?: string; stderr?: string } =>
+  const ok = (
+    action: RenderedAction,
+    outcome: Outcome,
+  ): outcome is { exit?: number; stdout?: string; stderr?: string } =>
     !('error' in outcome) && action.kind === 'ssh' && action.expectExit.includes(outcome.exit ?? 0);
 
   const activities: Activities = {
@@ -167,7 +233,9 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
 
     async sshSteps(input) {
       const actx = Context.current();
-      const steps = { ...(input.ctx.steps as Record<string, { outputs: Record<string, unknown>; status: string }> | undefined) };
+      const steps = {
+        ...(input.ctx.steps as Record<string, { outputs: Record<string, unknown>; status: string }> | undefined),
+      };
       const done: GroupStepDone[] = [];
       for (const { step, path } of input.steps) {
         const ctx = { ...input.ctx, steps };
@@ -175,9 +243,26 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
           steps[step.id] = { outputs: {}, status: 'skipped' };
           done.push({ path, status: 'skipped', outputs: {}, audited: true });
           if (input.audit) {
-            const e = { key: path, time: new Date().toISOString(), kind: 'skip', runbook: input.audit.runbook, initiator: input.audit.initiator, step: path,
-              target: input.audit.target, status: 'skipped', detail: { when: step.when } } satisfies WorkflowAuditEvent;
-            record(workflowEntry(runIds(actx), e).id, { run: runOf(actx), by: 'activity', kind: 'skip', key: path, status: 'skipped', target: input.audit.target, step: path });
+            const e = {
+              key: path,
+              time: new Date().toISOString(),
+              kind: 'skip',
+              runbook: input.audit.runbook,
+              initiator: input.audit.initiator,
+              step: path,
+              target: input.audit.target,
+              status: 'skipped',
+              detail: { when: step.when },
+            } satisfies WorkflowAuditEvent;
+            record(workflowEntry(runIds(actx), e).id, {
+              run: runOf(actx),
+              by: 'activity',
+              kind: 'skip',
+              key: path,
+              status: 'skipped',
+              target: input.audit.target,
+              step: path,
+            });
           }
           continue;
         }
@@ -187,7 +272,16 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
           const { failure: f, result } = failure(call, action as Extract<RenderedAction, { kind: 'ssh' }>, outcome);
           if ('error' in outcome && outcome.retryable) throw f; // the group is retried, its finished steps re-attach
           if (input.audit) stepRecord(actx, { ...input.audit, key: path, kind: 'step' }, action, 'failed', f.message);
-          return { done, failed: { path, type: f.type ?? FAILURES.sshCommandFailed, message: f.message, result, audited: input.audit !== undefined } } satisfies StepGroupResult;
+          return {
+            done,
+            failed: {
+              path,
+              type: f.type ?? FAILURES.sshCommandFailed,
+              message: f.message,
+              result,
+              audited: input.audit !== undefined,
+            },
+          } satisfies StepGroupResult;
         }
         const result = sshResult(outcome);
         const outputs = outputsFor(step.outputs, step.id, result);
@@ -201,8 +295,20 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
     async audit(input: { events: WorkflowAuditEvent[] }) {
       const ctx = Context.current();
       for (const e of input.events) {
-        record(workflowEntry(runIds(ctx), e).id, { run: runOf(ctx), attempt: ctx.info.attempt, by: 'workflow', kind: e.kind, key: e.key, status: e.status,
-          target: e.target, step: e.step, time: e.time, error: e.error, approvals: e.approvals, detail: e.detail });
+        record(workflowEntry(runIds(ctx), e).id, {
+          run: runOf(ctx),
+          attempt: ctx.info.attempt,
+          by: 'workflow',
+          kind: e.kind,
+          key: e.key,
+          status: e.status,
+          target: e.target,
+          step: e.step,
+          time: e.time,
+          error: e.error,
+          approvals: e.approvals,
+          detail: e.detail,
+        });
       }
     },
 
@@ -236,8 +342,16 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
   };
 
   return {
-    activities, calls, audit, dropped, notifications, kills, timeline,
-    script: (s) => { script = s; },
+    activities,
+    calls,
+    audit,
+    dropped,
+    notifications,
+    kills,
+    timeline,
+    script: (s) => {
+      script = s;
+    },
     keys: (host) => calls.filter((c) => host === undefined || c.host === host).map((c) => c.key),
   };
 }
@@ -276,7 +390,15 @@ export function waves(calls: readonly StepCall[]): string[][] {
 
 /** The most calls in flight at once. */
 export function maxInFlight(calls: readonly StepCall[]): number {
-  const edges = calls.flatMap((c) => [[c.start, 1], [c.end ?? Infinity, -1]] as const).sort((a, b) => a[0] - b[0]);
+  const edges = calls
+    .flatMap(
+      (c) =>
+        [
+          [c.start, 1],
+          [c.end ?? Infinity, -1],
+        ] as const,
+    )
+    .sort((a, b) => a[0] - b[0]);
   let now = 0;
   let max = 0;
   for (const [, d] of edges) max = Math.max(max, (now += d));

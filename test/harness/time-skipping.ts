@@ -35,18 +35,26 @@ class StubbedWorker {
   private failed?: unknown;
 
   async start(env: TestWorkflowEnvironment, names: readonly (keyof Activities)[]): Promise<void> {
-    const route = (name: keyof Activities) => (...args: unknown[]) => {
-      const id = Context.current().info.workflowExecution?.workflowId ?? '';
-      const session = [...this.sessions].find(([prefix]) => id.startsWith(prefix))?.[1];
-      if (!session) throw ApplicationFailure.nonRetryable(`no test session owns the run ${id}`, 'NoTestSession');
-      return (session[name] as (...a: unknown[]) => Promise<unknown>)(...args);
-    };
+    const route =
+      (name: keyof Activities) =>
+      (...args: unknown[]) => {
+        const id = Context.current().info.workflowExecution?.workflowId ?? '';
+        const session = [...this.sessions].find(([prefix]) => id.startsWith(prefix))?.[1];
+        if (!session) throw ApplicationFailure.nonRetryable(`no test session owns the run ${id}`, 'NoTestSession');
+        return (session[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+      };
     this.worker = await Worker.create({
-      connection: env.nativeConnection, namespace: env.namespace ?? 'default', taskQueue: this.taskQueue,
-      workflowBundle: await workflowBundle(), activities: Object.fromEntries(names.map((n) => [n, route(n)])), dataConverter,
+      connection: env.nativeConnection,
+      namespace: env.namespace ?? 'default',
+      taskQueue: this.taskQueue,
+      workflowBundle: await workflowBundle(),
+      activities: Object.fromEntries(names.map((n) => [n, route(n)])),
+      dataConverter,
       shutdownGraceTime: '1 second',
     });
-    this.running = this.worker.run().catch((err: unknown) => { this.failed = err; });
+    this.running = this.worker.run().catch((err: unknown) => {
+      this.failed = err;
+    });
   }
 
   /** Runs `fn` with `activities` serving the runs whose workflow ids start with `prefix`. */
@@ -75,13 +83,26 @@ export class RunbookFixture {
   readonly inventory = path.join(this.dir, 'inventory.yaml');
 
   constructor(hosts: readonly string[]) {
-    const lines = hosts.map((h, i) => `  ${h}: { address: 192.0.2.${i + 1}, labels: { role: ${i % 2 ? 'odd' : 'even'} } }`);
-    fs.writeFileSync(this.inventory, ['kind: Inventory', 'vars: { user: deploy, identityFile: ./id_ed25519, knownHosts: ./known_hosts }', 'hosts:', ...lines, ''].join('\n'));
+    const lines = hosts.map(
+      (h, i) => `  ${h}: { address: 192.0.2.${i + 1}, labels: { role: ${i % 2 ? 'odd' : 'even'} } }`,
+    );
+    fs.writeFileSync(
+      this.inventory,
+      [
+        'kind: Inventory',
+        'vars: { user: deploy, identityFile: ./id_ed25519, knownHosts: ./known_hosts }',
+        'hosts:',
+        ...lines,
+        '',
+      ].join('\n'),
+    );
   }
 
   /** Writes a runbook (its file named after metadata.name, as the loader requires); returns its name. */
   runbook(yaml: string): string {
-    const name = /^\s*metadata:\s*\{\s*name:\s*([a-z][a-z0-9-]*)/m.exec(yaml)?.[1] ?? /^\s+name:\s*([a-z][a-z0-9-]*)/m.exec(yaml)?.[1];
+    const name =
+      /^\s*metadata:\s*\{\s*name:\s*([a-z][a-z0-9-]*)/m.exec(yaml)?.[1] ??
+      /^\s+name:\s*([a-z][a-z0-9-]*)/m.exec(yaml)?.[1];
     if (!name) throw new Error('the fixture runbook has no metadata.name');
     fs.writeFileSync(path.join(this.dir, `${name}.yaml`), yaml);
     return name;
@@ -123,7 +144,11 @@ export interface RunOptions extends Omit<StartOptions, 'id'> {
 }
 
 /** Polls `pred` (every 50 ms of real time) until it holds; throws naming `what` after `timeoutMs`. */
-export async function eventually(pred: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
+export async function eventually(
+  pred: () => Promise<boolean> | boolean,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await pred())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -182,8 +207,12 @@ export function useTimeSkipping(hosts: readonly string[] = ['host-1', 'host-2', 
       stubs,
       async start(yaml, opts = {}) {
         const name = fixture.runbook(yaml);
-        const handle = await env.client.workflow.start<typeof runbook>('runbook', { taskQueue: worker.taskQueue, workflowId: `${prefix}${name}${opts.id ? `-${opts.id}` : ''}`,
-          args: [{ runbook: name, params: opts.params ?? {}, initiator: 'workflow-test' }], workflowTaskTimeout: opts.workflowTaskTimeout });
+        const handle = await env.client.workflow.start<typeof runbook>('runbook', {
+          taskQueue: worker.taskQueue,
+          workflowId: `${prefix}${name}${opts.id ? `-${opts.id}` : ''}`,
+          args: [{ runbook: name, params: opts.params ?? {}, initiator: 'workflow-test' }],
+          workflowTaskTimeout: opts.workflowTaskTimeout,
+        });
         return { handle, stubs, state: () => handle.query(stateQuery) };
       },
       async finish(run) {
@@ -194,13 +223,21 @@ export function useTimeSkipping(hosts: readonly string[] = ['host-1', 'host-2', 
         } catch (err) {
           if (!(err instanceof WorkflowFailedError)) throw err;
           const cause = err.cause;
-          failure = { type: cause instanceof ApplicationFailure ? cause.type ?? undefined : undefined, message: cause?.message ?? err.message,
-            cancelled: cause instanceof CancelledFailure };
-          if (cause instanceof ApplicationFailure && cause.type === FAILURES.runbookFailed) result = cause.details?.[0] as RunbookResult;
+          failure = {
+            type: cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined,
+            message: cause?.message ?? err.message,
+            cancelled: cause instanceof CancelledFailure,
+          };
+          if (cause instanceof ApplicationFailure && cause.type === FAILURES.runbookFailed)
+            result = cause.details?.[0] as RunbookResult;
         }
         const final = await run.state();
         result ??= final.result as RunbookResult | undefined;
-        const at = (kind: string) => Date.parse(stubs.audit.find((r) => r.run === run.handle.workflowId && r.by === 'workflow' && r.kind === kind)?.time ?? '');
+        const at = (kind: string) =>
+          Date.parse(
+            stubs.audit.find((r) => r.run === run.handle.workflowId && r.by === 'workflow' && r.kind === kind)?.time ??
+              '',
+          );
         return { ...run, result, failure, final, workflowMs: at('run.finished') - at('run.started') };
       },
     };
@@ -208,7 +245,9 @@ export function useTimeSkipping(hosts: readonly string[] = ['host-1', 'host-2', 
   }
 
   return {
-    get env() { return get(); },
+    get env() {
+      return get();
+    },
     fixture,
     session,
     /** Runs `yaml` to its end in a session of its own; `during` acts while it runs. */

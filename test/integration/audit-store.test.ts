@@ -15,9 +15,18 @@ function entry(run: string, n: number, over: Partial<AuditEntry> = {}): AuditEnt
   return {
     id: recordId(run, 'r1', 'outcome', `steps[${n}]`, 'host-1'),
     time: new Date(Date.UTC(2026, 10, 22, 3, 0, n)).toISOString(),
-    kind: 'step', run: { workflowId: run, runId: 'r1' }, runbook: { name: 'restart-service', contentHash: 'sha256:abc' },
-    initiator: { trigger: 'manual', id: 'alice' }, step: `steps[${n}]`, target: 'host-1', action: `systemctl restart nginx # ${n}`,
-    status: 'succeeded', exitCode: 0, durationMs: 12, output: { digest: 'sha256:00', bytes: 3, tail: 'ok\n' }, ...over,
+    kind: 'step',
+    run: { workflowId: run, runId: 'r1' },
+    runbook: { name: 'restart-service', contentHash: 'sha256:abc' },
+    initiator: { trigger: 'manual', id: 'alice' },
+    step: `steps[${n}]`,
+    target: 'host-1',
+    action: `systemctl restart nginx # ${n}`,
+    status: 'succeeded',
+    exitCode: 0,
+    durationMs: 12,
+    output: { digest: 'sha256:00', bytes: 3, tail: 'ok\n' },
+    ...over,
   };
 }
 
@@ -77,17 +86,29 @@ function pgBackend(): Backend {
       return PgAuditStore.open(url);
     },
     reopen: () => PgAuditStore.open(url),
-    flipByte: async (seq) => { await admin(`UPDATE ${AUDIT_TABLE} SET record = replace(record, 'systemctl', 'systemctL') WHERE seq = $1`, [seq]); },
+    flipByte: async (seq) => {
+      await admin(`UPDATE ${AUDIT_TABLE} SET record = replace(record, 'systemctl', 'systemctL') WHERE seq = $1`, [seq]);
+    },
     setField: async (seq, field, value) => {
       const [row] = await admin<{ record: string }>(`SELECT record FROM ${AUDIT_TABLE} WHERE seq = $1`, [seq]);
-      await admin(`UPDATE ${AUDIT_TABLE} SET record = $2 WHERE seq = $1`, [seq, JSON.stringify({ ...JSON.parse(row!.record), [field]: value })]);
+      await admin(`UPDATE ${AUDIT_TABLE} SET record = $2 WHERE seq = $1`, [
+        seq,
+        JSON.stringify({ ...JSON.parse(row!.record), [field]: value }),
+      ]);
     },
-    remove: async (seq) => { await admin(`DELETE FROM ${AUDIT_TABLE} WHERE seq = $1`, [seq]); },
-    cleanup: async () => { await admin(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`, [], pgAdminUrl()); },
+    remove: async (seq) => {
+      await admin(`DELETE FROM ${AUDIT_TABLE} WHERE seq = $1`, [seq]);
+    },
+    cleanup: async () => {
+      await admin(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`, [], pgAdminUrl());
+    },
   };
 }
 
-describe.each([['jsonl file', fileBackend], ['postgresql', pgBackend]])('audit store contract: %s', (_name, make) => {
+describe.each([
+  ['jsonl file', fileBackend],
+  ['postgresql', pgBackend],
+])('audit store contract: %s', (_name, make) => {
   let backend: Backend;
   let store: AuditStore;
   beforeEach(async () => {
@@ -99,13 +120,21 @@ describe.each([['jsonl file', fileBackend], ['postgresql', pgBackend]])('audit s
     await backend.cleanup();
   });
 
-  const all = async (s: AuditStore = store) => { const out = []; for await (const r of query(s)) out.push(r); return out; };
+  const all = async (s: AuditStore = store) => {
+    const out = [];
+    for await (const r of query(s)) out.push(r);
+    return out;
+  };
 
   test('appends records in order, chained, and reads them back whole', async () => {
     expect(await store.append([entry('wf-a', 1), entry('wf-a', 2)])).toEqual({ appended: 2, duplicates: 0 });
     expect(await store.append([entry('wf-a', 3)])).toEqual({ appended: 1, duplicates: 0 });
     const records = await all();
-    expect(records.map((r) => [r.seq, r.step])).toEqual([[1, 'steps[1]'], [2, 'steps[2]'], [3, 'steps[3]']]);
+    expect(records.map((r) => [r.seq, r.step])).toEqual([
+      [1, 'steps[1]'],
+      [2, 'steps[2]'],
+      [3, 'steps[3]'],
+    ]);
     expect(records[1]!.prev).toBe(records[0]!.hash);
     expect(records[0]).toMatchObject({ ...entry('wf-a', 1), seq: 1 });
     expect(await verifyStore(store)).toMatchObject({ ok: true, records: 3, head: records[2]!.hash });
@@ -113,7 +142,10 @@ describe.each([['jsonl file', fileBackend], ['postgresql', pgBackend]])('audit s
 
   test('the same record id is stored once: a retried write is a no-op', async () => {
     await store.append([entry('wf-b', 1), entry('wf-b', 2)]);
-    expect(await store.append([entry('wf-b', 2, { time: new Date().toISOString() }), entry('wf-b', 3)])).toEqual({ appended: 1, duplicates: 1 });
+    expect(await store.append([entry('wf-b', 2, { time: new Date().toISOString() }), entry('wf-b', 3)])).toEqual({
+      appended: 1,
+      duplicates: 1,
+    });
     const other = await backend.reopen();
     try {
       expect(await other.append([entry('wf-b', 1)])).toEqual({ appended: 0, duplicates: 1 });
@@ -126,9 +158,11 @@ describe.each([['jsonl file', fileBackend], ['postgresql', pgBackend]])('audit s
   test('several writers at once keep one valid chain with every record once', async () => {
     const writers = [store, ...(await Promise.all([1, 2, 3].map(() => backend.reopen())))];
     try {
-      await Promise.all(writers.map(async (w, i) => {
-        for (let k = 0; k < 15; k++) await w.append([entry(`wf-w${i}`, k), entry(`wf-w${i}`, k + 100)]);
-      }));
+      await Promise.all(
+        writers.map(async (w, i) => {
+          for (let k = 0; k < 15; k++) await w.append([entry(`wf-w${i}`, k), entry(`wf-w${i}`, k + 100)]);
+        }),
+      );
       // Every writer also retries one write of another writer: still no duplicate.
       await Promise.all(writers.map((w, i) => w.append([entry(`wf-w${(i + 1) % 4}`, 0)])));
     } finally {
@@ -148,17 +182,33 @@ describe.each([['jsonl file', fileBackend], ['postgresql', pgBackend]])('audit s
 
     test('one changed byte', async () => {
       await backend.flipByte(3);
-      expect(await verifyStore(store)).toMatchObject({ ok: false, records: 2, firstBad: { seq: 3, id: entry('wf-t', 3).id, problem: expect.stringMatching(/content does not match its hash/) } });
+      expect(await verifyStore(store)).toMatchObject({
+        ok: false,
+        records: 2,
+        firstBad: {
+          seq: 3,
+          id: entry('wf-t', 3).id,
+          problem: expect.stringMatching(/content does not match its hash/),
+        },
+      });
     });
 
     test('one changed field', async () => {
       await backend.setField(2, 'status', 'failed');
-      expect(await verifyStore(store)).toMatchObject({ ok: false, records: 1, firstBad: { seq: 2, id: entry('wf-t', 2).id } });
+      expect(await verifyStore(store)).toMatchObject({
+        ok: false,
+        records: 1,
+        firstBad: { seq: 2, id: entry('wf-t', 2).id },
+      });
     });
 
     test('one deleted record', async () => {
       await backend.remove(4);
-      expect(await verifyStore(store)).toMatchObject({ ok: false, records: 3, firstBad: { seq: 5, problem: expect.stringMatching(/record 4 is missing/) } });
+      expect(await verifyStore(store)).toMatchObject({
+        ok: false,
+        records: 3,
+        firstBad: { seq: 5, problem: expect.stringMatching(/record 4 is missing/) },
+      });
     });
 
     test('a record rehashed after its edit still breaks the chain at the next record', async () => {
@@ -192,9 +242,14 @@ test('jsonl file: separate processes appending at once keep one valid chain', as
           runbook: { name: 'x', contentHash: 'h' }, initiator: { trigger: 'manual', id: 't' }, step: 'steps[' + i + ']', status: 'succeeded' }]);
       }
     })().catch((e) => { console.error(e); process.exit(1); });`;
-  const codes = await Promise.all([1, 2, 3].map((k) => new Promise<number | null>((resolve) => {
-    spawn('node', ['-e', script, String(k)], { stdio: 'inherit' }).on('exit', resolve);
-  })));
+  const codes = await Promise.all(
+    [1, 2, 3].map(
+      (k) =>
+        new Promise<number | null>((resolve) => {
+          spawn('node', ['-e', script, String(k)], { stdio: 'inherit' }).on('exit', resolve);
+        }),
+    ),
+  );
   expect(codes).toEqual([0, 0, 0]);
   const store = new FileAuditStore(file);
   expect(await verifyStore(store)).toMatchObject({ ok: true, records: 120 });
@@ -237,6 +292,8 @@ describe('postgresql specifics', () => {
   });
 
   test('a bad URL or an unreachable server is a clear error with the password masked', async () => {
-    await expect(PgAuditStore.open('postgres://u:hunter22@127.0.0.1:1/x')).rejects.toThrow(/Cannot use the PostgreSQL audit store at postgres:\/\/u:\*\*\*@127\.0\.0\.1:1\/x: .*ECONNREFUSED/);
+    await expect(PgAuditStore.open('postgres://u:hunter22@127.0.0.1:1/x')).rejects.toThrow(
+      /Cannot use the PostgreSQL audit store at postgres:\/\/u:\*\*\*@127\.0\.0\.1:1\/x: .*ECONNREFUSED/,
+    );
   });
 });

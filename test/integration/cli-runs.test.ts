@@ -11,24 +11,50 @@ const RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
 process.env.RUNBOOK_DIR = RUNBOOK_DIR;
 const bin = path.join(__dirname, '..', '..', 'bin', 'runbook.js');
 let env: TestWorkflowEnvironment;
-beforeAll(async () => { env = await connectTestEnv(); });
-afterAll(async () => { await env?.teardown(); });
+beforeAll(async () => {
+  env = await connectTestEnv();
+});
+afterAll(async () => {
+  await env?.teardown();
+});
 const inventory = () => path.join(fleetDir(), 'inventory.yaml');
 
 /** Runs the CLI without blocking this process (the worker under test runs in it). */
 function cli(tq: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile('node', [bin, ...args], { env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), RUNBOOK_TASK_QUEUE: tq, RUNBOOK_DIR } },
-      (err, stdout, stderr) => resolve({ code: err ? (err as { code?: number }).code ?? 1 : 0, stdout, stderr }));
+    execFile(
+      'node',
+      [bin, ...args],
+      { env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), RUNBOOK_TASK_QUEUE: tq, RUNBOOK_DIR } },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
 
 test('run --wait exits with the outcome; status and list show the run', async () => {
   const tq = uniqueTaskQueue('cli');
   await withEngineWorker(env, tq, async () => {
-    const ok = await cli(tq, 'run', 'fleet-touch', '-p', 'note=hello', '-p', `marker=${tq}.txt`, '-i', inventory(), '--wait', '--json', '--initiator', `carol-${tq}`);
+    const ok = await cli(
+      tq,
+      'run',
+      'fleet-touch',
+      '-p',
+      'note=hello',
+      '-p',
+      `marker=${tq}.txt`,
+      '-i',
+      inventory(),
+      '--wait',
+      '--json',
+      '--initiator',
+      `carol-${tq}`,
+    );
     expect(ok.code).toBe(0);
-    const result = JSON.parse(ok.stdout) as { workflowId: string; status: string; hosts: Record<string, { state: string }> };
+    const result = JSON.parse(ok.stdout) as {
+      workflowId: string;
+      status: string;
+      hosts: Record<string, { state: string }>;
+    };
     expect(result.status).toBe('succeeded');
     expect(Object.keys(result.hosts)).toEqual(['host-1', 'host-2', 'host-3']);
 
@@ -43,12 +69,25 @@ test('run --wait exits with the outcome; status and list show the run', async ()
 
     const status = await cli(tq, 'status', result.workflowId, '--json');
     expect(status.code).toBe(0);
-    expect(JSON.parse(status.stdout)).toMatchObject({ state: { status: 'succeeded', hosts: { 'host-1': { state: 'succeeded' } } } });
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      state: { status: 'succeeded', hosts: { 'host-1': { state: 'succeeded' } } },
+    });
     // Other test files start fleet-touch runs at the same time, so the newest 20 need not include this one:
     // filter on this test's own initiator.
-    const list = async () => JSON.parse((await cli(tq, 'list', '--runbook', 'fleet-touch', '--initiator', `carol-${tq}`, '--json')).stdout) as { workflowId: string }[];
+    const list = async () =>
+      JSON.parse(
+        (await cli(tq, 'list', '--runbook', 'fleet-touch', '--initiator', `carol-${tq}`, '--json')).stdout,
+      ) as { workflowId: string }[];
     await waitUntil(async () => (await list()).length > 0, 'the run to be listed');
-    expect(await list()).toEqual([expect.objectContaining({ workflowId: result.workflowId, status: 'COMPLETED', runbook: 'fleet-touch', runbookStatus: 'succeeded', initiator: `carol-${tq}` })]);
+    expect(await list()).toEqual([
+      expect.objectContaining({
+        workflowId: result.workflowId,
+        status: 'COMPLETED',
+        runbook: 'fleet-touch',
+        runbookStatus: 'succeeded',
+        initiator: `carol-${tq}`,
+      }),
+    ]);
   });
 }, 120_000);
 
@@ -57,7 +96,10 @@ test('approve through the CLI: a quorum of allowed approvers lets a gated run pr
   await withEngineWorker(env, tq, async () => {
     const started = await cli(tq, 'run', 'gated', '-p', `marker=${tq}.txt`, '-i', inventory(), '--json');
     const { workflowId } = JSON.parse(started.stdout) as { workflowId: string };
-    await waitUntil(async () => (await cli(tq, 'status', workflowId)).stdout.includes('pending approval "gate"'), 'the gate to be pending');
+    await waitUntil(
+      async () => (await cli(tq, 'status', workflowId)).stdout.includes('pending approval "gate"'),
+      'the gate to be pending',
+    );
     const nobody = await cli(tq, 'approve', workflowId, '--by', 'mallory');
     expect(nobody.code).toBe(0);
     await cli(tq, 'approve', workflowId, '--by', 'alice', '--comment', 'looks fine');
@@ -73,8 +115,13 @@ test('the UI Start Workflow form: one JSON input with just the runbook and param
   const tq = uniqueTaskQueue('cli');
   process.env.RUNBOOK_INVENTORY = inventory();
   try {
-    const result = await withEngineWorker(env, tq, () => env.client.workflow.execute('runbook', { taskQueue: tq, workflowId: `${tq}-ui`,
-      args: [{ runbook: 'fleet-touch', params: { note: 'from the UI', marker: `${tq}.txt` } }] }));
+    const result = await withEngineWorker(env, tq, () =>
+      env.client.workflow.execute('runbook', {
+        taskQueue: tq,
+        workflowId: `${tq}-ui`,
+        args: [{ runbook: 'fleet-touch', params: { note: 'from the UI', marker: `${tq}.txt` } }],
+      }),
+    );
     expect(result).toMatchObject({ status: 'succeeded', runbook: 'fleet-touch' });
     const described = await env.client.workflow.getHandle(`${tq}-ui`).describe();
     expect(described.typedSearchAttributes.get({ name: 'Initiator', type: 'KEYWORD' } as never)).toBe('unknown');

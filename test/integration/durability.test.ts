@@ -12,10 +12,15 @@ import { fleetDir, fleetHost, temporalAddress, testRoot, uniqueTaskQueue } from 
 import { startWorkerProcess, stopProcess, waitUntil } from '../harness/processes';
 
 const pool = new SshPool();
-afterAll(async () => { await pool.closeAll(); });
+afterAll(async () => {
+  await pool.closeAll();
+});
 const remote = async (i: number, cmd: string) => (await pool.use(fleetHost(i), (c) => exec(c, cmd))).stdout;
 
-const workerEnv = () => ({ RUNBOOK_DIR: path.join(__dirname, '..', 'fixtures', 'runbooks'), RUNBOOK_INVENTORY: path.join(fleetDir(), 'inventory.yaml') });
+const workerEnv = () => ({
+  RUNBOOK_DIR: path.join(__dirname, '..', 'fixtures', 'runbooks'),
+  RUNBOOK_INVENTORY: path.join(fleetDir(), 'inventory.yaml'),
+});
 const startWorker = (address: string, taskQueue: string) => startWorkerProcess(address, taskQueue, workerEnv());
 const stop = stopProcess;
 
@@ -23,16 +28,26 @@ const stop = stopProcess;
  * Starts `name` on a `runbook worker` process, waits until `started` holds, SIGKILLs that worker, starts a new
  * one, and hands the finished run to `check`.
  */
-async function throughWorkerKill(name: string, marker: string, started: () => Promise<boolean>, what: string,
-  check: (handle: WorkflowHandleWithFirstExecutionRunId<typeof runbook>, result: RunbookResult) => Promise<void>): Promise<void> {
+async function throughWorkerKill(
+  name: string,
+  marker: string,
+  started: () => Promise<boolean>,
+  what: string,
+  check: (handle: WorkflowHandleWithFirstExecutionRunId<typeof runbook>, result: RunbookResult) => Promise<void>,
+): Promise<void> {
   const tq = uniqueTaskQueue('durable');
   const connection = await Connection.connect({ address: temporalAddress() });
   const client = new Client({ connection });
   const first = await startWorker(temporalAddress(), tq);
   let second: ChildProcess | undefined;
   try {
-    const handle = await client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-wf`,
-      args: [{ runbook: name, params: { marker }, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'test' }] });
+    const handle = await client.workflow.start<typeof runbook>('runbook', {
+      taskQueue: tq,
+      workflowId: `${tq}-wf`,
+      args: [
+        { runbook: name, params: { marker }, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'test' },
+      ],
+    });
     await waitUntil(started, what);
     await stop(first, 'SIGKILL');
     second = await startWorker(temporalAddress(), tq);
@@ -48,7 +63,10 @@ test('SIGKILL the worker mid multi-host run: a new worker finishes it and each h
   const marker = `${uniqueTaskQueue('durable')}.txt`;
   // Every host has started (a host may have waited for its lock while another test file's run held it, so
   // the others can be further along by then).
-  const started = async () => (await Promise.all([1, 2, 3].map((i) => remote(i, `cat ${marker} 2>/dev/null || true`)))).every((t) => t.startsWith('line\n'));
+  const started = async () =>
+    (await Promise.all([1, 2, 3].map((i) => remote(i, `cat ${marker} 2>/dev/null || true`)))).every((t) =>
+      t.startsWith('line\n'),
+    );
   await throughWorkerKill('slow-append', marker, started, 'all hosts to start', async (_handle, result) => {
     expect(result.status).toBe('succeeded');
     for (const i of [1, 2, 3]) expect(await remote(i, `cat ${marker}`)).toBe('line\nsecond\n');
@@ -58,30 +76,57 @@ test('SIGKILL the worker mid multi-host run: a new worker finishes it and each h
 test('SIGKILL the worker inside a step group: the new worker re-attaches, no step runs twice or is lost', async () => {
   const marker = `${uniqueTaskQueue('durable')}.txt`;
   const started = async () => (await remote(1, `cat ${marker} 2>/dev/null || true`)).includes('two');
-  await throughWorkerKill('grouped-append', marker, started, 'the group to reach its second step', async (handle, result) => {
-    expect(result.status).toBe('succeeded');
-    expect(result.hosts['host-1']!.steps).toEqual({ one: 'succeeded', two: 'succeeded', skipped: 'skipped', three: 'succeeded' });
-    expect(await remote(1, `cat ${marker}`)).toBe('one\ntwo after first\nthree\n');
-    // One local activity ran the group: history has no per-step activity tasks.
-    const { events } = await handle.fetchHistory();
-    // (A wait for a host lock another test holds adds lock watches.)
-    expect(events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name)
-      .filter((a) => a !== 'watchHostLock')).toEqual(['prepare']);
-  });
+  await throughWorkerKill(
+    'grouped-append',
+    marker,
+    started,
+    'the group to reach its second step',
+    async (handle, result) => {
+      expect(result.status).toBe('succeeded');
+      expect(result.hosts['host-1']!.steps).toEqual({
+        one: 'succeeded',
+        two: 'succeeded',
+        skipped: 'skipped',
+        three: 'succeeded',
+      });
+      expect(await remote(1, `cat ${marker}`)).toBe('one\ntwo after first\nthree\n');
+      // One local activity ran the group: history has no per-step activity tasks.
+      const { events } = await handle.fetchHistory();
+      // (A wait for a host lock another test holds adds lock watches.)
+      expect(
+        events!
+          .filter((e) => e.activityTaskScheduledEventAttributes)
+          .map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name)
+          .filter((a) => a !== 'watchHostLock'),
+      ).toEqual(['prepare']);
+    },
+  );
 }, 150_000);
 
 test('restart the Temporal server (SQLite) mid-run: the run completes', async () => {
   const tq = uniqueTaskQueue('restart');
   const marker = `${tq}.txt`;
   const port = await freePort();
-  const opts = { cli: process.env.RUNBOOK_TEST_TEMPORAL_CLI!, port, headless: true, dbFile: path.join(testRoot(), `${tq}.db`), logFile: path.join(testRoot(), `${tq}.log`) };
+  const opts = {
+    cli: process.env.RUNBOOK_TEST_TEMPORAL_CLI!,
+    port,
+    headless: true,
+    dbFile: path.join(testRoot(), `${tq}.db`),
+    logFile: path.join(testRoot(), `${tq}.log`),
+  };
   let server = await startDevServer(opts);
   const worker = await startWorker(server.address, tq);
   let connection = await Connection.connect({ address: server.address });
   try {
-    const handle = await new Client({ connection }).workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: `${tq}-wf`,
-      args: [{ runbook: 'slow-append', params: { marker, seconds: 4 }, initiator: 'test' }] });
-    await waitUntil(async () => (await remote(1, `cat ${marker} 2>/dev/null || true`)) === 'line\n', 'the first step to start');
+    const handle = await new Client({ connection }).workflow.start<typeof runbook>('runbook', {
+      taskQueue: tq,
+      workflowId: `${tq}-wf`,
+      args: [{ runbook: 'slow-append', params: { marker, seconds: 4 }, initiator: 'test' }],
+    });
+    await waitUntil(
+      async () => (await remote(1, `cat ${marker} 2>/dev/null || true`)) === 'line\n',
+      'the first step to start',
+    );
     await connection.close();
     await server.stop();
     server = await startDevServer(opts);

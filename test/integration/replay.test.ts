@@ -13,31 +13,55 @@ import { connectTestEnv, fleetDir, uniqueTaskQueue, withEngineWorker, workflowBu
 const dir = path.join(__dirname, '..', 'fixtures', 'histories');
 /** The oldest recording (before host locks and local-activity steps, which replay through patched()). */
 const recorded = path.join(dir, 'fleet-touch.history.json');
-const histories = fs.readdirSync(dir).filter((f) => f.endsWith('.history.json')).sort();
+const histories = fs
+  .readdirSync(dir)
+  .filter((f) => f.endsWith('.history.json'))
+  .sort();
 let env: TestWorkflowEnvironment;
-beforeAll(async () => { env = await connectTestEnv(); });
-afterAll(async () => { await env?.teardown(); });
-
-if (process.env.RECORD_HISTORIES === '1') test('record a history of a real run', async () => {
-  process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
-  const tq = uniqueTaskQueue('record');
-  await withEngineWorker(env, tq, async () => {
-    const handle = await env.client.workflow.start<typeof runbook>('runbook', { taskQueue: tq, workflowId: 'recorded-fleet-touch',
-      args: [{ runbook: 'fleet-touch', params: { note: 'recorded', marker: 'recorded.txt' }, inventory: path.join(fleetDir(), 'inventory.yaml'), initiator: 'recorder' }] });
-    await handle.result();
-    fs.writeFileSync(path.join(dir, 'fleet-touch-current.history.json'), historyToJSON(await handle.fetchHistory()));
-  });
+beforeAll(async () => {
+  env = await connectTestEnv();
 });
+afterAll(async () => {
+  await env?.teardown();
+});
+
+if (process.env.RECORD_HISTORIES === '1')
+  test('record a history of a real run', async () => {
+    process.env.RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
+    const tq = uniqueTaskQueue('record');
+    await withEngineWorker(env, tq, async () => {
+      const handle = await env.client.workflow.start<typeof runbook>('runbook', {
+        taskQueue: tq,
+        workflowId: 'recorded-fleet-touch',
+        args: [
+          {
+            runbook: 'fleet-touch',
+            params: { note: 'recorded', marker: 'recorded.txt' },
+            inventory: path.join(fleetDir(), 'inventory.yaml'),
+            initiator: 'recorder',
+          },
+        ],
+      });
+      await handle.result();
+      fs.writeFileSync(path.join(dir, 'fleet-touch-current.history.json'), historyToJSON(await handle.fetchHistory()));
+    });
+  });
 
 test.each(histories)('recorded run %s replays on the current workflow code', async (file) => {
   const history = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as object;
-  await expect(Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, 'recorded-fleet-touch')).resolves.toBeUndefined();
+  await expect(
+    Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, 'recorded-fleet-touch'),
+  ).resolves.toBeUndefined();
 });
 
 test('a history whose steps no longer match the code raises DeterminismViolationError', async () => {
-  const history = JSON.parse(fs.readFileSync(recorded, 'utf8')) as { events: { activityTaskScheduledEventAttributes?: { activityType?: { name: string } } }[] };
+  const history = JSON.parse(fs.readFileSync(recorded, 'utf8')) as {
+    events: { activityTaskScheduledEventAttributes?: { activityType?: { name: string } } }[];
+  };
   // As if the recorded run had been made by code that called a different activity at its first step.
   const scheduled = history.events.filter((e) => e.activityTaskScheduledEventAttributes);
   scheduled[1]!.activityTaskScheduledEventAttributes!.activityType!.name = 'httpStep';
-  await expect(Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, 'recorded-fleet-touch')).rejects.toBeInstanceOf(DeterminismViolationError);
+  await expect(
+    Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, 'recorded-fleet-touch'),
+  ).rejects.toBeInstanceOf(DeterminismViolationError);
 });

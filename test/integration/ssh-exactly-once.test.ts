@@ -10,8 +10,13 @@ import type { runCommand } from '../../workflows';
 
 let env: TestWorkflowEnvironment;
 const pool = new SshPool();
-beforeAll(async () => { env = await connectTestEnv(); });
-afterAll(async () => { await pool.closeAll(); await env?.teardown(); });
+beforeAll(async () => {
+  env = await connectTestEnv();
+});
+afterAll(async () => {
+  await pool.closeAll();
+  await env?.teardown();
+});
 
 const startWorker = (taskQueue: string) => startWorkerProcess(temporalAddress(), taskQueue);
 
@@ -24,10 +29,20 @@ test('SIGKILL the worker while the step runs: a new worker re-attaches and the c
   const marker = `once-${taskQueue}.log`;
   const first = await startWorker(taskQueue);
   const handle = await env.client.workflow.start<typeof runCommand>('runCommand', {
-    taskQueue, workflowId: `${taskQueue}-wf`,
-    args: [{ host: 'host-3', inventory: path.join(fleetDir(), 'inventory.yaml'), command: `echo started >> ${marker}; sleep 12; echo finished` }],
+    taskQueue,
+    workflowId: `${taskQueue}-wf`,
+    args: [
+      {
+        host: 'host-3',
+        inventory: path.join(fleetDir(), 'inventory.yaml'),
+        command: `echo started >> ${marker}; sleep 12; echo finished`,
+      },
+    ],
   });
-  await waitUntil(async () => (await remote(`cat ${marker} 2>/dev/null || true`)) === 'started\n', 'the command to start on the host');
+  await waitUntil(
+    async () => (await remote(`cat ${marker} 2>/dev/null || true`)) === 'started\n',
+    'the command to start on the host',
+  );
   await stopProcess(first, 'SIGKILL');
 
   const second = await startWorker(taskQueue);
@@ -41,6 +56,8 @@ test('SIGKILL the worker while the step runs: a new worker re-attaches and the c
   }
   expect(await remote(`cat ${marker}`)).toBe('started\n');
   const { events } = await handle.fetchHistory();
-  const attempts = events!.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt);
+  const attempts = events!
+    .filter((e) => e.activityTaskStartedEventAttributes)
+    .map((e) => e.activityTaskStartedEventAttributes!.attempt);
   expect(attempts).toEqual([2]); // history records the final attempt; it was a retry of the lost one
 }, 120_000);

@@ -21,21 +21,51 @@ const pool = new SshPool();
 const secretValue = `s3cr3t-${crypto.randomBytes(6).toString('hex')}`;
 const secrets = new Secrets({ env: { ...process.env, RB_TEST_PASSWORD: secretValue } });
 const decls = { pw: { provider: 'env' as const, key: 'RB_TEST_PASSWORD' } };
-afterAll(async () => { await pool.closeAll(); forgetSecrets(); });
+afterAll(async () => {
+  await pool.closeAll();
+  forgetSecrets();
+});
 
 const host = (): SshTarget => fleetHost(1);
 let n = 0;
 const key = () => ({ workflowId: `exec-test-${process.pid}-${Date.now()}`, stepPath: `steps[${n++}]` });
-const action = (command: string, extra: Partial<SshAction> = {}): SshAction => ({ kind: 'ssh', command, sudo: false, env: {}, expectExit: [0], ...extra });
+const action = (command: string, extra: Partial<SshAction> = {}): SshAction => ({
+  kind: 'ssh',
+  command,
+  sudo: false,
+  env: {},
+  expectExit: [0],
+  ...extra,
+});
 const remote = async (cmd: string) => (await pool.use(host(), (c) => exec(c, cmd))).stdout;
 
-const INJECTION = ['; rm -rf /', '$(touch pwned-subst)', '`touch pwned-tick`', "it's \"quoted\"", '*', 'two\nlines', '$HOME',
-  'a && touch pwned-and', '| tee pwned-pipe', '\\', ' leading and trailing ', '-n', '--', '#comment', '~root', '{a,b}', '!!', 'ünïcødé'];
+const INJECTION = [
+  '; rm -rf /',
+  '$(touch pwned-subst)',
+  '`touch pwned-tick`',
+  'it\'s "quoted"',
+  '*',
+  'two\nlines',
+  '$HOME',
+  'a && touch pwned-and',
+  '| tee pwned-pipe',
+  '\\',
+  ' leading and trailing ',
+  '-n',
+  '--',
+  '#comment',
+  '~root',
+  '{a,b}',
+  '!!',
+  'ünïcødé',
+];
 
 test('step records older than 7 days are cleaned from a host the first time this process uses it', async () => {
   const h2 = fleetHost(2);
   const on2 = async (cmd: string) => (await pool.use(h2, (c) => exec(c, cmd))).stdout;
-  await on2(`mkdir -p ${REMOTE_RUNS_DIR} && touch -d '10 days ago' ${REMOTE_RUNS_DIR}/old.out && touch ${REMOTE_RUNS_DIR}/new.out`);
+  await on2(
+    `mkdir -p ${REMOTE_RUNS_DIR} && touch -d '10 days ago' ${REMOTE_RUNS_DIR}/old.out && touch ${REMOTE_RUNS_DIR}/new.out`,
+  );
   await runSshStep(pool, secrets, { target: h2, action: action('true'), key: key() });
   let left = '';
   for (let i = 0; i < 30; i++) {
@@ -57,17 +87,42 @@ test('the injection corpus reaches the remote shell as literal data', async () =
 
 test('a secret reaches the command, but not the host disk, the result or the logs', async () => {
   const lines: string[] = [];
-  const logger = createLogger('t', 'debug', new Writable({ write(c, _e, cb) { lines.push(String(c)); cb(); } }));
-  const command = render('printf "%s" ${{ secrets.pw }} | sha256sum | cut -c1-64; sleep 1', { secrets: { pw: secretToken('pw') } }, 'shell');
+  const logger = createLogger(
+    't',
+    'debug',
+    new Writable({
+      write(c, _e, cb) {
+        lines.push(String(c));
+        cb();
+      },
+    }),
+  );
+  const command = render(
+    'printf "%s" ${{ secrets.pw }} | sha256sum | cut -c1-64; sleep 1',
+    { secrets: { pw: secretToken('pw') } },
+    'shell',
+  );
   const k = key();
-  const r = await runSshStep(pool, secrets, { target: host(), action: action(command, { env: { PGPASSWORD: secretToken('pw'), MODE: 'x y' } }), key: k, secrets: decls });
+  const r = await runSshStep(pool, secrets, {
+    target: host(),
+    action: action(command, { env: { PGPASSWORD: secretToken('pw'), MODE: 'x y' } }),
+    key: k,
+    secrets: decls,
+  });
   expect(r.stdout).toBe(`${crypto.createHash('sha256').update(secretValue).digest('hex')}\n`);
   const record = `${REMOTE_RUNS_DIR}/${stepKey(k.workflowId, k.stepPath, host().name)}`;
   expect(await remote(`ls ${record}.* | wc -l`)).toBe('7\n'); // claimPID, lock, cmd, pid, out, err, exit
   expect(await remote(`grep -l ${secretValue} ${record}.* || echo none`)).toBe('none\n');
-  expect(await remote(`cat ${record}.cmd`)).toBe(`export PGPASSWORD="$RB_SECRET_pw"\nexport MODE='x y'\nprintf "%s" "$RB_SECRET_pw" | sha256sum | cut -c1-64; sleep 1\n`);
+  expect(await remote(`cat ${record}.cmd`)).toBe(
+    `export PGPASSWORD="$RB_SECRET_pw"\nexport MODE='x y'\nprintf "%s" "$RB_SECRET_pw" | sha256sum | cut -c1-64; sleep 1\n`,
+  );
   // Output that echoes the secret is redacted, and so is anything logged.
-  const echo = await runSshStep(pool, secrets, { target: host(), action: action(render('echo leaked=${{ secrets.pw }}', { secrets: { pw: secretToken('pw') } }, 'shell')), key: key(), secrets: decls });
+  const echo = await runSshStep(pool, secrets, {
+    target: host(),
+    action: action(render('echo leaked=${{ secrets.pw }}', { secrets: { pw: secretToken('pw') } }, 'shell')),
+    key: key(),
+    secrets: decls,
+  });
   expect(echo.stdout).toBe('leaked=***\n');
   logger.info({ detail: `value ${secretValue}`, nested: { list: [secretValue] } }, `message with ${secretValue}`);
   logger.error(new Error(`failed with ${secretValue}`), 'boom');
@@ -80,19 +135,40 @@ test('a secret reaches the command, but not the host disk, the result or the log
 test('sudo, another user, env and cwd', async () => {
   const r1 = await runSshStep(pool, secrets, { target: host(), action: action('id -u', { sudo: true }), key: key() });
   expect(r1.stdout).toBe('0\n');
-  const r2 = await runSshStep(pool, secrets, { target: host(), action: action('id -un', { user: 'nobody' }), key: key() });
+  const r2 = await runSshStep(pool, secrets, {
+    target: host(),
+    action: action('id -un', { user: 'nobody' }),
+    key: key(),
+  });
   expect(r2.stdout).toBe('nobody\n');
   const sudoSecret = render('printf %s ${{ secrets.pw }} | wc -c', { secrets: { pw: secretToken('pw') } }, 'shell');
-  const r4 = await runSshStep(pool, secrets, { target: host(), action: action(sudoSecret, { user: 'nobody' }), key: key(), secrets: decls });
+  const r4 = await runSshStep(pool, secrets, {
+    target: host(),
+    action: action(sudoSecret, { user: 'nobody' }),
+    key: key(),
+    secrets: decls,
+  });
   expect(r4.stdout.trim()).toBe(String(secretValue.length));
-  const r3 = await runSshStep(pool, secrets, { target: host(), action: action('printf "%s|%s" "$GREETING" "$(pwd)"', { env: { GREETING: "it's $x" }, cwd: '/tmp' }), key: key() });
+  const r3 = await runSshStep(pool, secrets, {
+    target: host(),
+    action: action('printf "%s|%s" "$GREETING" "$(pwd)"', { env: { GREETING: "it's $x" }, cwd: '/tmp' }),
+    key: key(),
+  });
   expect(r3.stdout).toBe("it's $x|/tmp");
 });
 
 test('an unexpected exit code is SshCommandFailed with the tail of stderr; an expected one is a result', async () => {
-  await expect(runSshStep(pool, secrets, { target: host(), action: action('echo bad thing >&2; exit 3'), key: key() }))
-    .rejects.toMatchObject({ name: 'SshCommandFailed', message: 'The command on host-1 exited with 3 (expected 0): bad thing' });
-  const ok = await runSshStep(pool, secrets, { target: host(), action: action('exit 3', { expectExit: [0, 3] }), key: key() });
+  await expect(
+    runSshStep(pool, secrets, { target: host(), action: action('echo bad thing >&2; exit 3'), key: key() }),
+  ).rejects.toMatchObject({
+    name: 'SshCommandFailed',
+    message: 'The command on host-1 exited with 3 (expected 0): bad thing',
+  });
+  const ok = await runSshStep(pool, secrets, {
+    target: host(),
+    action: action('exit 3', { expectExit: [0, 3] }),
+    key: key(),
+  });
   expect(ok.exitCode).toBe(3);
 });
 
@@ -108,28 +184,56 @@ test('the same step key never runs twice: a second call returns the recorded res
 });
 
 test('output beyond the cap keeps the tail, with the sha256 of the whole', async () => {
-  const r = await runSshStep(pool, secrets, { target: host(), action: action("head -c 300000 /dev/zero | tr '\\0' a; printf END"), key: key(), maxOutputBytes: 1000 });
+  const r = await runSshStep(pool, secrets, {
+    target: host(),
+    action: action("head -c 300000 /dev/zero | tr '\\0' a; printf END"),
+    key: key(),
+    maxOutputBytes: 1000,
+  });
   expect(r.truncated).toBe(true);
   expect(r.stdout).toBe(`${'a'.repeat(997)}END`);
   expect(r.stdoutBytes).toBe(300003);
-  expect(r.stdoutSha256).toBe(crypto.createHash('sha256').update(`${'a'.repeat(300000)}END`).digest('hex'));
+  expect(r.stdoutSha256).toBe(
+    crypto
+      .createHash('sha256')
+      .update(`${'a'.repeat(300000)}END`)
+      .digest('hex'),
+  );
 });
 
 /** `alive` while the process in the pid file exists and is not a zombie (PID 1 here may reap late). */
-const ALIVE = (pidFile: string) => `p=$(cat ${pidFile}); if [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status; then echo alive; else echo gone; fi`;
+const ALIVE = (pidFile: string) =>
+  `p=$(cat ${pidFile}); if [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status; then echo alive; else echo gone; fi`;
 
 test('a timeout or a cancel kills the remote process group, children included', async () => {
   const started = Date.now();
-  await expect(runSshStep(pool, secrets, { target: host(), action: action('sleep 300 & echo $! > bg.pid; wait'), key: key(), timeoutMs: 1500 }))
-    .rejects.toMatchObject({ name: 'SshCommandCancelled', message: 'The command on host-1 was killed after its 1.5 s timeout.' });
+  await expect(
+    runSshStep(pool, secrets, {
+      target: host(),
+      action: action('sleep 300 & echo $! > bg.pid; wait'),
+      key: key(),
+      timeoutMs: 1500,
+    }),
+  ).rejects.toMatchObject({
+    name: 'SshCommandCancelled',
+    message: 'The command on host-1 was killed after its 1.5 s timeout.',
+  });
   expect(Date.now() - started).toBeLessThan(10_000);
   expect(await remote(ALIVE('bg.pid'))).toBe('gone\n');
 
   const ac = new AbortController();
-  const running = runSshStep(pool, secrets, { target: host(), action: action('sleep 300 & echo $! > bg2.pid; wait'), key: key() }, { signal: ac.signal });
+  const running = runSshStep(
+    pool,
+    secrets,
+    { target: host(), action: action('sleep 300 & echo $! > bg2.pid; wait'), key: key() },
+    { signal: ac.signal },
+  );
   await new Promise((r) => setTimeout(r, 700));
   ac.abort();
-  await expect(running).rejects.toMatchObject({ name: 'SshCommandCancelled', message: 'The command on host-1 was killed by a cancel.' });
+  await expect(running).rejects.toMatchObject({
+    name: 'SshCommandCancelled',
+    message: 'The command on host-1 was killed by a cancel.',
+  });
   expect(await remote(ALIVE('bg2.pid'))).toBe('gone\n');
 });
 
@@ -153,11 +257,20 @@ test('sudo with a password from a secret (host without NOPASSWD); without it, a 
   fs.writeFileSync(dropIn, `${target.user} ALL=(ALL:ALL) PASSWD: ALL\n`, { mode: 0o440 });
   const withPw = new Secrets({ env: { SUDO_PW: password } });
   try {
-    const r = await runSshStep(pool, withPw, { target, action: action("id -u; printf '%s' \"it's\"", { sudo: true }), key: key(),
-      secrets: { sudo_pw: { provider: 'env', key: 'SUDO_PW' } }, sudoPasswordSecret: 'sudo_pw' });
+    const r = await runSshStep(pool, withPw, {
+      target,
+      action: action("id -u; printf '%s' \"it's\"", { sudo: true }),
+      key: key(),
+      secrets: { sudo_pw: { provider: 'env', key: 'SUDO_PW' } },
+      sudoPasswordSecret: 'sudo_pw',
+    });
     expect(r.stdout).toBe("0\nit's");
-    await expect(runSshStep(pool, withPw, { target, action: action('id -u', { sudo: true }), key: key() }))
-      .rejects.toMatchObject({ name: 'SshCommandFailed', message: 'The command on host-2 exited with 1 (expected 0): sudo: a password is required' });
+    await expect(
+      runSshStep(pool, withPw, { target, action: action('id -u', { sudo: true }), key: key() }),
+    ).rejects.toMatchObject({
+      name: 'SshCommandFailed',
+      message: 'The command on host-2 exited with 1 (expected 0): sudo: a password is required',
+    });
   } finally {
     fs.rmSync(dropIn, { force: true });
   }
@@ -175,17 +288,41 @@ test('trust on first use only when asked: the key is recorded, and a changed key
   fs.writeFileSync(file, '');
   const other = new SshPool();
   try {
-    await expect(runSshStep(other, secrets, { target: strict, action: action('true'), key: key() })).rejects.toMatchObject({ name: 'HostKeyError' });
-    const r = await runSshStep(other, secrets, { target: { ...strict, hostKeyPolicy: 'accept-new' }, action: action('echo ok'), key: key() });
+    await expect(
+      runSshStep(other, secrets, { target: strict, action: action('true'), key: key() }),
+    ).rejects.toMatchObject({ name: 'HostKeyError' });
+    const r = await runSshStep(other, secrets, {
+      target: { ...strict, hostKeyPolicy: 'accept-new' },
+      action: action('echo ok'),
+      key: key(),
+    });
     expect(r.stdout).toBe('ok\n');
     const recorded = fs.readFileSync(file, 'utf8');
-    expect(recorded).toBe(fs.readFileSync(fleetHost(2).knownHosts, 'utf8').split('\n').find((l) => l.startsWith(`[${strict.address}]:${strict.port} `))! + '\n');
+    expect(recorded).toBe(
+      fs
+        .readFileSync(fleetHost(2).knownHosts, 'utf8')
+        .split('\n')
+        .find((l) => l.startsWith(`[${strict.address}]:${strict.port} `))! + '\n',
+    );
     // A different host's key under this name is a changed key: refused even with accept-new.
-    const wrong = recorded.replace(/ \S+\n$/, ` ${fs.readFileSync(fleetHost(1).knownHosts, 'utf8').split('\n')[0]!.split(' ')[2]}\n`);
+    const wrong = recorded.replace(
+      / \S+\n$/,
+      ` ${fs.readFileSync(fleetHost(1).knownHosts, 'utf8').split('\n')[0]!.split(' ')[2]}\n`,
+    );
     fs.writeFileSync(file, wrong);
     await other.closeAll();
-    await expect(runSshStep(other, secrets, { target: { ...strict, hostKeyPolicy: 'accept-new' }, action: action('true'), key: key() }))
-      .rejects.toMatchObject({ name: 'HostKeyError', message: expect.stringContaining(`Host key of host-2 (${strict.address}:${strict.port}) CHANGED: it presented SHA256:`) });
+    await expect(
+      runSshStep(other, secrets, {
+        target: { ...strict, hostKeyPolicy: 'accept-new' },
+        action: action('true'),
+        key: key(),
+      }),
+    ).rejects.toMatchObject({
+      name: 'HostKeyError',
+      message: expect.stringContaining(
+        `Host key of host-2 (${strict.address}:${strict.port}) CHANGED: it presented SHA256:`,
+      ),
+    });
   } finally {
     await other.closeAll();
   }
@@ -215,7 +352,16 @@ describe('the shell agent (one long-lived sh per connection runs the steps)', ()
     const own = new SshPool();
     try {
       const runs = [];
-      for (let i = 0; i < 3; i++) runs.push((await runSshStep(own, secrets, { target: host(), action: action(`${agentPid}; ${shellPid}; ps -o pgid= -p $$`), key: key() })).stdout.split('\n'));
+      for (let i = 0; i < 3; i++)
+        runs.push(
+          (
+            await runSshStep(own, secrets, {
+              target: host(),
+              action: action(`${agentPid}; ${shellPid}; ps -o pgid= -p $$`),
+              key: key(),
+            })
+          ).stdout.split('\n'),
+        );
       expect(new Set(runs.map((r) => r[0])).size).toBe(1);
       expect(new Set(runs.map((r) => r[1])).size).toBe(3);
       for (const [, server, group] of runs) expect(group!.trim()).toBe(server);
@@ -229,7 +375,21 @@ describe('the shell agent (one long-lived sh per connection runs the steps)', ()
     const own = new SshPool({ shellAgent: false });
     try {
       const runs = [];
-      for (let i = 0; i < 2; i++) runs.push(await runSshStep(own, secrets, { target: host(), action: action(render(`${shellPid}; printf %s \${{ secrets.pw }} | wc -c`, { secrets: { pw: secretToken('pw') } }, 'shell')), key: key(), secrets: decls }));
+      for (let i = 0; i < 2; i++)
+        runs.push(
+          await runSshStep(own, secrets, {
+            target: host(),
+            action: action(
+              render(
+                `${shellPid}; printf %s \${{ secrets.pw }} | wc -c`,
+                { secrets: { pw: secretToken('pw') } },
+                'shell',
+              ),
+            ),
+            key: key(),
+            secrets: decls,
+          }),
+        );
       expect(runs.map((r) => r.mode)).toEqual(['ran', 'ran']);
       const [a, b] = runs.map((r) => r.stdout.split('\n'));
       expect(a![0]).not.toBe(b![0]);
@@ -244,7 +404,11 @@ describe('the shell agent (one long-lived sh per connection runs the steps)', ()
     const counter = `agent-lost-${process.pid}-${Date.now()}`;
     try {
       // The agent and the shell serving the request: the wrapper then answers to nobody.
-      const step = runSshStep(own, secrets, { target: host(), action: action(`echo x >> ${counter}; echo $PPID $$ > ${counter}.agent; sleep 2; echo done`), key: key() });
+      const step = runSshStep(own, secrets, {
+        target: host(),
+        action: action(`echo x >> ${counter}; echo $PPID $$ > ${counter}.agent; sleep 2; echo done`),
+        key: key(),
+      });
       let agent = '';
       for (let i = 0; i < 50 && !agent; i++) {
         agent = (await remote(`cat ${counter}.agent 2>/dev/null || true`)).trim();

@@ -27,8 +27,12 @@ describe('-p key=value', () => {
 
 describe('paramInputs (every command that takes -p)', () => {
   test('a repeated -p key is a list, and each -p key replaces that key of --params-json', () => {
-    expect(paramInputs({ param: ['packages=openssl', 'packages=curl', 'reboot=false'], paramsJson: '{"reboot": true, "hosts": "group:web"}' }))
-      .toEqual({ packages: ['openssl', 'curl'], reboot: 'false', hosts: 'group:web' });
+    expect(
+      paramInputs({
+        param: ['packages=openssl', 'packages=curl', 'reboot=false'],
+        paramsJson: '{"reboot": true, "hosts": "group:web"}',
+      }),
+    ).toEqual({ packages: ['openssl', 'curl'], reboot: 'false', hosts: 'group:web' });
   });
 
   test('--params-json alone, typed values kept', () => {
@@ -46,7 +50,11 @@ describe('paramInputs (every command that takes -p)', () => {
 
   test('the list a repeated key makes is what a list param takes', () => {
     const rb = loadRunbookFile(path.join(root, 'runbooks', 'rolling-patch.yaml')).runbook!;
-    const { values, errors } = coerceParams(rb.params ?? {}, paramInputs({ param: ['packages=openssl', 'packages=curl'] }), []);
+    const { values, errors } = coerceParams(
+      rb.params ?? {},
+      paramInputs({ param: ['packages=openssl', 'packages=curl'] }),
+      [],
+    );
     expect(errors).toEqual([]);
     expect(values.packages).toEqual(['openssl', 'curl']);
   });

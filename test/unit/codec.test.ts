@@ -4,7 +4,10 @@ import { METADATA_ENCODING_KEY, type Payload } from '@temporalio/common';
 import { EncryptionCodec, codecKeysFromEnv, newKeyEntry, parseCodecKeys } from '../../common/codec';
 
 const key = (id: string) => ({ id, key: crypto.randomBytes(32) });
-const payload = (text: string): Payload => ({ metadata: { [METADATA_ENCODING_KEY]: new TextEncoder().encode('json/plain') }, data: new TextEncoder().encode(text) });
+const payload = (text: string): Payload => ({
+  metadata: { [METADATA_ENCODING_KEY]: new TextEncoder().encode('json/plain') },
+  data: new TextEncoder().encode(text),
+});
 const textOf = (p: Payload) => Buffer.from(p.data!).toString('utf8');
 
 test('encrypts the whole payload (data and metadata) and decrypts it back', async () => {
@@ -33,7 +36,9 @@ test('rotation: a new first key encrypts, the old one still decrypts old payload
   expect(textOf((await rotated.decode([old!]))[0]!)).toBe('old');
   const [fresh] = await rotated.encode([payload('new')]);
   expect(Buffer.from(fresh!.metadata!['encryption-key-id']!).toString()).toBe('k2');
-  await expect(new EncryptionCodec([k1]).decode([fresh!])).rejects.toThrow('A payload is encrypted with key id "k2", which is not among the configured keys (k1)');
+  await expect(new EncryptionCodec([k1]).decode([fresh!])).rejects.toThrow(
+    'A payload is encrypted with key id "k2", which is not among the configured keys (k1)',
+  );
 });
 
 test('altered ciphertext or a swapped key id fails authentication', async () => {
@@ -43,7 +48,10 @@ test('altered ciphertext or a swapped key id fails authentication', async () => 
   const flipped = Buffer.from(sealed!.data!);
   flipped[20] = flipped[20]! ^ 1;
   await expect(codec.decode([{ ...sealed!, data: flipped }])).rejects.toThrow(/failed authentication with key "k1"/);
-  const swapped = { ...sealed!, metadata: { ...sealed!.metadata, 'encryption-key-id': new TextEncoder().encode('k9') } };
+  const swapped = {
+    ...sealed!,
+    metadata: { ...sealed!.metadata, 'encryption-key-id': new TextEncoder().encode('k9') },
+  };
   await expect(codec.decode([swapped])).rejects.toThrow(/failed authentication with key "k9"/);
 });
 
@@ -59,7 +67,9 @@ test('key configuration: entries, comments, errors that never show key material'
   expect(codecKeysFromEnv({ RUNBOOK_CODEC_KEYS: `${b},${a}` }).map((k) => k.id)).toEqual(['b.2', 'a']);
   expect(codecKeysFromEnv({})).toEqual([]);
   const short = `short:${crypto.randomBytes(16).toString('base64')}`;
-  expect(() => parseCodecKeys(short, 'RUNBOOK_CODEC_KEYS')).toThrow('RUNBOOK_CODEC_KEYS: key "short" is 16 bytes; AES-256 needs 32');
+  expect(() => parseCodecKeys(short, 'RUNBOOK_CODEC_KEYS')).toThrow(
+    'RUNBOOK_CODEC_KEYS: key "short" is 16 bytes; AES-256 needs 32',
+  );
   try {
     parseCodecKeys(short, 'RUNBOOK_CODEC_KEYS');
   } catch (err) {
@@ -67,5 +77,7 @@ test('key configuration: entries, comments, errors that never show key material'
   }
   expect(() => parseCodecKeys('no-separator', 'X')).toThrow('X: entry 1 is not ID:BASE64KEY');
   expect(() => parseCodecKeys(`${a},${a}`, 'X')).toThrow('X: key id "a" appears twice');
-  expect(() => codecKeysFromEnv({ RUNBOOK_CODEC_KEYS_FILE: '/nonexistent/keys' })).toThrow(/RUNBOOK_CODEC_KEYS_FILE \/nonexistent\/keys cannot be read: ENOENT/);
+  expect(() => codecKeysFromEnv({ RUNBOOK_CODEC_KEYS_FILE: '/nonexistent/keys' })).toThrow(
+    /RUNBOOK_CODEC_KEYS_FILE \/nonexistent\/keys cannot be read: ENOENT/,
+  );
 });

@@ -15,7 +15,10 @@ test('a missing or empty file is fine (the server creates it)', () => {
 });
 
 test('a SQLite header passes', () => {
-  fs.writeFileSync(path.join(dir, 'ok.db'), Buffer.concat([Buffer.from('SQLite format 3\0', 'latin1'), Buffer.alloc(84)]));
+  fs.writeFileSync(
+    path.join(dir, 'ok.db'),
+    Buffer.concat([Buffer.from('SQLite format 3\0', 'latin1'), Buffer.alloc(84)]),
+  );
   expect(() => checkDatabaseFile(path.join(dir, 'ok.db'))).not.toThrow();
 });
 

@@ -27,7 +27,9 @@ describe('schema', () => {
   test.each(shipped)('%s validates and lints clean, and the published JSON Schema accepts it', (name) => {
     const file = path.join(root, 'runbooks', `${name}.yaml`);
     expect(checkFile(file, true)).toEqual([]);
-    const validate = new Ajv2020({ strict: false }).compile(JSON.parse(fs.readFileSync(path.join(root, 'runbooks', 'runbook.schema.json'), 'utf8')) as object);
+    const validate = new Ajv2020({ strict: false }).compile(
+      JSON.parse(fs.readFileSync(path.join(root, 'runbooks', 'runbook.schema.json'), 'utf8')) as object,
+    );
     expect(validate(YAML.parse(fs.readFileSync(file, 'utf8')))).toBe(true);
     expect(loadRunbookFile(file).contentHash).toMatch(/^[0-9a-f]{64}$/);
   });
@@ -40,22 +42,85 @@ describe('params', () => {
   const fo = loadRunbookFile(path.join(root, 'runbooks', 'postgres-failover.yaml')).runbook!;
   const cases: [string, typeof rb, Record<string, unknown>, string[]][] = [
     ['missing required', rb, {}, ['service: required, but not given (systemd unit to restart, e.g. nginx) [RB1302]']],
-    ['unknown name with a hint', rb, { service: 'nginx', servce: 'x' }, ['servce: unknown param (did you mean "service"?); this runbook takes: service, hosts, health_port [RB1301]']],
-    ['pattern (injection)', rb, { service: 'nginx; rm -rf /' }, ['service: "nginx; rm -rf /" does not match the pattern [A-Za-z0-9@._-]+ [RB1304]']],
-    ['pattern is anchored', rb, { service: 'nginx\nreboot' }, ['service: "nginx\\nreboot" does not match the pattern [A-Za-z0-9@._-]+ [RB1304]']],
-    ['integer from CLI text', rb, { service: 'nginx', health_port: '80x' }, ['health_port: expected an integer, got "80x" [RB1303]']],
-    ['integer range', rb, { service: 'nginx', health_port: 70000 }, ['health_port: must be at most 65535, got 70000 [RB1305]']],
-    ['targets selector', rb, { service: 'nginx', hosts: 'group:web;reboot' }, ['hosts: invalid selector term "group:web;reboot": expected all, group:NAME, host:NAME, label:KEY=VALUE or a name, optionally prefixed with ! [RB1307]']],
-    ['boolean', pw, { user: 'alice', force_change: 'maybe' }, ['force_change: expected true or false, got "maybe" [RB1303]']],
-    ['secret must be a reference', pw, { user: 'alice', new_password: 'hunter2' }, ['new_password: expected a secret reference like secret:NAME (never the secret itself) [RB1308]']],
-    ['secret must be declared', pw, { user: 'alice', new_password: 'secret:other' }, ['new_password: secret "other" is not declared in the runbook\'s secrets [RB1308]']],
-    ['list item pattern', patch, { packages: 'openssl,$(reboot)' }, ['packages: item 2: "$(reboot)" does not match the pattern [a-z0-9][a-z0-9+.-]* [RB1304]']],
-    ['enum', fo, { standby: 'host:db-2', primary: 'host:db-1', pg_version: '12' }, ['pg_version: expected one of 13, 14, 15, 16, 17, got "12" [RB1306]']],
+    [
+      'unknown name with a hint',
+      rb,
+      { service: 'nginx', servce: 'x' },
+      ['servce: unknown param (did you mean "service"?); this runbook takes: service, hosts, health_port [RB1301]'],
+    ],
+    [
+      'pattern (injection)',
+      rb,
+      { service: 'nginx; rm -rf /' },
+      ['service: "nginx; rm -rf /" does not match the pattern [A-Za-z0-9@._-]+ [RB1304]'],
+    ],
+    [
+      'pattern is anchored',
+      rb,
+      { service: 'nginx\nreboot' },
+      ['service: "nginx\\nreboot" does not match the pattern [A-Za-z0-9@._-]+ [RB1304]'],
+    ],
+    [
+      'integer from CLI text',
+      rb,
+      { service: 'nginx', health_port: '80x' },
+      ['health_port: expected an integer, got "80x" [RB1303]'],
+    ],
+    [
+      'integer range',
+      rb,
+      { service: 'nginx', health_port: 70000 },
+      ['health_port: must be at most 65535, got 70000 [RB1305]'],
+    ],
+    [
+      'targets selector',
+      rb,
+      { service: 'nginx', hosts: 'group:web;reboot' },
+      [
+        'hosts: invalid selector term "group:web;reboot": expected all, group:NAME, host:NAME, label:KEY=VALUE or a name, optionally prefixed with ! [RB1307]',
+      ],
+    ],
+    [
+      'boolean',
+      pw,
+      { user: 'alice', force_change: 'maybe' },
+      ['force_change: expected true or false, got "maybe" [RB1303]'],
+    ],
+    [
+      'secret must be a reference',
+      pw,
+      { user: 'alice', new_password: 'hunter2' },
+      ['new_password: expected a secret reference like secret:NAME (never the secret itself) [RB1308]'],
+    ],
+    [
+      'secret must be declared',
+      pw,
+      { user: 'alice', new_password: 'secret:other' },
+      ['new_password: secret "other" is not declared in the runbook\'s secrets [RB1308]'],
+    ],
+    [
+      'list item pattern',
+      patch,
+      { packages: 'openssl,$(reboot)' },
+      ['packages: item 2: "$(reboot)" does not match the pattern [a-z0-9][a-z0-9+.-]* [RB1304]'],
+    ],
+    [
+      'enum',
+      fo,
+      { standby: 'host:db-2', primary: 'host:db-1', pg_version: '12' },
+      ['pg_version: expected one of 13, 14, 15, 16, 17, got "12" [RB1306]'],
+    ],
     ['NUL is refused', pw, { user: 'ali\u0000ce' }, ['user: must not contain NUL characters [RB1303]']],
-    ['every problem at once', fo, { standby: 'db-2', max_lag_bytes: -1 }, [
-      'standby: "db-2" does not match the pattern host:[A-Za-z0-9_.-]+ [RB1304]',
-      'primary: required, but not given (The current primary, fenced before the promotion (one host)) [RB1302]',
-      'max_lag_bytes: must be at least 0, got -1 [RB1305]']],
+    [
+      'every problem at once',
+      fo,
+      { standby: 'db-2', max_lag_bytes: -1 },
+      [
+        'standby: "db-2" does not match the pattern host:[A-Za-z0-9_.-]+ [RB1304]',
+        'primary: required, but not given (The current primary, fenced before the promotion (one host)) [RB1302]',
+        'max_lag_bytes: must be at least 0, got -1 [RB1305]',
+      ],
+    ],
   ];
   test.each(cases)('%s', (_label, spec, inputs, expected) => {
     const { errors } = coerceParams(spec.params ?? {}, inputs, Object.keys(spec.secrets ?? {}));
@@ -63,14 +128,26 @@ describe('params', () => {
   });
 
   test('CLI strings, UI JSON and defaults are coerced to the declared types', () => {
-    expect(coerceParams(rb.params!, { service: 'nginx', health_port: '9090' }, []).values).toEqual({ service: 'nginx', hosts: 'group:web', health_port: 9090 });
-    expect(coerceParams(patch.params!, { packages: ['a', 'b'], reboot: 'no' }, ['lb_token']).values)
-      .toEqual({ hosts: 'group:web', packages: ['a', 'b'], reboot: false, lb_api: 'http://127.0.0.1:9000' });
+    expect(coerceParams(rb.params!, { service: 'nginx', health_port: '9090' }, []).values).toEqual({
+      service: 'nginx',
+      hosts: 'group:web',
+      health_port: 9090,
+    });
+    expect(coerceParams(patch.params!, { packages: ['a', 'b'], reboot: 'no' }, ['lb_token']).values).toEqual({
+      hosts: 'group:web',
+      packages: ['a', 'b'],
+      reboot: false,
+      lb_api: 'http://127.0.0.1:9000',
+    });
   });
 });
 
 describe('expressions', () => {
-  const ctx = { params: { service: 'nginx', n: 4, list: ['a b', '$(id)'] }, target: { name: 'web-1' }, secrets: { db: secretToken('db') } };
+  const ctx = {
+    params: { service: 'nginx', n: 4, list: ['a b', '$(id)'] },
+    target: { name: 'web-1' },
+    secrets: { db: secretToken('db') },
+  };
   test('evaluate with CEL: integers stay integers, strings concatenate', () => {
     expect(evaluate('params.n * 2 + 1', ctx)).toBe(9);
     expect(evaluate('"x-" + target.name', ctx)).toBe('x-web-1');
@@ -83,10 +160,15 @@ describe('expressions', () => {
   });
   test('secrets render as tokens, shown masked, and only whole', () => {
     expect(maskSecrets(render('login ${{ secrets.db }}', ctx, 'shell'))).toBe('login <secret:db>');
-    expect(() => render('x ${{ "p=" + secrets.db }}', ctx, 'shell')).toThrow('a secret can only be interpolated whole, as `${{ secrets.NAME }}`');
+    expect(() => render('x ${{ "p=" + secrets.db }}', ctx, 'shell')).toThrow(
+      'a secret can only be interpolated whole, as `${{ secrets.NAME }}`',
+    );
   });
   test('references ignore comprehension variables', () => {
-    expect(references('params.list.map(x, x + target.name)')).toEqual([['params', 'list'], ['target', 'name']]);
+    expect(references('params.list.map(x, x + target.name)')).toEqual([
+      ['params', 'list'],
+      ['target', 'name'],
+    ]);
   });
   test('a missing key is an evaluation error naming the expression', () => {
     expect(() => evaluate('params.nope', ctx)).toThrow('`params.nope`: No such key: nope');
@@ -114,24 +196,62 @@ describe('strategy', () => {
 });
 
 describe('inventories and selectors', () => {
-  const ours = loadInventoryText('inv.yaml', fs.readFileSync(path.join(root, 'runbooks', 'inventory.example.yaml'), 'utf8')).inventory!;
-  const ini = loadInventoryText('hosts.ini', [
-    'bastion ansible_host=192.0.2.1', '', '[web]', 'web1 ansible_host=10.0.0.1 ansible_port=2222', 'web2 ansible_host=10.0.0.2 zone="eu 1"',
-    '[db]', 'db1 ansible_host=10.0.1.1 ansible_user=postgres', '', '[prod:children]', 'web', 'db', '', '[web:vars]', 'ansible_user=deploy',
-    '[all:vars]', 'ansible_user=admin', 'ansible_ssh_private_key_file=~/.ssh/ops',
-  ].join('\n'));
-  const ayaml = loadInventoryText('hosts.yaml', [
-    'all:', '  vars: { ansible_user: admin }', '  children:', '    web:', '      hosts:', '        web1: { ansible_host: 10.0.0.1 }',
-    '        web2: { ansible_host: 10.0.0.2, ansible_port: 2200 }', '      vars: { ansible_user: deploy }', '    prod:', '      children:',
-    '        web:', '        db:', '          hosts:', '            db1: { ansible_host: 10.0.1.1 }',
-  ].join('\n'));
+  const ours = loadInventoryText(
+    'inv.yaml',
+    fs.readFileSync(path.join(root, 'runbooks', 'inventory.example.yaml'), 'utf8'),
+  ).inventory!;
+  const ini = loadInventoryText(
+    'hosts.ini',
+    [
+      'bastion ansible_host=192.0.2.1',
+      '',
+      '[web]',
+      'web1 ansible_host=10.0.0.1 ansible_port=2222',
+      'web2 ansible_host=10.0.0.2 zone="eu 1"',
+      '[db]',
+      'db1 ansible_host=10.0.1.1 ansible_user=postgres',
+      '',
+      '[prod:children]',
+      'web',
+      'db',
+      '',
+      '[web:vars]',
+      'ansible_user=deploy',
+      '[all:vars]',
+      'ansible_user=admin',
+      'ansible_ssh_private_key_file=~/.ssh/ops',
+    ].join('\n'),
+  );
+  const ayaml = loadInventoryText(
+    'hosts.yaml',
+    [
+      'all:',
+      '  vars: { ansible_user: admin }',
+      '  children:',
+      '    web:',
+      '      hosts:',
+      '        web1: { ansible_host: 10.0.0.1 }',
+      '        web2: { ansible_host: 10.0.0.2, ansible_port: 2200 }',
+      '      vars: { ansible_user: deploy }',
+      '    prod:',
+      '      children:',
+      '        web:',
+      '        db:',
+      '          hosts:',
+      '            db1: { ansible_host: 10.0.1.1 }',
+    ].join('\n'),
+  );
 
   test('Ansible INI: groups, children, ansible_host/port/user with host > group > all precedence', () => {
     expect(ini.problems).toEqual([]);
     const inv = ini.inventory!;
     expect(inv.format).toBe('ansible-ini');
     expect(inv.hosts.map((h) => [h.name, h.address, h.port, h.user])).toEqual([
-      ['bastion', '192.0.2.1', 22, 'admin'], ['web1', '10.0.0.1', 2222, 'deploy'], ['web2', '10.0.0.2', 22, 'deploy'], ['db1', '10.0.1.1', 22, 'postgres']]);
+      ['bastion', '192.0.2.1', 22, 'admin'],
+      ['web1', '10.0.0.1', 2222, 'deploy'],
+      ['web2', '10.0.0.2', 22, 'deploy'],
+      ['db1', '10.0.1.1', 22, 'postgres'],
+    ]);
     expect(inv.groups.prod).toEqual(['web1', 'web2', 'db1']);
     expect(inv.hosts[2]!.vars.zone).toBe('eu 1');
   });
@@ -141,7 +261,10 @@ describe('inventories and selectors', () => {
     const inv = ayaml.inventory!;
     expect(inv.format).toBe('ansible-yaml');
     expect(inv.hosts.map((h) => [h.name, h.address, h.port, h.user])).toEqual([
-      ['web1', '10.0.0.1', 22, 'deploy'], ['web2', '10.0.0.2', 2200, 'deploy'], ['db1', '10.0.1.1', 22, 'admin']]);
+      ['web1', '10.0.0.1', 22, 'deploy'],
+      ['web2', '10.0.0.2', 2200, 'deploy'],
+      ['db1', '10.0.1.1', 22, 'admin'],
+    ]);
     expect(inv.groups.prod).toEqual(['web1', 'web2', 'db1']);
   });
 
@@ -174,19 +297,48 @@ describe('plan, docs and injection', () => {
   const sh = (cmd: string) => execFileSync('sh', ['-c', cmd], { encoding: 'utf8' });
 
   test('plan of a rolling runbook shows its batches and the exact commands, in order', () => {
-    const out = execFileSync('node', [runbook, 'plan', 'rolling-patch', '-i', inventory, '-p', 'packages=openssl'], { encoding: 'utf8', cwd: root });
+    const out = execFileSync('node', [runbook, 'plan', 'rolling-patch', '-i', inventory, '-p', 'packages=openssl'], {
+      encoding: 'utf8',
+      cwd: root,
+    });
     expect(out).toContain('Targets:  4 from "group:web": web-1, web-2, web-3, web-4');
-    expect(out).toContain('Strategy: rolling, 3 batches of 1 + 2 + 1; stop after more than 0 failed targets; host locks: wait');
+    expect(out).toContain(
+      'Strategy: rolling, 3 batches of 1 + 2 + 1; stop after more than 0 failed targets; host locks: wait',
+    );
     const batches = out.split('\n').filter((l) => l.startsWith('Batch '));
     expect(batches).toEqual(['Batch 1/3: web-1', 'Batch 2/3: web-2, web-3', 'Batch 3/3: web-4']);
-    expect(out).toContain("     4. upgrade_selected  ssh      $ [as root] DEBIAN_FRONTEND=noninteractive apt-get install -y -q --only-upgrade openssl   [timeout 20m]");
-    expect(out).toContain('     1. drain             http     POST http://127.0.0.1:9000/pools/web/members/web-2/drain (bearer <secret:lb_token>) -> expect 200|204   [timeout 30s; 3 attempts]');
+    expect(out).toContain(
+      '     4. upgrade_selected  ssh      $ [as root] DEBIAN_FRONTEND=noninteractive apt-get install -y -q --only-upgrade openssl   [timeout 20m]',
+    );
+    expect(out).toContain(
+      '     1. drain             http     POST http://127.0.0.1:9000/pools/web/members/web-2/drain (bearer <secret:lb_token>) -> expect 200|204   [timeout 30s; 3 attempts]',
+    );
     expect(out).not.toContain('\u0000');
   });
 
   test('plan --json is machine-readable and masks secrets', () => {
-    const plan = JSON.parse(execFileSync('node', [runbook, 'plan', 'postgres-failover', '-i', inventory, '-p', 'standby=host:db-2', '-p', 'primary=host:db-1', '--json'], { encoding: 'utf8', cwd: root })) as {
-      targets: string[]; approval: { kind: string }; perTarget: { steps: { id: string; on?: { target: string }[]; action?: { auth?: { bearer?: string } } }[] }[] };
+    const plan = JSON.parse(
+      execFileSync(
+        'node',
+        [
+          runbook,
+          'plan',
+          'postgres-failover',
+          '-i',
+          inventory,
+          '-p',
+          'standby=host:db-2',
+          '-p',
+          'primary=host:db-1',
+          '--json',
+        ],
+        { encoding: 'utf8', cwd: root },
+      ),
+    ) as {
+      targets: string[];
+      approval: { kind: string };
+      perTarget: { steps: { id: string; on?: { target: string }[]; action?: { auth?: { bearer?: string } } }[] }[];
+    };
     expect(plan.targets).toEqual(['db-2']);
     expect(plan.approval.kind).toBe('approval');
     const steps = plan.perTarget[0]!.steps;
@@ -195,11 +347,42 @@ describe('plan, docs and injection', () => {
   });
 
   test('injection strings in params and alert labels reach the command as literal data', () => {
-    const evil = ['; rm -rf /', '$(touch /tmp/pwned)', '`id`', "it's \"quoted\"", '*.log', 'two\nlines', '$HOME', 'a && b', '| cat /etc/shadow'];
+    const evil = [
+      '; rm -rf /',
+      '$(touch /tmp/pwned)',
+      '`id`',
+      'it\'s "quoted"',
+      '*.log',
+      'two\nlines',
+      '$HOME',
+      'a && b',
+      '| cat /etc/shadow',
+    ];
     for (const value of evil) {
-      const plan = JSON.parse(execFileSync('node', [runbook, 'plan', path.join(root, 'test', 'fixtures', 'valid', 'echo-note.yaml'), '-i', inventory,
-        '-p', `note=${value}`, '-p', `words=${value}`, '-p', 'words=second', '--alert-label', `summary=${value}`, '--json'], { encoding: 'utf8', cwd: root })) as {
-        perTarget: { steps: { id: string; action: { command: string } }[] }[] };
+      const plan = JSON.parse(
+        execFileSync(
+          'node',
+          [
+            runbook,
+            'plan',
+            path.join(root, 'test', 'fixtures', 'valid', 'echo-note.yaml'),
+            '-i',
+            inventory,
+            '-p',
+            `note=${value}`,
+            '-p',
+            `words=${value}`,
+            '-p',
+            'words=second',
+            '--alert-label',
+            `summary=${value}`,
+            '--json',
+          ],
+          { encoding: 'utf8', cwd: root },
+        ),
+      ) as {
+        perTarget: { steps: { id: string; action: { command: string } }[] }[];
+      };
       const [note, words, label] = plan.perTarget[0]!.steps.map((s) => s.action.command);
       // Run the rendered command through a real shell: it must print the value, unchanged and unexpanded.
       expect(sh(note!)).toBe(value);
@@ -210,19 +393,33 @@ describe('plan, docs and injection', () => {
   });
 
   test('bad params at plan time: located, named, exit 1, nothing planned', () => {
-    const r = spawnSync('node', [runbook, 'plan', 'restart-service', '-i', inventory, '-p', 'service=nginx;reboot', '-p', 'hosts=group:wbe'], { encoding: 'utf8', cwd: root });
+    const r = spawnSync(
+      'node',
+      [runbook, 'plan', 'restart-service', '-i', inventory, '-p', 'service=nginx;reboot', '-p', 'hosts=group:wbe'],
+      { encoding: 'utf8', cwd: root },
+    );
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe('runbook: Invalid params for restart-service (runbooks/restart-service.yaml):\n' +
-      'params.service: "nginx;reboot" does not match the pattern [A-Za-z0-9@._-]+ [RB1304]\n');
-    const t = spawnSync('node', [runbook, 'plan', 'restart-service', '-i', inventory, '-p', 'service=nginx', '-p', 'hosts=group:wbe'], { encoding: 'utf8', cwd: root });
-    expect(t.stderr).toBe('runbook: Cannot resolve the targets of restart-service:\ntargets: unknown group "wbe" (did you mean "web"?) [RB1402]\n');
+    expect(r.stderr).toBe(
+      'runbook: Invalid params for restart-service (runbooks/restart-service.yaml):\n' +
+        'params.service: "nginx;reboot" does not match the pattern [A-Za-z0-9@._-]+ [RB1304]\n',
+    );
+    const t = spawnSync(
+      'node',
+      [runbook, 'plan', 'restart-service', '-i', inventory, '-p', 'service=nginx', '-p', 'hosts=group:wbe'],
+      { encoding: 'utf8', cwd: root },
+    );
+    expect(t.stderr).toBe(
+      'runbook: Cannot resolve the targets of restart-service:\ntargets: unknown group "wbe" (did you mean "web"?) [RB1402]\n',
+    );
   });
 
   test('docs renders Markdown with the params table', () => {
     const md = execFileSync('node', [runbook, 'docs', 'restart-service'], { encoding: 'utf8', cwd: root });
     expect(md.startsWith('# restart-service\n')).toBe(true);
-    expect(md).toContain('| `health_port` | integer | no | `8080` | Port of the HTTP health endpoint (min 1, max 65535) |');
+    expect(md).toContain(
+      '| `health_port` | integer | no | `8080` | Port of the HTTP health endpoint (min 1, max 65535) |',
+    );
     expect(md).toContain('## Rollback');
   });
 });

@@ -13,7 +13,13 @@ const inventory = path.join(root, 'runbooks', 'inventory.example.yaml');
 const run = { id: 'r', initiator: 'me', trigger: 'manual' };
 
 function prepare(over: Partial<RunPreparation>) {
-  return prepareRunbook({ runbookFile: restart, params: { service: 'nginx' }, inventoryFile: () => inventory, run, ...over });
+  return prepareRunbook({
+    runbookFile: restart,
+    params: { service: 'nginx' },
+    inventoryFile: () => inventory,
+    run,
+    ...over,
+  });
 }
 
 function failure(over: Partial<RunPreparation>): PrepareError {
@@ -27,7 +33,9 @@ function failure(over: Partial<RunPreparation>): PrepareError {
 }
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prepare-test-')); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prepare-test-'));
+});
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 test('a valid run: coerced params, defaults, the inventory, the targets in order, the content hash', () => {
@@ -42,7 +50,10 @@ test('a valid run: coerced params, defaults, the inventory, the targets in order
 
 test('a file that cannot be read: UnknownRunbook, with the loader error as cause', () => {
   const err = failure({ runbookFile: path.join(dir, 'missing.yaml') });
-  expect([err.type, err.message]).toEqual([FAILURES.unknownRunbook, `Cannot read runbook ${path.join(dir, 'missing.yaml')}: no such file.`]);
+  expect([err.type, err.message]).toEqual([
+    FAILURES.unknownRunbook,
+    `Cannot read runbook ${path.join(dir, 'missing.yaml')}: no such file.`,
+  ]);
   expect(err.cause).toBeInstanceOf(Error);
 });
 
@@ -56,11 +67,17 @@ test('an invalid runbook: RunbookInvalid listing its problems', () => {
 });
 
 test('bad params: ParamsInvalid, naming the file only when asked (the CLI does, the worker does not)', () => {
-  const lines = 'params.nope: unknown param; this runbook takes: service, hosts, health_port [RB1301]\n' +
+  const lines =
+    'params.nope: unknown param; this runbook takes: service, hosts, health_port [RB1301]\n' +
     'params.service: required, but not given (systemd unit to restart, e.g. nginx) [RB1302]';
   const worker = failure({ params: { nope: 1 } });
-  expect([worker.type, worker.message]).toEqual([FAILURES.paramsInvalid, `Invalid params for restart-service:\n${lines}`]);
-  expect(failure({ params: { nope: 1 }, paramsNameFile: true }).message).toBe(`Invalid params for restart-service (${restart}):\n${lines}`);
+  expect([worker.type, worker.message]).toEqual([
+    FAILURES.paramsInvalid,
+    `Invalid params for restart-service:\n${lines}`,
+  ]);
+  expect(failure({ params: { nope: 1 }, paramsNameFile: true }).message).toBe(
+    `Invalid params for restart-service (${restart}):\n${lines}`,
+  );
 });
 
 test('the inventory is asked for only once the runbook and its params are valid', () => {
@@ -82,9 +99,22 @@ test.each<[string, string | undefined, (file: string) => string]>([
 });
 
 test.each<[string, Record<string, unknown>, string | undefined, string]>([
-  ['an unknown group', { service: 'nginx', hosts: 'group:wbe' }, inventory, 'targets: unknown group "wbe" (did you mean "web"?) [RB1402]'],
-  ['no inventory', { service: 'nginx' }, undefined, 'targets: this runbook acts on targets (group:web): give an inventory [RB1403]'],
+  [
+    'an unknown group',
+    { service: 'nginx', hosts: 'group:wbe' },
+    inventory,
+    'targets: unknown group "wbe" (did you mean "web"?) [RB1402]',
+  ],
+  [
+    'no inventory',
+    { service: 'nginx' },
+    undefined,
+    'targets: this runbook acts on targets (group:web): give an inventory [RB1403]',
+  ],
 ])('%s: TargetsInvalid', (_name, params, file, line) => {
   const err = failure({ params, inventoryFile: () => file });
-  expect([err.type, err.message]).toEqual([FAILURES.targetsInvalid, `Cannot resolve the targets of restart-service:\n${line}`]);
+  expect([err.type, err.message]).toEqual([
+    FAILURES.targetsInvalid,
+    `Cannot resolve the targets of restart-service:\n${line}`,
+  ]);
 });

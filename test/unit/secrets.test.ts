@@ -11,7 +11,9 @@ const secrets = new Secrets({ env: { DB_PW: 'env-value-1', PATH: process.env.PAT
 
 test('env provider, and a clear error for an unset variable', async () => {
   expect(await secrets.resolve('db', { provider: 'env', key: 'DB_PW' })).toBe('env-value-1');
-  await expect(secrets.resolve('db', { provider: 'env', key: 'NOPE' })).rejects.toThrow('secret "db": environment variable NOPE is not set on the worker');
+  await expect(secrets.resolve('db', { provider: 'env', key: 'NOPE' })).rejects.toThrow(
+    'secret "db": environment variable NOPE is not set on the worker',
+  );
 });
 
 test('file provider refuses a file others can read, and rotates atomically with mode 0600', async () => {
@@ -19,18 +21,23 @@ test('file provider refuses a file others can read, and rotates atomically with 
   fs.writeFileSync(file, 'file-value-1\n', { mode: 0o644 });
   fs.chmodSync(file, 0o644);
   await expect(secrets.resolve('pw', { provider: 'file', key: 'pw' })).rejects.toThrow(
-    `secret "pw": file ${file} is readable or writable by group or others (mode 644); refusing to use it. Run: chmod 600 ${file}`);
+    `secret "pw": file ${file} is readable or writable by group or others (mode 644); refusing to use it. Run: chmod 600 ${file}`,
+  );
   fs.chmodSync(file, 0o600);
   expect(await secrets.resolve('pw', { provider: 'file', key: 'pw' })).toBe('file-value-1');
   await secrets.write('pw', { provider: 'file', key: 'pw' }, 'file-value-2');
   expect(fs.statSync(file).mode & 0o777).toBe(0o600);
   expect(await secrets.resolve('pw', { provider: 'file', key: 'pw' })).toBe('file-value-2');
-  await expect(secrets.write('db', { provider: 'env', key: 'DB_PW' }, 'x')).rejects.toThrow('secret "db": the env provider is read-only; only file secrets can be rotated here');
+  await expect(secrets.write('db', { provider: 'env', key: 'DB_PW' }, 'x')).rejects.toThrow(
+    'secret "db": the env provider is read-only; only file secrets can be rotated here',
+  );
 });
 
 test('exec provider prints the secret; a failing command is an error without the value', async () => {
   expect(await secrets.resolve('vault', { provider: 'exec', key: 'printf "exec-value-1\\n"' })).toBe('exec-value-1');
-  await expect(secrets.resolve('vault', { provider: 'exec', key: 'echo exec-value-1 >&2; exit 3' })).rejects.toThrow('secret "vault": command `echo exec-value-1 >&2; exit 3` failed (exit 3): ***');
+  await expect(secrets.resolve('vault', { provider: 'exec', key: 'echo exec-value-1 >&2; exit 3' })).rejects.toThrow(
+    'secret "vault": command `echo exec-value-1 >&2; exit 3` failed (exit 3): ***',
+  );
 });
 
 test('resolved values are redacted everywhere, longest first', () => {

@@ -18,20 +18,31 @@ beforeAll(() => {
   bin = path.join(home, 'bin');
   fs.mkdirSync(bin);
   for (const tool of ['sh', 'mkdir', 'rm', 'tail', 'sleep', 'base64', 'cat', 'setsid', 'echo', 'sha256sum']) {
-    fs.symlinkSync(execFileSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), path.join(bin, tool));
+    fs.symlinkSync(
+      execFileSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(),
+      path.join(bin, tool),
+    );
   }
 });
 afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
 
 function startAgent(): ChildProcessWithoutNullStreams {
-  return spawn('/bin/sh', ['-c', AGENT_SCRIPT], { env: { HOME: home, PATH: bin }, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+  return spawn('/bin/sh', ['-c', AGENT_SCRIPT], {
+    env: { HOME: home, PATH: bin },
+    detached: true,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
 }
 
 const text = (b: string) => (b.endsWith('\n') ? b : `${b}\n`);
 const opts = (key: string) => ({ key, capBytes: 4096, sudo: false, secretNames: [], sudoPassword: false });
 
 /** Sends one request as agent.ts does and reads the reply (stdout, stderr, the script's exit status). */
-function request(agent: ChildProcessWithoutNullStreams, script: string, stdin: Buffer): Promise<{ stdout: string; stderr: string; status: number }> {
+function request(
+  agent: ChildProcessWithoutNullStreams,
+  script: string,
+  stdin: Buffer,
+): Promise<{ stdout: string; stderr: string; status: number }> {
   const boundary = `RB${crypto.randomBytes(16).toString('hex')}`;
   let out = '';
   let err = '';
@@ -43,16 +54,25 @@ function request(agent: ChildProcessWithoutNullStreams, script: string, stdin: B
       agent.stderr.off('data', onErr);
       resolve({ stdout: out.slice(0, m.index), stderr: err.slice(0, -boundary.length - 2), status: Number(m[1]) });
     };
-    const onOut = (c: Buffer) => { out += c.toString(); check(); };
-    const onErr = (c: Buffer) => { err += c.toString(); check(); };
+    const onOut = (c: Buffer) => {
+      out += c.toString();
+      check();
+    };
+    const onErr = (c: Buffer) => {
+      err += c.toString();
+      check();
+    };
     agent.stdout.on('data', onOut);
     agent.stderr.on('data', onErr);
-    agent.stdin.write(`${boundary}\n${text(script)}${boundary}\n${stdin.length ? text(stdin.toString()) : ''}${boundary}\n`);
+    agent.stdin.write(
+      `${boundary}\n${text(script)}${boundary}\n${stdin.length ? text(stdin.toString()) : ''}${boundary}\n`,
+    );
   });
 }
 
 const runs = () => path.join(home, '.runbook', 'runs');
-const recordsOf = (key: string) => (fs.existsSync(runs()) ? fs.readdirSync(runs()).filter((f) => f.startsWith(key)) : []);
+const recordsOf = (key: string) =>
+  fs.existsSync(runs()) ? fs.readdirSync(runs()).filter((f) => f.startsWith(key)) : [];
 
 test('a whole request whose wrapper input was cut short: refused before any claim; the agent serves the next one', async () => {
   const agent = startAgent();
@@ -75,7 +95,11 @@ test('a whole request whose wrapper input was cut short: refused before any clai
 
 test.each([
   ['inside the script part', (script: string) => script.slice(0, script.length / 2)],
-  ['inside the input part', (script: string, boundary: string, payload: Buffer) => `${script}${boundary}\n${payload.toString().split('\n')[0]}\n`],
+  [
+    'inside the input part',
+    (script: string, boundary: string, payload: Buffer) =>
+      `${script}${boundary}\n${payload.toString().split('\n')[0]}\n`,
+  ],
 ])('a request cut short by the end of the input (%s) is not run: the agent exits', async (_where, frame) => {
   const agent = startAgent();
   const key = stepKey('wf-agent', `eof-${_where}`, 'host-1');
@@ -90,7 +114,7 @@ test.each([
   expect(recordsOf(key)).toEqual([]);
 });
 
-test('each request is served in a process group of its own, not the agent\'s', async () => {
+test("each request is served in a process group of its own, not the agent's", async () => {
   const agent = startAgent();
   try {
     const groups: string[] = [];

@@ -9,7 +9,15 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { INLINE_SCRIPT_MAX, killScript, parseTrailer, shCommand, stepKey, wrapperScript, wrapperStdin } from '../../activities/ssh/wrapper';
+import {
+  INLINE_SCRIPT_MAX,
+  killScript,
+  parseTrailer,
+  shCommand,
+  stepKey,
+  wrapperScript,
+  wrapperStdin,
+} from '../../activities/ssh/wrapper';
 import { waitUntil } from '../harness/processes';
 
 let home: string;
@@ -19,59 +27,96 @@ beforeAll(() => {
   bin = path.join(home, 'bin');
   fs.mkdirSync(bin);
   for (const tool of ['sh', 'mkdir', 'rm', 'tail', 'sleep', 'base64', 'cat', 'setsid', 'echo', 'sha256sum']) {
-    fs.symlinkSync(execFileSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), path.join(bin, tool));
+    fs.symlinkSync(
+      execFileSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(),
+      path.join(bin, tool),
+    );
   }
 });
 afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
 
-interface Ran { code: number | null; signal: string | null; stdout: string; stderr: string }
+interface Ran {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
 
 /**
  * Runs the wrapper like sshd does with a bash login shell: `bash -c EXEC`, in a session of its own when `leader`.
  * `stdin` replaces the payload the wrapper expects (to cut it short); `secrets` go into the payload.
  */
-function wrapper(key: string, command: string, leader: boolean, opts: { secrets?: Record<string, string>; stdin?: Buffer } = {}): Promise<Ran> {
+function wrapper(
+  key: string,
+  command: string,
+  leader: boolean,
+  opts: { secrets?: Record<string, string>; stdin?: Buffer } = {},
+): Promise<Ran> {
   const script = `${command}\n`;
-  const child = spawn('/bin/bash', ['-c', shCommand(wrapperScript({ key, capBytes: 4096, sudo: false, secretNames: [], sudoPassword: false }, script))],
-    { env: { HOME: home, PATH: bin }, detached: leader, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(
+    '/bin/bash',
+    [
+      '-c',
+      shCommand(wrapperScript({ key, capBytes: 4096, sudo: false, secretNames: [], sudoPassword: false }, script)),
+    ],
+    { env: { HOME: home, PATH: bin }, detached: leader, stdio: ['pipe', 'pipe', 'pipe'] },
+  );
   child.stdin.on('error', () => undefined); // a wrapper may exit before it read all of its input
   child.stdin.end(opts.stdin ?? wrapperStdin(opts.secrets ?? {}, script));
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+  child.stdout.on('data', (c: Buffer) => {
+    stdout += c.toString();
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
   return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
 const record = (key: string, ext: string) => path.join(home, '.runbook', 'runs', `${key}.${ext}`);
-const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 test.each([
   ['the login shell leads its process group (as under sshd)', true],
   ['it does not (setsid fallback)', false],
-])('cancel without sudo kills the whole command, records it, and a re-attach reports it: %s', async (_what, leader) => {
-  const key = stepKey(`wf-${leader}`, 'stop', 'host-1');
-  const marker = path.join(home, `child-${leader}`);
-  // The command's own child writes its pid: it must die with the command.
-  const first = wrapper(key, `sleep 60 & echo $! > ${marker}; wait`, leader);
-  await waitUntil(async () => fs.existsSync(marker) && fs.readFileSync(marker, 'utf8').trim() !== '', 'the command to start');
-  const grandchild = Number(fs.readFileSync(marker, 'utf8'));
-  const [runner, group] = fs.readFileSync(record(key, 'pid'), 'utf8').trim().split(' ').map(Number);
-  expect(group === runner).toBe(!leader); // under setsid the runner leads a new group; otherwise the login shell's
+])(
+  'cancel without sudo kills the whole command, records it, and a re-attach reports it: %s',
+  async (_what, leader) => {
+    const key = stepKey(`wf-${leader}`, 'stop', 'host-1');
+    const marker = path.join(home, `child-${leader}`);
+    // The command's own child writes its pid: it must die with the command.
+    const first = wrapper(key, `sleep 60 & echo $! > ${marker}; wait`, leader);
+    await waitUntil(
+      async () => fs.existsSync(marker) && fs.readFileSync(marker, 'utf8').trim() !== '',
+      'the command to start',
+    );
+    const grandchild = Number(fs.readFileSync(marker, 'utf8'));
+    const [runner, group] = fs.readFileSync(record(key, 'pid'), 'utf8').trim().split(' ').map(Number);
+    expect(group === runner).toBe(!leader); // under setsid the runner leads a new group; otherwise the login shell's
 
-  execFileSync('/bin/sh', ['-c', killScript(key)], { env: { HOME: home, PATH: bin } });
-  const killed = await first;
-  expect(fs.readFileSync(record(key, 'exit'), 'utf8').trim()).toBe('cancelled');
-  await waitUntil(async () => !alive(grandchild), 'the command\'s child to die');
-  if (leader) {
-    expect(killed.signal).toBe('SIGTERM'); // the wrapper shares the group; the worker attaches again for the outcome
-  } else {
-    expect(parseTrailer(killed.stderr)).toMatchObject({ mode: 'ran', exit: 'cancelled' });
-  }
-  const again = await wrapper(key, 'echo must-not-run', leader);
-  expect(parseTrailer(again.stderr)).toMatchObject({ mode: 'attached', exit: 'cancelled' });
-  expect(again.stdout).not.toContain('must-not-run');
-}, 30_000);
+    execFileSync('/bin/sh', ['-c', killScript(key)], { env: { HOME: home, PATH: bin } });
+    const killed = await first;
+    expect(fs.readFileSync(record(key, 'exit'), 'utf8').trim()).toBe('cancelled');
+    await waitUntil(async () => !alive(grandchild), "the command's child to die");
+    if (leader) {
+      expect(killed.signal).toBe('SIGTERM'); // the wrapper shares the group; the worker attaches again for the outcome
+    } else {
+      expect(parseTrailer(killed.stderr)).toMatchObject({ mode: 'ran', exit: 'cancelled' });
+    }
+    const again = await wrapper(key, 'echo must-not-run', leader);
+    expect(parseTrailer(again.stderr)).toMatchObject({ mode: 'attached', exit: 'cancelled' });
+    expect(again.stdout).not.toContain('must-not-run');
+  },
+  30_000,
+);
 
 test('two attempts at once: the command runs once and both report its output and exit code', async () => {
   const key = stepKey('wf-twice', 'step', 'host-1');
@@ -97,8 +142,12 @@ test('a script that calls exit still gets its exit code recorded; without output
   expect([quiet.code, quiet.stdout]).toEqual([5, '']);
 });
 
-test('the script runs with the login shell\'s state, not the wrapper\'s', async () => {
-  const r = await wrapper(stepKey('wf-state', 'step', 'host-1'), 'echo "[${D}${R}${undefined_var}]"; type finish >/dev/null 2>&1 || echo no-finish; umask', true);
+test("the script runs with the login shell's state, not the wrapper's", async () => {
+  const r = await wrapper(
+    stepKey('wf-state', 'step', 'host-1'),
+    'echo "[${D}${R}${undefined_var}]"; type finish >/dev/null 2>&1 || echo no-finish; umask',
+    true,
+  );
   expect(r.stdout).toBe(`[]\nno-finish\n${execFileSync('/bin/sh', ['-c', 'umask'], { encoding: 'utf8' })}`);
   expect(fs.statSync(path.join(home, '.runbook', 'runs')).mode & 0o777).toBe(0o700);
 });
@@ -126,23 +175,32 @@ test('record keys: a run id scopes the key; without one it is the key earlier ve
 describe('input that arrives incomplete: nothing is claimed, nothing runs', () => {
   const secrets = { pw: 'alice-password-1234' };
   const leaks = (marker: string) => `printf '%s' "$RB_SECRET_pw" > ${marker}`;
-  const big = (marker: string) => `${'# padding line to go over the inline limit\n'.repeat(Math.ceil((2 * INLINE_SCRIPT_MAX) / 44))}echo ran > ${marker}`;
+  const big = (marker: string) =>
+    `${'# padding line to go over the inline limit\n'.repeat(Math.ceil((2 * INLINE_SCRIPT_MAX) / 44))}echo ran > ${marker}`;
   const payload = (command: string) => wrapperStdin(secrets, `${command}\n`);
   test.each([
     ['no input at all', leaks, () => Buffer.alloc(0)],
     ['cut inside the header', leaks, (cmd: string) => payload(cmd).subarray(0, 5)],
     ['cut inside a secret line', leaks, (cmd: string) => payload(cmd).subarray(0, payload(cmd).indexOf('=') + 4)],
     ['cut before the end-of-secrets line', leaks, (cmd: string) => payload(cmd).subarray(0, payload(cmd).length - 1)],
-    ['a secret altered in transit (same length)', leaks, (cmd: string) => {
-      const p = Buffer.from(payload(cmd));
-      const at = p.indexOf('=') + 2;
-      p[at] = p[at] === 0x41 ? 0x42 : 0x41;
-      return p;
-    }],
-    ['a long script on stdin cut in the middle', big, (cmd: string) => {
-      const p = wrapperStdin({}, `${cmd}\n`);
-      return p.subarray(0, Math.floor(p.length / 2));
-    }],
+    [
+      'a secret altered in transit (same length)',
+      leaks,
+      (cmd: string) => {
+        const p = Buffer.from(payload(cmd));
+        const at = p.indexOf('=') + 2;
+        p[at] = p[at] === 0x41 ? 0x42 : 0x41;
+        return p;
+      },
+    ],
+    [
+      'a long script on stdin cut in the middle',
+      big,
+      (cmd: string) => {
+        const p = wrapperStdin({}, `${cmd}\n`);
+        return p.subarray(0, Math.floor(p.length / 2));
+      },
+    ],
   ])('%s', async (what, command, input) => {
     const key = stepKey('wf-incomplete', what, 'host-1');
     const marker = path.join(home, `incomplete-${key}`);
@@ -177,27 +235,42 @@ const bootId = () => fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').
 const OTHER_BOOT = '00000000-0000-4000-8000-000000000000';
 
 /** The wrapper's result, or 'still running' when it has not finished within `ms`. */
-const within = (ms: number, run: Promise<Ran>) => Promise.race([run, new Promise<'still running'>((r) => setTimeout(() => r('still running'), ms))]);
+const within = (ms: number, run: Promise<Ran>) =>
+  Promise.race([run, new Promise<'still running'>((r) => setTimeout(() => r('still running'), ms))]);
 
 describe('a recorded pid is trusted only with its boot id and start time', () => {
   test.each([
-    ['another start time (the pid was reused)', (b: ReturnType<typeof bystander>) => `${b.pid} ${b.pid} ${b.pid} ${bootId()} 1 1`],
-    ['another boot (the host rebooted)', (b: ReturnType<typeof bystander>) => `${b.pid} ${b.pid} ${b.pid} ${OTHER_BOOT} ${b.start} ${b.start}`],
-  ])('%s: attach reports the command lost at once, and a cancel signals nothing', async (what, pidLine) => {
-    const other = bystander();
-    try {
-      const key = stepKey('wf-reuse', what, 'host-1');
-      fs.mkdirSync(path.join(home, '.runbook', 'runs'), { recursive: true, mode: 0o700 });
-      fs.writeFileSync(record(key, 'lock'), '');
-      fs.writeFileSync(record(key, 'pid'), `${pidLine(other)}\n`);
-      const r = await within(3000, wrapper(key, 'echo must-not-run', true));
-      expect(r === 'still running' ? r : parseTrailer(r.stderr)).toMatchObject({ mode: 'attached', exit: 'lost', pid: String(other.pid) });
-      execFileSync('/bin/sh', ['-c', killScript(key)], { env: { HOME: home, PATH: bin } });
-      expect(alive(other.pid)).toBe(true);
-    } finally {
-      other.child.kill('SIGKILL');
-    }
-  }, 20_000);
+    [
+      'another start time (the pid was reused)',
+      (b: ReturnType<typeof bystander>) => `${b.pid} ${b.pid} ${b.pid} ${bootId()} 1 1`,
+    ],
+    [
+      'another boot (the host rebooted)',
+      (b: ReturnType<typeof bystander>) => `${b.pid} ${b.pid} ${b.pid} ${OTHER_BOOT} ${b.start} ${b.start}`,
+    ],
+  ])(
+    '%s: attach reports the command lost at once, and a cancel signals nothing',
+    async (what, pidLine) => {
+      const other = bystander();
+      try {
+        const key = stepKey('wf-reuse', what, 'host-1');
+        fs.mkdirSync(path.join(home, '.runbook', 'runs'), { recursive: true, mode: 0o700 });
+        fs.writeFileSync(record(key, 'lock'), '');
+        fs.writeFileSync(record(key, 'pid'), `${pidLine(other)}\n`);
+        const r = await within(3000, wrapper(key, 'echo must-not-run', true));
+        expect(r === 'still running' ? r : parseTrailer(r.stderr)).toMatchObject({
+          mode: 'attached',
+          exit: 'lost',
+          pid: String(other.pid),
+        });
+        execFileSync('/bin/sh', ['-c', killScript(key)], { env: { HOME: home, PATH: bin } });
+        expect(alive(other.pid)).toBe(true);
+      } finally {
+        other.child.kill('SIGKILL');
+      }
+    },
+    20_000,
+  );
 });
 
 describe('a claim is taken over only when its claimer is provably gone', () => {
@@ -250,12 +323,19 @@ describe('a claim is taken over only when its claimer is provably gone', () => {
     ['a claimer from another boot (even with its pid in use now)', () => `${process.pid} ${OTHER_BOOT} 1\n`],
     ['a claimer of this boot that no longer runs', () => `${process.pid} ${bootId()} 1\n`],
     ['a lock left empty (crash right after the create)', () => ''],
-  ])('%s: two attempts at once take it over, and the command runs once', async (what, content) => {
-    const key = stepKey('wf-claim', what, 'host-1');
-    const counter = path.join(home, `claim-dead-${key}`);
-    claimed(key, content());
-    const [a, b] = await Promise.all([wrapper(key, `echo x >> ${counter}; sleep 0.3`, true), wrapper(key, `echo x >> ${counter}; sleep 0.3`, true)]);
-    expect(fs.readFileSync(counter, 'utf8')).toBe('x\n');
-    expect([parseTrailer(a.stderr)?.mode, parseTrailer(b.stderr)?.mode].sort()).toEqual(['attached', 'ran']);
-  }, 20_000);
+  ])(
+    '%s: two attempts at once take it over, and the command runs once',
+    async (what, content) => {
+      const key = stepKey('wf-claim', what, 'host-1');
+      const counter = path.join(home, `claim-dead-${key}`);
+      claimed(key, content());
+      const [a, b] = await Promise.all([
+        wrapper(key, `echo x >> ${counter}; sleep 0.3`, true),
+        wrapper(key, `echo x >> ${counter}; sleep 0.3`, true),
+      ]);
+      expect(fs.readFileSync(counter, 'utf8')).toBe('x\n');
+      expect([parseTrailer(a.stderr)?.mode, parseTrailer(b.stderr)?.mode].sort()).toEqual(['attached', 'ran']);
+    },
+    20_000,
+  );
 });
