@@ -67,16 +67,24 @@ export async function runRun(name: string, opts: RunOptions): Promise<number> {
     }
     if (!opts.json)
       console.error(`started ${workflowId}; following its progress (Ctrl-C stops following, not the run)`);
+    // Progress comes from one query at a time. A query is answered only between workflow tasks, so one is often in
+    // flight when the run ends: it is aborted and awaited before the connection closes (else the client's retry of
+    // it hits the closed channel from a timer: an uncaught "Channel has been shut down", exit 1, after success).
     let last = '';
+    const stopQueries = new AbortController();
+    let inflight: Promise<void> | undefined;
     const timer = setInterval(() => {
-      handle
-        .query(stateQuery)
+      inflight ??= client
+        .withAbortSignal(stopQueries.signal, () => handle.query(stateQuery))
         .then((s) => {
           const line = progressLine(s);
           if (line !== last && !opts.json) console.error(line);
           last = line;
         })
-        .catch(() => undefined);
+        .catch(() => undefined)
+        .finally(() => {
+          inflight = undefined;
+        });
     }, 500);
     try {
       const result = await handle.result();
@@ -95,6 +103,8 @@ export async function runRun(name: string, opts: RunOptions): Promise<number> {
       return result ? EXIT[result.status] : 1;
     } finally {
       clearInterval(timer);
+      stopQueries.abort();
+      await inflight;
     }
   });
 }

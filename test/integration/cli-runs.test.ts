@@ -31,6 +31,31 @@ function cli(tq: string, ...args: string[]): Promise<{ code: number; stdout: str
   });
 }
 
+test('run --wait on a run with long steps: the success summary, exit 0, and nothing after it', async () => {
+  // Progress queries wait while a long local activity holds the workflow task, so one is in flight when the run
+  // ends; closing the connection under it used to crash the CLI ("Channel has been shut down", exit 1).
+  const tq = uniqueTaskQueue('cli-long');
+  await withEngineWorker(env, tq, async () => {
+    for (let i = 0; i < 2; i++) {
+      const r = await cli(
+        tq,
+        'run',
+        'slow-append',
+        '-p',
+        `marker=${tq}-${i}.txt`,
+        '-p',
+        'seconds=3',
+        '-i',
+        inventory(),
+        '--wait',
+      );
+      expect(r.stderr).not.toContain('Channel has been shut down');
+      expect(r.stdout).toMatch(/succeeded/);
+      expect(r.code).toBe(0);
+    }
+  });
+});
+
 test('run --wait exits with the outcome; status and list show the run', async () => {
   const tq = uniqueTaskQueue('cli');
   await withEngineWorker(env, tq, async () => {
