@@ -314,18 +314,27 @@ class Rollout {
     }
   }
 
-  private async target(host: TargetHost | undefined): Promise<void> {
-    const { prepared } = this.env;
-    const steps = {};
-    const ctx = buildContext(prepared.params, host, prepared.runbook, this.runInfo, this.alert, steps);
-    const comp = (prepared.runbook.rollback ?? []).map((step, i) => ({ step, path: `rollback[${i}]`, ctx, host }));
-    await runTarget({ env: this.env, host, ctx, steps, comp }, this.results[host?.name ?? '(run)']!, {
-      abandonOnCancel: this.abandonOnCancel,
-      onFailure: (cancelled) => {
-        if (cancelled) this.cancelled = true;
-        else this.failures += 1;
-      },
-    });
+  /**
+   * One target's run. Not `async`, and runTarget is not wrapped in another await: concurrent targets' commands
+   * reach history in the order their promise chains resolve, so an extra await layer here reorders them and a
+   * run in flight at an upgrade no longer replays (test/integration/replay.test.ts keeps parallel histories).
+   */
+  private target(host: TargetHost | undefined): Promise<void> {
+    try {
+      const { prepared } = this.env;
+      const steps = {};
+      const ctx = buildContext(prepared.params, host, prepared.runbook, this.runInfo, this.alert, steps);
+      const comp = (prepared.runbook.rollback ?? []).map((step, i) => ({ step, path: `rollback[${i}]`, ctx, host }));
+      return runTarget({ env: this.env, host, ctx, steps, comp }, this.results[host?.name ?? '(run)']!, {
+        abandonOnCancel: this.abandonOnCancel,
+        onFailure: (cancelled) => {
+          if (cancelled) this.cancelled = true;
+          else this.failures += 1;
+        },
+      });
+    } catch (err) {
+      return Promise.reject(err); // as an async function would: this target fails, the others of its batch run
+    }
   }
 
   /** Marks a target (or a target's name) the rollout does not reach as skipped. */

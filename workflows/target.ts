@@ -2,7 +2,6 @@
 // (consecutive plain SSH steps as step groups), and after a failure or a cancel run the target's rollback
 // newest-first to completion; release the lock last.
 import { CancellationScope, isCancellation, patched, workflowInfo } from '@temporalio/workflow';
-import type { StepDoc } from '../dsl/schema';
 import type { TargetHost } from '../dsl/selector';
 import { acquireHostLock, releaseHostLock } from './host-lock';
 import { errorText, groupLength, rollbackRun, runStep, runStepGroup, type TargetRun } from './steps';
@@ -44,62 +43,54 @@ export async function runTarget(t: TargetRun, result: HostResult, opts: TargetOp
       acquired = true;
     }
     env.state.hosts[name] = { state: 'running' };
-    await runSteps(t, rb.steps, result);
+    // Runs recorded before step groups existed replay one step at a time.
+    const grouping = host !== undefined && patched('step-groups');
+    for (let i = 0; i < rb.steps.length; i++) {
+      const step = rb.steps[i]!;
+      const n = grouping ? groupLength(rb.steps, i) : 0;
+      if (n >= 2) {
+        const group = rb.steps.slice(i, i + n);
+        let done = n;
+        try {
+          done = await runStepGroup(
+            t as TargetRun & { host: TargetHost },
+            group.map((s, k) => ({ step: s, path: `steps[${i + k}]` })),
+          );
+        } finally {
+          for (const s of group) if (t.steps[s.id]) result.steps[s.id] = t.steps[s.id]!.status;
+        }
+        i += Math.max(1, done) - 1;
+        continue;
+      }
+      try {
+        await runStep(t, step, `steps[${i}]`);
+        result.steps[step.id] = t.steps[step.id]?.status ?? 'succeeded';
+      } catch (err) {
+        if (isCancellation(err) || !step.continueOnError) throw err;
+        result.steps[step.id] = `failed (continued): ${errorText(err)}`;
+      }
+    }
     env.state.hosts[name] = { state: 'succeeded' };
     result.state = 'succeeded';
   } catch (err) {
     opts.onFailure(isCancellation(err));
     result.error = isCancellation(err) ? 'cancelled' : errorText(err);
     env.state.hosts[name] = { state: 'failed', error: result.error };
-    // A target whose lock was never acquired did nothing, so it has nothing to roll back.
-    if (acquired) await rollBack(t, result);
+    // Rollback runs to completion even when the run is being cancelled; its own failures are recorded. A target
+    // whose lock was never acquired did nothing, so it has nothing to roll back. (Inline, with no extra await
+    // layer, like the steps above: see Rollout.target in runbook.ts for why the await structure is kept.)
+    await CancellationScope.nonCancellable(async () => {
+      for (const c of acquired ? [...t.comp].reverse() : []) {
+        try {
+          await runStep(rollbackRun(t.env, c), c.step, c.path);
+        } catch (rbErr) {
+          result.rollbackErrors.push(`${c.step.id}: ${errorText(rbErr)}`);
+        }
+      }
+    });
     result.state = acquired && t.comp.length ? 'rolled-back' : 'failed';
     env.state.hosts[name] = { state: result.state, error: result.error };
   } finally {
     if (lock) await CancellationScope.nonCancellable(() => releaseHostLock(lock!));
   }
-}
-
-/** The runbook's steps in order; a step with `continueOnError` that fails is noted and passed. */
-async function runSteps(t: TargetRun, steps: StepDoc[], result: HostResult): Promise<void> {
-  // Runs recorded before step groups existed replay one step at a time.
-  const grouping = t.host !== undefined && patched('step-groups');
-  for (let i = 0; i < steps.length; i++) {
-    const step = steps[i]!;
-    const n = grouping ? groupLength(steps, i) : 0;
-    if (n >= 2) {
-      const group = steps.slice(i, i + n);
-      let done = n;
-      try {
-        done = await runStepGroup(
-          t as TargetRun & { host: TargetHost },
-          group.map((s, k) => ({ step: s, path: `steps[${i + k}]` })),
-        );
-      } finally {
-        for (const s of group) if (t.steps[s.id]) result.steps[s.id] = t.steps[s.id]!.status;
-      }
-      i += Math.max(1, done) - 1;
-      continue;
-    }
-    try {
-      await runStep(t, step, `steps[${i}]`);
-      result.steps[step.id] = t.steps[step.id]?.status ?? 'succeeded';
-    } catch (err) {
-      if (isCancellation(err) || !step.continueOnError) throw err;
-      result.steps[step.id] = `failed (continued): ${errorText(err)}`;
-    }
-  }
-}
-
-/** The target's compensation stack, newest first, to completion even while the run is being cancelled. */
-async function rollBack(t: TargetRun, result: HostResult): Promise<void> {
-  await CancellationScope.nonCancellable(async () => {
-    for (const c of [...t.comp].reverse()) {
-      try {
-        await runStep(rollbackRun(t.env, c), c.step, c.path);
-      } catch (rbErr) {
-        result.rollbackErrors.push(`${c.step.id}: ${errorText(rbErr)}`);
-      }
-    }
-  });
 }
