@@ -254,7 +254,7 @@ async function runWrapper(
     // lost agent means the same wrapper again over exec, which re-attaches to its record.
     const run = () =>
       pool.use(target, async (client) => {
-        const agent = call.inline ? idleAgent(client) : undefined;
+        const agent = call.inline && pool.shellAgent ? idleAgent(client) : undefined;
         if (agent) {
           try {
             return await agent.run(call.agentRequest, call.stdin, timeoutMs + 30_000);

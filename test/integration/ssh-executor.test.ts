@@ -381,7 +381,7 @@ describe('the shell agent (one long-lived sh per connection runs the steps)', ()
             target: host(),
             action: action(
               render(
-                `${shellPid}; printf %s \${{ secrets.pw }} | wc -c`,
+                `${agentPid}; ${shellPid}; printf %s \${{ secrets.pw }} | wc -c`,
                 { secrets: { pw: secretToken('pw') } },
                 'shell',
               ),
@@ -392,8 +392,11 @@ describe('the shell agent (one long-lived sh per connection runs the steps)', ()
         );
       expect(runs.map((r) => r.mode)).toEqual(['ran', 'ran']);
       const [a, b] = runs.map((r) => r.stdout.split('\n'));
-      expect(a![0]).not.toBe(b![0]);
-      expect(a![1]!.trim()).toBe(String(secretValue.length)); // the secret still arrives, on the exec's stdin
+      // Not through an agent: the shell's parent is not an agent (with one, it is the agent, RB_AGENT_INPUT in its
+      // command line, alive between steps).
+      expect(a![1]).not.toBe(b![1]);
+      expect(await remote(`tr '\\0' ' ' < /proc/${a![0]}/cmdline 2>/dev/null || true`)).not.toContain('RB_AGENT_INPUT');
+      expect(a![2]!.trim()).toBe(String(secretValue.length)); // the secret still arrives, on the exec's stdin
     } finally {
       await own.closeAll();
     }
