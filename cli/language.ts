@@ -102,7 +102,9 @@ export function buildPlan(name: string, opts: PlanOptions): Plan {
     trigger: opts.alertLabel?.length ? 'alert' : 'manual',
   };
   const alert = {
-    labels: Object.fromEntries(Object.entries(parseParamPairs(opts.alertLabel ?? [])).map(([k, v]) => [k, String(v)])),
+    labels: Object.fromEntries(
+      Object.entries(parseParamPairs(opts.alertLabel ?? [], '--alert-label')).map(([k, v]) => [k, String(v)]),
+    ),
     annotations: {},
   };
   const params = paramInputs(opts);

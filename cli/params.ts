@@ -5,7 +5,8 @@ import { UserError } from '../common/errors';
 
 /** `key=value` pairs; a key given twice makes a list. `flag` names the option in messages. */
 export function parseParamPairs(pairs: string[], flag = '-p'): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+  // No prototype: a key such as __proto__ or constructor is a plain key (then an unknown param), not dropped.
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new UserError(`${flag} ${pair}: expected key=value.`);

@@ -160,7 +160,7 @@ export function coerceParams(
   const errors: ParamError[] = [];
   const names = Object.keys(specs);
   for (const name of Object.keys(inputs)) {
-    if (!(name in specs)) {
+    if (!Object.prototype.hasOwnProperty.call(specs, name)) {
       errors.push({
         param: name,
         message: `unknown param${didYouMean(name, names)}; this runbook takes: ${names.join(', ') || 'no params'}`,

@@ -20,6 +20,24 @@ describe('-p key=value', () => {
     expect(parseParamPairs(pairs)).toEqual(expected);
   });
 
+  test('__proto__ is a key like any other (not dropped, prototype untouched), and so an unknown param', () => {
+    const out = parseParamPairs(['__proto__=1', 'note=hi']);
+    expect(Object.keys(out)).toEqual(['__proto__', 'note']);
+    expect(Object.getOwnPropertyDescriptor(out, '__proto__')?.value).toBe('1');
+    const spec = { note: { type: 'string' as const } };
+    for (const name of ['__proto__', 'constructor', 'toString']) {
+      const { errors } = coerceParams(spec, parseParamPairs([`${name}=1`, 'note=hi']), []);
+      expect(errors.map((e) => [e.param, e.code])).toEqual([[name, expect.stringMatching(/unknown|RB/)]]);
+      expect(errors[0]!.message).toMatch(/^unknown param/);
+    }
+  });
+
+  test('--alert-label errors name their own flag', () => {
+    expect(() => parseParamPairs(['x'], '--alert-label')).toThrow(
+      new UserError('--alert-label x: expected key=value.'),
+    );
+  });
+
   test.each([['noequals'], ['=value']])('%s is refused, naming the argument', (pair) => {
     expect(() => parseParamPairs([pair])).toThrow(new UserError(`-p ${pair}: expected key=value.`));
   });
