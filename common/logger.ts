@@ -19,6 +19,11 @@ const REDACT = [
   '*.apiKey',
   '*.token',
   '*.secret',
+  // The engine configuration carries the worker's whole environment (for the env secret provider) and the history keys.
+  'secretsEnv',
+  'codecKeys',
+  '*.secretsEnv',
+  '*.codecKeys',
 ];
 
 /** A pino logger at `level` (trace, debug, info, warn, error); `destination` defaults to stderr. */

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Secrets } from '../../activities/secrets/providers';
+import { createLogger } from '../../common/logger';
 import { redact, redactDeep } from '../../common/redact';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-secrets-'));
@@ -43,4 +44,23 @@ test('exec provider prints the secret; a failing command is an error without the
 test('resolved values are redacted everywhere, longest first', () => {
   expect(redact('a env-value-1 b file-value-2 c')).toBe('a *** b *** c');
   expect(redactDeep({ list: ['x exec-value-1'], n: 1 })).toEqual({ list: ['x ***'], n: 1 });
+});
+
+describe('the logger', () => {
+  test('the engine configuration logged whole keeps its environment and history keys out of the log', () => {
+    const lines: string[] = [];
+    const logger = createLogger('t', 'info', { write: (line: string) => lines.push(line) });
+    const config = {
+      runbookDir: '/srv/runbooks',
+      secretsEnv: { DB_PASSWORD: 'hunter2-env-value' },
+      codecKeys: [{ id: 'k1', key: 'c2VjcmV0LWtleS1ieXRlcw==' }],
+    };
+    logger.info({ config }, 'config');
+    logger.info(config, 'flat');
+    const out = lines.join('');
+    expect(out).toContain('/srv/runbooks');
+    expect(out).not.toContain('hunter2-env-value');
+    expect(out).not.toContain('c2VjcmV0LWtleS1ieXRlcw==');
+    expect(lines).toHaveLength(2);
+  });
 });
