@@ -2,26 +2,29 @@
 // running webpack at start: faster start, and a smaller resident worker (webpack's memory is never needed).
 import fs from 'node:fs';
 import path from 'node:path';
-import { bundleWorkflowCode } from '@temporalio/worker';
+import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { FAILURE_CONVERTER_PATH } from '../common/codec';
 
 /** Where `npm run build` puts the bundle, next to the compiled code. */
 export const PREBUILT_BUNDLE = path.join(__dirname, '..', 'workflow-bundle.js');
 
-export async function writeWorkflowBundle(out = PREBUILT_BUNDLE): Promise<number> {
+/**
+ * The workflow code (workflows/index.ts) bundled with the project's failure converter, as workers and tests load
+ * it. The bundler says nothing but its errors, and those only to `onError`.
+ */
+export function bundleWorkflows(
+  onError: (message: string) => void = () => undefined,
+): Promise<WorkflowBundleWithSourceMap> {
   const noop = () => undefined;
-  const { code } = await bundleWorkflowCode({
+  return bundleWorkflowCode({
     workflowsPath: require.resolve('../workflows'),
     failureConverterPath: FAILURE_CONVERTER_PATH,
-    logger: {
-      log: noop,
-      trace: noop,
-      debug: noop,
-      info: noop,
-      warn: noop,
-      error: (m: string) => process.stderr.write(`${m}\n`),
-    },
+    logger: { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: onError },
   });
+}
+
+export async function writeWorkflowBundle(out = PREBUILT_BUNDLE): Promise<number> {
+  const { code } = await bundleWorkflows((m) => process.stderr.write(`${m}\n`));
   fs.writeFileSync(out, code);
   return code.length;
 }

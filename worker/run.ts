@@ -2,17 +2,8 @@
 // SIGINT/SIGTERM (running activities get the shutdown grace time; a second signal exits at once), and close the
 // connection in `finally`. `runbook worker` is this alone; `runbook dev` starts its embedded server first.
 import type { NativeConnection } from '@temporalio/worker';
-import { createLogger, type Logger } from '../common/logger';
-import {
-  connectWorker,
-  engineConfigFromEnv,
-  logLevelFromEnv,
-  temporalTargetFromEnv,
-  workerSettingsFromEnv,
-  type EngineConfig,
-  type TemporalTarget,
-  type WorkerSettings,
-} from './config';
+import type { Logger } from '../common/logger';
+import { connectWorker, type EngineConfig, type TemporalTarget, type WorkerSettings } from './config';
 import { createEngineWorker, installRuntime, type EngineWorker } from './worker';
 
 /** What a running worker is, for a banner. */
@@ -22,15 +13,13 @@ export interface RunningWorker {
   settings: WorkerSettings;
 }
 
+/** What the worker runs with: the caller reads it from the environment (worker/config.ts). */
 export interface RunWorkerOptions {
-  /** The server to poll. @default temporalTargetFromEnv() */
-  target?: TemporalTarget;
-  /** @default workerSettingsFromEnv() */
-  settings?: WorkerSettings;
-  /** @default engineConfigFromEnv() */
-  config?: EngineConfig;
-  /** @default createLogger('runbook-worker', logLevelFromEnv()) */
-  logger?: Logger;
+  /** The server to poll. */
+  target: TemporalTarget;
+  settings: WorkerSettings;
+  config: EngineConfig;
+  logger: Logger;
   /** Lines for the operator when a signal arrives. @default none */
   say?: (line: string) => void;
   /** Called once the worker polls (the CLI prints its banner). */
@@ -42,10 +31,8 @@ async function waitForRunning(worker: { getState(): string }): Promise<void> {
 }
 
 /** Runs the engine's worker until SIGINT/SIGTERM; resolves once it has stopped and its connection is closed. */
-export async function runWorker(opts: RunWorkerOptions = {}): Promise<void> {
-  const logger = opts.logger ?? createLogger('runbook-worker', logLevelFromEnv());
-  const settings = opts.settings ?? workerSettingsFromEnv();
-  const target = opts.target ?? temporalTargetFromEnv();
+export async function runWorker(opts: RunWorkerOptions): Promise<void> {
+  const { logger, settings, target, config } = opts;
   const say = opts.say ?? (() => undefined);
   installRuntime(logger);
   let connection: NativeConnection | undefined;
@@ -62,9 +49,7 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<void> {
   };
   try {
     connection = await connectWorker(target);
-    engine = await createEngineWorker(connection, target.namespace, settings, logger, {
-      config: opts.config ?? engineConfigFromEnv(),
-    });
+    engine = await createEngineWorker(connection, target.namespace, settings, logger, { config });
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
     const running = engine.run();

@@ -3,7 +3,8 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { workflowBundle } from './bundle';
 import type pino from 'pino';
 import { createLogger } from '../../common/logger';
 import { DEFAULT_SSH_LOGIN, loadInventory, sshTargetFor, type Inventory } from '../../dsl/inventory';
@@ -13,7 +14,6 @@ import { exec } from '../../activities/ssh/exec';
 import { createEngineWorker, type EngineWorker } from '../../worker/worker';
 import type { AuditStore } from '../../audit/store';
 import { engineConfigFromEnv, type EngineConfig } from '../../worker/config';
-import { FAILURE_CONVERTER_PATH } from '../../common/codec';
 
 function required(name: string): string {
   const value = process.env[name];
@@ -55,20 +55,7 @@ export function fleetHost(index = 1): SshTarget {
   return sshTargetFor(fleetInventory(), `host-${index}`, DEFAULT_SSH_LOGIN);
 }
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-
-/** The workflow bundle, built once per test file. */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({
-    workflowsPath: require.resolve('../../workflows'),
-    failureConverterPath: FAILURE_CONVERTER_PATH,
-    logger: quietBundlerLogger,
-  });
-  return bundle;
-}
-
-const noop = () => undefined;
-const quietBundlerLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop };
+export { workflowBundle };
 
 export function testLogger(): pino.Logger {
   return createLogger('test', process.env.LOG_LEVEL ?? 'error');

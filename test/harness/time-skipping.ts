@@ -15,7 +15,8 @@ import { FAILURES } from '../../common/failure-types';
 import type { Activities } from '../../activities';
 import { stateQuery, type RunState } from '../../workflows/messages';
 import type { runbook, RunbookResult } from '../../workflows/runbook';
-import { createTimeSkippingEnv, dataConverter, workflowBundle } from './time-skipping-env';
+import { workflowBundle } from './bundle';
+import { createTimeSkippingEnv, dataConverter } from './time-skipping-env';
 import { createStubs, type Script, type Stubs } from './time-skipping-stubs';
 
 /** An id no other test uses (task queues, workflow id prefixes). */

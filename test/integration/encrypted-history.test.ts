@@ -60,6 +60,27 @@ async function rawHistory(
 const encodingOf = (p: { metadata?: Record<string, string> }) =>
   Buffer.from(p.metadata?.encoding ?? '', 'base64').toString();
 
+/** The SDK core's own marker bookkeeping: patch ids; a local activity's id, type and times. */
+const BOOKKEEPING = new Set([
+  'id',
+  'deprecated',
+  'seq',
+  'attempt',
+  'activity_id',
+  'activity_type',
+  'complete_time',
+  'backoff',
+  'original_schedule_time',
+]);
+
+/** The fields of unencrypted payloads that are not that bookkeeping (none, when history is encrypted). */
+function plainFieldsBeyondBookkeeping(payloads: { metadata?: Record<string, string>; data?: string }[]): string[] {
+  return payloads
+    .filter((p) => encodingOf(p) !== 'binary/encrypted')
+    .flatMap((p) => Object.keys(JSON.parse(Buffer.from(p.data ?? '', 'base64').toString()) as object))
+    .filter((k) => !BOOKKEEPING.has(k));
+}
+
 const decodeCall = (body: unknown, headers: Record<string, string> = {}, url = `${codecServer.url}/decode`) =>
   fetch(url, {
     method: 'POST',
@@ -97,21 +118,7 @@ test('history holds ciphertext only; the codec server decodes it for a caller wi
   expect(raw.text).toContain('host-1'); // the decoding above works: search attributes are plain by design
   expect(raw.text).not.toContain(note);
   // Only the SDK core's own marker bookkeeping (patch ids; a local activity's id, type and times) is plain.
-  const plain = raw.payloads
-    .filter((p) => encodingOf(p) !== 'binary/encrypted')
-    .map((p) => JSON.parse(Buffer.from(p.data ?? '', 'base64').toString()) as object);
-  const bookkeeping = new Set([
-    'id',
-    'deprecated',
-    'seq',
-    'attempt',
-    'activity_id',
-    'activity_type',
-    'complete_time',
-    'backoff',
-    'original_schedule_time',
-  ]);
-  expect(plain.flatMap((o) => Object.keys(o)).filter((k) => !bookkeeping.has(k))).toEqual([]);
+  expect(plainFieldsBeyondBookkeeping(raw.payloads)).toEqual([]);
   expect(raw.payloads.filter((p) => encodingOf(p) === 'binary/encrypted').length).toBeGreaterThan(5);
 
   const input = raw.payloads[0]!;
@@ -246,21 +253,7 @@ test('runbook dev with keys: the UI gets the codec endpoint, the CLI encrypts, h
     try {
       const raw = await rawHistory(connection, result.workflowId);
       // Plain payloads are only the SDK's local-activity bookkeeping (the host's login is resolved by one).
-      const plain = raw.payloads
-        .filter((p) => encodingOf(p) !== 'binary/encrypted')
-        .map((p) => JSON.parse(Buffer.from(p.data ?? '', 'base64').toString()) as object);
-      const bookkeeping = new Set([
-        'id',
-        'deprecated',
-        'seq',
-        'attempt',
-        'activity_id',
-        'activity_type',
-        'complete_time',
-        'backoff',
-        'original_schedule_time',
-      ]);
-      expect(plain.flatMap((o) => Object.keys(o)).filter((k) => !bookkeeping.has(k))).toEqual([]);
+      expect(plainFieldsBeyondBookkeeping(raw.payloads)).toEqual([]);
       expect(raw.text).toContain('sshStep');
       expect(raw.text).not.toContain(marker);
     } finally {

@@ -2,33 +2,20 @@
 // sshd would start it: requests framed as agent.ts frames them. Input that arrives incomplete never starts a
 // command: a payload cut short inside a whole request is refused by the wrapper (nothing claimed), and a request
 // cut short by the end of the input is not run at all (the agent exits).
-import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { AGENT_SCRIPT } from '../../activities/ssh/agent';
 import { parseTrailer, stepKey, wrapperRequest, wrapperStdin } from '../../activities/ssh/wrapper';
 import { waitUntil } from '../harness/processes';
+import { useShellHome } from '../harness/shell-home';
 
-let home: string;
-let bin: string;
-beforeAll(() => {
-  home = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-agent-'));
-  bin = path.join(home, 'bin');
-  fs.mkdirSync(bin);
-  for (const tool of ['sh', 'mkdir', 'rm', 'tail', 'sleep', 'base64', 'cat', 'setsid', 'echo', 'sha256sum']) {
-    fs.symlinkSync(
-      execFileSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(),
-      path.join(bin, tool),
-    );
-  }
-});
-afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
+const sandbox = useShellHome('runbook-agent-');
 
 function startAgent(): ChildProcessWithoutNullStreams {
   return spawn('/bin/sh', ['-c', AGENT_SCRIPT], {
-    env: { HOME: home, PATH: bin },
+    env: { HOME: sandbox.home, PATH: sandbox.bin },
     detached: true,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -70,7 +57,7 @@ function request(
   });
 }
 
-const runs = () => path.join(home, '.runbook', 'runs');
+const runs = () => path.join(sandbox.home, '.runbook', 'runs');
 const recordsOf = (key: string) =>
   fs.existsSync(runs()) ? fs.readdirSync(runs()).filter((f) => f.startsWith(key)) : [];
 
@@ -78,7 +65,7 @@ test('a whole request whose wrapper input was cut short: refused before any clai
   const agent = startAgent();
   try {
     const key = stepKey('wf-agent', 'cut', 'host-1');
-    const marker = path.join(home, `agent-cut-${key}`);
+    const marker = path.join(sandbox.home, `agent-cut-${key}`);
     const script = `printf '%s' "$RB_SECRET_pw" > ${marker}\n`;
     const payload = wrapperStdin({ pw: 'alice-password-1234' }, script);
     const cut = await request(agent, wrapperRequest(opts(key), script), payload.subarray(0, payload.indexOf('=') + 4));
@@ -103,7 +90,7 @@ test.each([
 ])('a request cut short by the end of the input (%s) is not run: the agent exits', async (_where, frame) => {
   const agent = startAgent();
   const key = stepKey('wf-agent', `eof-${_where}`, 'host-1');
-  const marker = path.join(home, `agent-eof-${key}`);
+  const marker = path.join(sandbox.home, `agent-eof-${key}`);
   const script = text(wrapperRequest(opts(key), `echo ran > ${marker}\n`));
   const boundary = `RB${crypto.randomBytes(16).toString('hex')}`;
   const exited = new Promise<number | null>((resolve) => agent.once('exit', resolve));

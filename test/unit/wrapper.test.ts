@@ -7,7 +7,6 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import {
   INLINE_SCRIPT_MAX,
@@ -19,21 +18,9 @@ import {
   wrapperStdin,
 } from '../../activities/ssh/wrapper';
 import { waitUntil } from '../harness/processes';
+import { useShellHome } from '../harness/shell-home';
 
-let home: string;
-let bin: string;
-beforeAll(() => {
-  home = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-wrapper-'));
-  bin = path.join(home, 'bin');
-  fs.mkdirSync(bin);
-  for (const tool of ['sh', 'mkdir', 'rm', 'tail', 'sleep', 'base64', 'cat', 'setsid', 'echo', 'sha256sum']) {
-    fs.symlinkSync(
-      execFileSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(),
-      path.join(bin, tool),
-    );
-  }
-});
-afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
+const sandbox = useShellHome('runbook-wrapper-');
 
 interface Ran {
   code: number | null;
@@ -59,7 +46,7 @@ function wrapper(
       '-c',
       shCommand(wrapperScript({ key, capBytes: 4096, sudo: false, secretNames: [], sudoPassword: false }, script)),
     ],
-    { env: { HOME: home, PATH: bin }, detached: leader, stdio: ['pipe', 'pipe', 'pipe'] },
+    { env: { HOME: sandbox.home, PATH: sandbox.bin }, detached: leader, stdio: ['pipe', 'pipe', 'pipe'] },
   );
   child.stdin.on('error', () => undefined); // a wrapper may exit before it read all of its input
   child.stdin.end(opts.stdin ?? wrapperStdin(opts.secrets ?? {}, script));
@@ -74,7 +61,7 @@ function wrapper(
   return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
-const record = (key: string, ext: string) => path.join(home, '.runbook', 'runs', `${key}.${ext}`);
+const record = (key: string, ext: string) => path.join(sandbox.home, '.runbook', 'runs', `${key}.${ext}`);
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -91,7 +78,7 @@ test.each([
   'cancel without sudo kills the whole command, records it, and a re-attach reports it: %s',
   async (_what, leader) => {
     const key = stepKey(`wf-${leader}`, 'stop', 'host-1');
-    const marker = path.join(home, `child-${leader}`);
+    const marker = path.join(sandbox.home, `child-${leader}`);
     // The command's own child writes its pid: it must die with the command.
     const first = wrapper(key, `sleep 60 & echo $! > ${marker}; wait`, leader);
     await waitUntil(
@@ -102,7 +89,7 @@ test.each([
     const [runner, group] = fs.readFileSync(record(key, 'pid'), 'utf8').trim().split(' ').map(Number);
     expect(group === runner).toBe(!leader); // under setsid the runner leads a new group; otherwise the login shell's
 
-    execFileSync('/bin/sh', ['-c', killScript(key)], { env: { HOME: home, PATH: bin } });
+    execFileSync('/bin/sh', ['-c', killScript(key)], { env: { HOME: sandbox.home, PATH: sandbox.bin } });
     const killed = await first;
     expect(fs.readFileSync(record(key, 'exit'), 'utf8').trim()).toBe('cancelled');
     await waitUntil(async () => !alive(grandchild), "the command's child to die");
@@ -120,7 +107,7 @@ test.each([
 
 test('two attempts at once: the command runs once and both report its output and exit code', async () => {
   const key = stepKey('wf-twice', 'step', 'host-1');
-  const counter = path.join(home, 'counter');
+  const counter = path.join(sandbox.home, 'counter');
   const cmd = `echo x >> ${counter}; sleep 1; echo out; echo err >&2; exit 3`;
   const [a, b] = await Promise.all([wrapper(key, cmd, true), wrapper(key, cmd, true)]);
   expect(fs.readFileSync(counter, 'utf8')).toBe('x\n');
@@ -149,7 +136,7 @@ test("the script runs with the login shell's state, not the wrapper's", async ()
     true,
   );
   expect(r.stdout).toBe(`[]\nno-finish\n${execFileSync('/bin/sh', ['-c', 'umask'], { encoding: 'utf8' })}`);
-  expect(fs.statSync(path.join(home, '.runbook', 'runs')).mode & 0o777).toBe(0o700);
+  expect(fs.statSync(path.join(sandbox.home, '.runbook', 'runs')).mode & 0o777).toBe(0o700);
 });
 
 test.each([
@@ -203,18 +190,18 @@ describe('input that arrives incomplete: nothing is claimed, nothing runs', () =
     ],
   ])('%s', async (what, command, input) => {
     const key = stepKey('wf-incomplete', what, 'host-1');
-    const marker = path.join(home, `incomplete-${key}`);
+    const marker = path.join(sandbox.home, `incomplete-${key}`);
     const r = await wrapper(key, command(marker), true, { stdin: input(command(marker)) });
     expect(r.code).toBe(242);
     expect(r.stderr).toBe('\n__RUNBOOK_WRAPPER__ input=incomplete\n');
     expect(parseTrailer(r.stderr)).toBeUndefined();
     expect(fs.existsSync(marker)).toBe(false);
-    expect(fs.readdirSync(path.join(home, '.runbook', 'runs')).filter((f) => f.startsWith(key))).toEqual([]);
+    expect(fs.readdirSync(path.join(sandbox.home, '.runbook', 'runs')).filter((f) => f.startsWith(key))).toEqual([]);
   });
 
   test('the whole input: the secret and a long script arrive, and the next attempt (same key) attaches', async () => {
     const key = stepKey('wf-incomplete', 'whole', 'host-1');
-    const marker = path.join(home, `whole-${key}`);
+    const marker = path.join(sandbox.home, `whole-${key}`);
     const cmd = `${big(`${marker}.big`)}; ${leaks(marker)}`;
     const r = await wrapper(key, cmd, true, { secrets });
     expect(parseTrailer(r.stderr)).toMatchObject({ mode: 'ran', exit: 0 });
@@ -254,7 +241,7 @@ describe('a recorded pid is trusted only with its boot id and start time', () =>
       const other = bystander();
       try {
         const key = stepKey('wf-reuse', what, 'host-1');
-        fs.mkdirSync(path.join(home, '.runbook', 'runs'), { recursive: true, mode: 0o700 });
+        fs.mkdirSync(path.join(sandbox.home, '.runbook', 'runs'), { recursive: true, mode: 0o700 });
         fs.writeFileSync(record(key, 'lock'), '');
         fs.writeFileSync(record(key, 'pid'), `${pidLine(other)}\n`);
         const r = await within(3000, wrapper(key, 'echo must-not-run', true));
@@ -263,7 +250,7 @@ describe('a recorded pid is trusted only with its boot id and start time', () =>
           exit: 'lost',
           pid: String(other.pid),
         });
-        execFileSync('/bin/sh', ['-c', killScript(key)], { env: { HOME: home, PATH: bin } });
+        execFileSync('/bin/sh', ['-c', killScript(key)], { env: { HOME: sandbox.home, PATH: sandbox.bin } });
         expect(alive(other.pid)).toBe(true);
       } finally {
         other.child.kill('SIGKILL');
@@ -275,14 +262,14 @@ describe('a recorded pid is trusted only with its boot id and start time', () =>
 
 describe('a claim is taken over only when its claimer is provably gone', () => {
   const claimed = (key: string, content: string) => {
-    fs.mkdirSync(path.join(home, '.runbook', 'runs'), { recursive: true, mode: 0o700 });
+    fs.mkdirSync(path.join(sandbox.home, '.runbook', 'runs'), { recursive: true, mode: 0o700 });
     fs.writeFileSync(record(key, 'lock'), content);
   };
 
   test('a live claimer that is slow to start the command is waited for, however long; once it is dead, the claim is taken over', async () => {
     const claimer = bystander();
     const key = stepKey('wf-claim', 'slow', 'host-1');
-    const marker = path.join(home, `claim-slow-${key}`);
+    const marker = path.join(sandbox.home, `claim-slow-${key}`);
     claimed(key, `${claimer.pid} ${bootId()} ${claimer.start}\n`);
     const second = wrapper(key, `echo ran >> ${marker}`, true);
     expect(await within(3500, second)).toBe('still running'); // the old rule took over after 2 s
@@ -295,7 +282,7 @@ describe('a claim is taken over only when its claimer is provably gone', () => {
 
   test('a claim whose claimer is dead but whose lock a live process still holds open (its runner) is waited for', async () => {
     const key = stepKey('wf-claim', 'held', 'host-1');
-    const marker = path.join(home, `claim-held-${key}`);
+    const marker = path.join(sandbox.home, `claim-held-${key}`);
     claimed(key, `999999 ${bootId()} 1\n`); // a claimer that no longer runs
     const holder = spawn('/bin/sh', ['-c', `exec 9>>"${record(key, 'lock')}"; exec sleep 60`], { stdio: 'ignore' });
     await waitUntil(async () => fs.existsSync(`/proc/${holder.pid}/fd/9`), 'the holder to open the lock');
@@ -309,7 +296,7 @@ describe('a claim is taken over only when its claimer is provably gone', () => {
   test('a lock still empty (its claimer between the create and writing itself into it): its announced claimer is waited for', async () => {
     const claimer = bystander();
     const key = stepKey('wf-claim', 'announced', 'host-1');
-    const marker = path.join(home, `claim-announced-${key}`);
+    const marker = path.join(sandbox.home, `claim-announced-${key}`);
     claimed(key, '');
     fs.writeFileSync(record(key, `claim${claimer.pid}`), `${claimer.pid} ${bootId()} ${claimer.start}\n`);
     const second = wrapper(key, `echo ran >> ${marker}`, true);
@@ -327,7 +314,7 @@ describe('a claim is taken over only when its claimer is provably gone', () => {
     '%s: two attempts at once take it over, and the command runs once',
     async (what, content) => {
       const key = stepKey('wf-claim', what, 'host-1');
-      const counter = path.join(home, `claim-dead-${key}`);
+      const counter = path.join(sandbox.home, `claim-dead-${key}`);
       claimed(key, content());
       const [a, b] = await Promise.all([
         wrapper(key, `echo x >> ${counter}; sleep 0.3`, true),
