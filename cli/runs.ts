@@ -130,17 +130,32 @@ function summary(workflowId: string, r: RunbookResult): string {
   return lines.join('\n');
 }
 
+/** How long `status` waits for a worker to answer the state query. */
+const STATUS_QUERY_MS = 5_000;
+
 export async function runStatus(id: string, opts: { json: boolean }): Promise<void> {
   await withClient(async (client) => {
     const handle = client.workflow.getHandle(id);
     const desc = await handle.describe().catch((err: Error) => {
       throw new UserError(`No run ${id}: ${err.message}`);
     });
-    const state = await handle.query(stateQuery).catch(() => undefined);
+    // A query is answered by a worker: with none polling, say what the server knows instead of waiting for one.
+    const state = await client
+      .withDeadline(Date.now() + STATUS_QUERY_MS, () => handle.query(stateQuery))
+      .catch(() => undefined);
+    // Why a failed run failed, decoded with this client's converter (a run refused before it had any state, such as
+    // a malformed input, says so only here; the Temporal CLI shows "Encoded failure").
+    const error =
+      desc.status.name === 'FAILED'
+        ? await handle.result().then(
+            () => undefined,
+            (err: unknown) => (err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : undefined),
+          )
+        : undefined;
     if (opts.json)
       return void console.log(
         JSON.stringify(
-          { workflowId: id, status: desc.status.name, started: desc.startTime, closed: desc.closeTime, state },
+          { workflowId: id, status: desc.status.name, started: desc.startTime, closed: desc.closeTime, error, state },
           null,
           2,
         ),
@@ -148,6 +163,7 @@ export async function runStatus(id: string, opts: { json: boolean }): Promise<vo
     console.log(
       `${id}: ${desc.status.name} (started ${desc.startTime.toISOString()}${desc.closeTime ? `, closed ${desc.closeTime.toISOString()}` : ''})`,
     );
+    if (error) console.log(`  error: ${error.replace(/\n/g, '\n    ')}`);
     if (state) {
       console.log(progressLine(state));
       for (const a of state.pendingApprovals)

@@ -155,3 +155,31 @@ test('the UI Start Workflow form: one JSON input with just the runbook and param
     delete process.env.RUNBOOK_INVENTORY;
   }
 });
+
+test('status says why a run was refused at its input (the Temporal CLI only shows "Encoded failure")', async () => {
+  const tq = uniqueTaskQueue('cli-refused');
+  const workflowId = `${tq}-bogus`;
+  await withEngineWorker(env, tq, async () => {
+    const handle = await env.client.workflow.start('runbook', {
+      taskQueue: tq,
+      workflowId,
+      args: [{ runbook: 'fleet-touch', params: { note: 'x', marker: `${tq}.txt` }, bogus: 1 }],
+    });
+    await handle.result().catch(() => undefined);
+    const text = await cli(tq, 'status', workflowId);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/: FAILED \(/);
+    expect(text.stdout).toContain('error: The workflow input is invalid:');
+    expect(text.stdout).toContain('bogus');
+    const json = JSON.parse((await cli(tq, 'status', workflowId, '--json')).stdout) as {
+      status: string;
+      error?: string;
+    };
+    expect(json.status).toBe('FAILED');
+    expect(json.error).toMatch(/^The workflow input is invalid:\n.*bogus/);
+  });
+  // With no worker polling, status still answers (the state query gives up after a few seconds).
+  const alone = await cli(tq, 'status', workflowId);
+  expect(alone.code).toBe(0);
+  expect(alone.stdout).toContain('error: The workflow input is invalid:');
+}, 90_000);
