@@ -2,6 +2,7 @@
 // environment (worker/config.ts builds it; nothing below worker/ reads the environment itself).
 import type { CodecKey } from '../common/codec';
 import type { SshLoginDefaults } from '../dsl/inventory';
+import type { EscalationConfig } from './escalate';
 
 /** How the engine reaches hosts over SSH. */
 export interface SshConfig extends SshLoginDefaults {
@@ -29,6 +30,8 @@ export interface EngineConfig {
   auditUrl: string;
   /** Webhook receiving `notify` steps as JSON (RUNBOOK_NOTIFY_URL). @default none: they are only logged */
   notifyUrl?: string;
+  /** Where failed or suppressed remediations are escalated (Slack-compatible webhook, PagerDuty Events v2) and the UI links they carry. */
+  escalation: EscalationConfig;
   /** SSH key and known_hosts for hosts whose inventory names none (RUNBOOK_SSH_KEY, RUNBOOK_KNOWN_HOSTS), shell agent on or off. */
   ssh: SshConfig;
   /** History encryption keys (RUNBOOK_CODEC_KEYS, else RUNBOOK_CODEC_KEYS_FILE); the first encrypts. @default none */

@@ -2,7 +2,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from '../common/logger';
-import { redact } from '../common/redact';
+import { redact, rememberSecret } from '../common/redact';
 import type { Secrets } from './secrets/providers';
 import { FAILURES, FINAL_FAILURES, GROUP_FINAL_FAILURES, isIn } from '../common/failure-types';
 import { runHttpStep, type HttpStepInput, type HttpStepResult } from './http/request';
@@ -14,6 +14,7 @@ import { prepareExec, prepareRun, type PrepareInput, type PreparedRun } from './
 import { watchHostLock, type LockWatch, type LockWatchInput } from './host-lock';
 import type { Client } from '@temporalio/client';
 import type { EngineConfig } from './config';
+import { sendEscalation, type Escalation } from './escalate';
 import { sendNotification, type Notification } from './notify';
 import type { SshTarget } from '../dsl/selector';
 import type { AuditStore } from '../audit/store';
@@ -69,6 +70,7 @@ function runOf(ctx: Context): { workflowId: string; runId: string } {
 }
 
 export function createActivities({ ssh, secrets, logger, audit, config, client }: ActivityDeps) {
+  if (config.escalation.pagerDutyRoutingKey) rememberSecret(config.escalation.pagerDutyRoutingKey);
   /**
    * Records a step's success. A store error does not fail the step (retrying it would repeat an HTTP request):
    * the result says `audited: false` and the workflow records it through its own retried audit activity.
@@ -175,6 +177,26 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
     /** Sends a message to a channel (log, and the webhook in RUNBOOK_NOTIFY_URL when set). */
     async notify(input: Notification): Promise<void> {
       await sendNotification(input, logger, config.notifyUrl);
+    },
+
+    /** Tells humans a remediation failed or was suppressed (Slack-compatible webhook, PagerDuty Events v2). */
+    async escalate(input: Escalation): Promise<{ sent: string[] }> {
+      // A retry leaves out the targets an earlier attempt reached (its heartbeat says which), so Slack gets one post.
+      const ctx = Context.current();
+      const before = (ctx.info.heartbeatDetails as { sent?: string[] } | undefined)?.sent ?? [];
+      const cfg = { ...config.escalation };
+      if (before.includes('slack')) cfg.slackUrl = undefined;
+      if (before.includes('pagerduty')) cfg.pagerDutyRoutingKey = undefined;
+      try {
+        const { sent } = await sendEscalation(input, logger, cfg);
+        return { sent: [...before, ...sent] };
+      } catch (err) {
+        const sent = ((err as { details?: { sent?: string[] }[] }).details?.[0]?.sent ?? []).filter(
+          (t) => typeof t === 'string',
+        );
+        if (sent.length) ctx.heartbeat({ sent: [...before, ...sent] });
+        throw err;
+      }
     },
 
     /** Kills a step's remote process group (the workflow calls it when the step is cancelled). */

@@ -4,7 +4,21 @@ import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 
 export type AuditKind =
-  'run.started' | 'run.finished' | 'step' | 'rollback' | 'skip' | 'approval' | 'approval.decision' | 'cancel';
+  | 'run.started'
+  | 'run.finished'
+  | 'step'
+  | 'rollback'
+  | 'skip'
+  | 'approval'
+  | 'approval.decision'
+  | 'cancel'
+  // An alert guard's decisions (workflows/guard-state.ts): suppressed or refused alerts, resolutions, freezes and
+  // resets, the circuit breaker opening and closing.
+  | 'alert.suppressed'
+  | 'alert.refused'
+  | 'alert.resolved'
+  | 'alert.control'
+  | 'alert.breaker';
 
 /** Who or what started the run: an operator, an alert (fingerprint) or a schedule (id). */
 export interface AuditInitiator {

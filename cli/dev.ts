@@ -19,6 +19,8 @@ import { ensureTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
 import { EncryptionCodec } from '../common/codec';
 import { startCodecServer, type CodecServer } from '../common/codec-server';
 import crypto from 'node:crypto';
+import type { Receiver } from '../triggers/receiver';
+import { receiverConfig, startAlertReceiver } from './triggers';
 
 export interface DevOptions {
   dataDir: string;
@@ -28,6 +30,8 @@ export interface DevOptions {
   headless: boolean;
   /** Codec server port (when history encryption is on). @default uiPort + 1 */
   codecPort?: number;
+  /** Alert receiver port; false: no receiver. @default 9280 */
+  receiverPort: number | false;
 }
 
 /** The codec server's bearer token: RUNBOOK_CODEC_TOKEN, else one made once and kept (0600) in the data dir. */
@@ -61,7 +65,7 @@ interface WorkerSetup {
  */
 async function serveWorker(
   worker: WorkerSetup & { target: TemporalTarget },
-  started: { server?: DevServer; codec?: Codec; stop?: () => Promise<void> } = {},
+  started: { server?: DevServer; codec?: Codec; alerts?: Alerts; stop?: () => Promise<void> } = {},
 ): Promise<void> {
   let polled = false;
   try {
@@ -70,7 +74,7 @@ async function serveWorker(
       say,
       onRunning: (running) => {
         polled = true;
-        printBanner(running, started.server, started.codec ?? {});
+        printBanner(running, started.server, started.codec ?? {}, started.alerts);
       },
     });
   } finally {
@@ -103,9 +107,16 @@ export async function runWorkerCommand(): Promise<void> {
 export async function runDev(opts: DevOptions): Promise<void> {
   const logger = createLogger('runbook-dev', logLevelFromEnv());
   const settings = workerSettingsFromEnv();
-  if (process.env.TEMPORAL_ADDRESS)
-    return serveRemote({ logger, settings, config: engineConfigFromEnv(process.env, { allowExec: true }) });
   const dataDir = path.resolve(opts.dataDir);
+  if (process.env.TEMPORAL_ADDRESS) {
+    const target = temporalTargetFromEnv();
+    say(`connecting to the Temporal server at ${target.address} (namespace ${target.namespace}) ...`);
+    const alerts = await startDevReceiver(opts, dataDir, target, logger);
+    return serveWorker(
+      { logger, settings, config: engineConfigFromEnv(process.env, { allowExec: true }), target },
+      { alerts, stop: () => alerts?.receiver.close() ?? Promise.resolve() },
+    );
+  }
   // The audit trail lives with the rest of the dev state unless AUDIT_URL says otherwise.
   const config = engineConfigFromEnv(process.env, { allowExec: true, dataDir });
   try {
@@ -121,7 +132,9 @@ export async function runDev(opts: DevOptions): Promise<void> {
   say(`Temporal CLI: ${cli.path} (${temporalCliVersion(cli.path)}; found via ${cli.source})`);
   const codec: Codec = {};
   let server: DevServer | undefined;
+  let alerts: Alerts | undefined;
   const stop = async () => {
+    await alerts?.receiver.close();
     if (server) {
       say('stopping the Temporal dev server ...');
       await server.stop();
@@ -172,10 +185,41 @@ export async function runDev(opts: DevOptions): Promise<void> {
     namespace: server.namespace,
     connectionOptions: { ...fromEnv.connectionOptions, address: server.address },
   };
-  await serveWorker({ logger, settings, config, target }, { server, codec, stop });
+  try {
+    alerts = await startDevReceiver(opts, dataDir, target, logger);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  await serveWorker({ logger, settings, config, target }, { server, codec, alerts, stop });
 }
 
-function printBanner({ engine, target, settings }: RunningWorker, server: DevServer | undefined, codec: Codec): void {
+/** Where the banner says the alert receiver is. */
+interface Alerts {
+  receiver: Receiver;
+  tokenSource: string;
+}
+
+/** The alert receiver of `runbook dev` (a bearer token made once in the data dir unless one is configured). */
+async function startDevReceiver(
+  opts: DevOptions,
+  dataDir: string,
+  target: TemporalTarget,
+  logger: Logger,
+): Promise<Alerts | undefined> {
+  if (opts.receiverPort === false) return undefined;
+  fs.mkdirSync(dataDir, { recursive: true });
+  const cfg = receiverConfig(process.env, { host: opts.ip, port: opts.receiverPort }, { dataDir });
+  const receiver = await startAlertReceiver(target, cfg, logger);
+  return { receiver, tokenSource: cfg.tokenSource };
+}
+
+function printBanner(
+  { engine, target, settings }: RunningWorker,
+  server: DevServer | undefined,
+  codec: Codec,
+  alerts: Alerts | undefined,
+): void {
   const { config } = engine;
   const keys = config.codecKeys;
   const history = keys.length
@@ -194,6 +238,10 @@ function printBanner({ engine, target, settings }: RunningWorker, server: DevSer
     `  Inventories  ${config.inventories.length ? config.inventories.join(', ') : 'none allowed yet: set RUNBOOK_INVENTORY (and RUNBOOK_INVENTORIES)'}`,
   );
   lines.push(`  Ad hoc exec  ${config.allowExec ? 'on' : 'off'} (RUNBOOK_ALLOW_EXEC)`);
+  if (alerts)
+    lines.push(
+      `  Alerts       ${alerts.receiver.url}/alerts/alertmanager (also /alerts/grafana, /alerts/generic/NAME); bearer token in ${alerts.tokenSource}`,
+    );
   lines.push(`  Try          npx runbook exec --inventory INVENTORY.yaml --host NAME -- uptime`);
   lines.push('  Stop         Ctrl-C', '');
   say(lines.join('\n'));

@@ -13,6 +13,8 @@ import path from 'node:path';
 import { runCli } from './run-cli';
 import { newKeyEntry } from '../common/codec';
 import { runCodecServe } from './codec';
+import { runServe, runTriggers } from './triggers';
+import { DEFAULT_RECEIVER_PORT } from '../worker/config';
 import { runAuditExport, runAuditShow, runAuditVerify, type ExportOptions, type ShowOptions } from './audit';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -46,7 +48,13 @@ const serverOptions = (cmd: Command) =>
         'codec server port, when history is encrypted (default: UI port + 1)',
       ).argParser(int('--codec-port')),
     )
-    .option('--headless', 'start no Web UI', false);
+    .option('--headless', 'start no Web UI', false)
+    .addOption(
+      new Option('--receiver-port <port>', 'alert receiver port')
+        .argParser(int('--receiver-port'))
+        .default(DEFAULT_RECEIVER_PORT),
+    )
+    .option('--no-receiver', 'start no alert receiver');
 
 serverOptions(
   program
@@ -56,8 +64,17 @@ serverOptions(
         'with TEMPORAL_ADDRESS set, connect there instead of starting a server',
     ),
 ).action(
-  async (o: { dataDir: string; ip: string; port: number; uiPort?: number; codecPort?: number; headless: boolean }) => {
-    await runDev(o);
+  async (o: {
+    dataDir: string;
+    ip: string;
+    port: number;
+    uiPort?: number;
+    codecPort?: number;
+    headless: boolean;
+    receiverPort: number;
+    receiver: boolean;
+  }) => {
+    await runDev({ ...o, receiverPort: o.receiver ? o.receiverPort : false });
   },
 );
 
@@ -211,6 +228,46 @@ for (const verb of ['approve', 'reject'] as const) {
       await runDecide(id, verb === 'approve', o);
     });
 }
+
+program
+  .command('serve')
+  .description(
+    'Run the alert receiver alone (Alertmanager, Grafana and generic webhooks), against the server the TEMPORAL_* variables name',
+  )
+  .addOption(new Option('--ip <addr>', 'address to listen on').default('127.0.0.1'))
+  .addOption(new Option('--port <port>', 'port to listen on').argParser(int('--port')).default(DEFAULT_RECEIVER_PORT))
+  .action(async (o: { ip: string; port: number }) => {
+    await runServe(o);
+  });
+
+const triggers = program
+  .command('triggers')
+  .description("Alert rules' guardrails (state kept in Temporal): status, freeze, unfreeze, reset the circuit breaker");
+triggers
+  .command('status')
+  .description(
+    'Per runbook with an alert rule: frozen or breaker open, limits, runs in the window, running remediations, recent suppressions',
+  )
+  .argument('[runbook...]', 'runbooks (default: every runbook with an alert rule)')
+  .option('--json', 'as JSON', false)
+  .action(async (names: string[], o: { json: boolean }) => {
+    await runTriggers('status', names, o);
+  });
+for (const [verb, what] of [
+  ['freeze', 'Stop alerts from starting runs (they are recorded and escalated instead)'],
+  ['unfreeze', 'Let alerts start runs again'],
+  ['reset', 'Close the circuit breaker and start its counts afresh'],
+] as const)
+  triggers
+    .command(verb)
+    .description(what)
+    .argument('[runbook...]', 'runbooks (default: every runbook with an alert rule)')
+    .option('--by <name>', 'who (recorded; default $USER)')
+    .option('--reason <text>', 'why (recorded)')
+    .option('--json', 'print the resulting status as JSON', false)
+    .action(async (names: string[], o: { by?: string; reason?: string; json: boolean }) => {
+      await runTriggers(verb, names, o);
+    });
 
 const audit = program
   .command('audit')

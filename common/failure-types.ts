@@ -53,6 +53,10 @@ export const FAILURES = {
   expression: 'ExpressionError',
   output: 'OutputError',
   notify: 'NotifyError',
+  /** A notification endpoint refused the message (4xx other than 429): retrying cannot help. */
+  notifyRefused: 'NotifyRefused',
+  /** An approval ended because the alert that started the run resolved (the run is cancelled, nothing changed). */
+  alertResolved: 'AlertResolved',
 } as const;
 
 export type FailureType = (typeof FAILURES)[keyof typeof FAILURES];
@@ -115,3 +119,6 @@ export function failureClass<T extends FailureType>(type: T) {
 
 /** Workflow ids starting with this are host locks; no other workflow may use them. */
 export const HOST_LOCK_PREFIX = 'host-lock:';
+
+/** Workflow ids of alert guards (workflows/alert-guard.ts), one per runbook; reserved like host locks. */
+export const ALERT_GUARD_PREFIX = 'alert-guard:';

@@ -1,6 +1,7 @@
 // Pure (workflow-safe). Cross-field rules a schema cannot say: unique step ids, one kind per step, references to
 // params, steps, outputs and secrets that exist, expressions that parse, approvals for high-risk runbooks,
 // param declarations that make sense.
+import { matcherRegex } from './alert-rule';
 import { checkExpression, ExpressionError, parseTemplate, references, ROOT_VARIABLES } from './expr';
 import { coerceParam } from './params';
 import { CODES, type Code, type Problem } from './problems';
@@ -209,7 +210,31 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
         CODES.unknownParam,
         { at: 'key' },
       );
+    else if (rb.params?.[key]?.type === 'secret')
+      report(
+        at,
+        'a secret param cannot be filled from an alert (a label could pick any declared secret)',
+        CODES.paramShape,
+        {
+          at: 'key',
+        },
+      );
     checkTemplate(value, at, { params, secrets, steps: new Map(), allowResult: false, allIds: [] }, report);
+  }
+
+  for (const [label, m] of Object.entries(rb.on?.alert?.match ?? {})) {
+    const source =
+      typeof m === 'object' ? ('regex' in m ? m.regex : 'notRegex' in m ? m.notRegex : undefined) : undefined;
+    if (source === undefined) continue;
+    try {
+      matcherRegex(source);
+    } catch (err) {
+      report(
+        ['on', 'alert', 'match', label, 'regex' in (m as object) ? 'regex' : 'notRegex'],
+        `invalid regular expression: ${(err as Error).message.replace(/^Invalid regular expression: /, '')}`,
+        CODES.badPattern,
+      );
+    }
   }
 
   if (rb.metadata.risk === 'high' && !rb.approval && !rb.steps[0]?.approval) {

@@ -312,6 +312,113 @@ export const SecretDecl = Type.Object(
   { ...strict, description: 'A secret the runbook uses; referenced as secret:NAME.' },
 );
 
+/** One label matcher: a string is equality; the object forms match a regex (anchored, like Alertmanager's) or negate. */
+export const LabelMatcher = Type.Union(
+  [
+    Type.String({ description: 'The label equals this.' }),
+    Type.Object(
+      { regex: Type.String({ minLength: 1, description: 'The whole label value matches this regex.' }) },
+      strict,
+    ),
+    Type.Object({ not: Type.String({ description: 'The label is absent or differs from this.' }) }, strict),
+    Type.Object(
+      { notRegex: Type.String({ minLength: 1, description: 'The label is absent or does not match this regex.' }) },
+      strict,
+    ),
+  ],
+  { description: 'A label matcher: `value`, `{ regex }`, `{ not }` or `{ notRegex }`.' },
+);
+
+const Window = (description: string, max: number, window: string) =>
+  Type.Object(
+    {
+      max: Type.Integer({ minimum: 0, maximum: 100_000, default: max, description: 'At most this many runs' }),
+      window: Type.Optional(Duration('within this long.', { default: window })),
+    },
+    { ...strict, description },
+  );
+
+/** Guardrails of alert-started runs; every limit has a conservative default. */
+export const AlertLimits = Type.Object(
+  {
+    maxTargets: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 10_000,
+        default: 5,
+        description: 'Blast radius: an alert whose run would act on more targets is suppressed.',
+      }),
+    ),
+    concurrencyPerTarget: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100,
+        default: 1,
+        description:
+          "Remediations of this runbook running at once on one target; more are suppressed (they'd queue on the host lock).",
+      }),
+    ),
+    rate: Type.Optional(Window('Runs of this runbook started by alerts. @default 10 per 1h', 10, '1h')),
+    perTarget: Type.Optional(Window('Runs acting on one target. @default 3 per 1h', 3, '1h')),
+    breaker: Type.Optional(
+      Type.Object(
+        {
+          failures: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 100_000,
+              default: 3,
+              description: 'Open after this many failed remediations within the window.',
+            }),
+          ),
+          remediations: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 100_000,
+              default: 20,
+              description: 'Open after this many remediations within the window.',
+            }),
+          ),
+          window: Type.Optional(Duration('The window both counts are taken over.', { default: '1h' })),
+          cooldown: Type.Optional(
+            Duration('An open breaker closes after this long (or on `runbook triggers reset`). @default the window'),
+          ),
+        },
+        {
+          ...strict,
+          description:
+            'Circuit breaker: once open, alerts only escalate. @default 3 failures or 20 runs per 1h, 1h cooldown',
+        },
+      ),
+    ),
+  },
+  { ...strict, description: 'Guardrails.' },
+);
+
+/** The alert rule: which alerts start this runbook, with which params, within which limits. */
+export const AlertRule = Type.Object(
+  {
+    match: Type.Record(Type.String({ minLength: 1, maxLength: 128 }), LabelMatcher, {
+      minProperties: 1,
+      description: 'Label matchers that must all hold.',
+    }),
+    params: Type.Optional(
+      Type.Record(Type.String(), Type.String(), {
+        description: 'Params from the alert, e.g. `${{ alert.labels.service }}`; checked like any input.',
+      }),
+    ),
+    limits: Type.Optional(AlertLimits),
+    onResolved: Type.Optional(
+      Type.Union([Type.Literal('cancel-approval'), Type.Literal('record')], {
+        default: 'cancel-approval',
+        description:
+          'When the alert resolves: reject approvals the run still waits for (no change made), or only record it.',
+      }),
+    ),
+  },
+  { ...strict, description: 'Start this runbook from matching alerts.' },
+);
+
 export const Runbook = Type.Object(
   {
     apiVersion: Type.Literal('runbooks/v1', { description: 'Language version.' }),
@@ -359,19 +466,7 @@ export const Runbook = Type.Object(
     on: Type.Optional(
       Type.Object(
         {
-          alert: Type.Optional(
-            Type.Object(
-              {
-                match: Type.Record(Type.String(), Type.String(), { description: 'Alert labels that must all match.' }),
-                params: Type.Optional(
-                  Type.Record(Type.String(), Type.String(), {
-                    description: 'Params from the alert, e.g. `${{ alert.labels.service }}`.',
-                  }),
-                ),
-              },
-              strict,
-            ),
-          ),
+          alert: Type.Optional(AlertRule),
           schedule: Type.Optional(
             Type.Object(
               {

@@ -2,9 +2,11 @@
 // TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_CONFIG_FILE / profile), the
 // worker's settings (RUNBOOK_TASK_QUEUE, RUNBOOK_MAX_*, heap, RUNBOOK_WORKFLOW_BUNDLE), the engine configuration
 // (RUNBOOK_DIR, RUNBOOK_INVENTORY[IES], RUNBOOK_ALLOW_EXEC, AUDIT_URL, RUNBOOK_DATA_DIR, RUNBOOK_NOTIFY_URL,
+// RUNBOOK_ESCALATE_SLACK_URL, RUNBOOK_PAGERDUTY_URL, RUNBOOK_PAGERDUTY_ROUTING_KEY, RUNBOOK_UI_URL,
 // RUNBOOK_SSH_KEY, RUNBOOK_KNOWN_HOSTS, RUNBOOK_SSH_AGENT, SSH_AUTH_SOCK, RUNBOOK_CODEC_KEYS[_FILE]) and LOG_LEVEL.
 // Modules below worker/ and cli/ never read process.env: they get these values passed down. (Elsewhere only
 // tool and CLI concerns: temporal-cli.ts finds the Temporal CLI, cli/ reads RUNBOOK_CODEC_TOKEN and RUNBOOK_DEBUG.)
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
@@ -14,6 +16,7 @@ import { codecKeysFromEnv, dataConverterFromEnv } from '../common/codec';
 import { UserError, messageOf } from '../common/errors';
 import { DEFAULT_SSH_LOGIN } from '../dsl/inventory';
 import type { EngineConfig } from '../activities/config';
+import type { ReceiverConfig } from '../triggers/receiver';
 
 export type { EngineConfig, SshConfig } from '../activities/config';
 
@@ -147,7 +150,11 @@ export interface WorkerSettings {
 }
 
 function positiveInt(name: string, fallback: number): number {
-  const raw = process.env[name];
+  return positiveIntFrom(process.env, name, fallback);
+}
+
+function positiveIntFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
   if (!Number.isInteger(n) || n <= 0) throw new UserError(`${name} must be a positive integer, got "${raw}".`);
@@ -214,6 +221,13 @@ export function engineConfigFromEnv(
     allowExec: flag('RUNBOOK_ALLOW_EXEC', env.RUNBOOK_ALLOW_EXEC, defaults.allowExec ?? false),
     auditUrl: auditUrlFromEnv(env, defaults.dataDir),
     notifyUrl: env.RUNBOOK_NOTIFY_URL,
+    escalation: {
+      slackUrl: env.RUNBOOK_ESCALATE_SLACK_URL || undefined,
+      pagerDutyUrl: env.RUNBOOK_PAGERDUTY_URL || undefined,
+      pagerDutyRoutingKey: env.RUNBOOK_PAGERDUTY_ROUTING_KEY || undefined,
+      uiUrl: env.RUNBOOK_UI_URL || undefined,
+      namespace: env.TEMPORAL_NAMESPACE || undefined,
+    },
     ssh: {
       identityFile: env.RUNBOOK_SSH_KEY ?? DEFAULT_SSH_LOGIN.identityFile,
       knownHosts: env.RUNBOOK_KNOWN_HOSTS ?? DEFAULT_SSH_LOGIN.knownHosts,
@@ -222,5 +236,52 @@ export function engineConfigFromEnv(
     },
     codecKeys: codecKeysFromEnv(env),
     secretsEnv: env,
+  };
+}
+
+/** The alert receiver's default port. */
+export const DEFAULT_RECEIVER_PORT = 9280;
+
+/**
+ * The alert receiver's settings: RUNBOOK_RECEIVER_TOKEN (bearer tokens, comma-separated) or
+ * RUNBOOK_RECEIVER_TOKEN_FILE (one per line), RUNBOOK_RECEIVER_HMAC_SECRET, RUNBOOK_RECEIVER_HMAC_HEADER,
+ * RUNBOOK_RECEIVER_HMAC_TIMESTAMP_HEADER, RUNBOOK_RECEIVER_MAX_BODY (bytes), RUNBOOK_RECEIVER_MAPPINGS (a file of
+ * generic mappings, added to the shipped ones).
+ */
+export function receiverConfigFromEnv(
+  env: NodeJS.ProcessEnv,
+  listen: { host: string; port: number },
+): Omit<ReceiverConfig, 'mappings'> & { mappingsFile?: string } {
+  const tokens = (env.RUNBOOK_RECEIVER_TOKEN ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  if (env.RUNBOOK_RECEIVER_TOKEN_FILE) {
+    let text: string;
+    try {
+      text = fs.readFileSync(env.RUNBOOK_RECEIVER_TOKEN_FILE, 'utf8');
+    } catch (err) {
+      throw new UserError(`RUNBOOK_RECEIVER_TOKEN_FILE: cannot read it: ${messageOf(err)}`, { cause: err });
+    }
+    tokens.push(
+      ...text
+        .split('\n')
+        .map((t) => t.trim())
+        .filter((t) => t && !t.startsWith('#')),
+    );
+  }
+  for (const t of tokens)
+    if (t.length < 16 || /\s/.test(t))
+      throw new UserError('A receiver bearer token must be at least 16 characters without spaces.');
+  const maxBody = positiveIntFrom(env, 'RUNBOOK_RECEIVER_MAX_BODY', 1024 * 1024);
+  return {
+    ...listen,
+    tokens,
+    hmacSecret: env.RUNBOOK_RECEIVER_HMAC_SECRET || undefined,
+    hmacHeader: env.RUNBOOK_RECEIVER_HMAC_HEADER || 'X-Grafana-Alerting-Signature',
+    hmacTimestampHeader: env.RUNBOOK_RECEIVER_HMAC_TIMESTAMP_HEADER || undefined,
+    maxBodyBytes: maxBody,
+    taskQueue: env.RUNBOOK_TASK_QUEUE ?? DEFAULT_TASK_QUEUE,
+    mappingsFile: env.RUNBOOK_RECEIVER_MAPPINGS || undefined,
   };
 }

@@ -22,6 +22,16 @@ export const ACTIVITY_OPTIONS = {
   },
   /** Notifying a channel (approvals, notify steps). */
   notify: { startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } },
+  /** Telling humans about a failed or suppressed remediation: retried for about an hour, then given up. */
+  escalate: {
+    startToCloseTimeout: '1 minute',
+    retry: {
+      maximumAttempts: 20,
+      initialInterval: '5 seconds',
+      maximumInterval: '5 minutes',
+      nonRetryableErrorTypes: [FAILURES.notifyRefused],
+    },
+  },
   /** Killing a cancelled step's remote command. */
   kill: { startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } },
 } satisfies Record<string, ActivityOptions & LocalActivityOptions>;

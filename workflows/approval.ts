@@ -62,8 +62,9 @@ export async function awaitApproval(
     for (; cursor < inbox.length; cursor++) {
       const d = inbox[cursor]!;
       if (d.id !== id && (d.id !== path || cursor < since)) continue;
-      heard.push({ n: cursor + 1, d, counted: allowed(a, d) });
-      if (!allowed(a, d)) continue;
+      const counts = d.system === true || allowed(a, d);
+      heard.push({ n: cursor + 1, d, counted: counts });
+      if (!counts) continue;
       if (!d.approve) rejected = d;
       else if (!pending.approvals.some((p) => p.by === d.by)) pending.approvals.push({ by: d.by, comment: d.comment });
     }
@@ -94,7 +95,7 @@ export async function awaitApproval(
       await outcome('rejected', `rejected by ${rejected.by}${rejected.comment ? `: ${rejected.comment}` : ''}`);
       throw ApplicationFailure.nonRetryable(
         `Approval "${id}" rejected by ${rejected.by}${rejected.comment ? `: ${rejected.comment}` : ''}`,
-        FAILURES.approvalRejected,
+        rejected.system ? FAILURES.alertResolved : FAILURES.approvalRejected,
       );
     }
     if (!decided) {

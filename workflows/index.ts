@@ -2,3 +2,4 @@
 export { runCommand } from './run-command';
 export { runbook } from './runbook';
 export { hostLock } from './host-lock';
+export { alertGuard } from './alert-guard';

@@ -1,5 +1,7 @@
-// Workflow side (pure definitions, also imported by the CLI). Signals and queries of a runbook run.
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+// Workflow side (pure definitions, also imported by the CLI and the alert receiver). Signals, queries and updates
+// of a runbook run and of an alert guard.
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { AlertDelivery, GuardAnswer, GuardControl, GuardStatus } from './guard-state';
 
 export interface ApprovalDecision {
   /** Approval id: `gate` for the runbook's approval, else the step path. */
@@ -8,6 +10,8 @@ export interface ApprovalDecision {
   by: string;
   groups?: string[];
   comment?: string;
+  /** Set by the run itself (never by a signal: the decide schema refuses the field): a rejection no approver list gates. */
+  system?: boolean;
 }
 
 export type HostState = 'pending' | 'waiting-lock' | 'running' | 'succeeded' | 'failed' | 'rolled-back' | 'skipped';
@@ -40,3 +44,14 @@ export interface RunState {
 export const decideSignal = defineSignal<[ApprovalDecision]>('decide');
 /** Current step, per-host state and pending approvals. */
 export const stateQuery = defineQuery<RunState>('state');
+
+/** The alert that started this run resolved (sent by its alert guard): an approval gate still pending is rejected. */
+export const alertResolvedSignal = defineSignal<[{ at: string }]>('alertResolved');
+/** A remediation run tells its alert guard it ended (the guard may have continued as new since it started the run). */
+export const runEndedSignal = defineSignal<[{ workflowId: string; runId: string; status: string }]>('runEnded');
+
+/** One alert for this guard's runbook (from the receiver); answers what became of it. */
+export const deliverAlertUpdate = defineUpdate<GuardAnswer, [AlertDelivery]>('deliverAlert');
+/** Freeze, unfreeze, reset the breaker, or just read the status (through an update so a guard can be started by it). */
+export const controlGuardUpdate = defineUpdate<GuardStatus, [GuardControl]>('controlGuard');
+export const guardStatusQuery = defineQuery<GuardStatus>('guardStatus');

@@ -5,7 +5,9 @@
 import {
   ActivityFailure,
   ApplicationFailure,
+  CancellationScope,
   CancelledFailure,
+  getExternalWorkflowHandle,
   isCancellation,
   log,
   patched,
@@ -23,7 +25,14 @@ import { batchSizes, failureThreshold } from '../dsl/plan';
 import { buildContext, renderStep, type RunInfo } from '../dsl/render';
 import type { TargetHost } from '../dsl/selector';
 import { awaitApproval } from './approval';
-import { decideSignal, stateQuery, type ApprovalDecision, type RunState } from './messages';
+import {
+  alertResolvedSignal,
+  decideSignal,
+  runEndedSignal,
+  stateQuery,
+  type ApprovalDecision,
+  type RunState,
+} from './messages';
 import { Initiator, RunbookName, RunbookStatus, RunbookTargets, Trigger } from './search-attributes';
 import { decideFeatures, errorText, type StepEnv } from './steps';
 import { runTarget, type HostResult } from './target';
@@ -37,7 +46,7 @@ import {
   RunbookInputSchema,
   type RunbookInput,
 } from '../dsl/run-input';
-import { FAILURES, HOST_LOCK_PREFIX } from '../common/failure-types';
+import { ALERT_GUARD_PREFIX, FAILURES, failureType, HOST_LOCK_PREFIX } from '../common/failure-types';
 import { ACTIVITY_OPTIONS } from './activity-options';
 
 export type { RunbookInput } from '../dsl/run-input';
@@ -55,6 +64,8 @@ export function checkRunInput(input: unknown, schema: TSchema): void {
   const problems = inputProblems(schema, input);
   if (info.workflowId.startsWith(HOST_LOCK_PREFIX))
     problems.unshift(`workflow id: ids starting with "${HOST_LOCK_PREFIX}" are reserved for host locks`);
+  if (info.workflowId.startsWith(ALERT_GUARD_PREFIX))
+    problems.unshift(`workflow id: ids starting with "${ALERT_GUARD_PREFIX}" are reserved for alert guards`);
   const v = (input ?? {}) as Partial<RunbookInput>;
   if (!info.parent && v.heldHosts !== undefined)
     problems.push('input.heldHosts: set only by a parent run for its sub-runbook; remove it');
@@ -86,7 +97,29 @@ function setStatus(state: RunState, status: RunState['status']): void {
   upsertSearchAttributes([{ key: RunbookStatus, value: status }]);
 }
 
+/** A runbook run. One an alert guard started tells the guard when it ends, however it ends. */
 export async function runbook(input: RunbookInput): Promise<RunbookResult> {
+  const guard = workflowInfo().parent?.workflowId;
+  if (!guard?.startsWith(ALERT_GUARD_PREFIX)) return runRunbook(input);
+  let status = 'failed';
+  try {
+    const result = await runRunbook(input);
+    status = result.status;
+    return result;
+  } catch (err) {
+    if (isCancellation(err)) status = 'cancelled';
+    throw err;
+  } finally {
+    const { workflowId, runId } = workflowInfo();
+    await CancellationScope.nonCancellable(() =>
+      getExternalWorkflowHandle(guard)
+        .signal(runEndedSignal, { workflowId, runId, status })
+        .catch((err: unknown) => log.warn('alert guard not told', { error: (err as Error).message })),
+    );
+  }
+}
+
+async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
   await refuseBadInput(input);
   const { initiator, trigger } = startedBy(input);
   const audit = startAudit(input.runbook, trigger, initiator);
@@ -122,7 +155,8 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
     setStatus(state, 'running');
     await rollout.run();
   } catch (err) {
-    if (isCancellation(err)) rollout.cancelled = true;
+    // An alert that resolved while its remediation waited at the gate cancels it: nothing was changed.
+    if (isCancellation(err) || failureType(err) === FAILURES.alertResolved) rollout.cancelled = true;
     else {
       setStatus(state, 'failed');
       await recordEvents(audit, state, runFinished('failed', { error: errorText(err) }));
@@ -184,6 +218,12 @@ function openRun(
   };
   const inbox: ApprovalDecision[] = [];
   setHandler(stateQuery, () => state);
+  setHandler(alertResolvedSignal, () => {
+    // Only a run an alert started, and only at its gate (once changes began, the run finishes what it started).
+    if (trigger !== 'alert' || state.status !== 'awaiting-approval') return;
+    inbox.push({ id: 'gate', approve: false, by: 'alert-resolved', comment: 'the alert resolved', system: true });
+    state.decisions.push({ id: 'gate', approve: false, by: 'alert-resolved', comment: 'the alert resolved' });
+  });
   setHandler(decideSignal, (d) => {
     const problems = inputProblems(DecisionSchema, d);
     if (problems.length || inbox.length >= MAX_DECISIONS) {

@@ -9,6 +9,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Activities } from '../../activities';
 import { watchHostLock } from '../../activities/host-lock';
 import type { Notification } from '../../activities/notify';
+import type { Escalation } from '../../activities/escalate';
 import { prepareRun } from '../../activities/prepare';
 import { outputsFor } from '../../activities/result-size';
 import type { GroupStepDone, StepGroupResult } from '../../activities/step-group';
@@ -84,6 +85,7 @@ export interface Stubs {
    */
   dropped: AuditRecord[];
   notifications: Notification[];
+  escalations: Escalation[];
   kills: { host: string; key: string; at: number }[];
   /**
    * What the stubs saw, in order, one line each: `HOST KEY` when an SSH step starts, `notify CHANNEL: MESSAGE`,
@@ -148,6 +150,7 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
   const calls: StepCall[] = [];
   const audit: AuditRecord[] = [];
   const notifications: Notification[] = [];
+  const escalations: Escalation[] = [];
   const kills: Stubs['kills'] = [];
   const timeline: string[] = [];
   const ids = new Set<string>();
@@ -325,6 +328,12 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
       timeline.push(`notify ${input.channel}: ${input.message}`);
     },
 
+    async escalate(input) {
+      escalations.push(input);
+      timeline.push(`escalate ${input.kind} ${input.runbook}: ${input.reason}`);
+      return { sent: [] };
+    },
+
     async sshKill(input) {
       kills.push({ host: input.target.name, key: input.key.stepPath, at: ++seq });
       timeline.push(`kill ${input.target.name} ${input.key.stepPath}`);
@@ -347,6 +356,7 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
     audit,
     dropped,
     notifications,
+    escalations,
     kills,
     timeline,
     script: (s) => {

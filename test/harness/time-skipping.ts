@@ -40,7 +40,8 @@ class StubbedWorker {
       (name: keyof Activities) =>
       (...args: unknown[]) => {
         const id = Context.current().info.workflowExecution?.workflowId ?? '';
-        const session = [...this.sessions].find(([prefix]) => id.startsWith(prefix))?.[1];
+        // A run belongs to the session whose prefix starts its id, or its runbook's name (alert guards, remediations).
+        const session = [...this.sessions].find(([prefix]) => id.startsWith(prefix) || id.includes(`:${prefix}`))?.[1];
         if (!session) throw ApplicationFailure.nonRetryable(`no test session owns the run ${id}`, 'NoTestSession');
         return (session[name] as (...a: unknown[]) => Promise<unknown>)(...args);
       };
@@ -171,6 +172,9 @@ export interface StartOptions {
 /** Runs of one session: they share its stubs (calls and records carry their run's workflow id). */
 export interface Session {
   stubs: Stubs;
+  /** Starts the ids of this session's runs; a runbook named with it belongs to the session too. */
+  prefix: string;
+  taskQueue: string;
   /** Starts a run of `yaml` (written into the fixture); `id` makes its workflow id unique within the session. */
   start(yaml: string, opts?: StartOptions): Promise<Run>;
   /** Waits for the run's end (time is skipped meanwhile) and reports how it ended. */
@@ -206,6 +210,8 @@ export function useTimeSkipping(hosts: readonly string[] = ['host-1', 'host-2', 
     const prefix = `${uniqueId('run')}-`;
     const s: Session = {
       stubs,
+      prefix,
+      taskQueue: worker.taskQueue,
       async start(yaml, opts = {}) {
         const name = fixture.runbook(yaml);
         const handle = await env.client.workflow.start<typeof runbook>('runbook', {

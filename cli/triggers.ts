@@ -1,0 +1,209 @@
+// Node side. `runbook serve` (the alert receiver alone, for production) and `runbook triggers status | freeze |
+// unfreeze | reset` (the alert guards' state, kept in Temporal).
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { UserError, messageOf } from '../common/errors';
+import { createLogger, type Logger } from '../common/logger';
+import {
+  connectClient,
+  engineConfigFromEnv,
+  logLevelFromEnv,
+  receiverConfigFromEnv,
+  temporalTargetFromEnv,
+  workerSettingsFromEnv,
+  type TemporalTarget,
+} from '../worker/config';
+import { startReceiver, type Receiver, type ReceiverConfig } from '../triggers/receiver';
+import { RuleSet } from '../triggers/rules';
+import { loadMappings, SHIPPED_MAPPINGS } from '../triggers/mappings';
+import type { alertGuard } from '../workflows/alert-guard';
+import { guardId, type GuardControl, type GuardStatus } from '../workflows/guard-state';
+import { controlGuardUpdate, guardStatusQuery } from '../workflows/messages';
+
+/** The receiver's full configuration: the environment's settings plus the generic mappings. */
+export function receiverConfig(
+  env: NodeJS.ProcessEnv,
+  listen: { host: string; port: number },
+  dev?: { dataDir: string },
+): ReceiverConfig & { tokenSource: string } {
+  const { mappingsFile, ...base } = receiverConfigFromEnv(env, listen);
+  let tokenSource = base.tokens.length ? 'RUNBOOK_RECEIVER_TOKEN' : base.hmacSecret ? 'HMAC only' : '';
+  if (!base.tokens.length && dev) {
+    // On the dev machine a token is made once and kept (0600) beside the rest of the dev state.
+    const file = path.join(dev.dataDir, 'receiver-token');
+    if (!fs.existsSync(file))
+      fs.writeFileSync(file, `${crypto.randomUUID()}${crypto.randomUUID()}\n`.replaceAll('-', ''), {
+        mode: 0o600,
+        flag: 'wx',
+      });
+    base.tokens.push(fs.readFileSync(file, 'utf8').trim());
+    tokenSource = file;
+  }
+  if (!base.tokens.length && !base.hmacSecret)
+    throw new UserError(
+      'The alert receiver needs credentials: set RUNBOOK_RECEIVER_TOKEN (a bearer token of 16+ characters; several, comma-separated) ' +
+        'or RUNBOOK_RECEIVER_TOKEN_FILE, and/or RUNBOOK_RECEIVER_HMAC_SECRET for signed webhooks (Grafana).',
+    );
+  let mappings = { ...SHIPPED_MAPPINGS };
+  if (mappingsFile) {
+    try {
+      mappings = { ...mappings, ...loadMappings(mappingsFile) };
+    } catch (err) {
+      throw new UserError(`RUNBOOK_RECEIVER_MAPPINGS: ${messageOf(err)}`, { cause: err });
+    }
+  }
+  return { ...base, mappings, tokenSource };
+}
+
+/** Starts the receiver on its own client connection; its `close` closes both. */
+export async function startAlertReceiver(
+  target: TemporalTarget,
+  cfg: ReceiverConfig,
+  logger: Logger,
+): Promise<Receiver> {
+  const engine = engineConfigFromEnv(process.env);
+  const client = await connectClient(target);
+  try {
+    const receiver = await startReceiver(cfg, {
+      client,
+      rules: new RuleSet(engine.runbookDir, engine.defaultInventory, logger),
+      logger,
+    });
+    return {
+      url: receiver.url,
+      close: async () => {
+        await receiver.close();
+        await client.connection.close();
+      },
+    };
+  } catch (err) {
+    await client.connection.close();
+    throw new UserError(`Cannot start the alert receiver on ${cfg.host}:${cfg.port}: ${messageOf(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+/** `runbook serve`: the receiver alone, against the server the TEMPORAL_* variables name, until SIGINT/SIGTERM. */
+export async function runServe(o: { ip: string; port: number }): Promise<void> {
+  const logger = createLogger('runbook-receiver', logLevelFromEnv());
+  const cfg = receiverConfig(process.env, { host: o.ip, port: o.port });
+  const receiver = await startAlertReceiver(temporalTargetFromEnv(), cfg, logger);
+  const { rules, broken } = new RuleSet(engineConfigFromEnv(process.env).runbookDir, undefined).current();
+  console.log(
+    `alert receiver on ${receiver.url} (POST /alerts/alertmanager, /alerts/grafana, /alerts/generic/{${Object.keys(cfg.mappings).sort().join(',')}}; ` +
+      `auth: ${cfg.tokenSource}); rules: ${rules.map((r) => r.name).join(', ') || 'none'}` +
+      `${broken.length ? `; ${broken.length} runbook(s) skipped, see the log` : ''}; Ctrl-C stops it`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = () => void receiver.close().then(resolve);
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
+async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
+  const client = await connectClient(temporalTargetFromEnv());
+  try {
+    return await fn(client);
+  } finally {
+    await client.connection.close();
+  }
+}
+
+/** Sends a control to one runbook's guard, starting the guard if it has none yet. */
+async function controlGuard(client: Client, runbook: string, c: GuardControl): Promise<GuardStatus> {
+  return client.workflow.executeUpdateWithStart(controlGuardUpdate, {
+    args: [c],
+    startWorkflowOperation: new WithStartWorkflowOperation<typeof alertGuard>('alertGuard', {
+      workflowId: guardId(runbook),
+      taskQueue: workerSettingsFromEnv().taskQueue,
+      args: [{ runbook }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    }),
+  });
+}
+
+/** A guard's status by query (nothing is written); a runbook no alert reached yet has no guard. */
+async function readStatus(client: Client, runbook: string): Promise<GuardStatus> {
+  try {
+    return await client.workflow.getHandle(guardId(runbook)).query(guardStatusQuery);
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError) && !/not found|closed/i.test(messageOf(err))) throw err;
+    const counters = {
+      deliveries: 0,
+      started: 0,
+      deduplicated: 0,
+      suppressed: 0,
+      refused: 0,
+      resolved: 0,
+      failed: 0,
+      escalationErrors: 0,
+    };
+    return { runbook, runsInRateWindow: 0, failuresInBreakerWindow: 0, active: [], incidents: 0, counters, recent: [] };
+  }
+}
+
+/** The runbooks with an alert rule (the ones named, checked to have one; else all of them). */
+function ruleNames(names: string[]): string[] {
+  const { rules } = new RuleSet(engineConfigFromEnv(process.env).runbookDir, undefined).current();
+  const all = rules.map((r) => r.name);
+  if (names.length === 0) return all;
+  for (const n of names)
+    if (!all.includes(n))
+      throw new UserError(
+        `${n} has no alert rule in ${engineConfigFromEnv(process.env).runbookDir} (runbooks with one: ${all.join(', ') || 'none'}).`,
+      );
+  return names;
+}
+
+function describe(s: GuardStatus): string {
+  const l = s.limits;
+  const lines = [`${s.runbook}`];
+  lines.push(
+    `  state        ${s.frozen ? `FROZEN by ${s.frozen.by} at ${s.frozen.at}${s.frozen.reason ? ` (${s.frozen.reason})` : ''}` : s.breaker ? `BREAKER OPEN until ${s.breaker.until} (${s.breaker.reason})` : 'armed'}`,
+  );
+  if (l)
+    lines.push(
+      `  limits       ${l.maxTargets} targets per run, ${l.concurrencyPerTarget} per target at once, ${l.rate.max} runs per ${l.rate.windowMs / 60_000}m, ` +
+        `${l.perTarget.max} per target per ${l.perTarget.windowMs / 60_000}m; breaker at ${l.breaker.failures} failures or ${l.breaker.remediations} runs per ${l.breaker.windowMs / 60_000}m`,
+    );
+  lines.push(
+    `  window       ${s.runsInRateWindow} runs started, ${s.failuresInBreakerWindow} failed`,
+    `  counters     ${Object.entries(s.counters)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
+  for (const a of s.active)
+    lines.push(`  running      ${a.workflowId ?? '?'} on ${a.targets.join(', ') || '-'} since ${a.since}`);
+  for (const r of s.recent.slice(-5)) lines.push(`  ${r.outcome.padEnd(12)} ${r.at} ${r.fingerprint}: ${r.reason}`);
+  if (s.lastEscalationError) lines.push(`  escalation   last error: ${s.lastEscalationError}`);
+  return lines.join('\n');
+}
+
+/** `runbook triggers status|freeze|unfreeze|reset [RUNBOOK...]`. */
+export async function runTriggers(
+  action: GuardControl['action'],
+  names: string[],
+  o: { by?: string; reason?: string; json?: boolean },
+): Promise<void> {
+  const runbooks = ruleNames(names);
+  if (runbooks.length === 0) {
+    console.log('No runbook has an alert rule (`on.alert`).');
+    return;
+  }
+  const by = o.by ?? process.env.USER ?? 'unknown';
+  await withClient(async (client) => {
+    const out: GuardStatus[] = [];
+    for (const runbook of runbooks)
+      out.push(
+        action === 'status'
+          ? await readStatus(client, runbook)
+          : await controlGuard(client, runbook, { action, by, reason: o.reason }),
+      );
+    if (o.json) console.log(JSON.stringify(out, null, 2));
+    else console.log(out.map(describe).join('\n\n'));
+  });
+}
