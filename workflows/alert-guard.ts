@@ -53,7 +53,12 @@ import {
 } from './guard-state';
 
 const GuardInputSchema = Type.Object(
-  { runbook: Type.String({ pattern: '^[a-z][a-z0-9-]{0,127}$' }), state: Type.Optional(GuardStateSchema) },
+  {
+    runbook: Type.String({ pattern: '^[a-z][a-z0-9-]{0,127}$' }),
+    state: Type.Optional(GuardStateSchema),
+    /** Continue as new past this many history events. @default 4000 */
+    historyLimit: Type.Optional(Type.Integer({ minimum: 50, maximum: 40_000 })),
+  },
   { additionalProperties: false },
 );
 
@@ -72,7 +77,7 @@ function refuse(problems: string[], what: string): void {
     });
 }
 
-export async function alertGuard(input: { runbook: string; state?: GuardState }): Promise<void> {
+export async function alertGuard(input: { runbook: string; state?: GuardState; historyLimit?: number }): Promise<void> {
   refuse(inputProblems(GuardInputSchema, input), 'alert guard input');
   const info = workflowInfo();
   if (info.workflowId !== guardId(input.runbook))
@@ -180,7 +185,8 @@ export async function alertGuard(input: { runbook: string; state?: GuardState })
     }
   };
 
-  const longHistory = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > MAX_HISTORY;
+  const longHistory = () =>
+    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > (input.historyLimit ?? MAX_HISTORY);
   for (;;) {
     await condition(() => effects.length > 0 || longHistory());
     if (effects.length) {
@@ -189,7 +195,7 @@ export async function alertGuard(input: { runbook: string; state?: GuardState })
     }
     await condition(() => allHandlersFinished() && inflight.size === 0);
     if (effects.length) continue;
-    return await continueAsNew<typeof alertGuard>({ runbook: state.runbook, state });
+    return await continueAsNew<typeof alertGuard>({ runbook: state.runbook, state, historyLimit: input.historyLimit });
   }
 }
 

@@ -1,0 +1,323 @@
+// Workflow (time-skipping test server, stubbed activities): the alert guard. Deliveries go in by Update-with-Start as
+// the receiver sends them. Two deliveries of one incident (at once, or after the run ended) start one run; a new
+// incident of the same alert starts another; the rate limit, blast radius, concurrency per target, freeze and
+// circuit breaker suppress (one record and one escalation per incident); a resolution cancels a run waiting at its
+// gate; an invalid delivery is refused before it reaches history.
+import { WithStartWorkflowOperation, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { alertLimits } from '../../dsl/alert-rule';
+import type { alertGuard } from '../../workflows/alert-guard';
+import { guardId, type AlertDelivery, type GuardAnswer, type GuardControl } from '../../workflows/guard-state';
+import { controlGuardUpdate, deliverAlertUpdate, stateQuery } from '../../workflows/messages';
+import { eventually, runbookYaml, useTimeSkipping, type Session } from '../harness/time-skipping';
+
+const wf = useTimeSkipping(['host-1', 'host-2', 'host-3']);
+const HOUR = 3_600_000;
+
+type Limits = Parameters<typeof alertLimits>[0]['limits'];
+
+/** A runbook of this session with an alert rule; its step is `touch`, its targets the `hosts` param. */
+function guarded(s: Session, label: string, limits: Limits = {}, extra = '', risk: 'low' | 'high' = 'low') {
+  const name = `${s.prefix}${label}`;
+  wf.fixture.runbook(
+    runbookYaml(
+      name,
+      `
+params:
+  hosts: { type: targets, default: host:host-1 }
+targets: \${{ params.hosts }}
+${extra}
+steps:
+  - id: touch
+    ssh: { run: 'touch /tmp/fixed' }
+on:
+  alert:
+    match: { alertname: Down }
+`,
+      risk,
+    ),
+  );
+  return { name, limits: alertLimits({ match: { alertname: 'Down' }, limits }) };
+}
+
+function delivery(
+  limits: AlertDelivery['limits'],
+  fingerprint: string,
+  more: { startsAt?: string; targets?: string[]; status?: 'firing' | 'resolved'; refused?: string[] } = {},
+): AlertDelivery {
+  const targets = more.targets ?? ['host-1'];
+  return {
+    alert: {
+      fingerprint,
+      status: more.status ?? 'firing',
+      startsAt: more.startsAt ?? '2026-11-28T00:00:00Z',
+      labels: { alertname: 'Down', instance: targets[0] ?? '' },
+      annotations: {},
+      source: 'alertmanager',
+    },
+    contentHash: 'test',
+    params: { hosts: targets.map((t) => `host:${t}`).join(',') },
+    targets,
+    limits,
+    ...(more.refused ? { refused: more.refused } : {}),
+  };
+}
+
+/** Guards this file started (they run until terminated). */
+const guards = new Set<string>();
+
+function startGuard(s: Session, runbook: string, historyLimit?: number) {
+  guards.add(guardId(runbook));
+  return new WithStartWorkflowOperation<typeof alertGuard>('alertGuard', {
+    workflowId: guardId(runbook),
+    taskQueue: s.taskQueue,
+    args: [{ runbook, historyLimit }],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+  });
+}
+
+const client = (): Client => wf.env.client;
+
+function deliver(s: Session, runbook: string, d: AlertDelivery, historyLimit?: number): Promise<GuardAnswer> {
+  return client().workflow.executeUpdateWithStart(deliverAlertUpdate, {
+    args: [d],
+    startWorkflowOperation: startGuard(s, runbook, historyLimit),
+  });
+}
+
+function control(s: Session, runbook: string, c: GuardControl) {
+  return client().workflow.executeUpdateWithStart(controlGuardUpdate, {
+    args: [c],
+    startWorkflowOperation: startGuard(s, runbook),
+  });
+}
+
+/** Waits for the remediation `workflowId` to end; returns its final status. */
+async function ended(workflowId: string): Promise<string> {
+  const h = client().workflow.getHandle(workflowId);
+  await h.result().catch(() => undefined);
+  return (await h.query(stateQuery)).status;
+}
+
+afterEach(async () => {
+  // Guards run until terminated: end this test's so the worker's shutdown is not kept waiting.
+  for (const id of guards)
+    await client()
+      .workflow.getHandle(id)
+      .terminate('test over')
+      .catch(() => undefined);
+  guards.clear();
+});
+
+test('one incident, one run: simultaneous and later redeliveries are duplicates; a new incident runs again', async () => {
+  await wf.session(async (s) => {
+    const { name, limits } = guarded(s, 'dedup');
+    const answers = await Promise.all([1, 2, 3].map(() => deliver(s, name, delivery(limits, 'fp1'))));
+    const started = answers.filter((a) => a.outcome === 'started');
+    expect(started).toHaveLength(1);
+    expect(answers.filter((a) => a.outcome === 'deduplicated')).toHaveLength(2);
+    expect(started[0]!.workflowId).toBe(`alert:${name}:fp1`);
+    expect(await ended(started[0]!.workflowId!)).toBe('succeeded');
+    // repeat_interval: the same incident after its run ended is still a duplicate.
+    const again = await deliver(s, name, delivery(limits, 'fp1'));
+    expect(again).toMatchObject({
+      outcome: 'deduplicated',
+      reason: 'this incident was remediated already (succeeded)',
+    });
+    expect(s.stubs.calls.map((c) => `${c.host} ${c.key}`)).toEqual(['host-1 steps[0]']);
+    // The alert fired again (another startsAt): a new incident, a new run under the same id.
+    const next = await deliver(s, name, delivery(limits, 'fp1', { startsAt: '2026-11-28T05:00:00Z' }));
+    expect(next.outcome).toBe('started');
+    await ended(next.workflowId!);
+    expect(s.stubs.calls).toHaveLength(2);
+    const run = s.stubs.audit.find((r) => r.kind === 'run.started' && r.run === next.workflowId);
+    expect(run?.detail?.alert).toMatchObject({ fingerprint: 'fp1', labels: { alertname: 'Down' } });
+  });
+});
+
+test('rate limit per runbook: the run over the limit is suppressed once, recorded and escalated; the window passes', async () => {
+  await wf.session(async (s) => {
+    const { name, limits } = guarded(s, 'rate', { rate: { max: 2, window: '1h' }, perTarget: { max: 100 } });
+    const hosts = ['host-1', 'host-2', 'host-3'];
+    const answers: GuardAnswer[] = [];
+    for (const [i, h] of hosts.entries())
+      answers.push(await deliver(s, name, delivery(limits, `r${i}`, { targets: [h] })));
+    expect(answers.map((a) => a.outcome)).toEqual(['started', 'started', 'suppressed']);
+    expect(answers[2]!.reason).toBe('rate limit: 2 runs in 1h (limit 2)');
+    // The same suppressed incident again: no second record or escalation.
+    expect((await deliver(s, name, delivery(limits, 'r2', { targets: ['host-3'] }))).outcome).toBe('suppressed');
+    await eventually(() => s.stubs.escalations.length === 1, 'one escalation');
+    expect(s.stubs.escalations[0]).toMatchObject({
+      kind: 'suppressed',
+      runbook: name,
+      fingerprint: 'r2',
+      workflowId: guardId(name),
+      reason: 'rate limit: 2 runs in 1h (limit 2)',
+    });
+    await eventually(() => s.stubs.audit.some((r) => r.kind === 'alert.suppressed'), 'the suppression record');
+    expect(s.stubs.audit.filter((r) => r.kind === 'alert.suppressed')).toHaveLength(1);
+    await wf.env.sleep(HOUR);
+    const later = await deliver(s, name, delivery(limits, 'r3', { targets: ['host-3'] }));
+    expect(later.outcome).toBe('started');
+    await ended(later.workflowId!);
+  });
+});
+
+test('blast radius and concurrency per target suppress; an invalid delivery is refused before it reaches history', async () => {
+  await wf.session(async (s) => {
+    const { name, limits } = guarded(
+      s,
+      'blast',
+      { maxTargets: 2 },
+      'approval: { approvers: { users: [alice] } }',
+      'high',
+    );
+    const wide = await deliver(s, name, delivery(limits, 'b1', { targets: ['host-1', 'host-2', 'host-3'] }));
+    expect(wide).toMatchObject({
+      outcome: 'suppressed',
+      reason: 'blast radius: the run would act on 3 targets, more than the limit of 2',
+    });
+    const first = await deliver(s, name, delivery(limits, 'b2', { targets: ['host-1'] }));
+    expect(first.outcome).toBe('started'); // waits at its gate, holding host-1
+    const second = await deliver(s, name, delivery(limits, 'b3', { targets: ['host-1', 'host-2'] }));
+    expect(second).toMatchObject({
+      outcome: 'suppressed',
+      reason: 'concurrency on host-1: 1 remediation(s) already running (limit 1)',
+    });
+    const bad = { ...delivery(limits, 'b4'), alert: { ...delivery(limits, 'b4').alert, fingerprint: 'bad fp!' } };
+    await expect(deliver(s, name, bad)).rejects.toThrow(WorkflowUpdateFailedError);
+    const status = await control(s, name, { action: 'status', by: 'test' });
+    expect(status.counters).toMatchObject({ deliveries: 3, started: 1, suppressed: 2 });
+    expect(status.active.map((a) => a.fingerprint)).toEqual(['b2']);
+  });
+});
+
+test('resolution cancels a remediation still waiting at its gate (nothing ran); with onResolved: record it only records', async () => {
+  await wf.session(async (s) => {
+    const gate = 'approval: { approvers: { users: [alice] } }';
+    const { name, limits } = guarded(s, 'resolve', {}, gate, 'high');
+    const started = await deliver(s, name, delivery(limits, 'z1'));
+    const h = client().workflow.getHandle(started.workflowId!);
+    await eventually(async () => (await h.query(stateQuery)).status === 'awaiting-approval', 'the gate');
+    const resolved = await deliver(s, name, delivery(limits, 'z1', { status: 'resolved' }));
+    expect(resolved).toMatchObject({ outcome: 'resolved', workflowId: started.workflowId });
+    expect(await ended(started.workflowId!)).toBe('cancelled');
+    expect(s.stubs.calls).toEqual([]);
+    await eventually(() => s.stubs.audit.some((r) => r.kind === 'alert.resolved'), 'the resolution record');
+    expect(s.stubs.audit.find((r) => r.kind === 'alert.resolved')?.detail).toMatchObject({
+      run: { workflowId: started.workflowId },
+      outcome: 'started',
+    });
+    // A redelivered resolution is not recorded twice.
+    expect((await deliver(s, name, delivery(limits, 'z1', { status: 'resolved' }))).outcome).toBe('deduplicated');
+    // A cancelled remediation is not a failure: nothing escalated.
+    expect(s.stubs.escalations).toEqual([]);
+
+    const rec = guarded(s, 'record', {}, gate, 'high');
+    const recLimits = { ...rec.limits, onResolved: 'record' as const };
+    const kept = await deliver(s, rec.name, delivery(recLimits, 'z2', { targets: ['host-2'] }));
+    const kh = client().workflow.getHandle(kept.workflowId!);
+    await eventually(async () => (await kh.query(stateQuery)).status === 'awaiting-approval', 'the gate');
+    await deliver(s, rec.name, delivery(recLimits, 'z2', { status: 'resolved', targets: ['host-2'] }));
+    expect((await kh.query(stateQuery)).status).toBe('awaiting-approval');
+    await kh.cancel();
+    expect(await ended(kept.workflowId!)).toBe('cancelled');
+  });
+});
+
+test('freeze suppresses until unfrozen; failures open the breaker; reset closes it; every change is recorded', async () => {
+  await wf.session(async (s) => {
+    const { name, limits } = guarded(s, 'breaker', {
+      breaker: { failures: 2, window: '1h' },
+      rate: { max: 100 },
+      perTarget: { max: 100 },
+    });
+    await control(s, name, { action: 'freeze', by: 'carol', reason: 'change freeze' });
+    expect(await deliver(s, name, delivery(limits, 'f0'))).toMatchObject({
+      outcome: 'suppressed',
+      reason: 'frozen by carol: change freeze',
+    });
+    await control(s, name, { action: 'unfreeze', by: 'carol' });
+    s.stubs.script(() => ({ exit: 1 }));
+    for (const fp of ['f1', 'f2']) {
+      const a = await deliver(s, name, delivery(limits, fp));
+      expect(a.outcome).toBe('started');
+      expect(await ended(a.workflowId!)).toBe('failed');
+    }
+    await eventually(
+      async () => (await control(s, name, { action: 'status', by: 'test' })).breaker !== undefined,
+      'the breaker to open',
+    );
+    const blocked = await deliver(s, name, delivery(limits, 'f3'));
+    expect(blocked.outcome).toBe('suppressed');
+    expect(blocked.reason).toMatch(/^circuit breaker open until .* \(2 failed remediations in 1h\)$/);
+    await eventually(() => s.stubs.escalations.length === 5, 'five escalations');
+    expect(s.stubs.escalations.map((e) => e.kind).sort()).toEqual([
+      'breaker-open',
+      'remediation-failed',
+      'remediation-failed',
+      'suppressed',
+      'suppressed',
+    ]);
+    await control(s, name, { action: 'reset', by: 'carol', reason: 'fixed the disk' });
+    s.stubs.script(() => ({ exit: 0 }));
+    const after = await deliver(s, name, delivery(limits, 'f4'));
+    expect(after.outcome).toBe('started');
+    expect(await ended(after.workflowId!)).toBe('succeeded');
+    await eventually(() => s.stubs.audit.filter((r) => r.kind === 'alert.control').length === 3, 'three controls');
+    expect(s.stubs.audit.filter((r) => r.kind === 'alert.control').map((r) => r.status)).toEqual([
+      'frozen',
+      'unfrozen',
+      'reset',
+    ]);
+    expect(s.stubs.audit.filter((r) => r.kind === 'alert.breaker').map((r) => r.status)).toEqual(['open']);
+  });
+});
+
+test('a refused alert (a label failing a param) is recorded and escalated once, and starts nothing', async () => {
+  await wf.session(async (s) => {
+    const { name, limits } = guarded(s, 'refuse');
+    const problem = 'params.service: "x; rm" does not match the pattern [a-z]+ [RB1304]';
+    for (let i = 0; i < 3; i++)
+      expect(await deliver(s, name, delivery(limits, 'q1', { refused: [problem] }))).toMatchObject({
+        outcome: 'refused',
+        reason: problem,
+      });
+    await eventually(() => s.stubs.escalations.length === 1, 'one escalation');
+    expect(s.stubs.audit.filter((r) => r.kind === 'alert.refused')).toHaveLength(1);
+    expect(s.stubs.calls).toEqual([]);
+  });
+});
+
+test('continue-as-new forgets nothing: incidents, running remediations, counts; a run ending later still reaches the guard', async () => {
+  await wf.session(async (s) => {
+    const gate = 'approval: { approvers: { users: [alice] } }';
+    const { name, limits } = guarded(s, 'carry', { rate: { max: 3 } }, gate, 'high');
+    const send = (fp: string, host: string) => deliver(s, name, delivery(limits, fp, { targets: [host] }), 50);
+    const first = await send('c1', 'host-1');
+    expect(first.outcome).toBe('started');
+    const guard = client().workflow.getHandle(guardId(name));
+    const before = (await guard.describe()).runId;
+    // Enough deliveries (duplicates) to pass the 50-event history limit several times over.
+    for (let i = 0; i < 30; i++) expect((await send('c1', 'host-1')).outcome).toBe('deduplicated');
+    expect((await guard.describe()).runId).not.toBe(before);
+    const status = await control(s, name, { action: 'status', by: 'test' });
+    expect(status.counters).toMatchObject({ deliveries: 31, started: 1, deduplicated: 30 });
+    expect(status.active.map((a) => a.workflowId)).toEqual([first.workflowId]);
+    expect((await send('c2', 'host-2')).outcome).toBe('started');
+    expect((await send('c3', 'host-3')).outcome).toBe('started');
+    expect((await send('c4', 'host-3')).outcome).toBe('suppressed'); // the rate limit counted across runs
+    // The first remediation ends (rejected at its gate: a failure) after its guard continued as new.
+    await client().workflow.getHandle(first.workflowId!).signal('decide', { id: 'gate', approve: false, by: 'alice' });
+    expect(await ended(first.workflowId!)).toBe('failed');
+    await eventually(
+      async () => (await control(s, name, { action: 'status', by: 'test' })).counters.failed === 1,
+      'the guard to hear the run ended',
+    );
+    const after = await control(s, name, { action: 'status', by: 'test' });
+    expect(after.active.map((a) => a.fingerprint).sort()).toEqual(['c2', 'c3']);
+    for (const id of after.active.map((a) => a.workflowId!)) {
+      await client().workflow.getHandle(id).cancel();
+      expect(await ended(id)).toBe('cancelled');
+    }
+  });
+});
