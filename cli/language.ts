@@ -5,6 +5,7 @@ import path from 'node:path';
 import { quote } from 'shell-quote';
 import YAML from 'yaml';
 import { UserError } from '../common/errors';
+import { alertParams, ruleMatches } from '../dsl/alert-rule';
 import { maskSecrets } from '../dsl/expr';
 import { INVENTORY_LIMITS, loadInventoryText } from '../dsl/inventory';
 import { lintRunbook } from '../dsl/lint';
@@ -107,8 +108,10 @@ export function buildPlan(name: string, opts: PlanOptions): Plan {
     ),
     annotations: {},
   };
-  const params = paramInputs(opts);
+  const given = paramInputs(opts);
   return asUserError(() => {
+    // With alert labels, the params are what the runbook's alert rule makes of them (-p still overrides).
+    const params = opts.alertLabel?.length ? { ...paramsFromAlert(runbookFile, alert.labels), ...given } : given;
     const prepared = prepareRunbook({
       runbookFile,
       params,
@@ -122,6 +125,26 @@ export function buildPlan(name: string, opts: PlanOptions): Plan {
     if (!result.ok) throw targetsProblem(prepared.runbook, result.errors);
     return result.plan;
   });
+}
+
+/** The params an alert with these labels gives the runbook's `on.alert` rule; a UserError when it would not start. */
+function paramsFromAlert(runbookFile: string, labels: Record<string, string>): Record<string, unknown> {
+  const { runbook: rb } = loadValidRunbook(runbookFile);
+  const rule = rb.on?.alert;
+  if (!rule) return {}; // no rule: the labels only fill `alert` for the runbook's expressions
+  if (!ruleMatches(rule, labels))
+    throw new UserError(
+      `These labels do not match the alert rule of ${rb.metadata.name} (${JSON.stringify(rule.match)}): no alert with them would start it.`,
+      { exitCode: 1 },
+    );
+  const view = { labels, annotations: {}, fingerprint: 'plan', status: 'firing', source: 'plan' };
+  const { values, errors } = alertParams(rb, view);
+  if (errors.length)
+    throw new UserError(
+      `An alert with these labels would be refused (HTTP 422):\n${errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`).join('\n')}`,
+      { exitCode: 1 },
+    );
+  return values;
 }
 
 function describeAction(a: RenderedAction | undefined): string {

@@ -1,5 +1,6 @@
 // Pure (workflow-safe). Markdown documentation rendered from a runbook: what it does, its params, targets,
 // strategy, approvals, steps and rollback, and its triggers.
+import { alertLimits, type LabelMatcherDoc } from './alert-rule';
 import type { RunbookDoc, StepDoc } from './schema';
 
 const cell = (s: unknown) =>
@@ -110,12 +111,31 @@ export function runbookMarkdown(rb: RunbookDoc, contentHash?: string): string {
     );
   if (rb.on) {
     out.push('## Triggers', '');
-    if (rb.on.alert)
+    if (rb.on.alert) {
+      const l = alertLimits(rb.on.alert);
+      const matcher = ([k, v]: [string, LabelMatcherDoc]) =>
+        typeof v === 'string'
+          ? `\`${k}="${v}"\``
+          : 'regex' in v
+            ? `\`${k}=~"${v.regex}"\``
+            : 'not' in v
+              ? `\`${k}!="${v.not}"\``
+              : `\`${k}!~"${v.notRegex}"\``;
       out.push(
-        `- Alert matching ${Object.entries(rb.on.alert.match)
-          .map(([k, v]) => `\`${k}=${v}\``)
-          .join(', ')}`,
+        `- Alert matching ${Object.entries(rb.on.alert.match).map(matcher).join(', ')}` +
+          `${
+            rb.on.alert.params
+              ? `; params ${Object.entries(rb.on.alert.params)
+                  .map(([k, v]) => `\`${k}: ${v}\``)
+                  .join(', ')}`
+              : ''
+          }`,
+        `  - guardrails: at most ${l.maxTargets} target(s) per run and ${l.concurrencyPerTarget} at once per target; ` +
+          `${l.rate.max} runs per ${l.rate.windowMs / 60_000} min, ${l.perTarget.max} per target per ${l.perTarget.windowMs / 60_000} min; ` +
+          `breaker after ${l.breaker.failures} failures or ${l.breaker.remediations} runs in ${l.breaker.windowMs / 60_000} min; ` +
+          `on resolution: ${l.onResolved}`,
       );
+    }
     if (rb.on.schedule) out.push(`- Schedule \`${rb.on.schedule.cron}\` (${rb.on.schedule.timezone ?? 'UTC'})`);
     out.push('');
   }
