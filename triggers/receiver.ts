@@ -40,12 +40,17 @@ export interface ReceiverConfig {
   mappings: Record<string, Mapping>;
   /** Where alert guards (and so remediations) run. */
   taskQueue: string;
+  /** How long a guard may take to decide before the answer is 503. @default 15000 */
+  decisionTimeoutMs?: number;
 }
 
 export interface Receiver {
   url: string;
   close(): Promise<void>;
 }
+
+/** How long a guard may take to decide before the receiver answers 503 (Alertmanager's own timeout is longer). */
+const DECISION_TIMEOUT_MS = 15_000;
 
 /** At most this many guard updates are in flight for one request. */
 const CONCURRENCY = 16;
@@ -144,10 +149,13 @@ export async function startReceiver(
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
     try {
-      return await client.workflow.executeUpdateWithStart(deliverAlertUpdate, {
-        args: [delivery],
-        startWorkflowOperation: start,
-      });
+      // No worker (or a stuck one) would keep the update waiting forever: give up, answer 503, let the sender retry.
+      return await client.withAbortSignal(AbortSignal.timeout(cfg.decisionTimeoutMs ?? DECISION_TIMEOUT_MS), () =>
+        client.workflow.executeUpdateWithStart(deliverAlertUpdate, {
+          args: [delivery],
+          startWorkflowOperation: start,
+        }),
+      );
     } catch (err) {
       throw new Unavailable(messageOf(err));
     }
@@ -203,7 +211,7 @@ export async function startReceiver(
       return reply
         .code(503)
         .header('retry-after', '5')
-        .send({ error: 'the alert could not be recorded (Temporal unavailable); retry' });
+        .send({ error: 'the alert could not be decided (Temporal unreachable, or no worker answered in time); retry' });
     }
     for (const r of results)
       logger.info(
