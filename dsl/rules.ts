@@ -231,7 +231,7 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
     } catch (err) {
       report(
         ['on', 'alert', 'match', label, 'regex' in (m as object) ? 'regex' : 'notRegex'],
-        `invalid regular expression: ${(err as Error).message.replace(/^Invalid regular expression: /, '')}`,
+        `invalid regular expression: ${(err as Error).message.replace(/^Invalid regular expression: \/.*\/u?: /, '')}`,
         CODES.badPattern,
       );
     }

@@ -233,11 +233,13 @@ export function prune(state: GuardState, now: number): void {
   const keep = l ? Math.max(l.rate.windowMs, l.perTarget.windowMs, l.breaker.windowMs) : 3600_000;
   state.starts = state.starts.filter((s) => now - s.at < keep).slice(-10_000);
   state.ended = state.ended.filter((e) => now - e.at < keep).slice(-10_000);
-  const entries = Object.entries(state.incidents).filter(([, i]) =>
-    i.active ? true : i.resolvedAt !== undefined ? now - i.resolvedAt < RESOLVED_TTL_MS : now - i.lastAt < OPEN_TTL_MS,
-  );
-  entries.sort((a, b) => b[1].lastAt - a[1].lastAt);
-  state.incidents = Object.fromEntries(entries.slice(0, MAX_INCIDENTS));
+  const expired = (i: Incident) =>
+    !i.active && (i.resolvedAt !== undefined ? now - i.resolvedAt >= RESOLVED_TTL_MS : now - i.lastAt >= OPEN_TTL_MS);
+  let entries = Object.entries(state.incidents);
+  const kept = entries.filter(([, i]) => !expired(i));
+  if (kept.length === entries.length && kept.length <= MAX_INCIDENTS) return;
+  entries = kept.length > MAX_INCIDENTS ? kept.sort((a, b) => b[1].lastAt - a[1].lastAt).slice(0, MAX_INCIDENTS) : kept;
+  state.incidents = Object.fromEntries(entries);
 }
 
 const within = (now: number, windowMs: number) => (e: { at: number }) => now - e.at < windowMs;
