@@ -358,6 +358,19 @@ export function decide(state: GuardState, d: AlertDelivery, now: number): Decisi
 
   // Firing.
   const sameIncident = known && known.resolvedAt === undefined && known.startsAt === d.alert.startsAt;
+  // A suppressed incident is looked at again on each redelivery (the freeze may be lifted, the window passed): it
+  // starts once the guardrails let it, and otherwise stays suppressed without another record or escalation.
+  if (known && sameIncident && known.outcome === 'suppressed' && !known.active) {
+    known.lastAt = now;
+    known.deliveries += 1;
+    const still = refusal(state, d, now, effects);
+    if (still) {
+      known.reason = still;
+      state.counters.deduplicated += 1;
+      return { answer: { outcome: 'suppressed', reason: still }, effects };
+    }
+    return startRun(state, fp, known, d, now, effects);
+  }
   if (known && (sameIncident || known.active)) {
     known.lastAt = now;
     known.deliveries += 1;
@@ -425,8 +438,22 @@ export function decide(state: GuardState, d: AlertDelivery, now: number): Decisi
     return { answer: { outcome: 'suppressed', reason: why }, effects };
   }
 
+  return startRun(state, fp, incident, d, now, effects);
+}
+
+function startRun(
+  state: GuardState,
+  fp: string,
+  incident: Incident,
+  d: AlertDelivery,
+  now: number,
+  effects: Effect[],
+): Decision {
   const workflowId = remediationId(state.runbook, fp);
+  incident.outcome = 'started';
+  incident.reason = undefined;
   incident.workflowId = workflowId;
+  incident.targets = d.targets ?? [];
   incident.active = true;
   state.starts.push({ at: now, fingerprint: fp, targets: d.targets ?? [] });
   state.counters.started += 1;

@@ -156,7 +156,11 @@ test('rate limit per runbook: the run over the limit is suppressed once, recorde
     await eventually(() => s.stubs.audit.some((r) => r.kind === 'alert.suppressed'), 'the suppression record');
     expect(s.stubs.audit.filter((r) => r.kind === 'alert.suppressed')).toHaveLength(1);
     await wf.env.sleep(HOUR);
-    const later = await deliver(s, name, delivery(limits, 'r3', { targets: ['host-3'] }));
+    // The window passed: the suppressed incident, delivered again (repeat_interval), now starts; so does a new one.
+    const retried = await deliver(s, name, delivery(limits, 'r2', { targets: ['host-3'] }));
+    expect(retried.outcome).toBe('started');
+    await ended(retried.workflowId!);
+    const later = await deliver(s, name, delivery(limits, 'r3', { targets: ['host-2'] }));
     expect(later.outcome).toBe('started');
     await ended(later.workflowId!);
   });
