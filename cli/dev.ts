@@ -185,6 +185,8 @@ export async function runDev(opts: DevOptions): Promise<void> {
     namespace: server.namespace,
     connectionOptions: { ...fromEnv.connectionOptions, address: server.address },
   };
+  // Escalations link to runs in the embedded UI unless RUNBOOK_UI_URL names another.
+  if (server.uiUrl) config.escalation.uiUrl ??= server.uiUrl;
   try {
     alerts = await startDevReceiver(opts, dataDir, target, logger);
   } catch (err) {
