@@ -52,7 +52,14 @@ export interface Receiver {
 /** How long a guard may take to decide before the receiver answers 503 (Alertmanager's own timeout is longer). */
 const DECISION_TIMEOUT_MS = 15_000;
 
-/** At most this many guard updates are in flight for one request. */
+/** At most this many updates in flight per guard from this process (Temporal's limit per workflow is 10). */
+const GUARD_IN_FLIGHT = 8;
+
+/** An update carries at most this many alerts and about this many bytes of them. */
+const CHUNK_ALERTS = 100;
+const CHUNK_BYTES = 512 * 1024;
+
+/** At most this many guard updates are in flight for one request (one per runbook). */
 const CONCURRENCY = 16;
 
 /** One alert's outcome for one runbook, as the response lists it. */
@@ -141,23 +148,43 @@ export async function startReceiver(
     return { status: 'ok', rules: r.length, brokenRunbooks: broken.length };
   });
 
-  const deliver = async (rule: AlertRule, delivery: AlertDelivery): Promise<GuardAnswer> => {
+  // Temporal admits at most 10 updates in flight per workflow; past that it answers RESOURCE_EXHAUSTED and the
+  // client backs off for seconds. So a request sends one update per runbook (all its alerts), and this process
+  // keeps at most GUARD_IN_FLIGHT updates in flight per guard.
+  const slots = new Map<string, { busy: number; waiting: (() => void)[] }>();
+  const acquire = async (id: string) => {
+    const s = slots.get(id) ?? { busy: 0, waiting: [] };
+    slots.set(id, s);
+    while (s.busy >= GUARD_IN_FLIGHT) await new Promise<void>((resolve) => s.waiting.push(resolve));
+    s.busy += 1;
+    return () => {
+      s.busy -= 1;
+      const next = s.waiting.shift();
+      if (next) next();
+      else if (s.busy === 0) slots.delete(id);
+    };
+  };
+
+  const deliver = async (rule: AlertRule, deliveries: AlertDelivery[]): Promise<GuardAnswer[]> => {
     const start = new WithStartWorkflowOperation<typeof alertGuard>('alertGuard', {
       workflowId: guardId(rule.name),
       taskQueue: cfg.taskQueue,
       args: [{ runbook: rule.name }],
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
+    const release = await acquire(guardId(rule.name));
     try {
       // No worker (or a stuck one) would keep the update waiting forever: give up, answer 503, let the sender retry.
       return await client.withAbortSignal(AbortSignal.timeout(cfg.decisionTimeoutMs ?? DECISION_TIMEOUT_MS), () =>
         client.workflow.executeUpdateWithStart(deliverAlertUpdate, {
-          args: [delivery],
+          args: [deliveries],
           startWorkflowOperation: start,
         }),
       );
     } catch (err) {
       throw new Unavailable(messageOf(err));
+    } finally {
+      release();
     }
   };
 
@@ -200,12 +227,34 @@ export async function startReceiver(
       }
     });
 
+    // One update per runbook, cut so no update's payload nears Temporal's 2 MB limit.
+    const byRunbook = new Map<string, { ws: typeof work; bytes: number }[]>();
+    for (const w of work) {
+      const chunks = byRunbook.get(w.rule.name) ?? [];
+      byRunbook.set(w.rule.name, chunks);
+      const size = JSON.stringify(w.delivery).length;
+      let last = chunks.at(-1);
+      if (!last || last.ws.length >= CHUNK_ALERTS || last.bytes + size > CHUNK_BYTES)
+        chunks.push((last = { ws: [], bytes: 0 }));
+      last.ws.push(w);
+      last.bytes += size;
+    }
     let results: Result[];
     try {
-      results = await mapLimited(work, CONCURRENCY, async (w) => {
-        const answer = await deliver(w.rule, w.delivery);
-        return { alert: w.index, fingerprint: w.delivery.alert.fingerprint, runbook: w.rule.name, ...answer };
+      const chunks = [...byRunbook.values()].flat().map((c) => c.ws);
+      const answered = await mapLimited(chunks, CONCURRENCY, async (ws) => {
+        const answers = await deliver(
+          ws[0]!.rule,
+          ws.map((w) => w.delivery),
+        );
+        return ws.map((w, i) => ({
+          alert: w.index,
+          fingerprint: w.delivery.alert.fingerprint,
+          runbook: w.rule.name,
+          ...answers[i]!,
+        }));
       });
+      results = answered.flat().sort((a, b) => a.alert - b.alert);
     } catch (err) {
       logger.error({ error: messageOf(err) }, 'alert not handed to its guard; the sender should retry');
       return reply

@@ -37,7 +37,7 @@ import {
 } from './messages';
 import type { runbook } from './runbook';
 import {
-  AlertDeliverySchema,
+  AlertDeliveriesSchema,
   control,
   decide,
   guardId,
@@ -47,7 +47,10 @@ import {
   newGuardState,
   runEnded,
   startRefused,
+  type AlertDelivery,
   type Effect,
+  type GuardAnswer,
+  type GuardEscalation,
   type GuardRecord,
   type GuardState,
 } from './guard-state';
@@ -86,9 +89,12 @@ export async function alertGuard(input: { runbook: string; state?: GuardState; h
       'alert guard input',
     );
   const state = input.state ?? newGuardState(input.runbook);
-  const effects: Effect[] = [];
+  // Escalations a previous run of this guard had not delivered when it continued as new.
+  const effects: Effect[] = (state.unsent ?? []).map((escalation) => ({ kind: 'escalate', escalation }));
+  state.unsent = undefined;
   let contentHash = '';
-  const inflight = new Set<Promise<unknown>>();
+  /** Escalations being delivered (their activity retries for up to an hour); carried over by continue-as-new. */
+  const sending = new Set<GuardEscalation>();
 
   const track = (workflowId: string, runId: string, result: Promise<unknown>) => {
     const done = result.then(
@@ -98,48 +104,67 @@ export async function alertGuard(input: { runbook: string; state?: GuardState; h
     void done.then((status) => effects.push(...runEnded(state, workflowId, runId, status, Date.now())));
   };
 
+  /** Starts the run a decision names; a resolution that came while it was starting is passed on once it runs. */
+  const start = async (d: AlertDelivery, answer: GuardAnswer, workflowId: string, fingerprint: string) => {
+    let result: GuardAnswer;
+    let runId: string | undefined;
+    try {
+      const child = await startChild<typeof runbook>('runbook', {
+        workflowId,
+        args: [
+          {
+            runbook: state.runbook,
+            params: d.params ?? {},
+            initiator: fingerprint,
+            trigger: 'alert',
+            alert: {
+              fingerprint,
+              status: d.alert.status,
+              source: d.alert.source,
+              startsAt: d.alert.startsAt ?? null,
+              labels: d.alert.labels,
+              annotations: d.alert.annotations,
+              generatorURL: d.alert.generatorURL ?? null,
+            },
+          },
+        ],
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      });
+      runId = child.firstExecutionRunId;
+      const incident = state.incidents[fingerprint];
+      if (incident?.workflowId === workflowId) incident.runId = runId;
+      track(workflowId, runId, child.result());
+      result = { ...answer, runId };
+    } catch (err) {
+      // Its id is taken by a remediation still running (started before this guard continued as new).
+      log.info('remediation already running', { workflowId, error: (err as Error).message });
+      result = startRefused(state, fingerprint);
+    }
+    const incident = state.incidents[fingerprint];
+    if (incident?.resolvePending) {
+      incident.resolvePending = undefined;
+      effects.push({ kind: 'resolve-run', workflowId, runId });
+    }
+    return result;
+  };
+
   setHandler(
     deliverAlertUpdate,
-    async (d) => {
-      contentHash = d.contentHash;
-      const decision = decide(state, d, Date.now());
-      effects.push(...decision.effects);
-      if (!decision.start) return decision.answer;
-      const { workflowId, fingerprint } = decision.start;
-      try {
-        const child = await startChild<typeof runbook>('runbook', {
-          workflowId,
-          args: [
-            {
-              runbook: state.runbook,
-              params: d.params ?? {},
-              initiator: fingerprint,
-              trigger: 'alert',
-              alert: {
-                fingerprint,
-                status: d.alert.status,
-                source: d.alert.source,
-                startsAt: d.alert.startsAt ?? null,
-                labels: d.alert.labels,
-                annotations: d.alert.annotations,
-                generatorURL: d.alert.generatorURL ?? null,
-              },
-            },
-          ],
-          parentClosePolicy: ParentClosePolicy.ABANDON,
-          workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-        });
-        const incident = state.incidents[fingerprint];
-        if (incident) incident.runId = child.firstExecutionRunId;
-        track(workflowId, child.firstExecutionRunId, child.result());
-        return { ...decision.answer, runId: child.firstExecutionRunId };
-      } catch (err) {
-        // Its id is taken by a remediation still running (started before this guard continued as new).
-        log.info('remediation already running', { workflowId, error: (err as Error).message });
-        return startRefused(state, fingerprint);
-      }
+    async (batch) => {
+      // Decided in order, at once (the state is never seen half-way); the runs they start are started together.
+      const now = Date.now();
+      const pending = batch.map((d) => {
+        contentHash = d.contentHash;
+        const decision = decide(state, d, now);
+        effects.push(...decision.effects);
+        return decision.start
+          ? start(d, decision.answer, decision.start.workflowId, decision.start.fingerprint)
+          : Promise.resolve(decision.answer);
+      });
+      return Promise.all(pending);
     },
-    { validator: (d) => refuse(inputProblems(AlertDeliverySchema, d), 'alert delivery') },
+    { validator: (batch) => refuse(inputProblems(AlertDeliveriesSchema, batch), 'alert delivery') },
   );
 
   setHandler(
@@ -163,20 +188,21 @@ export async function alertGuard(input: { runbook: string; state?: GuardState; h
     if (records.length) await recordAll(state.runbook, contentHash, records);
     for (const e of batch) {
       if (e.kind === 'escalate') {
-        const p = escalate({
-          ...e.escalation,
+        const esc = e.escalation;
+        sending.add(esc);
+        void escalate({
+          ...esc,
           runbook: state.runbook,
-          alertname: e.escalation.labels?.alertname,
-          dedupKey: `runbook:${state.runbook}:${e.escalation.fingerprint}`,
-          severity:
-            e.escalation.kind === 'remediation-failed' || e.escalation.kind === 'breaker-open' ? 'critical' : 'error',
-        }).catch((err: unknown) => {
-          state.counters.escalationErrors += 1;
-          state.lastEscalationError = (err as Error).message.slice(0, 500);
-          log.error('escalation failed', { error: state.lastEscalationError });
-        });
-        inflight.add(p);
-        void p.then(() => inflight.delete(p));
+          alertname: esc.labels?.alertname,
+          dedupKey: `runbook:${state.runbook}:${esc.fingerprint}`,
+          severity: esc.kind === 'remediation-failed' || esc.kind === 'breaker-open' ? 'critical' : 'error',
+        })
+          .catch((err: unknown) => {
+            state.counters.escalationErrors += 1;
+            state.lastEscalationError = (err as Error).message.slice(0, 500);
+            log.error('escalation failed', { error: state.lastEscalationError });
+          })
+          .finally(() => sending.delete(esc));
       } else if (e.kind === 'resolve-run') {
         await getExternalWorkflowHandle(e.workflowId, e.runId)
           .signal(alertResolvedSignal, { at: new Date().toISOString() })
@@ -188,13 +214,14 @@ export async function alertGuard(input: { runbook: string; state?: GuardState; h
   const longHistory = () =>
     workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > (input.historyLimit ?? MAX_HISTORY);
   for (;;) {
-    await condition(() => effects.length > 0 || longHistory());
+    // Effects are performed as they come, also while a continue-as-new waits for running handlers.
+    await condition(() => effects.length > 0 || (longHistory() && allHandlersFinished()));
     if (effects.length) {
       await perform(effects.splice(0));
       continue;
     }
-    await condition(() => allHandlersFinished() && inflight.size === 0);
-    if (effects.length) continue;
+    // Escalations still being delivered go on in the next run (their activities here are abandoned).
+    state.unsent = [...sending];
     return await continueAsNew<typeof alertGuard>({ runbook: state.runbook, state, historyLimit: input.historyLimit });
   }
 }

@@ -55,6 +55,8 @@ export const AlertDeliverySchema = Type.Object(
   { additionalProperties: false },
 );
 export type AlertDelivery = Static<typeof AlertDeliverySchema>;
+/** The `deliverAlert` update's argument: the alerts of one request for one runbook, decided in order. */
+export const AlertDeliveriesSchema = Type.Array(AlertDeliverySchema, { minItems: 1, maxItems: 1000 });
 export type GuardAlert = Static<typeof GuardAlertSchema>;
 export type Limits = Static<typeof LimitsSchema>;
 
@@ -85,6 +87,8 @@ const Incident = Type.Object({
   active: Type.Boolean(),
   result: Type.Optional(Type.String()),
   resolvedAt: Type.Optional(Type.Number()),
+  /** Resolved while its run was being started: the run is told once it runs. */
+  resolvePending: Type.Optional(Type.Boolean()),
   deliveries: Type.Integer(),
 });
 export type Incident = Static<typeof Incident>;
@@ -98,6 +102,20 @@ const Counters = Type.Object({
   resolved: Type.Integer(),
   failed: Type.Integer(),
   escalationErrors: Type.Integer(),
+});
+
+const GuardEscalationSchema = Type.Object({
+  kind: Type.Union([
+    Type.Literal('remediation-failed'),
+    Type.Literal('suppressed'),
+    Type.Literal('refused'),
+    Type.Literal('breaker-open'),
+  ]),
+  reason: Type.String(),
+  fingerprint: Type.String(),
+  labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+  workflowId: Type.String(),
+  runId: Type.Optional(Type.String()),
 });
 
 export const GuardStateSchema = Type.Object({
@@ -119,6 +137,8 @@ export const GuardStateSchema = Type.Object({
   lastEscalationError: Type.Optional(Type.String()),
   /** The breaker counts remediations and failures from here (set when it closes or is reset). */
   countFrom: Type.Optional(Type.Number()),
+  /** Escalations not yet delivered when the guard continued as new. */
+  unsent: Type.Optional(Type.Array(GuardEscalationSchema, { maxItems: 10_000 })),
 });
 export type GuardState = Static<typeof GuardStateSchema>;
 
@@ -169,14 +189,7 @@ export interface GuardRecord {
 }
 
 /** A notice to humans the guard owes (activities/escalate.ts). */
-export interface GuardEscalation {
-  kind: 'remediation-failed' | 'suppressed' | 'refused' | 'breaker-open';
-  reason: string;
-  fingerprint: string;
-  labels?: Record<string, string>;
-  workflowId: string;
-  runId?: string;
-}
+export type GuardEscalation = Static<typeof GuardEscalationSchema>;
 
 export type Effect =
   | { kind: 'record'; record: GuardRecord }
@@ -337,8 +350,11 @@ export function decide(state: GuardState, d: AlertDelivery, now: number): Decisi
       known.lastAt = now;
       detail.run = known.workflowId ? { workflowId: known.workflowId, runId: known.runId ?? null } : null;
       detail.outcome = known.outcome;
-      if (known.active && d.limits.onResolved === 'cancel-approval' && known.workflowId)
-        effects.push({ kind: 'resolve-run', workflowId: known.workflowId, runId: known.runId });
+      if (known.active && d.limits.onResolved === 'cancel-approval' && known.workflowId) {
+        // Its run may still be starting (no run id yet): then it is told once it has started.
+        if (known.runId) effects.push({ kind: 'resolve-run', workflowId: known.workflowId, runId: known.runId });
+        else known.resolvePending = true;
+      }
     } else {
       setIncident(state, fp, {
         firstAt: now,
@@ -357,6 +373,15 @@ export function decide(state: GuardState, d: AlertDelivery, now: number): Decisi
   }
 
   // Firing.
+  if (known?.resolvedAt !== undefined && d.alert.startsAt !== undefined && known.startsAt === d.alert.startsAt) {
+    // A firing of an incident that already resolved (the two crossed on the way, or a late redelivery).
+    known.lastAt = now;
+    state.counters.deduplicated += 1;
+    return {
+      answer: { outcome: 'deduplicated', workflowId: known.workflowId, reason: 'this incident resolved already' },
+      effects,
+    };
+  }
   const sameIncident = known && known.resolvedAt === undefined && known.startsAt === d.alert.startsAt;
   // A suppressed incident is looked at again on each redelivery (the freeze may be lifted, the window passed): it
   // starts once the guardrails let it, and otherwise stays suppressed without another record or escalation.

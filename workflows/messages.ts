@@ -50,8 +50,8 @@ export const alertResolvedSignal = defineSignal<[{ at: string }]>('alertResolved
 /** A remediation run tells its alert guard it ended (the guard may have continued as new since it started the run). */
 export const runEndedSignal = defineSignal<[{ workflowId: string; runId: string; status: string }]>('runEnded');
 
-/** One alert for this guard's runbook (from the receiver); answers what became of it. */
-export const deliverAlertUpdate = defineUpdate<GuardAnswer, [AlertDelivery]>('deliverAlert');
+/** The alerts of one request for this guard's runbook (from the receiver), decided in order; answers what became of each. */
+export const deliverAlertUpdate = defineUpdate<GuardAnswer[], [AlertDelivery[]]>('deliverAlert');
 /** Freeze, unfreeze, reset the breaker, or just read the status (through an update so a guard can be started by it). */
 export const controlGuardUpdate = defineUpdate<GuardStatus, [GuardControl]>('controlGuard');
 export const guardStatusQuery = defineQuery<GuardStatus>('guardStatus');

@@ -156,7 +156,8 @@ async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
     await rollout.run();
   } catch (err) {
     // An alert that resolved while its remediation waited at the gate cancels it: nothing was changed.
-    if (isCancellation(err) || failureType(err) === FAILURES.alertResolved) rollout.cancelled = true;
+    if (isCancellation(err)) rollout.cancelled = true;
+    else if (failureType(err) === FAILURES.alertResolved) rollout.cancelled = rollout.resolved = true;
     else {
       setStatus(state, 'failed');
       await recordEvents(audit, state, runFinished('failed', { error: errorText(err) }));
@@ -219,8 +220,10 @@ function openRun(
   const inbox: ApprovalDecision[] = [];
   setHandler(stateQuery, () => state);
   setHandler(alertResolvedSignal, () => {
-    // Only a run an alert started, and only at its gate (once changes began, the run finishes what it started).
-    if (trigger !== 'alert' || state.status !== 'awaiting-approval') return;
+    // Only a run an alert started, and only before it passed its gate (once changes began, the run finishes what it
+    // started). A resolution that comes before the gate is reached counts once it is (a decision for `gate`).
+    if (trigger !== 'alert' || (state.status !== 'preparing' && state.status !== 'awaiting-approval')) return;
+    if (inbox.some((d) => d.system)) return;
     inbox.push({ id: 'gate', approve: false, by: 'alert-resolved', comment: 'the alert resolved', system: true });
     state.decisions.push({ id: 'gate', approve: false, by: 'alert-resolved', comment: 'the alert resolved' });
   });
@@ -296,6 +299,8 @@ class Rollout {
   readonly threshold: number;
   failures = 0;
   cancelled = false;
+  /** Cancelled because its alert resolved at the gate: nothing to do, so the run completes (it was not cancelled). */
+  resolved = false;
   private readonly abandonOnCancel: boolean;
 
   constructor(
@@ -395,7 +400,11 @@ async function finishRun(rollout: Rollout, audit: RunAudit): Promise<RunbookResu
   const skipped = Object.entries(results)
     .filter(([, r]) => r.state === 'skipped')
     .map(([h]) => h);
-  const reason = cancelled ? 'run cancelled' : `failures (${failures}) exceeded the threshold (${threshold})`;
+  const reason = rollout.resolved
+    ? 'the alert resolved before approval'
+    : cancelled
+      ? 'run cancelled'
+      : `failures (${failures}) exceeded the threshold (${threshold})`;
   await recordEvents(
     audit,
     state,
@@ -433,7 +442,7 @@ async function finishRun(rollout: Rollout, audit: RunAudit): Promise<RunbookResu
     .filter(([, r]) => r.error)
     .map(([h, r]) => `${h}: ${r.error}`)
     .join('; ');
-  if (result.status === 'cancelled')
+  if (result.status === 'cancelled' && !rollout.resolved)
     throw new CancelledFailure(`${rb.metadata.name} cancelled; rollback ran where needed. ${failed}`);
   if (result.status === 'failed')
     throw ApplicationFailure.nonRetryable(`${rb.metadata.name} failed: ${failed}`, FAILURES.runbookFailed, result);

@@ -77,11 +77,12 @@ function startGuard(s: Session, runbook: string, historyLimit?: number) {
 
 const client = (): Client => wf.env.client;
 
-function deliver(s: Session, runbook: string, d: AlertDelivery, historyLimit?: number): Promise<GuardAnswer> {
-  return client().workflow.executeUpdateWithStart(deliverAlertUpdate, {
-    args: [d],
+async function deliver(s: Session, runbook: string, d: AlertDelivery, historyLimit?: number): Promise<GuardAnswer> {
+  const [answer] = await client().workflow.executeUpdateWithStart(deliverAlertUpdate, {
+    args: [[d]],
     startWorkflowOperation: startGuard(s, runbook, historyLimit),
   });
+  return answer!;
 }
 
 function control(s: Session, runbook: string, c: GuardControl) {
@@ -205,6 +206,7 @@ test('resolution cancels a remediation still waiting at its gate (nothing ran); 
     const resolved = await deliver(s, name, delivery(limits, 'z1', { status: 'resolved' }));
     expect(resolved).toMatchObject({ outcome: 'resolved', workflowId: started.workflowId });
     expect(await ended(started.workflowId!)).toBe('cancelled');
+    expect((await h.describe()).status.name).toBe('COMPLETED');
     expect(s.stubs.calls).toEqual([]);
     await eventually(() => s.stubs.audit.some((r) => r.kind === 'alert.resolved'), 'the resolution record');
     expect(s.stubs.audit.find((r) => r.kind === 'alert.resolved')?.detail).toMatchObject({
@@ -323,5 +325,33 @@ test('continue-as-new forgets nothing: incidents, running remediations, counts; 
       await client().workflow.getHandle(id).cancel();
       expect(await ended(id)).toBe('cancelled');
     }
+  });
+});
+
+test('firing and resolved together: the run is told once it starts, ends at its gate with nothing done; a late firing is a duplicate', async () => {
+  await wf.session(async (s) => {
+    const { name, limits } = guarded(s, 'crossed', {}, 'approval: { approvers: { users: [alice] } }', 'high');
+    const [fired, resolved] = await client().workflow.executeUpdateWithStart(deliverAlertUpdate, {
+      args: [[delivery(limits, 'x1'), delivery(limits, 'x1', { status: 'resolved' })]],
+      startWorkflowOperation: startGuard(s, name),
+    });
+    expect(fired!.outcome).toBe('started');
+    expect(resolved!.outcome).toBe('resolved');
+    const h = client().workflow.getHandle(fired!.workflowId!);
+    const result = await h.result(); // completes: the alert resolved, there was nothing to do
+    expect(result.status).toBe('cancelled');
+    expect((await h.describe()).status.name).toBe('COMPLETED');
+    expect(s.stubs.calls).toEqual([]);
+    expect((await h.query(stateQuery)).decisions).toEqual([
+      { id: 'gate', approve: false, by: 'alert-resolved', comment: 'the alert resolved' },
+    ]);
+    // The firing, delivered again after the resolution (they crossed): a duplicate, no second run.
+    expect(await deliver(s, name, delivery(limits, 'x1'))).toMatchObject({
+      outcome: 'deduplicated',
+      reason: 'this incident resolved already',
+    });
+    const status = await control(s, name, { action: 'status', by: 'test' });
+    expect(status.counters).toMatchObject({ started: 1, failed: 0 });
+    expect(status.active).toEqual([]);
   });
 });
