@@ -11,7 +11,8 @@ import { decideSignal, stateQuery, type RunState } from '../workflows/messages';
 import { buildPlan } from './language';
 import { paramInputs } from './params';
 
-async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
+/** Runs `fn` with a client of the server the TEMPORAL_* variables name, closed after. */
+export async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
   const client = await connectClient(temporalTargetFromEnv());
   try {
     return await fn(client);

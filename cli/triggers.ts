@@ -16,10 +16,18 @@ import {
   type TemporalTarget,
 } from '../worker/config';
 import { startReceiver, type Receiver, type ReceiverConfig } from '../triggers/receiver';
-import { RuleSet } from '../triggers/rules';
+import { RuleSet, type AlertRule } from '../triggers/rules';
 import { loadMappings, SHIPPED_MAPPINGS } from '../triggers/mappings';
 import type { alertGuard } from '../workflows/alert-guard';
-import { guardId, type GuardControl, type GuardStatus } from '../workflows/guard-state';
+import {
+  guardId,
+  guardStatus,
+  newGuardState,
+  type GuardControl,
+  type GuardStatus,
+  type Limits,
+} from '../workflows/guard-state';
+import { withClient } from './runs';
 import { controlGuardUpdate, guardStatusQuery } from '../workflows/messages';
 
 /** The receiver's full configuration: the environment's settings plus the generic mappings. */
@@ -104,15 +112,6 @@ export async function runServe(o: { ip: string; port: number }): Promise<void> {
   });
 }
 
-async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
-  const client = await connectClient(temporalTargetFromEnv());
-  try {
-    return await fn(client);
-  } finally {
-    await client.connection.close();
-  }
-}
-
 /** Sends a control to one runbook's guard, starting the guard if it has none yet. */
 async function controlGuard(client: Client, runbook: string, c: GuardControl): Promise<GuardStatus> {
   return client.workflow.executeUpdateWithStart(controlGuardUpdate, {
@@ -127,36 +126,31 @@ async function controlGuard(client: Client, runbook: string, c: GuardControl): P
 }
 
 /** A guard's status by query (nothing is written); a runbook no alert reached yet has no guard. */
-async function readStatus(client: Client, runbook: string): Promise<GuardStatus> {
+async function readStatus(client: Client, runbook: string, limits: Limits): Promise<GuardStatus> {
   try {
     return await client.workflow.getHandle(guardId(runbook)).query(guardStatusQuery);
   } catch (err) {
     if (!(err instanceof WorkflowNotFoundError) && !/not found|closed/i.test(messageOf(err))) throw err;
-    const counters = {
-      deliveries: 0,
-      started: 0,
-      deduplicated: 0,
-      suppressed: 0,
-      refused: 0,
-      resolved: 0,
-      failed: 0,
-      escalationErrors: 0,
-    };
-    return { runbook, runsInRateWindow: 0, failuresInBreakerWindow: 0, active: [], incidents: 0, counters, recent: [] };
+    // No guard yet: the status of a fresh one, with the rule's limits.
+    const fresh = newGuardState(runbook);
+    fresh.limits = limits;
+    return guardStatus(fresh, Date.now());
   }
 }
 
 /** The runbooks with an alert rule (the ones named, checked to have one; else all of them). */
-function ruleNames(names: string[]): string[] {
-  const { rules } = new RuleSet(engineConfigFromEnv(process.env).runbookDir, undefined).current();
-  const all = rules.map((r) => r.name);
-  if (names.length === 0) return all;
-  for (const n of names)
-    if (!all.includes(n))
+function ruleSet(names: string[]): AlertRule[] {
+  const dir = engineConfigFromEnv(process.env).runbookDir;
+  const { rules } = new RuleSet(dir, undefined).current();
+  if (names.length === 0) return rules;
+  return names.map((n) => {
+    const r = rules.find((x) => x.name === n);
+    if (!r)
       throw new UserError(
-        `${n} has no alert rule in ${engineConfigFromEnv(process.env).runbookDir} (runbooks with one: ${all.join(', ') || 'none'}).`,
+        `${n} has no alert rule in ${dir} (runbooks with one: ${rules.map((x) => x.name).join(', ') || 'none'}).`,
       );
-  return names;
+    return r;
+  });
 }
 
 function describe(s: GuardStatus): string {
@@ -189,19 +183,19 @@ export async function runTriggers(
   names: string[],
   o: { by?: string; reason?: string; json?: boolean },
 ): Promise<void> {
-  const runbooks = ruleNames(names);
-  if (runbooks.length === 0) {
+  const rules = ruleSet(names);
+  if (rules.length === 0) {
     console.log('No runbook has an alert rule (`on.alert`).');
     return;
   }
   const by = o.by ?? process.env.USER ?? 'unknown';
   await withClient(async (client) => {
     const out: GuardStatus[] = [];
-    for (const runbook of runbooks)
+    for (const r of rules)
       out.push(
         action === 'status'
-          ? await readStatus(client, runbook)
-          : await controlGuard(client, runbook, { action, by, reason: o.reason }),
+          ? await readStatus(client, r.name, r.limits)
+          : await controlGuard(client, r.name, { action, by, reason: o.reason }),
       );
     if (o.json) console.log(JSON.stringify(out, null, 2));
     else console.log(out.map(describe).join('\n\n'));
