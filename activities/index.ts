@@ -15,6 +15,7 @@ import { watchHostLock, type LockWatch, type LockWatchInput } from './host-lock'
 import type { Client } from '@temporalio/client';
 import type { EngineConfig } from './config';
 import { sendEscalation, type Escalation } from './escalate';
+import { remediationStatus } from './remediations';
 import { sendNotification, type Notification } from './notify';
 import type { SshTarget } from '../dsl/selector';
 import type { AuditStore } from '../audit/store';
@@ -179,24 +180,22 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
       await sendNotification(input, logger, config.notifyUrl);
     },
 
-    /** Tells humans a remediation failed or was suppressed (Slack-compatible webhook, PagerDuty Events v2). */
-    async escalate(input: Escalation): Promise<{ sent: string[] }> {
-      // A retry leaves out the targets an earlier attempt reached (its heartbeat says which), so Slack gets one post.
-      const ctx = Context.current();
-      const before = (ctx.info.heartbeatDetails as { sent?: string[] } | undefined)?.sent ?? [];
-      const cfg = { ...config.escalation };
-      if (before.includes('slack')) cfg.slackUrl = undefined;
-      if (before.includes('pagerduty')) cfg.pagerDutyRoutingKey = undefined;
-      try {
-        const { sent } = await sendEscalation(input, logger, cfg);
-        return { sent: [...before, ...sent] };
-      } catch (err) {
-        const sent = ((err as { details?: { sent?: string[] }[] }).details?.[0]?.sent ?? []).filter(
-          (t) => typeof t === 'string',
-        );
-        if (sent.length) ctx.heartbeat({ sent: [...before, ...sent] });
-        throw err;
-      }
+    /**
+     * Tells humans a remediation failed or was suppressed, through one target (`slack`: a Slack-compatible webhook,
+     * `pagerduty`: Events v2), so a retry of one never posts to the other again; a target not configured is a no-op.
+     */
+    async escalate(input: Escalation & { target: 'slack' | 'pagerduty' }): Promise<{ sent: string[] }> {
+      const { target, ...escalation } = input;
+      const cfg =
+        target === 'slack'
+          ? { ...config.escalation, pagerDutyRoutingKey: undefined, pagerDutyUrl: undefined }
+          : { ...config.escalation, slackUrl: undefined };
+      return sendEscalation(escalation, logger, cfg);
+    },
+
+    /** How remediations ended, of those that did (their alert guard lost track of them by continuing as new). */
+    async remediationStatus(input: { runs: { workflowId: string; runId?: string }[] }) {
+      return remediationStatus(client, input.runs);
     },
 
     /** Kills a step's remote process group (the workflow calls it when the step is cancelled). */

@@ -111,7 +111,9 @@ export interface AlertLimits {
   onResolved: 'cancel-approval' | 'record';
 }
 
-const toMs = (d: string | undefined, fallback: string): number => ms((d ?? fallback) as ms.StringValue);
+/** A window in whole milliseconds, at least 1 (`0s` or `0.5ms` would divide nothing). */
+const toMs = (d: string | undefined, fallback: string): number =>
+  Math.max(1, Math.round(ms((d ?? fallback) as ms.StringValue)));
 
 /** The guardrails of a rule (defaults: 5 targets, 1 run per target at once, 10 runs/h, 3 per target/h, breaker 3 failures or 20 runs/h, 1 h cooldown). */
 export function alertLimits(rule: AlertRuleDoc): AlertLimits {

@@ -18,7 +18,8 @@ import { parseAlertmanager, parseGeneric, parseGrafana, type NormalizedAlert, ty
 import type { Mapping } from './mappings';
 import { matchingRules, runForAlert, type AlertRule, type RuleSet } from './rules';
 import type { alertGuard } from '../workflows/alert-guard';
-import { guardId, type AlertDelivery, type GuardAnswer } from '../workflows/guard-state';
+import { AlertDeliverySchema, guardId, type AlertDelivery, type GuardAnswer } from '../workflows/guard-state';
+import { inputProblems } from '../dsl/run-input';
 import { deliverAlertUpdate } from '../workflows/messages';
 
 export interface ReceiverConfig {
@@ -165,24 +166,34 @@ export async function startReceiver(
     };
   };
 
-  const deliver = async (rule: AlertRule, deliveries: AlertDelivery[]): Promise<GuardAnswer[]> => {
-    const start = new WithStartWorkflowOperation<typeof alertGuard>('alertGuard', {
+  // A start operation is used once; a retry needs a new one.
+  const guardStart = (rule: AlertRule) =>
+    new WithStartWorkflowOperation<typeof alertGuard>('alertGuard', {
       workflowId: guardId(rule.name),
       taskQueue: cfg.taskQueue,
       args: [{ runbook: rule.name }],
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
+
+  const deliver = async (rule: AlertRule, deliveries: AlertDelivery[]): Promise<GuardAnswer[]> => {
     const release = await acquire(guardId(rule.name));
+    // No worker (or a stuck one) would keep the update waiting forever: give up, answer 503, let the sender retry.
+    const deadline = AbortSignal.timeout(cfg.decisionTimeoutMs ?? DECISION_TIMEOUT_MS);
     try {
-      // No worker (or a stuck one) would keep the update waiting forever: give up, answer 503, let the sender retry.
-      return await client.withAbortSignal(AbortSignal.timeout(cfg.decisionTimeoutMs ?? DECISION_TIMEOUT_MS), () =>
-        client.workflow.executeUpdateWithStart(deliverAlertUpdate, {
-          args: [deliveries],
-          startWorkflowOperation: start,
-        }),
-      );
-    } catch (err) {
-      throw new Unavailable(messageOf(err));
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await client.withAbortSignal(deadline, () =>
+            client.workflow.executeUpdateWithStart(deliverAlertUpdate, {
+              args: [deliveries],
+              startWorkflowOperation: guardStart(rule),
+            }),
+          );
+        } catch (err) {
+          // A guard continuing as new answers "workflow is closing" for a moment: try again (a repeat is harmless).
+          if (deadline.aborted || attempt >= 3) throw new Unavailable(messageOf(err));
+          await new Promise((r) => setTimeout(r, 200 * attempt));
+        }
+      }
     } finally {
       release();
     }
@@ -208,6 +219,7 @@ export async function startReceiver(
     const inventory = rules.defaultInventory();
     const work: { rule: AlertRule; index: number; delivery: AlertDelivery }[] = [];
     let unmatched = 0;
+    const local: Result[] = [];
     parsed.alerts.forEach((a, index) => {
       const matched = matchingRules(current, a.labels);
       if (matched.length === 0) unmatched += 1;
@@ -219,11 +231,23 @@ export async function startReceiver(
           continue;
         }
         const run = runForAlert(rule, alert, inventory);
-        work.push({
-          rule,
-          index,
-          delivery: run.ok ? { ...base, params: run.params, targets: run.targets } : { ...base, refused: run.problems },
-        });
+        const delivery: AlertDelivery = run.ok
+          ? { ...base, params: run.params, targets: run.targets }
+          : { ...base, refused: run.problems };
+        // What the guard would refuse must not fail the whole update (and so every retry): refuse it here.
+        const problems = inputProblems(AlertDeliverySchema, delivery);
+        if (problems.length) {
+          logger.error({ runbook: rule.name, problems }, 'an alert does not fit the guard: refused');
+          local.push({
+            alert: index,
+            fingerprint: a.fingerprint,
+            runbook: rule.name,
+            outcome: 'refused',
+            reason: `cannot be handed to the guard: ${problems.join('; ')}`,
+          });
+          continue;
+        }
+        work.push({ rule, index, delivery });
       }
     });
 
@@ -254,7 +278,7 @@ export async function startReceiver(
           ...answers[i]!,
         }));
       });
-      results = answered.flat().sort((a, b) => a.alert - b.alert);
+      results = [...answered.flat(), ...local].sort((a, b) => a.alert - b.alert);
     } catch (err) {
       logger.error({ error: messageOf(err) }, 'alert not handed to its guard; the sender should retry');
       return reply

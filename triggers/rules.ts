@@ -144,10 +144,14 @@ export function runForAlert(
   alert: AlertView,
   inventory: { value?: Inventory; error?: string },
 ): { ok: true; params: Record<string, unknown>; targets: string[] } | { ok: false; problems: string[] } {
+  const refused = (problems: string[]) => ({
+    ok: false as const,
+    problems: problems.slice(0, 20).map((p) => (p.length > 900 ? `${p.slice(0, 900)}...` : p)),
+  });
   const { values, errors } = alertParams(r.runbook, alert);
-  if (errors.length) return { ok: false, problems: errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`) };
+  if (errors.length) return refused(errors.map((e) => `params.${e.param}: ${e.message} [${e.code}]`));
   if (r.runbook.targets === undefined) return { ok: true, params: values, targets: [] };
-  if (inventory.error) return { ok: false, problems: [`inventory: ${inventory.error}`] };
+  if (inventory.error) return refused([`inventory: ${inventory.error}`]);
   try {
     const t = planTargets({
       runbook: r.runbook,
@@ -157,9 +161,9 @@ export function runForAlert(
       run: { id: '', initiator: alert.fingerprint, trigger: 'alert' },
       alert: { ...alert },
     });
-    if (t.errors.length) return { ok: false, problems: t.errors.map((e) => `targets: ${e.message} [${e.code}]`) };
+    if (t.errors.length) return refused(t.errors.map((e) => `targets: ${e.message} [${e.code}]`));
     return { ok: true, params: values, targets: t.hosts.map((h) => h.name) };
   } catch (err) {
-    return { ok: false, problems: [`targets: ${messageOf(err)}`] };
+    return refused([`targets: ${messageOf(err)}`]);
   }
 }

@@ -22,7 +22,7 @@ import {
   allHandlersFinished,
   WorkflowIdReusePolicy,
 } from '@temporalio/workflow';
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import type { Activities } from '../activities';
 import type { WorkflowAuditEvent } from '../audit/events';
 import { inputProblems } from '../dsl/run-input';
@@ -45,6 +45,8 @@ import {
   GuardStateSchema,
   guardStatus,
   newGuardState,
+  carryOver,
+  sanitize,
   runEnded,
   startRefused,
   type AlertDelivery,
@@ -52,7 +54,6 @@ import {
   type GuardAnswer,
   type GuardEscalation,
   type GuardRecord,
-  type GuardState,
 } from './guard-state';
 
 const GuardInputSchema = Type.Object(
@@ -61,6 +62,8 @@ const GuardInputSchema = Type.Object(
     state: Type.Optional(GuardStateSchema),
     /** Continue as new past this many history events. @default 4000 */
     historyLimit: Type.Optional(Type.Integer({ minimum: 50, maximum: 40_000 })),
+    /** How often to ask how remediations it no longer awaits ended, in ms. @default 60000 */
+    reconcileMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 3600_000 })),
   },
   { additionalProperties: false },
 );
@@ -70,6 +73,10 @@ const MAX_HISTORY = 4000;
 
 const { audit } = proxyLocalActivities<Activities>(ACTIVITY_OPTIONS.audit);
 const { escalate } = proxyActivities<Activities>(ACTIVITY_OPTIONS.escalate);
+const { remediationStatus } = proxyActivities<Activities>(ACTIVITY_OPTIONS.notify);
+
+/** How often a guard asks how remediations it no longer awaits have ended. */
+const RECONCILE_MS = 60_000;
 
 function refuse(problems: string[], what: string): void {
   if (problems.length)
@@ -80,7 +87,7 @@ function refuse(problems: string[], what: string): void {
     });
 }
 
-export async function alertGuard(input: { runbook: string; state?: GuardState; historyLimit?: number }): Promise<void> {
+export async function alertGuard(input: Static<typeof GuardInputSchema>): Promise<void> {
   refuse(inputProblems(GuardInputSchema, input), 'alert guard input');
   const info = workflowInfo();
   if (info.workflowId !== guardId(input.runbook))
@@ -88,7 +95,7 @@ export async function alertGuard(input: { runbook: string; state?: GuardState; h
       [`workflow id: the alert guard of ${input.runbook} has the id ${guardId(input.runbook)}`],
       'alert guard input',
     );
-  const state = input.state ?? newGuardState(input.runbook);
+  const state = input.state ? sanitize(input.state, Date.now()) : newGuardState(input.runbook);
   // Escalations a previous run of this guard had not delivered when it continued as new.
   const effects: Effect[] = (state.unsent ?? []).map((escalation) => ({ kind: 'escalate', escalation }));
   state.unsent = undefined;
@@ -96,7 +103,10 @@ export async function alertGuard(input: { runbook: string; state?: GuardState; h
   /** Escalations being delivered (their activity retries for up to an hour); carried over by continue-as-new. */
   const sending = new Set<GuardEscalation>();
 
+  /** Remediations this run started (it awaits their results). */
+  const tracked = new Set<string>();
   const track = (workflowId: string, runId: string, result: Promise<unknown>) => {
+    tracked.add(workflowId);
     const done = result.then(
       (r) => (r as { status?: string } | undefined)?.status ?? 'succeeded',
       (err: unknown) => endStatus(err),
@@ -188,21 +198,25 @@ export async function alertGuard(input: { runbook: string; state?: GuardState; h
     if (records.length) await recordAll(state.runbook, contentHash, records);
     for (const e of batch) {
       if (e.kind === 'escalate') {
-        const esc = e.escalation;
-        sending.add(esc);
-        void escalate({
-          ...esc,
-          runbook: state.runbook,
-          alertname: esc.labels?.alertname,
-          dedupKey: `runbook:${state.runbook}:${esc.fingerprint}`,
-          severity: esc.kind === 'remediation-failed' || esc.kind === 'breaker-open' ? 'critical' : 'error',
-        })
-          .catch((err: unknown) => {
-            state.counters.escalationErrors += 1;
-            state.lastEscalationError = (err as Error).message.slice(0, 500);
-            log.error('escalation failed', { error: state.lastEscalationError });
+        // One activity per target, so a target that keeps failing never makes the other post twice.
+        const targets = e.escalation.target ? [e.escalation.target] : (['slack', 'pagerduty'] as const);
+        for (const target of targets) {
+          const esc = { ...e.escalation, target };
+          sending.add(esc);
+          void escalate({
+            ...esc,
+            runbook: state.runbook,
+            alertname: esc.labels?.alertname,
+            dedupKey: `runbook:${state.runbook}:${esc.fingerprint}`,
+            severity: esc.kind === 'remediation-failed' || esc.kind === 'breaker-open' ? 'critical' : 'error',
           })
-          .finally(() => sending.delete(esc));
+            .catch((err: unknown) => {
+              state.counters.escalationErrors += 1;
+              state.lastEscalationError = (err as Error).message.slice(0, 500);
+              log.error('escalation failed', { error: state.lastEscalationError });
+            })
+            .finally(() => sending.delete(esc));
+        }
       } else if (e.kind === 'resolve-run') {
         await getExternalWorkflowHandle(e.workflowId, e.runId)
           .signal(alertResolvedSignal, { at: new Date().toISOString() })
@@ -213,16 +227,36 @@ export async function alertGuard(input: { runbook: string; state?: GuardState; h
 
   const longHistory = () =>
     workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > (input.historyLimit ?? MAX_HISTORY);
+  // Remediations started before this run (carried over continue-as-new) are not awaited here: while any is active,
+  // ask every minute how they ended (one that was terminated never signals its guard).
+  const untracked = () =>
+    Object.values(state.incidents).filter((i) => i.active && i.workflowId && !tracked.has(i.workflowId));
   for (;;) {
     // Effects are performed as they come, also while a continue-as-new waits for running handlers.
-    await condition(() => effects.length > 0 || (longHistory() && allHandlersFinished()));
+    const ready = () => effects.length > 0 || (longHistory() && allHandlersFinished());
+    // The clock is kept in the state, so a guard that keeps continuing as new (a flood) still asks on time.
+    const every = input.reconcileMs ?? RECONCILE_MS;
+    const due = () => Math.max(0, (state.reconciledAt ?? 0) + every - Date.now());
+    const woke = untracked().length
+      ? due() > 0 && (await condition(ready, due()))
+      : await condition(ready).then(() => true);
+    if (!woke) {
+      state.reconciledAt = Date.now();
+      const runs = untracked().map((i) => ({ workflowId: i.workflowId!, runId: i.runId }));
+      const ended = await remediationStatus({ runs }).catch((err: unknown) => {
+        log.warn('remediation status unknown', { error: (err as Error).message });
+        return [];
+      });
+      for (const r of ended) effects.push(...runEnded(state, r.workflowId, r.runId, r.status, Date.now()));
+      continue;
+    }
     if (effects.length) {
       await perform(effects.splice(0));
       continue;
     }
     // Escalations still being delivered go on in the next run (their activities here are abandoned).
-    state.unsent = [...sending];
-    return await continueAsNew<typeof alertGuard>({ runbook: state.runbook, state, historyLimit: input.historyLimit });
+    state.unsent = carryOver(sending);
+    return await continueAsNew<typeof alertGuard>({ ...input, state });
   }
 }
 

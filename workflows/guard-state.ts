@@ -36,7 +36,7 @@ export const GuardAlertSchema = Type.Object({
   labels: Labels,
   annotations: Labels,
   source: Str(64),
-  generatorURL: Type.Optional(Str(2048)),
+  generatorURL: Type.Optional(Str(4096)),
 });
 
 /** What the receiver sends a guard for one alert and one matching rule (the `deliverAlert` update). */
@@ -116,6 +116,8 @@ const GuardEscalationSchema = Type.Object({
   labels: Type.Optional(Type.Record(Type.String(), Type.String())),
   workflowId: Type.String(),
   runId: Type.Optional(Type.String()),
+  /** Set once it is being sent: each target (Slack, PagerDuty) is sent and retried on its own. */
+  target: Type.Optional(Type.Union([Type.Literal('slack'), Type.Literal('pagerduty')])),
 });
 
 export const GuardStateSchema = Type.Object({
@@ -137,6 +139,8 @@ export const GuardStateSchema = Type.Object({
   lastEscalationError: Type.Optional(Type.String()),
   /** The breaker counts remediations and failures from here (set when it closes or is reset). */
   countFrom: Type.Optional(Type.Number()),
+  /** When the guard last asked how remediations it does not await ended (it continues as new on a timer's clock). */
+  reconciledAt: Type.Optional(Type.Number()),
   /** Escalations not yet delivered when the guard continued as new. */
   unsent: Type.Optional(Type.Array(GuardEscalationSchema, { maxItems: 10_000 })),
 });
@@ -225,10 +229,52 @@ function record(state: GuardState, r: Omit<GuardRecord, 'seq'>): Effect {
   return { kind: 'record', record: { ...r, seq: state.seq } };
 }
 
+/** Reasons kept in the state are cut to this many characters (the state is carried over continue-as-new). */
+const REASON_MAX = 500;
+const clip = (text: string) => (text.length > REASON_MAX ? `${text.slice(0, REASON_MAX)}...` : text);
+
 function remember(state: GuardState, at: number, fingerprint: string, outcome: string, reason: string): void {
-  state.recent.push({ at, fingerprint, outcome, reason });
+  state.recent.push({ at, fingerprint, outcome, reason: clip(reason) });
   if (state.recent.length > RECENT) state.recent.splice(0, state.recent.length - RECENT);
 }
+
+/** Escalations carried over continue-as-new: at most this many (the newest), their labels cut. */
+const MAX_UNSENT = 200;
+
+/** What of undelivered escalations the next run of the guard gets: bounded, so the carried state stays small. */
+export function carryOver(sending: Iterable<GuardEscalation>): GuardEscalation[] {
+  return [...sending].slice(-MAX_UNSENT).map((e) => ({
+    ...e,
+    reason: clip(e.reason),
+    labels: e.labels
+      ? Object.fromEntries(
+          Object.entries(e.labels)
+            .slice(0, 20)
+            .map(([k, v]) => [k, v.slice(0, 256)]),
+        )
+      : undefined,
+  }));
+}
+
+/**
+ * A state given to a new run (continue-as-new, or whoever started the guard): times in the future, which would hold
+ * a window or the breaker's count forever, are brought back to now.
+ */
+export function sanitize(state: GuardState, now: number): GuardState {
+  if (state.countFrom !== undefined && state.countFrom > now) state.countFrom = now;
+  if (state.reconciledAt !== undefined && state.reconciledAt > now) state.reconciledAt = undefined;
+  state.starts = state.starts.filter((e) => e.at <= now);
+  state.ended = state.ended.filter((e) => e.at <= now);
+  for (const i of Object.values(state.incidents)) {
+    i.firstAt = Math.min(i.firstAt, now);
+    i.lastAt = Math.min(i.lastAt, now);
+  }
+  if (state.breaker && state.breaker.until > now + 366 * 24 * 3600_000) state.breaker.until = now;
+  return state;
+}
+
+/** How a remediation ended, as a guard counts it. */
+export const RUN_END_STATUSES = ['succeeded', 'degraded', 'failed', 'cancelled', 'terminated', 'timed-out'] as const;
 
 /** Stores an incident under its fingerprint as plain data (a fingerprint may be `__proto__`). */
 function setIncident(state: GuardState, fingerprint: string, incident: Incident): void {
@@ -248,10 +294,15 @@ export function prune(state: GuardState, now: number): void {
   state.ended = state.ended.filter((e) => now - e.at < keep).slice(-10_000);
   const expired = (i: Incident) =>
     !i.active && (i.resolvedAt !== undefined ? now - i.resolvedAt >= RESOLVED_TTL_MS : now - i.lastAt >= OPEN_TTL_MS);
-  let entries = Object.entries(state.incidents);
+  let entries: [string, Incident][] = Object.entries(state.incidents);
   const kept = entries.filter(([, i]) => !expired(i));
   if (kept.length === entries.length && kept.length <= MAX_INCIDENTS) return;
-  entries = kept.length > MAX_INCIDENTS ? kept.sort((a, b) => b[1].lastAt - a[1].lastAt).slice(0, MAX_INCIDENTS) : kept;
+  if (kept.length > MAX_INCIDENTS) {
+    // Running remediations are never forgotten; of the rest, the most recently delivered are kept.
+    const active = kept.filter(([, i]) => i.active);
+    const rest = kept.filter(([, i]) => !i.active).sort((a, b) => b[1].lastAt - a[1].lastAt);
+    entries = [...active, ...rest.slice(0, Math.max(0, MAX_INCIDENTS - active.length))];
+  } else entries = kept;
   state.incidents = Object.fromEntries(entries);
 }
 
@@ -390,7 +441,7 @@ export function decide(state: GuardState, d: AlertDelivery, now: number): Decisi
     known.deliveries += 1;
     const still = refusal(state, d, now, effects);
     if (still) {
-      known.reason = still;
+      known.reason = clip(still);
       state.counters.deduplicated += 1;
       return { answer: { outcome: 'suppressed', reason: still }, effects };
     }
@@ -420,7 +471,7 @@ export function decide(state: GuardState, d: AlertDelivery, now: number): Decisi
     firstAt: now,
     lastAt: now,
     outcome: 'started',
-    targets: d.targets ?? [],
+    targets: [], // filled when it starts (bounded by maxTargets then); a suppressed one may name thousands
     active: false,
     deliveries: 1,
   };
@@ -428,7 +479,7 @@ export function decide(state: GuardState, d: AlertDelivery, now: number): Decisi
 
   if (d.refused?.length) {
     incident.outcome = 'refused';
-    incident.reason = d.refused.join('; ');
+    incident.reason = clip(d.refused.join('; '));
     state.counters.refused += 1;
     remember(state, now, fp, 'refused', incident.reason);
     effects.push(
@@ -447,7 +498,7 @@ export function decide(state: GuardState, d: AlertDelivery, now: number): Decisi
   const why = refusal(state, d, now, effects);
   if (why) {
     incident.outcome = 'suppressed';
-    incident.reason = why;
+    incident.reason = clip(why);
     state.counters.suppressed += 1;
     remember(state, now, fp, 'suppressed', why);
     effects.push(
@@ -456,7 +507,7 @@ export function decide(state: GuardState, d: AlertDelivery, now: number): Decisi
         fingerprint: fp,
         status: 'suppressed',
         error: why,
-        detail: { ...alertDetail, targets: d.targets ?? [] },
+        detail: { ...alertDetail, targets: (d.targets ?? []).slice(0, 100), targetCount: d.targets?.length ?? 0 },
       }),
       escalation(state, 'suppressed', why, d),
     );
@@ -517,6 +568,7 @@ export function runEnded(
   status: string,
   now: number,
 ): Effect[] {
+  if (!(RUN_END_STATUSES as readonly string[]).includes(status)) return [];
   const entry = Object.entries(state.incidents).find(
     ([, i]) =>
       i.active && i.workflowId === workflowId && (runId === undefined || i.runId === undefined || i.runId === runId),

@@ -328,7 +328,19 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
       timeline.push(`notify ${input.channel}: ${input.message}`);
     },
 
+    async remediationStatus(input) {
+      const out: { workflowId: string; runId?: string; status: string }[] = [];
+      for (const r of input.runs) {
+        const d = await env.client.workflow.getHandle(r.workflowId, r.runId).describe();
+        const map: Record<string, string> = { COMPLETED: 'succeeded', FAILED: 'failed', CANCELLED: 'cancelled' };
+        if (d.status.name !== 'RUNNING') out.push({ ...r, status: map[d.status.name] ?? 'terminated' });
+      }
+      return out;
+    },
+
     async escalate(input) {
+      // The guard sends each escalation once per target: record it once (its Slack call).
+      if (input.target !== 'slack') return { sent: [] };
       escalations.push(input);
       timeline.push(`escalate ${input.kind} ${input.runbook}: ${input.reason}`);
       return { sent: [] };

@@ -70,7 +70,7 @@ function startGuard(s: Session, runbook: string, historyLimit?: number) {
   return new WithStartWorkflowOperation<typeof alertGuard>('alertGuard', {
     workflowId: guardId(runbook),
     taskQueue: s.taskQueue,
-    args: [{ runbook, historyLimit }],
+    args: [{ runbook, historyLimit, reconcileMs: historyLimit ? 1000 : undefined }],
     workflowIdConflictPolicy: 'USE_EXISTING',
   });
 }
@@ -321,10 +321,19 @@ test('continue-as-new forgets nothing: incidents, running remediations, counts; 
     );
     const after = await control(s, name, { action: 'status', by: 'test' });
     expect(after.active.map((a) => a.fingerprint).sort()).toEqual(['c2', 'c3']);
-    for (const id of after.active.map((a) => a.workflowId!)) {
-      await client().workflow.getHandle(id).cancel();
-      expect(await ended(id)).toBe('cancelled');
-    }
+    // Terminated, a remediation tells nobody; the guard asks how its old runs ended (every minute while any runs;
+    // this guard every second).
+    const [c2, c3] = after.active.sort((a, b) => a.fingerprint.localeCompare(b.fingerprint)).map((a) => a.workflowId!);
+    await client().workflow.getHandle(c2!).terminate('operator');
+    await eventually(
+      async () => (await control(s, name, { action: 'status', by: 'test' })).active.length === 1,
+      'the guard to find the terminated run',
+    );
+    const last = await control(s, name, { action: 'status', by: 'test' });
+    expect(last.active.map((a) => a.fingerprint)).toEqual(['c3']);
+    expect(last.counters.failed).toBe(2);
+    await client().workflow.getHandle(c3!).cancel();
+    expect(await ended(c3!)).toBe('cancelled');
   });
 });
 
