@@ -130,7 +130,12 @@ async function readStatus(client: Client, runbook: string, limits: Limits): Prom
   try {
     return await client.workflow.getHandle(guardId(runbook)).query(guardStatusQuery);
   } catch (err) {
-    if (!(err instanceof WorkflowNotFoundError) && !/not found|closed/i.test(messageOf(err))) throw err;
+    if (!(err instanceof WorkflowNotFoundError) && !/not found|closed/i.test(messageOf(err)))
+      throw new UserError(
+        `The alert guard of ${runbook} (${guardId(runbook)}) did not answer: ${messageOf(err)}. Is a worker polling ` +
+          `task queue "${workerSettingsFromEnv().taskQueue}"? \`temporal workflow describe -w ${guardId(runbook)}\` shows its state.`,
+        { cause: err },
+      );
     // No guard yet: the status of a fresh one, with the rule's limits.
     const fresh = newGuardState(runbook);
     fresh.limits = limits;
