@@ -186,6 +186,10 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
      */
     async escalate(input: Escalation & { target: 'slack' | 'pagerduty' }): Promise<{ sent: string[] }> {
       const { target, ...escalation } = input;
+      const { slackUrl, pagerDutyRoutingKey } = config.escalation;
+      // Not configured: nothing to send (with no target at all, the Slack call logs it, once).
+      if (target === 'pagerduty' && !pagerDutyRoutingKey) return { sent: [] };
+      if (target === 'slack' && !slackUrl && pagerDutyRoutingKey) return { sent: [] };
       const cfg =
         target === 'slack'
           ? { ...config.escalation, pagerDutyRoutingKey: undefined, pagerDutyUrl: undefined }
