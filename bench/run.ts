@@ -1,4 +1,6 @@
-// Benchmark entry: `npm run bench -- ssh [--steps N]` or `npm run bench -- engine [--concurrent N]`. Each benchmark is bounded in count and time.
+// Benchmark entry: `npm run bench -- ssh [--steps N]`, `npm run bench -- engine [--concurrent N]` or
+// `npm run bench -- alerts [--alerts N] [--gap MS] [--burst] [--hosts N] [--warmup N] [--db]`. Each benchmark is bounded in count and time.
+import { alertBenchOptions, alertsBench } from './alerts';
 import { engineBench } from './engine';
 import { sshOverhead } from './ssh-overhead';
 
@@ -10,7 +12,8 @@ async function main(): Promise<void> {
   const concurrent = Math.min(5000, Number(concArg >= 0 ? rest[concArg + 1] : 1000) || 1000);
   if (name === 'ssh') await sshOverhead(steps);
   else if (name === 'engine') await engineBench(concurrent);
-  else throw new Error(`unknown benchmark ${name}; available: ssh, engine`);
+  else if (name === 'alerts') await alertsBench(alertBenchOptions(rest));
+  else throw new Error(`unknown benchmark ${name}; available: ssh, engine, alerts`);
 }
 
 main().catch((err: unknown) => {

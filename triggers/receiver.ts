@@ -153,16 +153,23 @@ export async function startReceiver(
   // client backs off for seconds. So a request sends one update per runbook (all its alerts), and this process
   // keeps at most GUARD_IN_FLIGHT updates in flight per guard.
   const slots = new Map<string, { busy: number; waiting: (() => void)[] }>();
-  const acquire = async (id: string) => {
+  const acquire = async (id: string, deadline: AbortSignal) => {
     const s = slots.get(id) ?? { busy: 0, waiting: [] };
     slots.set(id, s);
-    while (s.busy >= GUARD_IN_FLIGHT) await new Promise<void>((resolve) => s.waiting.push(resolve));
+    while (s.busy >= GUARD_IN_FLIGHT) {
+      if (deadline.aborted) throw new Unavailable('no free update slot for the guard before the deadline');
+      await new Promise<void>((resolve) => {
+        s.waiting.push(resolve);
+        deadline.addEventListener('abort', () => resolve(), { once: true });
+      });
+    }
     s.busy += 1;
     return () => {
       s.busy -= 1;
-      const next = s.waiting.shift();
-      if (next) next();
-      else if (s.busy === 0) slots.delete(id);
+      // Every waiter looks again (one may have given up at its deadline and would swallow a lone wake-up).
+      const waiting = s.waiting.splice(0);
+      for (const wake of waiting) wake();
+      if (waiting.length === 0 && s.busy === 0) slots.delete(id);
     };
   };
 
@@ -176,9 +183,10 @@ export async function startReceiver(
     });
 
   const deliver = async (rule: AlertRule, deliveries: AlertDelivery[]): Promise<GuardAnswer[]> => {
-    const release = await acquire(guardId(rule.name));
     // No worker (or a stuck one) would keep the update waiting forever: give up, answer 503, let the sender retry.
+    // The deadline covers the wait for a free update slot too.
     const deadline = AbortSignal.timeout(cfg.decisionTimeoutMs ?? DECISION_TIMEOUT_MS);
+    const release = await acquire(guardId(rule.name), deadline);
     try {
       for (let attempt = 1; ; attempt++) {
         try {
