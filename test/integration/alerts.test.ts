@@ -15,6 +15,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/client';
 import { freePort } from '../../common/ports';
+import { hmacSign } from '../../triggers/auth';
 import { guardId, type GuardStatus } from '../../workflows/guard-state';
 import { guardStatusQuery, stateQuery } from '../../workflows/messages';
 import { startAlertmanager } from '../harness/alertmanager';
@@ -769,3 +770,72 @@ test('hostile label values reach the host as data; a label failing a param is a 
     { RUNBOOK_RECEIVER_MAX_BODY: '16384' },
   );
 }, 120_000);
+
+test('Grafana with an HMAC signature over TIMESTAMP:BODY: a signed alert starts its run; unsigned, wrongly signed or stale ones are 401', async () => {
+  const secret = crypto.randomBytes(24).toString('hex');
+  await withReceiver(
+    async (receiver) => {
+      const marker = `${tag}-grafana.txt`;
+      const fingerprint = `${tag}gf`;
+      const body = JSON.stringify({
+        receiver: 'runbook',
+        status: 'firing',
+        orgId: 1,
+        alerts: [
+          {
+            status: 'firing',
+            labels: { alertname: 'RunbookTestAm', severity: 'page', instance: 'host-1', marker },
+            annotations: { summary: 'from Grafana' },
+            startsAt: new Date(Date.now() - 60_000).toISOString(),
+            endsAt: '0001-01-01T00:00:00Z',
+            generatorURL: 'http://grafana.invalid/alerting/x/view',
+            fingerprint,
+            silenceURL: 'http://grafana.invalid/alerting/silence/new',
+            dashboardURL: '',
+            panelURL: '',
+            values: { A: 1 },
+            valueString: "[ var='A' value=1 ]",
+          },
+        ],
+        groupLabels: { alertname: 'RunbookTestAm' },
+        commonLabels: {},
+        commonAnnotations: {},
+        externalURL: 'http://grafana.invalid/',
+        version: '1',
+        groupKey: '{}:{alertname="RunbookTestAm"}',
+        truncatedAlerts: 0,
+        title: '[FIRING:1] RunbookTestAm',
+        state: 'alerting',
+        message: 'from Grafana',
+      });
+      const url = `${receiver.url}/alerts/grafana`;
+      const signed = (ts: number, key = secret) => ({
+        'content-type': 'application/json',
+        'x-grafana-alerting-signature': hmacSign(Buffer.from(body), key, String(ts)),
+        'x-grafana-alerting-timestamp': String(ts),
+      });
+      const now = Math.floor(Date.now() / 1000);
+      expect((await post(url, body, { 'content-type': 'application/json' })).status).toBe(401);
+      expect((await post(url, body, signed(now, 'not the secret'))).status).toBe(401);
+      expect((await post(url, body, signed(now - 600))).status).toBe(401); // replayed 10 minutes later
+      const noTimestamp = { ...signed(now) } as Record<string, string>;
+      delete noTimestamp['x-grafana-alerting-timestamp'];
+      expect((await post(url, body, noTimestamp)).status).toBe(401);
+      expect(await runsOf('alert-am').then((r) => r.filter((w) => w.workflowId.endsWith(fingerprint)))).toEqual([]);
+
+      const ok = await post(url, body, signed(now));
+      expect(ok.status).toBe(200);
+      expect(ok.body.results).toEqual([
+        expect.objectContaining({ fingerprint, runbook: 'alert-am', outcome: 'started' }),
+      ]);
+      const wf = `alert:alert-am:${fingerprint}`;
+      await waitUntil(async () => (await linesOn([1], marker)).length === 1, `${wf} to write its line`, 30_000);
+      expect(await linesOn([1, 2, 3], marker)).toEqual([fingerprint]);
+    },
+    {
+      RUNBOOK_RECEIVER_TOKEN: '',
+      RUNBOOK_RECEIVER_HMAC_SECRET: secret,
+      RUNBOOK_RECEIVER_HMAC_TIMESTAMP_HEADER: 'X-Grafana-Alerting-Timestamp',
+    },
+  );
+});
