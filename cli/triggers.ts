@@ -88,9 +88,14 @@ export async function startAlertReceiver(
     };
   } catch (err) {
     await client.connection.close();
-    throw new UserError(`Cannot start the alert receiver on ${cfg.host}:${cfg.port}: ${messageOf(err)}`, {
-      cause: err,
-    });
+    const busy = /EADDRINUSE/.test(messageOf(err));
+    throw new UserError(
+      `Cannot start the alert receiver on ${cfg.host}:${cfg.port}: ${busy ? 'the port is in use' : messageOf(err)}. ` +
+        'Choose another port (`runbook dev --receiver-port N`, `runbook serve --port N`), or start none (`runbook dev --no-receiver`).',
+      {
+        cause: err,
+      },
+    );
   }
 }
 
