@@ -18,9 +18,9 @@ import { runWorker, type RunningWorker } from '../worker/run';
 import { ensureTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
 import { EncryptionCodec } from '../common/codec';
 import { startCodecServer, type CodecServer } from '../common/codec-server';
-import crypto from 'node:crypto';
 import type { Receiver } from '../triggers/receiver';
-import { receiverConfig, startAlertReceiver } from './triggers';
+import { keptToken, receiverConfig, startAlertReceiver } from './triggers';
+import { RuleSet } from '../triggers/rules';
 
 export interface DevOptions {
   dataDir: string;
@@ -37,10 +37,8 @@ export interface DevOptions {
 /** The codec server's bearer token: RUNBOOK_CODEC_TOKEN, else one made once and kept (0600) in the data dir. */
 function codecToken(dataDir: string): { token: string; source: string } {
   if (process.env.RUNBOOK_CODEC_TOKEN) return { token: process.env.RUNBOOK_CODEC_TOKEN, source: 'RUNBOOK_CODEC_TOKEN' };
-  const file = path.join(dataDir, 'codec-token');
-  if (!fs.existsSync(file))
-    fs.writeFileSync(file, `${crypto.randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
-  return { token: fs.readFileSync(file, 'utf8').trim(), source: file };
+  const { token, file } = keptToken(dataDir, 'codec-token');
+  return { token, source: file };
 }
 
 function say(line: string): void {
@@ -111,9 +109,10 @@ export async function runDev(opts: DevOptions): Promise<void> {
   if (process.env.TEMPORAL_ADDRESS) {
     const target = temporalTargetFromEnv();
     say(`connecting to the Temporal server at ${target.address} (namespace ${target.namespace}) ...`);
-    const alerts = await startDevReceiver(opts, dataDir, target, logger);
+    const remote = engineConfigFromEnv(process.env, { allowExec: true });
+    const alerts = await startDevReceiver(opts, dataDir, target, remote, logger);
     return serveWorker(
-      { logger, settings, config: engineConfigFromEnv(process.env, { allowExec: true }), target },
+      { logger, settings, config: remote, target },
       { alerts, stop: () => alerts?.receiver.close() ?? Promise.resolve() },
     );
   }
@@ -188,7 +187,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
   // Escalations link to runs in the embedded UI unless RUNBOOK_UI_URL names another.
   if (server.uiUrl) config.escalation.uiUrl ??= server.uiUrl;
   try {
-    alerts = await startDevReceiver(opts, dataDir, target, logger);
+    alerts = await startDevReceiver(opts, dataDir, target, config, logger);
   } catch (err) {
     await stop();
     throw err;
@@ -207,12 +206,14 @@ async function startDevReceiver(
   opts: DevOptions,
   dataDir: string,
   target: TemporalTarget,
+  config: EngineConfig,
   logger: Logger,
 ): Promise<Alerts | undefined> {
   if (opts.receiverPort === false) return undefined;
   fs.mkdirSync(dataDir, { recursive: true });
   const cfg = receiverConfig(process.env, { host: opts.ip, port: opts.receiverPort }, { dataDir });
-  const receiver = await startAlertReceiver(target, cfg, logger);
+  const rules = new RuleSet(config.runbookDir, config.defaultInventory, logger);
+  const receiver = await startAlertReceiver(target, cfg, rules, logger);
   return { receiver, tokenSource: cfg.tokenSource };
 }
 

@@ -30,6 +30,14 @@ import {
 import { withClient } from './runs';
 import { controlGuardUpdate, guardStatusQuery } from '../workflows/messages';
 
+/** A bearer token made once and kept (0600) in the dev data dir, for a server the dev machine starts. */
+export function keptToken(dataDir: string, name: string): { token: string; file: string } {
+  const file = path.join(dataDir, name);
+  if (!fs.existsSync(file))
+    fs.writeFileSync(file, `${crypto.randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+  return { token: fs.readFileSync(file, 'utf8').trim(), file };
+}
+
 /** The receiver's full configuration: the environment's settings plus the generic mappings. */
 export function receiverConfig(
   env: NodeJS.ProcessEnv,
@@ -39,15 +47,9 @@ export function receiverConfig(
   const { mappingsFile, ...base } = receiverConfigFromEnv(env, listen);
   let tokenSource = base.tokens.length ? 'RUNBOOK_RECEIVER_TOKEN' : base.hmacSecret ? 'HMAC only' : '';
   if (!base.tokens.length && dev) {
-    // On the dev machine a token is made once and kept (0600) beside the rest of the dev state.
-    const file = path.join(dev.dataDir, 'receiver-token');
-    if (!fs.existsSync(file))
-      fs.writeFileSync(file, `${crypto.randomUUID()}${crypto.randomUUID()}\n`.replaceAll('-', ''), {
-        mode: 0o600,
-        flag: 'wx',
-      });
-    base.tokens.push(fs.readFileSync(file, 'utf8').trim());
-    tokenSource = file;
+    const kept = keptToken(dev.dataDir, 'receiver-token');
+    base.tokens.push(kept.token);
+    tokenSource = kept.file;
   }
   if (!base.tokens.length && !base.hmacSecret)
     throw new UserError(
@@ -65,20 +67,16 @@ export function receiverConfig(
   return { ...base, mappings, tokenSource };
 }
 
-/** Starts the receiver on its own client connection; its `close` closes both. */
+/** Starts the receiver, acting on `rules`, on its own client connection; its `close` closes both. */
 export async function startAlertReceiver(
   target: TemporalTarget,
   cfg: ReceiverConfig,
+  rules: RuleSet,
   logger: Logger,
 ): Promise<Receiver> {
-  const engine = engineConfigFromEnv(process.env);
   const client = await connectClient(target);
   try {
-    const receiver = await startReceiver(cfg, {
-      client,
-      rules: new RuleSet(engine.runbookDir, engine.defaultInventory, logger),
-      logger,
-    });
+    const receiver = await startReceiver(cfg, { client, rules, logger });
     return {
       url: receiver.url,
       close: async () => {
@@ -103,8 +101,10 @@ export async function startAlertReceiver(
 export async function runServe(o: { ip: string; port: number }): Promise<void> {
   const logger = createLogger('runbook-receiver', logLevelFromEnv());
   const cfg = receiverConfig(process.env, { host: o.ip, port: o.port });
-  const receiver = await startAlertReceiver(temporalTargetFromEnv(), cfg, logger);
-  const { rules, broken } = new RuleSet(engineConfigFromEnv(process.env).runbookDir, undefined).current();
+  const engine = engineConfigFromEnv(process.env);
+  const ruleSet = new RuleSet(engine.runbookDir, engine.defaultInventory, logger);
+  const receiver = await startAlertReceiver(temporalTargetFromEnv(), cfg, ruleSet, logger);
+  const { rules, broken } = ruleSet.current();
   console.log(
     `alert receiver on ${receiver.url} (POST /alerts/alertmanager, /alerts/grafana, /alerts/generic/{${Object.keys(cfg.mappings).sort().join(',')}}; ` +
       `auth: ${cfg.tokenSource}); rules: ${rules.map((r) => r.name).join(', ') || 'none'}` +

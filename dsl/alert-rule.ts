@@ -2,7 +2,7 @@
 // the run, and the guardrails that apply. Alert labels are untrusted data: they reach a run only through the
 // rule's param templates, and the result is checked like any other input (types, patterns, selectors).
 import ms from 'ms';
-import { ExpressionError, parseTemplate, evaluate, render } from './expr';
+import { ExpressionError, parseTemplate, render, renderValue } from './expr';
 import { coerceParams, type ParamValue } from './params';
 import { CODES } from './problems';
 import { buildContext } from './render';
@@ -83,10 +83,7 @@ export function alertParams(
             );
         }
       }
-      const segs = parseTemplate(template);
-      const only = segs[0];
-      inputs[name] =
-        segs.length === 1 && only?.kind === 'expr' ? evaluate(only.source, ctx) : render(template, ctx, 'text');
+      inputs[name] = renderValue(template, ctx);
     } catch (err) {
       errors.push({ param: name, message: `from the alert: ${describe(err)}`, code: CODES.inputType });
     }

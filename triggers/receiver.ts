@@ -60,9 +60,6 @@ const GUARD_IN_FLIGHT = 8;
 const CHUNK_ALERTS = 100;
 const CHUNK_BYTES = 512 * 1024;
 
-/** At most this many guard updates are in flight for one request (one per runbook). */
-const CONCURRENCY = 16;
-
 /** One alert's outcome for one runbook, as the response lists it. */
 interface Result {
   alert: number;
@@ -92,16 +89,6 @@ function alertView(a: NormalizedAlert) {
     source: a.source,
     ...(a.generatorURL ? { generatorURL: a.generatorURL } : {}),
   };
-}
-
-async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 /** Starts the receiver; resolves once it listens. */
@@ -274,18 +261,21 @@ export async function startReceiver(
     let results: Result[];
     try {
       const chunks = [...byRunbook.values()].flat().map((c) => c.ws);
-      const answered = await mapLimited(chunks, CONCURRENCY, async (ws) => {
-        const answers = await deliver(
-          ws[0]!.rule,
-          ws.map((w) => w.delivery),
-        );
-        return ws.map((w, i) => ({
-          alert: w.index,
-          fingerprint: w.delivery.alert.fingerprint,
-          runbook: w.rule.name,
-          ...answers[i]!,
-        }));
-      });
+      // All at once: each waits for a free update slot of its guard (GUARD_IN_FLIGHT).
+      const answered = await Promise.all(
+        chunks.map(async (ws) => {
+          const answers = await deliver(
+            ws[0]!.rule,
+            ws.map((w) => w.delivery),
+          );
+          return ws.map((w, i) => ({
+            alert: w.index,
+            fingerprint: w.delivery.alert.fingerprint,
+            runbook: w.rule.name,
+            ...answers[i]!,
+          }));
+        }),
+      );
       results = [...answered.flat(), ...local].sort((a, b) => a.alert - b.alert);
     } catch (err) {
       logger.error({ error: messageOf(err) }, 'alert not handed to its guard; the sender should retry');
