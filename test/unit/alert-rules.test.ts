@@ -6,7 +6,7 @@ import { alertLimits, alertParams, ruleMatches, type AlertRuleDoc, type AlertVie
 import { loadRunbookText } from '../../dsl/load';
 import { formatProblem } from '../../dsl/problems';
 import type { RunbookDoc } from '../../dsl/schema';
-import { decide, MAX_INCIDENTS, newGuardState, prune, type AlertDelivery } from '../../workflows/guard-state';
+import { decide, MAX_INCIDENTS, newGuardState, prune, runEnded, type AlertDelivery } from '../../workflows/guard-state';
 
 const rule = (match: AlertRuleDoc['match']): AlertRuleDoc => ({ match });
 
@@ -161,6 +161,19 @@ describe('guard state', () => {
     expect(Object.keys(s.incidents).sort()).toEqual(['__proto__', 'constructor']);
     expect(decide(s, delivery('__proto__'), 3).answer.outcome).toBe('deduplicated');
     expect(JSON.parse(JSON.stringify(s)).incidents.__proto__.workflowId).toBe('alert:r:__proto__');
+  });
+
+  it('a run end naming another run of the remediation, or an unknown status, changes nothing (a forged signal)', () => {
+    const s = newGuardState('r');
+    decide(s, delivery('f1'), 1);
+    s.incidents.f1!.runId = 'run-1';
+    expect(runEnded(s, 'alert:r:f1', 'run-2', 'succeeded', 2)).toEqual([]);
+    expect(runEnded(s, 'alert:r:f1', 'run-1', 'exploded', 2)).toEqual([]);
+    expect(s.incidents.f1!.active).toBe(true);
+    expect(runEnded(s, 'alert:r:f1', 'run-1', 'failed', 3).map((e) => e.kind)).toEqual(['escalate']);
+    expect(s.incidents.f1!.active).toBe(false);
+    expect(runEnded(s, 'alert:r:f1', 'run-1', 'failed', 4)).toEqual([]); // counted once
+    expect(s.counters.failed).toBe(1);
   });
 
   it('stays bounded: at most MAX_INCIDENTS incidents, the most recent kept', () => {
