@@ -16,6 +16,7 @@ import type { Client } from '@temporalio/client';
 import type { EngineConfig } from './config';
 import { sendEscalation, type Escalation } from './escalate';
 import { remediationStatus } from './remediations';
+import { windowState, type WindowAnswer, type WindowQuery } from './window';
 import { sendNotification, type Notification } from './notify';
 import type { SshTarget } from '../dsl/selector';
 import type { AuditStore } from '../audit/store';
@@ -163,6 +164,11 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
     /** Loads, validates and resolves a runbook run (see prepare.ts). */
     async prepare(input: PrepareInput): Promise<PreparedRun> {
       return prepareRun(config, input);
+    },
+
+    /** The state of change calendars at the workflow's time (see window.ts). */
+    async windowState(input: WindowQuery): Promise<WindowAnswer> {
+      return windowState(config.calendarsFile, input);
     },
 
     /** The SSH login of one host of an allowed inventory, for an ad hoc command (refused unless allowed). */

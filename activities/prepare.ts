@@ -11,9 +11,12 @@ import { UserError } from '../common/errors';
 import { sshTargetFor } from '../dsl/inventory';
 import type { ParamValue } from '../dsl/params';
 import { loadValidInventory, PrepareError, prepareRunbook } from '../dsl/prepare';
+import { isRunbookFileName } from '../dsl/load';
 import type { RunbookDoc } from '../dsl/schema';
 import type { InventoryData, SshTarget } from '../dsl/selector';
 import type { EngineConfig } from './config';
+import type { WindowSpec } from '../workflows/window';
+import { runWindow } from './window';
 
 export interface PrepareInput {
   runbook: string;
@@ -34,6 +37,8 @@ export interface PreparedRun {
   inventory?: InventoryData;
   /** SSH login of every inventory host (paths and references only). */
   ssh: Record<string, SshTarget>;
+  /** The change calendars the run keeps to (its `window` and the global ones); absent: none. */
+  window?: WindowSpec;
 }
 
 const invalid = (type: string, message: string) => ApplicationFailure.create({ type, message, nonRetryable: true });
@@ -53,7 +58,7 @@ function realFile(file: string): string | undefined {
  */
 export function runbookFileFor(config: EngineConfig, name: string): string {
   const dir = realFile(config.runbookDir);
-  if (!/^[a-z][a-z0-9-]*$/.test(name) || !dir) {
+  if (!/^[a-z][a-z0-9-]*$/.test(name) || !isRunbookFileName(`${name}.yaml`) || !dir) {
     throw invalid(
       FAILURES.unknownRunbook,
       `"${name.slice(0, 128)}" is not a runbook name: runs name a runbook of the worker's runbook directory (letters, digits, -)`,
@@ -65,7 +70,7 @@ export function runbookFileFor(config: EngineConfig, name: string): string {
   }
   const known = fs
     .readdirSync(dir)
-    .filter((f) => /^[a-z][a-z0-9-]*\.ya?ml$/.test(f) && !f.includes('inventory'))
+    .filter(isRunbookFileName)
     .map((f) => f.replace(/\.ya?ml$/, ''));
   throw invalid(
     FAILURES.unknownRunbook,
@@ -150,6 +155,8 @@ export function prepareRun(config: EngineConfig, input: PrepareInput): PreparedR
       }
     }
   }
+  const window = runWindow(config.calendarsFile, runbook);
+  if (typeof window === 'string') throw invalid(FAILURES.runbookInvalid, `${runbookFile}: ${window}.`);
   return {
     name: runbook.metadata.name,
     contentHash,
@@ -159,5 +166,6 @@ export function prepareRun(config: EngineConfig, input: PrepareInput): PreparedR
     targets: hosts.map((h) => h.name),
     inventory: inventory ? { hosts: inventory.hosts, groups: inventory.groups, vars: inventory.vars } : undefined,
     ssh,
+    ...(window ? { window } : {}),
   };
 }

@@ -18,7 +18,11 @@ export type AuditKind =
   | 'alert.refused'
   | 'alert.resolved'
   | 'alert.control'
-  | 'alert.breaker';
+  | 'alert.breaker'
+  // A run's change window: closed when reached (waiting or blocked), open again after a wait, overridden.
+  | 'window.closed'
+  | 'window.opened'
+  | 'window.override';
 
 /** Who or what started the run: an operator, an alert (fingerprint) or a schedule (id). */
 export interface AuditInitiator {

@@ -132,3 +132,55 @@ export function workflowRecordsSuccess(action: RenderedAction, reply: { audited?
   const byActivity = (action.kind === 'ssh' && !action.upload) || action.kind === 'http';
   return !byActivity || reply.audited === false;
 }
+
+/** The calendars of a window answer, as records keep them. */
+function calendarsOf(w: { calendars: { name: string; open: boolean; event?: string }[] }) {
+  return w.calendars.map((c) => ({ name: c.name, open: c.open, ...(c.event ? { event: c.event } : {}) }));
+}
+
+/** A change window was closed when the run reached `what` (the gate, a batch); `policy` says what it does next. */
+export function windowClosed(
+  seq: number,
+  what: string,
+  w: { calendars: { name: string; open: boolean; event?: string }[] },
+  reason: string,
+  policy: string,
+  reopens: string | undefined,
+): RunEvent {
+  return {
+    key: `window/${seq}`,
+    kind: 'window.closed',
+    status: policy === 'wait' ? 'waiting' : 'blocked',
+    detail: { at: what, reason, policy, reopens: reopens ?? null, calendars: calendarsOf(w) },
+  };
+}
+
+/** The window opened again after the run waited `waitedMs`. */
+export function windowOpened(
+  seq: number,
+  what: string,
+  w: { calendars: { name: string; open: boolean; event?: string }[] },
+  waitedMs: number,
+): RunEvent {
+  return {
+    key: `window/${seq}/opened`,
+    kind: 'window.opened',
+    status: 'open',
+    detail: { at: what, waitedMs, calendars: calendarsOf(w) },
+  };
+}
+
+/** An operator let the run go on outside its window, with a reason. */
+export function windowOverridden(
+  what: string,
+  w: { calendars: { name: string; open: boolean; event?: string }[] },
+  reason: string,
+  o: { by: string; reason: string },
+): RunEvent {
+  return {
+    key: 'window/override',
+    kind: 'window.override',
+    status: 'overridden',
+    detail: { at: what, closed: reason, by: o.by, reason: o.reason, calendars: calendarsOf(w) },
+  };
+}

@@ -8,6 +8,7 @@ import { UserError } from '../common/errors';
 import { alertParams, ruleMatches } from '../dsl/alert-rule';
 import { maskSecrets } from '../dsl/expr';
 import { INVENTORY_LIMITS, loadInventoryText } from '../dsl/inventory';
+import { loadCalendarsText } from '../dsl/calendars';
 import { lintRunbook } from '../dsl/lint';
 import { loadRunbookFile, resolveRunbookPath } from '../dsl/load';
 import { planRun, type Plan, type PlannedStep } from '../dsl/plan';
@@ -30,18 +31,22 @@ function expand(p: string): string[] {
     .map((f) => path.join(p, f));
 }
 
-/** Inventory or runbook? Runbooks have apiVersion/kind: Runbook/steps; inventories hosts, all, or INI sections. */
-function isInventory(file: string, text: string): boolean {
-  if (/\.ini$/.test(file)) return true;
+/**
+ * Inventory, calendar file or runbook? Runbooks have apiVersion/kind: Runbook/steps; calendar files kind: Calendars;
+ * inventories hosts, all, or INI sections.
+ */
+function fileKind(file: string, text: string): 'inventory' | 'calendars' | 'runbook' {
+  if (/\.ini$/.test(file)) return 'inventory';
   // Too large or too deep to parse safely: the runbook loader reports it.
-  if (checkYamlLimits(file, text, INVENTORY_LIMITS).problem) return false;
+  if (checkYamlLimits(file, text, INVENTORY_LIMITS).problem) return 'runbook';
   try {
     const doc = YAML.parse(text, { uniqueKeys: false }) as Record<string, unknown> | null;
-    if (!doc || typeof doc !== 'object') return false;
-    if (doc.kind === 'Runbook' || 'apiVersion' in doc || 'steps' in doc) return false;
-    return doc.kind === 'Inventory' || 'hosts' in doc || 'all' in doc;
+    if (!doc || typeof doc !== 'object') return 'runbook';
+    if (doc.kind === 'Calendars' || (!('kind' in doc) && 'calendars' in doc)) return 'calendars';
+    if (doc.kind === 'Runbook' || 'apiVersion' in doc || 'steps' in doc) return 'runbook';
+    return doc.kind === 'Inventory' || 'hosts' in doc || 'all' in doc ? 'inventory' : 'runbook';
   } catch {
-    return false;
+    return 'runbook';
   }
 }
 
@@ -49,7 +54,9 @@ export function checkFile(file: string, withLint: boolean): Problem[] {
   const bytes = fs.statSync(file).size;
   if (bytes > INVENTORY_LIMITS.maxBytes) return [tooLargeProblem(file, bytes, INVENTORY_LIMITS)];
   const text = fs.readFileSync(file, 'utf8');
-  if (isInventory(file, text)) return loadInventoryText(file, text).problems;
+  const kind = fileKind(file, text);
+  if (kind === 'inventory') return loadInventoryText(file, text).problems;
+  if (kind === 'calendars') return loadCalendarsText(file, text).problems;
   const loaded = loadRunbookFile(file);
   if (!withLint || !loaded.runbook) return loaded.problems;
   return [

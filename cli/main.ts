@@ -6,7 +6,15 @@ import { ensureTemporalCli, findTemporalCli, temporalCliVersion } from '../worke
 import { runDev, runWorkerCommand } from './dev';
 import { runExec } from './exec';
 import { runDocs, runPlan, runValidate } from './language';
-import { runCancel, runDecide, runList, runRun, runStatus } from './runs';
+import { runCancel, runDecide, runList, runRun, runStatus, runWindowOverride } from './runs';
+import {
+  runScheduleBackfill,
+  runSchedulePause,
+  runSchedulesList,
+  runSchedulesSync,
+  runScheduleTrigger,
+} from './schedules';
+import { runCalendarStatus } from './calendar';
 import { runbookJsonSchema } from '../dsl/schema';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -167,15 +175,27 @@ program
   )
   .option(
     '--wait',
-    'follow progress and exit with the outcome (0 succeeded, 3 degraded, 1 failed, 130 cancelled)',
+    'follow progress and exit with the outcome (0 succeeded, 3 degraded, 1 failed, 4 blocked by a change calendar, 130 cancelled)',
     false,
   )
   .option('--json', 'print the result as JSON', false)
   .option('--initiator <name>', 'who is running it (default: your user name)')
+  .option(
+    '--override-window <reason>',
+    'run even if a change calendar (maintenance window, freeze) is closed; the reason is recorded with your name',
+  )
   .action(
     async (
       name: string,
-      o: { param: string[]; paramsJson?: string; inventory?: string; wait: boolean; json: boolean; initiator?: string },
+      o: {
+        param: string[];
+        paramsJson?: string;
+        inventory?: string;
+        wait: boolean;
+        json: boolean;
+        initiator?: string;
+        overrideWindow?: string;
+      },
     ) => {
       process.exitCode = await runRun(name, o);
     },
@@ -228,6 +248,82 @@ for (const verb of ['approve', 'reject'] as const) {
       await runDecide(id, verb === 'approve', o);
     });
 }
+
+const schedules = program
+  .command('schedules')
+  .description("Temporal Schedules from runbooks' on.schedule: sync them, see what they did, pause, trigger, backfill");
+schedules
+  .command('sync')
+  .description(
+    'Create, update and delete schedules to match the runbook directory (only those sync made); --dry-run shows the diff',
+  )
+  .option('--dry-run', 'print what would change, change nothing', false)
+  .option('--json', 'as JSON', false)
+  .action(async (o: { dryRun: boolean; json: boolean }) => {
+    process.exitCode = await runSchedulesSync(o);
+  });
+schedules
+  .command('list')
+  .description('Each schedule: when, next times, runs started, skipped (overlap) and missed (catch-up), last runs')
+  .option('--all', 'also schedules sync did not make', false)
+  .option('--json', 'as JSON', false)
+  .action(async (o: { all: boolean; json: boolean }) => {
+    await runSchedulesList(o);
+  });
+for (const verb of ['pause', 'unpause'] as const) {
+  schedules
+    .command(verb)
+    .description(`${verb === 'pause' ? 'Pause' : 'Unpause'} a runbook's schedule (sync keeps the pause)`)
+    .argument('<runbook>', 'runbook name, or its schedule id runbook:NAME')
+    .option('--reason <text>', 'the note shown with the schedule (default: who did it)')
+    .action(async (name: string, o: { reason?: string }) => {
+      await runSchedulePause(name, verb === 'pause', o.reason);
+    });
+}
+schedules
+  .command('trigger')
+  .description('Start one run now, as the schedule would (its params, initiator and overlap policy)')
+  .argument('<runbook>', 'runbook name, or its schedule id runbook:NAME')
+  .option('--overlap <policy>', 'skip | buffer-one | buffer-all | cancel-other | terminate-other | allow-all')
+  .action(async (name: string, o: { overlap?: string }) => {
+    await runScheduleTrigger(name, o);
+  });
+schedules
+  .command('backfill')
+  .description('Start the runs the schedule would have started between two past times (after an outage)')
+  .argument('<runbook>', 'runbook name, or its schedule id runbook:NAME')
+  .requiredOption('--from <time>', 'ISO 8601 start, e.g. 2026-12-01T00:00:00Z')
+  .requiredOption('--to <time>', 'ISO 8601 end')
+  .option('--overlap <policy>', 'overlap policy for these runs (default allow-all)')
+  .action(async (name: string, o: { from: string; to: string; overlap?: string }) => {
+    await runScheduleBackfill(name, o);
+  });
+
+program
+  .command('calendar')
+  .description('Change calendars (maintenance windows, freezes)')
+  .command('status')
+  .description('OPEN or CLOSED per calendar and combined (open only if all are open), with the next change')
+  .argument('[names...]', 'calendars (default: all in the file)')
+  .option('--at <time>', 'evaluate at this ISO 8601 time instead of now (no offset: UTC)')
+  .option('--file <file>', 'calendar file (default: RUNBOOK_CALENDARS, else RUNBOOK_DIR/calendars.yaml)')
+  .option('--json', 'as JSON', false)
+  .option('--check', 'exit 1 when the combined state is closed', false)
+  .action(async (names: string[], o: { at?: string; file?: string; json: boolean; check: boolean }) => {
+    process.exitCode = await runCalendarStatus(names, o);
+  });
+
+program
+  .command('window')
+  .description("A run's change window")
+  .command('override')
+  .description('Let a run go on although a change calendar is closed (it stops waiting); the reason is recorded')
+  .argument('<id>', 'workflow id')
+  .requiredOption('--reason <text>', 'why the change cannot wait (recorded in the audit trail)')
+  .option('--by <name>', 'who overrides (default: your user name)')
+  .action(async (id: string, o: { reason: string; by?: string }) => {
+    await runWindowOverride(id, o);
+  });
 
 program
   .command('serve')

@@ -7,7 +7,7 @@ import { UserError } from '../common/errors';
 import { resolveRunbookPath, RunbookNotFoundError } from '../dsl/load';
 import { connectClient, runbookDirFromEnv, temporalTargetFromEnv, workerSettingsFromEnv } from '../worker/config';
 import type { runbook, RunbookResult } from '../workflows/runbook';
-import { decideSignal, stateQuery, type RunState } from '../workflows/messages';
+import { decideSignal, overrideWindowSignal, stateQuery, type RunState } from '../workflows/messages';
 import { buildPlan } from './language';
 import { paramInputs } from './params';
 
@@ -28,9 +28,12 @@ export interface RunOptions {
   wait: boolean;
   json: boolean;
   initiator?: string;
+  /** Run even when a change calendar is closed: the reason is recorded with who gave it. */
+  overrideWindow?: string;
 }
 
-const EXIT = { succeeded: 0, degraded: 3, failed: 1, cancelled: 130 } as const;
+/** Exit codes of `run --wait` by outcome (`blocked`: a change calendar kept the run out). */
+const EXIT = { succeeded: 0, degraded: 3, failed: 1, cancelled: 130, blocked: 4 } as const;
 
 /** Starts a run; with --wait streams progress and exits with the outcome. */
 export async function runRun(name: string, opts: RunOptions): Promise<number> {
@@ -57,6 +60,9 @@ export async function runRun(name: string, opts: RunOptions): Promise<number> {
           inventory: opts.inventory ? path.resolve(opts.inventory) : undefined,
           initiator: opts.initiator ?? os.userInfo().username,
           trigger: 'manual',
+          ...(opts.overrideWindow
+            ? { windowOverride: { by: opts.initiator ?? os.userInfo().username, reason: opts.overrideWindow } }
+            : {}),
         },
       ],
     });
@@ -124,6 +130,7 @@ function summary(workflowId: string, r: RunbookResult): string {
   const lines = [
     `${workflowId}: ${r.runbook} ${r.status} (${r.failures} failed, ${r.threshold} tolerated; sha256 ${r.contentHash.slice(0, 12)})`,
   ];
+  if (r.blocked) lines.push(`  blocked: ${r.blocked}`);
   for (const [h, v] of Object.entries(r.hosts)) {
     lines.push(`  ${h.padEnd(16)} ${v.state}${v.error ? `: ${v.error}` : ''}`);
     for (const e of v.rollbackErrors) lines.push(`    rollback failed: ${e}`);
@@ -251,5 +258,19 @@ export async function runDecide(
       comment: opts.comment,
     });
     console.log(`${approve ? 'approved' : 'rejected'} "${approvalId}" of ${id} as ${opts.by}`);
+  });
+}
+
+/** `runbook window override ID --reason`: lets a run waiting for (or about to meet) a closed window go on. */
+export async function runWindowOverride(id: string, o: { reason: string; by?: string }): Promise<void> {
+  const reason = o.reason.trim();
+  if (reason.length < 3) throw new UserError('Give the reason for the override (--reason "..."): it is recorded.');
+  await withClient(async (client) => {
+    const handle = client.workflow.getHandle(id);
+    await handle.describe().catch((err: Error) => {
+      throw new UserError(`No run ${id}: ${err.message}`);
+    });
+    await handle.signal(overrideWindowSignal, { by: o.by ?? os.userInfo().username, reason });
+    console.log(`override sent to ${id}; the run records it when it next meets a closed window`);
   });
 }

@@ -15,6 +15,8 @@ export const FAILURES = {
   targetsInvalid: 'TargetsInvalid',
   /** The worker does not serve ad hoc commands (RUNBOOK_ALLOW_EXEC is off). */
   execDisabled: 'ExecDisabled',
+  /** The worker's calendar file does not load, or lacks a calendar a run needs. */
+  calendarInvalid: 'CalendarInvalid',
   /** A workflow id the engine reserves (host locks) was used for another purpose. */
   reservedId: 'ReservedWorkflowId',
 
@@ -72,6 +74,7 @@ export const PREPARE_FAILURES: readonly FailureType[] = [
   F.inventoryInvalid,
   F.targetsInvalid,
   F.execDisabled,
+  F.calendarInvalid,
 ];
 
 /** Activity failures no retry can fix: the activity marks them non-retryable. */

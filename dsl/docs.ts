@@ -1,6 +1,7 @@
 // Pure (workflow-safe). Markdown documentation rendered from a runbook: what it does, its params, targets,
 // strategy, approvals, steps and rollback, and its triggers.
 import { alertLimits, type LabelMatcherDoc } from './alert-rule';
+import { describeSchedule } from './schedule-spec';
 import type { RunbookDoc, StepDoc } from './schema';
 
 const cell = (s: unknown) =>
@@ -136,7 +137,11 @@ export function runbookMarkdown(rb: RunbookDoc, contentHash?: string): string {
           `on resolution: ${l.onResolved}`,
       );
     }
-    if (rb.on.schedule) out.push(`- Schedule \`${rb.on.schedule.cron}\` (${rb.on.schedule.timezone ?? 'UTC'})`);
+    if (rb.on.schedule) out.push(`- Schedule: ${describeSchedule(rb.on.schedule)}`);
+    if (rb.window)
+      out.push(
+        `- Change window: ${rb.window.calendars.join(' + ')} (${rb.window.policy ?? 'wait'} when closed${rb.window.cutoff ? `, cutoff ${rb.window.cutoff}` : ''})`,
+      );
     out.push('');
   }
   return out.join('\n');

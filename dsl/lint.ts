@@ -1,10 +1,11 @@
-// Pure (workflow-safe). Warnings for a valid runbook: raw interpolation, risky runbooks without rollback,
-// missing descriptions and timeouts. They never block a run; `runbook lint` prints them.
+// Pure. Warnings for a valid runbook: raw interpolation, risky runbooks without rollback,
+// missing descriptions and timeouts, schedules at times a DST change skips or repeats. They never block a run; `runbook lint` prints them.
 import { parseTemplate } from './expr';
 import { CODES, type Problem } from './problems';
 import type { Reporter } from './rules';
 import { walkSteps } from './rules';
 import type { RunbookDoc } from './schema';
+import { dstWarnings, scheduleProblems } from './schedule-spec';
 
 function strings(value: unknown, path: (string | number)[], out: { text: string; path: (string | number)[] }[]): void {
   if (typeof value === 'string') out.push({ text: value, path });
@@ -12,7 +13,8 @@ function strings(value: unknown, path: (string | number)[], out: { text: string;
   else if (value && typeof value === 'object') Object.entries(value).forEach(([k, v]) => strings(v, [...path, k], out));
 }
 
-export function lintRunbook(rb: RunbookDoc, warn: Reporter): Problem[] {
+/** `now`: where the DST hazards of a schedule are looked for (the next 400 days). */
+export function lintRunbook(rb: RunbookDoc, warn: Reporter, now = new Date()): Problem[] {
   const found: Problem[] = [];
   const w: Reporter = (path, message, code, opts) => {
     const p = warn(path, message, code, opts);
@@ -64,6 +66,11 @@ export function lintRunbook(rb: RunbookDoc, warn: Reporter): Problem[] {
     if ((step.ssh || step.http) && !step.timeout && !step.until) {
       w([...path, 'id'], `step "${step.id}" has no timeout; it may run for the default 10m`, CODES.lintNoTimeout);
     }
+  }
+  const schedule = rb.on?.schedule;
+  if (schedule && !scheduleProblems(schedule).length) {
+    const warnings = dstWarnings(schedule, now);
+    if (warnings.length) w(['on', 'schedule'], warnings.join(' '), CODES.lintScheduleDst, { at: 'key' });
   }
   return found;
 }

@@ -81,6 +81,14 @@ export function loadRunbookFile(file: string): LoadedRunbook {
   return loadRunbookText(file, text);
 }
 
+/**
+ * Whether a file name in a runbook directory is a runbook's: NAME.yaml or NAME.yml, not an inventory and not the
+ * calendar file (calendars.yaml), which live there too.
+ */
+export function isRunbookFileName(name: string): boolean {
+  return /^[a-z][a-z0-9-]*\.ya?ml$/.test(name) && !name.includes('inventory') && !/^calendars\.ya?ml$/.test(name);
+}
+
 /** Thrown when a runbook is named (not given by path) and the runbooks directory has no file of that name. */
 export class RunbookNotFoundError extends UserError {
   override name = 'RunbookNotFoundError' as const;
@@ -99,7 +107,7 @@ export function resolveRunbookPath(nameOrPath: string, dir: string): string {
   const known = fs.existsSync(dir)
     ? fs
         .readdirSync(dir)
-        .filter((f) => /\.ya?ml$/.test(f) && !f.includes('inventory'))
+        .filter(isRunbookFileName)
         .map((f) => f.replace(/\.ya?ml$/, ''))
     : [];
   throw new RunbookNotFoundError(

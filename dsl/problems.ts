@@ -30,6 +30,8 @@ export const CODES = {
   unknownOutput: 'RB1213',
   nameMismatch: 'RB1214',
   expressionTooComplex: 'RB1215',
+  badSchedule: 'RB1216',
+  unknownCalendar: 'RB1217',
   inputUnknown: 'RB1301',
   inputMissing: 'RB1302',
   inputType: 'RB1303',
@@ -48,6 +50,7 @@ export const CODES = {
   lintNoDescription: 'RB2003',
   lintNoTimeout: 'RB2004',
   lintUnusedParam: 'RB2005',
+  lintScheduleDst: 'RB2006',
 } as const;
 
 export type Code = (typeof CODES)[keyof typeof CODES];

@@ -1,9 +1,10 @@
-// Pure (workflow-safe). Cross-field rules a schema cannot say: unique step ids, one kind per step, references to
+// Pure. Cross-field rules a schema cannot say: unique step ids, one kind per step, references to
 // params, steps, outputs and secrets that exist, expressions that parse, approvals for high-risk runbooks,
 // param declarations that make sense.
 import { matcherRegex } from './alert-rule';
 import { checkExpression, ExpressionError, parseTemplate, references, ROOT_VARIABLES } from './expr';
-import { coerceParam } from './params';
+import { coerceParam, coerceParams } from './params';
+import { scheduleProblems } from './schedule-spec';
 import { CODES, type Code, type Problem } from './problems';
 import type { ParamDoc, RunbookDoc, StepDoc } from './schema';
 import { STEP_KINDS } from './schema';
@@ -220,6 +221,23 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
         },
       );
     checkTemplate(value, at, { params, secrets, steps: new Map(), allowResult: false, allIds: [] }, report);
+  }
+
+  // A schedule: one form, valid cron/calendar/zone/durations, and params a run would accept.
+  const schedule = rb.on?.schedule;
+  if (schedule) {
+    for (const p of scheduleProblems(schedule))
+      report(['on', 'schedule', ...p.path], p.message, CODES.badSchedule, p.path.length ? {} : { at: 'key' });
+    const given = schedule.params ?? {};
+    for (const e of coerceParams(rb.params ?? {}, given, Object.keys(rb.secrets ?? {})).errors) {
+      const inGiven = Object.prototype.hasOwnProperty.call(given, e.param);
+      report(
+        inGiven ? ['on', 'schedule', 'params', e.param] : ['on', 'schedule'],
+        `${inGiven ? '' : `param "${e.param}": `}${e.message}; a scheduled run has no one to ask`,
+        e.code,
+        { at: 'key' },
+      );
+    }
   }
 
   for (const [label, m] of Object.entries(rb.on?.alert?.match ?? {})) {

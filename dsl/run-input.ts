@@ -21,6 +21,22 @@ const Text = (max: number, description: string) =>
 /** How a run was started; `sub-runbook` is set by a parent run only. */
 export const TRIGGERS = ['manual', 'alert', 'schedule', 'sub-runbook'] as const;
 
+/** An operator's override of a closed change window: who, and why (both recorded). */
+export const OverrideSchema = Type.Object(
+  {
+    by: Text(100, 'Who overrides.'),
+    reason: Type.String({
+      minLength: 3,
+      maxLength: 1000,
+      pattern: PRINTABLE_LINES,
+      description: 'Why the change cannot wait for the window (recorded).',
+    }),
+  },
+  { additionalProperties: false, description: 'Run even though a change calendar is closed.' },
+);
+
+export type WindowOverride = Static<typeof OverrideSchema>;
+
 export const RunbookInputSchema = Type.Object(
   {
     runbook: Type.String({
@@ -53,6 +69,7 @@ export const RunbookInputSchema = Type.Object(
         description: 'The alert that started the run.',
       }),
     ),
+    windowOverride: Type.Optional(OverrideSchema),
     heldHosts: Type.Optional(
       Type.Array(Text(253, 'host'), { maxItems: 10_000, description: 'Internal: host locks the parent run holds.' }),
     ),

@@ -419,6 +419,117 @@ export const AlertRule = Type.Object(
   { ...strict, description: 'Start this runbook from matching alerts.' },
 );
 
+/** A calendar spec field: a number, or text as in cron (`1-5`, `MON-FRI`, `0-59/15`, `1,15`). */
+const CalendarField = (description: string) =>
+  Type.Optional(
+    Type.Union([Type.Integer({ minimum: 0, maximum: 59 }), Type.String({ minLength: 1, maxLength: 100 })], {
+      description,
+    }),
+  );
+
+/** When, as labelled fields (Temporal's calendar spec). */
+export const CalendarSpecDoc = (defaults: string, description: string) =>
+  Type.Object(
+    {
+      second: CalendarField(`0-59. @default ${defaults === '*' ? '*' : '0'}`),
+      minute: CalendarField(`0-59. @default ${defaults === '*' ? '*' : '0'}`),
+      hour: CalendarField(`0-23. @default ${defaults === '*' ? '*' : '0'}`),
+      dayOfMonth: CalendarField('1-31. @default *'),
+      month: CalendarField('1-12 or JAN-DEC. @default *'),
+      dayOfWeek: CalendarField('0-6 (0 = Sunday) or SUN-SAT. @default *'),
+      comment: Type.Optional(Type.String({ maxLength: 200 })),
+    },
+    { ...strict, minProperties: 1, description },
+  );
+
+export const OVERLAP_POLICIES = [
+  'skip',
+  'buffer-one',
+  'buffer-all',
+  'cancel-other',
+  'terminate-other',
+  'allow-all',
+] as const;
+
+/** `on.schedule`: a Temporal Schedule that `runbook schedules sync` keeps in step with this file. */
+export const ScheduleTrigger = Type.Object(
+  {
+    cron: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description:
+          'Cron expression in `timezone`: 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first.',
+      }),
+    ),
+    calendar: Type.Optional(
+      CalendarSpecDoc(
+        '0',
+        'When, as labelled fields, e.g. `{ dayOfWeek: SUN, hour: 23, minute: 30 }` (unset second/minute/hour: 0).',
+      ),
+    ),
+    every: Type.Optional(
+      Duration('A fixed interval instead (`30s`, `1h`, `1d`), counted from the Unix epoch plus `offset`.'),
+    ),
+    offset: Type.Optional(Duration('With `every`: shift the interval, e.g. every 1d offset 2h = 02:00 UTC daily.')),
+    skip: Type.Optional(
+      Type.Array(CalendarSpecDoc('*', 'A time or day not to run.'), {
+        maxItems: 50,
+        description:
+          'Times not to run, e.g. `{ month: 12, dayOfMonth: 25 }` skips all of 25 December (unset second/minute/hour mean every one here).',
+      }),
+    ),
+    timezone: Type.Optional(
+      Type.String({ default: 'UTC', maxLength: 64, description: 'IANA time zone of `cron`, `calendar` and `skip`.' }),
+    ),
+    jitter: Type.Optional(Duration('Start each run up to this much later, at random (spreads load). @default 0s')),
+    overlap: Type.Optional(
+      Type.Union(
+        OVERLAP_POLICIES.map((p) => Type.Literal(p)),
+        {
+          default: 'skip',
+          description:
+            'When the previous run is still going: skip this one (counted as skipped), buffer one or all, cancel or terminate the other, or allow all.',
+        },
+      ),
+    ),
+    catchupWindow: Type.Optional(
+      Duration('After an outage, run missed times no older than this (older ones are counted as missed). @default 15m'),
+    ),
+    pauseOnFailure: Type.Optional(
+      Type.Boolean({ default: false, description: 'Pause the schedule when a run it started fails.' }),
+    ),
+    params: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), { description: 'Params of every run it starts.' }),
+    ),
+  },
+  { ...strict, description: 'Start this runbook on a schedule: exactly one of cron, calendar or every.' },
+);
+
+/** `window`: the change calendars a run must be inside of, and what to do when one is closed. */
+export const WindowPolicy = Type.Object(
+  {
+    calendars: Type.Array(Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' }), {
+      minItems: 1,
+      maxItems: 20,
+      description: 'Calendars of the calendar file that must all be open (global calendars always apply too).',
+    }),
+    policy: Type.Optional(
+      Type.Union([Type.Literal('wait'), Type.Literal('fail')], {
+        default: 'wait',
+        description: 'When closed: wait for the next opening, or end the run as blocked.',
+      }),
+    ),
+    cutoff: Type.Optional(
+      Duration('Start no new batch this close to the window closing. @default 0s', { default: '0s' }),
+    ),
+    maxWait: Type.Optional(
+      Duration('With `wait`: end as blocked when no opening comes within this. @default 7d', { default: '7d' }),
+    ),
+  },
+  { ...strict, description: 'Maintenance window and freeze policy.' },
+);
+
 export const Runbook = Type.Object(
   {
     apiVersion: Type.Literal('runbooks/v1', { description: 'Language version.' }),
@@ -463,20 +574,12 @@ export const Runbook = Type.Object(
     rollback: Type.Optional(
       Type.Array(StepRef, { description: 'Runbook-level undo steps, run newest first after a failure or cancel.' }),
     ),
+    window: Type.Optional(WindowPolicy),
     on: Type.Optional(
       Type.Object(
         {
           alert: Type.Optional(AlertRule),
-          schedule: Type.Optional(
-            Type.Object(
-              {
-                cron: Type.String({ description: 'Cron expression (5 fields).' }),
-                timezone: Type.Optional(Type.String({ default: 'UTC' })),
-                params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-              },
-              strict,
-            ),
-          ),
+          schedule: Type.Optional(ScheduleTrigger),
         },
         { ...strict, description: 'Triggers.' },
       ),

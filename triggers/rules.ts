@@ -7,6 +7,7 @@ import { alertLimits, alertParams, ruleMatches, type AlertRuleDoc, type AlertVie
 import type { Inventory } from '../dsl/inventory';
 import { planTargets } from '../dsl/plan';
 import { loadValidInventory, loadValidRunbook } from '../dsl/prepare';
+import { isRunbookFileName } from '../dsl/load';
 import type { RunbookDoc } from '../dsl/schema';
 import type { Logger } from '../common/logger';
 import { messageOf } from '../common/errors';
@@ -65,7 +66,7 @@ export class RuleSet {
     this.scannedAt = now;
     let names: string[];
     try {
-      names = fs.readdirSync(this.runbookDir).filter((n) => /^[a-z][a-z0-9-]*\.ya?ml$/.test(n));
+      names = fs.readdirSync(this.runbookDir).filter(isRunbookFileName);
     } catch (err) {
       this.logger?.error({ dir: this.runbookDir, error: messageOf(err) }, 'cannot read the runbook directory');
       return;

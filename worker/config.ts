@@ -15,6 +15,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { codecKeysFromEnv, dataConverterFromEnv } from '../common/codec';
 import { UserError, messageOf } from '../common/errors';
 import { DEFAULT_SSH_LOGIN } from '../dsl/inventory';
+import { findCalendarsFile } from '../dsl/calendars';
 import type { EngineConfig } from '../activities/config';
 import type { ReceiverConfig } from '../triggers/receiver';
 
@@ -189,6 +190,8 @@ export function auditUrlFromEnv(env: NodeJS.ProcessEnv = process.env, dataDir = 
 }
 
 /** The runbooks directory as configured (RUNBOOK_DIR, else ./runbooks), unresolved, for the CLI's messages. */
+export { findCalendarsFile };
+
 export function runbookDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return env.RUNBOOK_DIR ?? 'runbooks';
 }
@@ -214,8 +217,10 @@ export function engineConfigFromEnv(
     .map((s) => s.trim())
     .filter(Boolean)
     .map((p) => path.resolve(p));
+  const runbookDir = path.resolve(runbookDirFromEnv(env));
   return {
-    runbookDir: path.resolve(runbookDirFromEnv(env)),
+    runbookDir,
+    calendarsFile: findCalendarsFile(runbookDir, env.RUNBOOK_CALENDARS || undefined),
     inventories: [...new Set([...(defaultInventory ? [defaultInventory] : []), ...more])],
     defaultInventory,
     allowExec: flag('RUNBOOK_ALLOW_EXEC', env.RUNBOOK_ALLOW_EXEC, defaults.allowExec ?? false),

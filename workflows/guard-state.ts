@@ -274,7 +274,15 @@ export function sanitize(state: GuardState, now: number): GuardState {
 }
 
 /** How a remediation ended, as a guard counts it. */
-export const RUN_END_STATUSES = ['succeeded', 'degraded', 'failed', 'cancelled', 'terminated', 'timed-out'] as const;
+export const RUN_END_STATUSES = [
+  'succeeded',
+  'degraded',
+  'failed',
+  'cancelled',
+  'blocked',
+  'terminated',
+  'timed-out',
+] as const;
 
 /** Stores an incident under its fingerprint as plain data (a fingerprint may be `__proto__`). */
 function setIncident(state: GuardState, fingerprint: string, incident: Incident): void {
@@ -580,6 +588,21 @@ export function runEnded(
   const failed = status === 'failed' || status === 'terminated' || status === 'timed-out';
   state.ended.push({ at: now, failed });
   const effects: Effect[] = [];
+  if (status === 'blocked') {
+    // A change calendar kept the remediation out: not a failure of the remediation (the breaker does not count it),
+    // but the alert is not handled, so people hear of it.
+    effects.push({
+      kind: 'escalate',
+      escalation: {
+        kind: 'remediation-failed',
+        reason: 'remediation blocked: a change calendar (freeze or maintenance window) is closed',
+        fingerprint: fp,
+        workflowId,
+        runId: incident.runId,
+      },
+    });
+    return effects;
+  }
   if (!failed) return effects;
   state.counters.failed += 1;
   remember(state, now, fp, 'failed', `remediation ${status}`);

@@ -2,6 +2,7 @@
 // of a runbook run and of an alert guard.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { AlertDelivery, GuardAnswer, GuardControl, GuardStatus } from './guard-state';
+import type { WindowOverride } from '../dsl/run-input';
 
 export interface ApprovalDecision {
   /** Approval id: `gate` for the runbook's approval, else the step path. */
@@ -29,13 +30,29 @@ export interface PendingApproval {
 export interface RunState {
   runbook: string;
   contentHash: string;
-  status: 'preparing' | 'awaiting-approval' | 'running' | 'rolling-back' | 'succeeded' | 'failed' | 'cancelled';
+  status:
+    | 'preparing'
+    | 'awaiting-approval'
+    | 'waiting-window'
+    | 'running'
+    | 'rolling-back'
+    | 'succeeded'
+    | 'failed'
+    | 'cancelled'
+    | 'blocked';
   batch: { index: number; of: number };
   hosts: Record<string, { state: HostState; step?: string; error?: string }>;
   pendingApprovals: PendingApproval[];
   decisions: ApprovalDecision[];
   /** The final result, once the run ended (also for failed and cancelled runs). */
   result?: unknown;
+  /** The change window, as last checked (runs with a window or under a global calendar). */
+  window?: {
+    open: boolean;
+    calendars: { name: string; open: boolean; event?: string }[];
+    nextChange?: string;
+    waitingUntil?: string;
+  };
   /** Audit records that could not be written (the store stayed down through the retries). */
   auditErrors?: string[];
 }
@@ -44,6 +61,9 @@ export interface RunState {
 export const decideSignal = defineSignal<[ApprovalDecision]>('decide');
 /** Current step, per-host state and pending approvals. */
 export const stateQuery = defineQuery<RunState>('state');
+
+/** An operator lets a run proceed outside its change window (the reason is recorded). */
+export const overrideWindowSignal = defineSignal<[WindowOverride]>('overrideWindow');
 
 /** The alert that started this run resolved (sent by its alert guard): an approval gate still pending is rejected. */
 export const alertResolvedSignal = defineSignal<[{ at: string }]>('alertResolved');

@@ -48,6 +48,7 @@ import {
 } from '../dsl/run-input';
 import { ALERT_GUARD_PREFIX, FAILURES, failureType, HOST_LOCK_PREFIX } from '../common/failure-types';
 import { ACTIVITY_OPTIONS } from './activity-options';
+import { RunWindow } from './window';
 
 export type { RunbookInput } from '../dsl/run-input';
 export type { HostResult } from './target';
@@ -83,11 +84,14 @@ export function checkRunInput(input: unknown, schema: TSchema): void {
 export interface RunbookResult {
   runbook: string;
   contentHash: string;
-  status: 'succeeded' | 'degraded' | 'failed' | 'cancelled';
+  /** `blocked`: a change calendar was closed and the window policy ended the run (hosts not reached are skipped). */
+  status: 'succeeded' | 'degraded' | 'failed' | 'cancelled' | 'blocked';
   failures: number;
   /** Failures tolerated before the rollout stops. */
   threshold: number;
   hosts: Record<string, HostResult>;
+  /** Why the run was blocked (status `blocked`). */
+  blocked?: string;
 }
 
 const { prepare } = proxyActivities<Activities>(ACTIVITY_OPTIONS.prepare);
@@ -141,9 +145,13 @@ async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
     features: decideFeatures(),
   };
   const run: RunInfo = { id: info.workflowId, initiator, trigger };
-  const rollout = new Rollout(env, run, input.alert);
+  const window = new RunWindow(prepared.window, audit, state, input.windowOverride);
+  const rollout = new Rollout(env, run, input.alert, window);
   try {
-    if (rb.approval) {
+    // No approval is asked for, and nothing starts, while a change calendar keeps the run out.
+    if (rb.approval && prepared.window && !(await window.admit('the approval gate'))) {
+      /* blocked: finishRun records it */
+    } else if (rb.approval) {
       setStatus(state, 'awaiting-approval');
       const gate = renderStep(
         { id: 'gate', approval: rb.approval },
@@ -152,8 +160,10 @@ async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
       if (gate.kind === 'approval')
         await awaitApproval('gate', gate, state, inbox, rb.metadata.name, ms(gate.timeout as ms.StringValue), audit);
     }
-    setStatus(state, 'running');
-    await rollout.run();
+    if (!window.blocked) {
+      setStatus(state, 'running');
+      await rollout.run();
+    }
   } catch (err) {
     // An alert that resolved while its remediation waited at the gate cancels it: nothing was changed.
     if (isCancellation(err)) rollout.cancelled = true;
@@ -307,6 +317,7 @@ class Rollout {
     readonly env: StepEnv,
     private readonly runInfo: RunInfo,
     private readonly alert: RunbookInput['alert'],
+    readonly window: RunWindow,
   ) {
     const { prepared } = env;
     const rb = prepared.runbook;
@@ -325,7 +336,7 @@ class Rollout {
 
   /** Whether to start no more targets. */
   get stopped(): boolean {
-    return this.failures > this.threshold || this.cancelled;
+    return this.failures > this.threshold || this.cancelled || this.window.blocked !== undefined;
   }
 
   async run(): Promise<void> {
@@ -333,9 +344,15 @@ class Rollout {
     const sizes = batchSizes(this.hosts.length, strategy);
     const limit = strategy?.type === 'parallel' ? (strategy.limit ?? this.hosts.length) : Infinity;
     this.env.state.batch.of = sizes.length;
+    // Only a run with a window awaits its checks (an extra await would reorder the commands of runs without one).
+    const windowed = this.env.prepared.window !== undefined;
     let next = 0;
     for (const [b, size] of sizes.entries()) {
       this.env.state.batch.index = b + 1;
+      if (windowed && !(await this.window.admit(`batch ${b + 1} of ${sizes.length}`))) {
+        this.hosts.slice(next).forEach((h) => this.skip(h));
+        break;
+      }
       const batch = this.hosts.slice(next, next + size);
       next += size;
       if (strategy?.type === 'parallel') {
@@ -344,7 +361,7 @@ class Rollout {
         const worker = async () => {
           while (queue.length > 0) {
             const h = queue.shift();
-            if (this.stopped) this.skip(h);
+            if (this.stopped || (windowed && !(await this.window.admitTarget()))) this.skip(h);
             else await this.target(h);
           }
         };
@@ -393,6 +410,7 @@ class Rollout {
 /** Records skips and the run's end, sets its final status, and returns or throws its result. */
 async function finishRun(rollout: Rollout, audit: RunAudit): Promise<RunbookResult> {
   const { env, results, failures, threshold, cancelled } = rollout;
+  const blocked = rollout.window.blocked;
   const { state, prepared } = env;
   const rb = prepared.runbook;
   // A run cancelled before its rollout (at the approval gate) reached none of its targets.
@@ -404,7 +422,9 @@ async function finishRun(rollout: Rollout, audit: RunAudit): Promise<RunbookResu
     ? 'the alert resolved before approval'
     : cancelled
       ? 'run cancelled'
-      : `failures (${failures}) exceeded the threshold (${threshold})`;
+      : failures > threshold
+        ? `failures (${failures}) exceeded the threshold (${threshold})`
+        : (blocked ?? 'not reached');
   await recordEvents(
     audit,
     state,
@@ -418,7 +438,16 @@ async function finishRun(rollout: Rollout, audit: RunAudit): Promise<RunbookResu
     failures,
     threshold,
     hosts: results,
-    status: cancelled ? 'cancelled' : failures > threshold ? 'failed' : failures > 0 ? 'degraded' : 'succeeded',
+    ...(blocked && !cancelled && failures <= threshold ? { blocked } : {}),
+    status: cancelled
+      ? 'cancelled'
+      : failures > threshold
+        ? 'failed'
+        : blocked
+          ? 'blocked'
+          : failures > 0
+            ? 'degraded'
+            : 'succeeded',
   };
   setStatus(state, result.status === 'degraded' ? 'succeeded' : result.status);
   state.result = result;
@@ -426,6 +455,7 @@ async function finishRun(rollout: Rollout, audit: RunAudit): Promise<RunbookResu
     audit,
     state,
     runFinished(result.status, {
+      ...(result.status === 'blocked' ? { error: blocked } : {}),
       detail: {
         failures,
         threshold,

@@ -11,6 +11,7 @@ import { watchHostLock } from '../../activities/host-lock';
 import type { Notification } from '../../activities/notify';
 import type { Escalation } from '../../activities/escalate';
 import { prepareRun } from '../../activities/prepare';
+import { windowState } from '../../activities/window';
 import { outputsFor } from '../../activities/result-size';
 import type { GroupStepDone, StepGroupResult } from '../../activities/step-group';
 import type { SshStepResult } from '../../activities/ssh/step';
@@ -317,6 +318,10 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
 
     async prepare(input) {
       return prepareRun(config, input);
+    },
+
+    async windowState(input) {
+      return windowState(config.calendarsFile, input);
     },
 
     async watchHostLock(input) {

@@ -227,7 +227,7 @@ const EXPECTED: [string, string[]][] = [
     'unknown-top-key.yaml',
     [
       '1:1: steps: missing required key "steps" [RB1103]',
-      '9:1: stepz: unknown key "stepz" (did you mean "steps"?); expected one of: apiVersion, kind, metadata, params, secrets, targets, strategy, approval, locks, steps, rollback, on [RB1101]',
+      '9:1: stepz: unknown key "stepz" (did you mean "steps"?); expected one of: apiVersion, kind, metadata, params, secrets, targets, strategy, approval, locks, steps, rollback, window, on [RB1101]',
     ],
   ],
   [
