@@ -3,9 +3,11 @@
 //
 // Cron and calendar forms are parsed here (dsl/cron.ts) and sent to Temporal as explicit calendar fields, so the
 // times previewed and the times the server fires come from the same field values and the same rule: every field
-// must match the local wall-clock time literally. That rule has two well-known consequences in a zone with DST,
-// which `dstHazards` finds so lint can say so: a time inside the spring-forward gap does not exist that day (the
-// server skips the run), and a time inside the fall-back hour exists twice (the server runs twice).
+// must match the local wall-clock time literally. In a zone with DST that has two consequences, found by
+// `dstHazards`: a time inside the spring-forward gap does not exist that day, and the server skips the run (lint
+// warns); a time inside the fall-back hour exists twice, and the server runs once, at the second (standard-time)
+// one. (The SDK's documentation says it runs twice; test/integration/schedules.test.ts compares this preview with
+// the server's own next times, and the server runs once.)
 //
 // `skip` fixes Temporal's other gotcha: in its calendar specs an unset second, minute or hour means 0, so a skip
 // of `{ month: 12, dayOfMonth: 25 }` would only skip midnight. Here they mean "every", so it skips the whole day.
@@ -167,7 +169,8 @@ export interface DstHazard {
   date: string;
   /** Local time, HH:MM:SS. */
   time: string;
-  kind: 'skipped' | 'doubled';
+  /** skipped: the time does not exist that day; repeated: it exists twice (the server runs at the second). */
+  kind: 'skipped' | 'repeated';
 }
 
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
@@ -205,7 +208,8 @@ function skippedBy(
 
 /**
  * The times the schedule fires after `from` (exclusive), at most `n`, within `days` days: local wall times that
- * match, as the server matches them (none in a DST gap, two in a repeated hour), less the skipped ones. No jitter.
+ * match, as the server matches them (none in a DST gap, the second of a repeated time), less the skipped ones. No
+ * jitter.
  */
 export function nextTimes(s: ScheduleDoc, from: Date, n: number, days = 400): Date[] {
   if (s.every !== undefined) {
@@ -222,7 +226,9 @@ export function nextTimes(s: ScheduleDoc, from: Date, n: number, days = 400): Da
   for (let i = 0; i <= days + 1 && out.length < n; i++, d = addDays(d, 1)) {
     for (const w of wallTimesOn(fields, d.year, d.month, d.day)) {
       if (skips.length && skippedBy(skips, d, w)) continue;
-      for (const t of instantsOf({ ...d, ...w }, zone)) if (t > from.getTime()) out.push(t);
+      // A repeated time (fall back) fires once, at its second instant; a time in the gap not at all.
+      const t = instantsOf({ ...d, ...w }, zone).at(-1);
+      if (t !== undefined && t > from.getTime()) out.push(t);
     }
   }
   return out
@@ -233,7 +239,7 @@ export function nextTimes(s: ScheduleDoc, from: Date, n: number, days = 400): Da
 
 /**
  * Local times of the schedule that do not exist (spring forward: the server skips them) or exist twice (fall back:
- * the server runs twice) within `days` days after `from`. Skipped times are not hazards.
+ * the server runs once, at the second) within `days` days after `from`. Times `skip` excludes are not hazards.
  */
 export function dstHazards(s: ScheduleDoc, from: Date, days = 400): DstHazard[] {
   const fields = scheduleFields(s);
@@ -258,16 +264,16 @@ export function dstHazards(s: ScheduleDoc, from: Date, days = 400): DstHazard[] 
       out.push({
         date: `${d.year}-${pad(d.month)}-${pad(d.day)}`,
         time: `${pad(w.hour)}:${pad(w.minute)}:${pad(w.second)}`,
-        kind: count === 0 ? 'skipped' : 'doubled',
+        kind: count === 0 ? 'skipped' : 'repeated',
       });
     }
   }
   return out;
 }
 
-/** The DST hazards as one sentence per kind (for lint and sync), or [] when there are none. */
+/** The runs DST takes away, as a sentence for lint (with the fix), or [] when there are none. */
 export function dstWarnings(s: ScheduleDoc, from: Date): string[] {
-  const hazards = dstHazards(s, from);
+  const hazards = dstHazards(s, from).filter((h) => h.kind === 'skipped');
   const zone = s.timezone ?? SCHEDULE_DEFAULTS.timezone;
   const say = (kind: DstHazard['kind'], what: string) => {
     const hs = hazards.filter((h) => h.kind === kind);
@@ -277,10 +283,7 @@ export function dstWarnings(s: ScheduleDoc, from: Date): string[] {
       hs.length > 1 ? ` (and ${hs.length - 1} more time${hs.length > 2 ? 's' : ''} in the next 400 days)` : '';
     return [`${first.time} on ${first.date} in ${zone} ${what}${more}`];
   };
-  const out = [
-    ...say('skipped', 'does not exist (clocks spring forward): Temporal skips that run'),
-    ...say('doubled', 'happens twice (clocks fall back): Temporal starts two runs'),
-  ];
+  const out = say('skipped', 'does not exist (clocks spring forward): Temporal skips that run');
   if (out.length) out.push('Schedule outside the DST change hours, or use timezone: UTC.');
   return out;
 }

@@ -13,6 +13,8 @@ import { query } from '../../audit/store';
 import { temporalAddress, testRoot, uniqueTaskQueue, useFleetRuns, withEngineWorker } from '../harness/env';
 import { waitUntil } from '../harness/processes';
 import type { ScheduleReport } from '../../cli/schedules';
+import { desiredSchedule } from '../../triggers/schedules';
+import { dstHazards, nextTimes } from '../../dsl/schedule-spec';
 
 const fleet = useFleetRuns();
 const bin = path.join(__dirname, '..', '..', 'bin', 'runbook.js');
@@ -318,5 +320,32 @@ calendars:
     );
   } finally {
     await cleanup(ids);
+  }
+});
+
+test('the times we preview are the times the server fires, across DST changes (a skipped 02:30, a repeated 02:30)', async () => {
+  const tq = uniqueTaskQueue('dst');
+  const name = `dst-${tq.replace(/[^a-z0-9]/g, '').slice(-8)}`;
+  // Sundays of March and October at 02:30 in Berlin: the last Sunday of March has no 02:30 (spring forward), the
+  // last Sunday of October has two (fall back), and the server runs once then, at the second (02:30 CET).
+  const s = { cron: '30 2 * 3,10 SUN', timezone: 'Europe/Berlin' };
+  const d = desiredSchedule(name, `/x/${name}.yaml`, s, tq);
+  try {
+    await fleet.env.client.schedule.create({ ...d.options, state: { paused: true } });
+    const described = await fleet.env.client.schedule.getHandle(d.id).describe();
+    const server = described.info.nextActionTimes.map((t) => t.toISOString());
+    expect(server.length).toBeGreaterThanOrEqual(5);
+    const ours = nextTimes(s, new Date(), server.length, 800).map((t) => t.toISOString());
+    expect(ours).toEqual(server);
+    // The DST days are among the server's times: none on the spring-forward Sunday, one (01:30Z) on the fall-back one.
+    const hazards = dstHazards(s, new Date(), 800);
+    const skipped = hazards.find((h) => h.kind === 'skipped')!;
+    const repeated = hazards.find((h) => h.kind === 'repeated')!;
+    const last = server[server.length - 1]!;
+    expect(skipped.date < last.slice(0, 10) && repeated.date < last.slice(0, 10)).toBe(true);
+    expect(server.filter((f) => f.startsWith(skipped.date))).toEqual([]);
+    expect(server.filter((f) => f.startsWith(repeated.date))).toEqual([`${repeated.date}T01:30:00.000Z`]);
+  } finally {
+    await cleanup([d.id]);
   }
 });
