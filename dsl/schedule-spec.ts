@@ -108,7 +108,18 @@ export function describeSchedule(s: ScheduleDoc): string {
         ? `calendar ${calendarCron(s.calendar, '0')} (s m h dom mon dow)`
         : `every ${s.every}${s.offset ? ` offset ${s.offset}` : ''}`;
   const parts = [`${when} ${s.every !== undefined ? '' : `in ${s.timezone ?? 'UTC'}`}`.trim()];
-  if (s.skip?.length) parts.push(`skipping ${s.skip.map((k) => k.comment ?? calendarCron(k, '*')).join('; ')}`);
+  if (s.skip?.length)
+    parts.push(
+      `skipping ${s.skip
+        .map(
+          (k) =>
+            k.comment ??
+            Object.entries(k)
+              .map(([f, v]) => `${f} ${String(v)}`)
+              .join(' '),
+        )
+        .join('; ')}`,
+    );
   if (s.jitter) parts.push(`jitter ${s.jitter}`);
   parts.push(`overlap ${s.overlap ?? SCHEDULE_DEFAULTS.overlap}`);
   return parts.join(', ');
