@@ -176,6 +176,25 @@ describe('guard state', () => {
     expect(s.counters.failed).toBe(1);
   });
 
+  it('a remediation a change calendar blocked ends its incident and escalates, but never opens the breaker', () => {
+    const s = newGuardState('r');
+    for (let i = 0; i < 5; i++) {
+      decide(s, delivery(`f${i}`, `h${i}`), i);
+      const effects = runEnded(s, `alert:r:f${i}`, undefined, 'blocked', i + 1);
+      expect(effects).toEqual([
+        expect.objectContaining({
+          kind: 'escalate',
+          escalation: expect.objectContaining({ reason: expect.stringMatching(/blocked: a change calendar/) }),
+        }),
+      ]);
+      expect(s.incidents[`f${i}`]!.active).toBe(false);
+    }
+    expect(s.counters.failed).toBe(0);
+    expect(s.breaker).toBeUndefined();
+    // The same incident redelivered starts nothing new: it was handled (by people, now).
+    expect(decide(s, delivery('f0', 'h0'), 10).answer.outcome).toBe('deduplicated');
+  });
+
   it('stays bounded: at most MAX_INCIDENTS incidents, the most recent kept', () => {
     const s = newGuardState('r');
     const many = { ...limits, concurrencyPerTarget: 100_000, breaker: { ...limits.breaker, remediations: 100_000 } };
