@@ -241,6 +241,10 @@ function printBanner(
     `  Inventories  ${config.inventories.length ? config.inventories.join(', ') : 'none allowed yet: set RUNBOOK_INVENTORY (and RUNBOOK_INVENTORIES)'}`,
   );
   lines.push(`  Ad hoc exec  ${config.allowExec ? 'on' : 'off'} (RUNBOOK_ALLOW_EXEC)`);
+  lines.push(
+    `  Calendars    ${config.calendarsFile ? `${config.calendarsFile} (runbook calendar status)` : 'none (RUNBOOK_CALENDARS, or calendars.yaml in the runbook directory)'}`,
+  );
+  lines.push("  Schedules    `runbook schedules sync` makes the runbooks' on.schedule Temporal Schedules");
   if (alerts)
     lines.push(
       `  Alerts       ${alerts.receiver.url}/alerts/alertmanager (also /alerts/grafana, /alerts/generic/NAME); bearer token in ${alerts.tokenSource}`,

@@ -174,6 +174,17 @@ export async function runStatus(id: string, opts: { json: boolean }): Promise<vo
     if (error) console.log(`  error: ${error.replace(/\n/g, '\n    ')}`);
     if (state) {
       console.log(progressLine(state));
+      if (state.window) {
+        const w = state.window;
+        const closed = w.calendars.filter((c) => !c.open).map((c) => `${c.name}${c.event ? ` (${c.event})` : ''}`);
+        console.log(
+          `  window: ${w.open ? 'open' : `closed: ${closed.join(', ') || 'within the cutoff'}`}` +
+            (w.waitingUntil
+              ? `; waiting until ${w.waitingUntil} (\`runbook window override ${id} --reason ...\` goes on now)`
+              : '') +
+            (!w.waitingUntil && w.nextChange ? `; next change ${w.nextChange}` : ''),
+        );
+      }
       for (const a of state.pendingApprovals)
         console.log(
           `  pending approval "${a.id}": ${a.message} (${a.approvals.length}/${a.quorum}, until ${a.deadline})`,
