@@ -8,7 +8,7 @@ import {
   applySync,
   desiredSchedules,
   existingSchedules,
-  MANAGED_BY,
+  ownedBy,
   ownedSchedule,
   planChanges,
   planSync,
@@ -46,7 +46,9 @@ export function formatPlan(plan: SyncPlan): string {
   for (const e of plan.remove) lines.push(`- delete ${e.id}: its runbook has no on.schedule any more (or is gone)`);
   for (const d of plan.unchanged) lines.push(`= unchanged ${d.id}`);
   for (const id of plan.conflicts)
-    lines.push(`! conflict ${id}: a schedule with this id exists that sync did not make; rename or delete it`);
+    lines.push(
+      `! conflict ${id}: a schedule with this id exists that this deployment's sync did not make (by hand, or another task queue's); rename or delete it`,
+    );
   return lines.join('\n');
 }
 
@@ -55,7 +57,7 @@ export async function runSchedulesSync(o: { dryRun: boolean; json: boolean }): P
   const dir = runbookDirFromEnv();
   const desired = desiredSchedules(dir, workerSettingsFromEnv().taskQueue);
   return withClient(async (client) => {
-    const plan = planSync(desired, await existingSchedules(client));
+    const plan = planSync(desired, await existingSchedules(client, workerSettingsFromEnv().taskQueue));
     const summary = `${plan.create.length} to create, ${plan.update.length} to update, ${plan.remove.length} to delete, ${plan.unchanged.length} unchanged`;
     if (o.json && (o.dryRun || plan.conflicts.length)) {
       console.log(JSON.stringify({ dryRun: o.dryRun, ...summaryJson(plan) }));
@@ -110,7 +112,8 @@ async function runStatusOf(client: Client, workflowId: string, runId: string): P
   try {
     const d = await client.workflow.getHandle(workflowId, runId).describe();
     const mine = d.searchAttributes?.[RunbookStatus.name] as string[] | undefined;
-    return d.status.name === 'RUNNING' ? 'running' : (mine?.[0] ?? d.status.name.toLowerCase());
+    // The engine's own status only for a run that completed (a terminated one stopped wherever it was).
+    return d.status.name === 'COMPLETED' ? (mine?.[0] ?? 'completed') : d.status.name.toLowerCase().replace(/_/g, '-');
   } catch {
     return 'unknown';
   }
@@ -169,10 +172,11 @@ export function formatReport(r: ScheduleReport): string {
 
 /** `runbook schedules list [--all] [--json]`. */
 export async function runSchedulesList(o: { all: boolean; json: boolean }): Promise<void> {
+  const { taskQueue } = workerSettingsFromEnv();
   await withClient(async (client) => {
     const reports: ScheduleReport[] = [];
     for await (const s of client.schedule.list()) {
-      const ours = s.scheduleId.startsWith(SCHEDULE_PREFIX) && s.memo?.managedBy === MANAGED_BY;
+      const ours = s.scheduleId.startsWith(SCHEDULE_PREFIX) && ownedBy(s.memo, taskQueue);
       if (!ours && !o.all) continue;
       const d = await client.schedule
         .getHandle(s.scheduleId)
@@ -191,7 +195,7 @@ export async function runSchedulesList(o: { all: boolean; json: boolean }): Prom
 /** `runbook schedules pause|unpause NAME [--reason]`. */
 export async function runSchedulePause(nameOrId: string, pause: boolean, reason?: string): Promise<void> {
   await withClient(async (client) => {
-    const { id, handle } = await ownedSchedule(client, nameOrId);
+    const { id, handle } = await ownedSchedule(client, nameOrId, workerSettingsFromEnv().taskQueue);
     const note =
       reason ?? `${pause ? 'paused' : 'unpaused'} by ${process.env.USER ?? 'an operator'} with runbook schedules`;
     if (pause) await handle.pause(note);
@@ -203,7 +207,7 @@ export async function runSchedulePause(nameOrId: string, pause: boolean, reason?
 /** `runbook schedules trigger NAME [--overlap]`: one run now, as the schedule would start it. */
 export async function runScheduleTrigger(nameOrId: string, o: { overlap?: string }): Promise<void> {
   await withClient(async (client) => {
-    const { id, handle } = await ownedSchedule(client, nameOrId);
+    const { id, handle } = await ownedSchedule(client, nameOrId, workerSettingsFromEnv().taskQueue);
     await handle.trigger(overlapOf(o.overlap));
     console.log(
       `${id} triggered${o.overlap ? ` (overlap ${o.overlap})` : ''}; \`runbook schedules list\` shows the run`,
@@ -229,7 +233,7 @@ export async function runScheduleBackfill(
   if (end.getTime() > Date.now() + 60_000)
     throw new UserError('--to is in the future: backfill runs times that have passed (trigger runs one now).');
   await withClient(async (client) => {
-    const { id, handle } = await ownedSchedule(client, nameOrId);
+    const { id, handle } = await ownedSchedule(client, nameOrId, workerSettingsFromEnv().taskQueue);
     await handle.backfill([{ start, end, overlap: overlapOf(o.overlap) ?? 'ALLOW_ALL' }]);
     console.log(
       `${id}: backfill of ${start.toISOString()} .. ${end.toISOString()} requested (overlap ${o.overlap ?? 'allow-all'})`,

@@ -2,15 +2,20 @@
 // reads the runbook directory, works out what to create, update and delete, and (unless it is a dry run) does it.
 //
 // Ownership: the schedules sync manages have the id `runbook:NAME` and the memo `managedBy: runbook schedules sync`
-// (set once, at creation). Anything else on the server is never touched; a foreign schedule that holds one of
-// these ids is a conflict that stops the whole sync before any change. The configuration a schedule was last
-// synced with is kept, with its hash, in its action's memo, so an unchanged runbook is left alone (a second sync
-// changes nothing) and a changed one is updated in place: its pause state, note and history are kept.
-import crypto from 'node:crypto';
+// with the task queue of the deployment that made them (set once, at creation). Anything else on the server is
+// never touched: a schedule made by hand, or by the sync of another deployment (another task queue), that holds one
+// of the ids this sync needs is a conflict that stops the whole sync before any change.
+//
+// What is compared is the schedule as the server describes it (spec, action, policies, normalised: every calendar
+// field expanded to its values), not what sync remembers writing, so a schedule changed by hand, or replaced by
+// one that copies the memo, is put back as the runbook says. An unchanged one is left alone (a second sync changes
+// nothing); a changed one is updated in place, keeping its pause state, note and history. The action's memo keeps
+// the configuration as people read it, for the diff and for `schedules list`.
 import fs from 'node:fs';
 import path from 'node:path';
 import canonicalize from 'canonicalize';
 import {
+  ScheduleAlreadyRunning,
   ScheduleNotFoundError,
   type Client,
   type ScheduleDescription,
@@ -51,16 +56,18 @@ export interface DesiredSchedule {
   runbook: string;
   file: string;
   config: ScheduleConfig;
-  hash: string;
+  /** The normalised spec, action and policies, as a described schedule would show them. */
+  normal: string;
   options: ScheduleOptions;
 }
 
 export interface ExistingSchedule {
   id: string;
   owned: boolean;
-  /** The config and hash sync last wrote (undefined when it is not ours or was changed by hand). */
+  /** The config sync last wrote (as people read it; the comparison does not trust it). */
   config?: ScheduleConfig;
-  hash?: string;
+  /** The normalised spec, action and policies the server describes (see `normalised`). */
+  actual?: string;
   paused: boolean;
 }
 
@@ -111,33 +118,118 @@ export function desiredSchedule(runbook: string, file: string, s: ScheduleDoc, t
     taskQueue,
   };
   const workflowId = `${SCHEDULED_RUN_PREFIX}${runbook}`;
-  const hash = crypto
-    .createHash('sha256')
-    .update(canonicalize({ spec, policies, input, taskQueue, workflowId }) ?? '')
-    .digest('hex')
-    .slice(0, 16);
-  return {
-    id,
-    runbook,
-    file,
-    config,
-    hash,
-    options: {
-      scheduleId: id,
-      spec,
-      action: {
-        type: 'startWorkflow',
-        workflowType: 'runbook',
-        args: [input],
-        taskQueue,
-        workflowId,
-        memo: { runbookSchedule: { hash, config } },
-      },
-      policies,
-      memo: { managedBy: MANAGED_BY },
-      state: { note: `managed by runbook schedules sync from ${path.basename(file)}` },
+  const options: ScheduleOptions = {
+    scheduleId: id,
+    spec,
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'runbook',
+      args: [input],
+      taskQueue,
+      workflowId,
+      memo: { runbookSchedule: { config } },
     },
+    policies,
+    memo: { managedBy: MANAGED_BY, taskQueue },
+    state: { note: `managed by runbook schedules sync from ${path.basename(file)}` },
   };
+  return { id, runbook, file, config, normal: normalised(options), options };
+}
+
+const MONTH_NUMBER = new Map(
+  [
+    'JANUARY',
+    'FEBRUARY',
+    'MARCH',
+    'APRIL',
+    'MAY',
+    'JUNE',
+    'JULY',
+    'AUGUST',
+    'SEPTEMBER',
+    'OCTOBER',
+    'NOVEMBER',
+    'DECEMBER',
+  ].map((m, i) => [m, i + 1]),
+);
+const DAY_NUMBER = new Map(
+  ['SUNDAY', 'MONDAY', 'TUESDAY', 'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY'].map((d, i) => [d, i]),
+);
+const FIELD_RANGE: Record<string, [number, number]> = {
+  second: [0, 59],
+  minute: [0, 59],
+  hour: [0, 23],
+  dayOfMonth: [1, 31],
+  month: [1, 12],
+  dayOfWeek: [0, 6],
+};
+
+/** A calendar field (ranges, `*`, names) as the sorted values it allows; a year field as given. */
+function fieldValues(field: string, v: unknown): unknown {
+  if (field === 'year' || field === 'comment')
+    return field === 'year' && (v === '*' || v === undefined || (Array.isArray(v) && v.length === 0)) ? '*' : v;
+  const [lo, hi] = FIELD_RANGE[field] ?? [0, 0];
+  const num = (x: unknown) =>
+    typeof x === 'number' ? x : (MONTH_NUMBER.get(String(x)) ?? DAY_NUMBER.get(String(x)) ?? Number(x));
+  if (v === undefined || v === '*') return `${lo}-${hi}`;
+  const out = new Set<number>();
+  for (const r of (Array.isArray(v) ? v : [v]) as { start: unknown; end?: unknown; step?: number }[]) {
+    const start = num(r.start);
+    const end = r.end === undefined ? start : num(r.end);
+    const step = r.step && r.step > 0 ? r.step : 1;
+    for (let x = start; x <= end && out.size <= 100; x += step) out.add(field === 'dayOfWeek' && x === 7 ? 0 : x);
+  }
+  return [...out].sort((a, b) => a - b).join(',');
+}
+
+function calendarValues(c: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    ['second', 'minute', 'hour', 'dayOfMonth', 'month', 'dayOfWeek', 'year'].map((f) => [f, fieldValues(f, c[f])]),
+  );
+}
+
+const msOf = (d: unknown) =>
+  d === undefined || d === null ? 0 : typeof d === 'number' ? d : ms(String(d) as ms.StringValue);
+
+/**
+ * What decides a schedule's behaviour, in one canonical string: the same for our options and for the server's
+ * description of the schedule made from them (calendar fields expanded to their values, durations in ms), and
+ * different as soon as anything that matters differs (spec, workflow type, args, task queue, workflow id,
+ * policies).
+ */
+export function normalised(s: {
+  spec: ScheduleOptions['spec'] | ScheduleDescription['spec'];
+  action: ScheduleOptions['action'] | ScheduleDescription['action'];
+  policies?: ScheduleOptions['policies'] | ScheduleDescription['policies'];
+}): string {
+  const spec = s.spec as Record<string, unknown> & {
+    calendars?: Record<string, unknown>[];
+    skip?: Record<string, unknown>[];
+    intervals?: { every: unknown; offset?: unknown }[];
+    cronExpressions?: string[];
+  };
+  const a = s.action as { workflowType: unknown; args?: unknown[]; taskQueue?: string; workflowId?: string };
+  const p = (s.policies ?? {}) as { overlap?: string; catchupWindow?: unknown; pauseOnFailure?: boolean };
+  return (
+    canonicalize({
+      calendars: (spec.calendars ?? []).map(calendarValues),
+      skip: (spec.skip ?? []).map(calendarValues),
+      intervals: (spec.intervals ?? []).map((i) => ({ every: msOf(i.every), offset: msOf(i.offset) })),
+      cron: spec.cronExpressions ?? [],
+      timezone: spec.timezone || 'UTC',
+      jitter: msOf(spec.jitter),
+      startAt: spec.startAt ? new Date(spec.startAt as Date).getTime() : null,
+      endAt: spec.endAt ? new Date(spec.endAt as Date).getTime() : null,
+      workflowType:
+        typeof a.workflowType === 'string' ? a.workflowType : String((a.workflowType as { name?: string })?.name),
+      args: a.args ?? [],
+      taskQueue: a.taskQueue ?? null,
+      workflowId: a.workflowId ?? null,
+      overlap: p.overlap ?? 'SKIP',
+      catchupWindow: msOf(p.catchupWindow),
+      pauseOnFailure: p.pauseOnFailure ?? false,
+    }) ?? ''
+  );
 }
 
 /** Runbook files of a directory (not inventories or calendar files). */
@@ -173,29 +265,28 @@ export function desiredSchedules(dir: string, taskQueue: string): DesiredSchedul
   return out;
 }
 
-/** The schedule sync manages or would need, as found on the server. */
-export async function existingSchedules(client: Client): Promise<ExistingSchedule[]> {
+/** Whether a schedule's memo says this deployment's sync made it. */
+export const ownedBy = (memo: Record<string, unknown> | undefined, taskQueue: string) =>
+  memo?.managedBy === MANAGED_BY && memo.taskQueue === taskQueue;
+
+/** The schedules sync manages or would need (the `runbook:` ids), as the server describes them. */
+export async function existingSchedules(client: Client, taskQueue: string): Promise<ExistingSchedule[]> {
   const out: ExistingSchedule[] = [];
   for await (const s of client.schedule.list()) {
     if (!s.scheduleId.startsWith(SCHEDULE_PREFIX)) continue;
-    const owned = s.memo?.managedBy === MANAGED_BY;
-    let config: ScheduleConfig | undefined;
-    let hash: string | undefined;
-    let paused = s.state.paused;
-    if (owned) {
-      try {
-        const d = await client.schedule.getHandle(s.scheduleId).describe();
-        const mine = (d.action.memo as { runbookSchedule?: { hash?: string; config?: ScheduleConfig } } | undefined)
-          ?.runbookSchedule;
-        hash = typeof mine?.hash === 'string' ? mine.hash : undefined;
-        config = mine?.config;
-        paused = d.state.paused;
-      } catch (err) {
-        if (err instanceof ScheduleNotFoundError) continue; // deleted meanwhile
-        throw err;
-      }
+    const owned = ownedBy(s.memo, taskQueue);
+    if (!owned) {
+      out.push({ id: s.scheduleId, owned, paused: s.state.paused });
+      continue;
     }
-    out.push({ id: s.scheduleId, owned, config, hash, paused });
+    try {
+      const d = await client.schedule.getHandle(s.scheduleId).describe();
+      const mine = (d.action.memo as { runbookSchedule?: { config?: ScheduleConfig } } | undefined)?.runbookSchedule;
+      out.push({ id: s.scheduleId, owned, config: mine?.config, actual: normalised(d), paused: d.state.paused });
+    } catch (err) {
+      if (err instanceof ScheduleNotFoundError) continue; // deleted meanwhile
+      throw err;
+    }
   }
   return out;
 }
@@ -208,14 +299,14 @@ export function planSync(desired: DesiredSchedule[], existing: ExistingSchedule[
     const e = byId.get(d.id);
     if (!e) plan.create.push(d);
     else if (!e.owned) plan.conflicts.push(d.id);
-    else if (e.hash === d.hash) plan.unchanged.push(d);
+    else if (e.actual === d.normal) plan.unchanged.push(d);
     else {
       const from = (e.config ?? {}) as unknown as Record<string, unknown>;
       const to = d.config as unknown as Record<string, unknown>;
       const changes = Object.keys(to)
         .filter((k) => JSON.stringify(from[k]) !== JSON.stringify(to[k]))
         .map((field) => ({ field, from: from[field], to: to[field] }));
-      // Same config, other hash: changed by hand (or by another version of sync); say what is restored.
+      // The runbook says the same, the server shows otherwise: changed by hand (or replaced); say it is restored.
       plan.update.push({
         desired: d,
         changes: changes.length
@@ -237,7 +328,13 @@ export async function applySync(client: Client, plan: SyncPlan): Promise<string[
   const done: string[] = [];
   try {
     for (const d of plan.create) {
-      await client.schedule.create(d.options);
+      try {
+        await client.schedule.create(d.options);
+      } catch (err) {
+        if (err instanceof ScheduleAlreadyRunning)
+          throw new Error(`${d.id} was created meanwhile (another sync running at the same time?)`, { cause: err });
+        throw err;
+      }
       done.push(`created ${d.id}`);
     }
     for (const { desired } of plan.update) {
@@ -272,7 +369,7 @@ export function scheduleIdFrom(nameOrId: string): string {
 }
 
 /** The handle of a schedule sync manages, refusing others (they are not ours to pause, trigger or backfill). */
-export async function ownedSchedule(client: Client, nameOrId: string) {
+export async function ownedSchedule(client: Client, nameOrId: string, taskQueue: string) {
   const id = scheduleIdFrom(nameOrId);
   const handle = client.schedule.getHandle(id);
   let d: ScheduleDescription;
@@ -285,7 +382,9 @@ export async function ownedSchedule(client: Client, nameOrId: string) {
       );
     throw err;
   }
-  if (d.memo?.managedBy !== MANAGED_BY)
-    throw new UserError(`Schedule ${id} was not made by \`runbook schedules sync\`; it is left alone.`);
+  if (!ownedBy(d.memo, taskQueue))
+    throw new UserError(
+      `Schedule ${id} was not made by \`runbook schedules sync\` of this deployment (task queue "${taskQueue}"); it is left alone.`,
+    );
   return { id, handle, description: d };
 }

@@ -131,6 +131,21 @@ test('sync makes a real schedule that starts the runbook on the fleet; sync agai
         expect(d.spec.intervals?.map((i) => i.every)).toEqual([3_600_000]);
         expect((await cli(dir, tq, 'schedules', 'sync')).stdout).toContain('in sync: nothing to change');
 
+        // Changed by hand (every minute, allow-all): the next sync sees the server's schedule, not its own memo, and
+        // puts it back.
+        await fleet.env.client.schedule.getHandle(`runbook:${name}`).update((prev) => ({
+          ...prev,
+          spec: { intervals: [{ every: '1m' }] },
+          policies: { ...prev.policies, overlap: 'ALLOW_ALL' },
+        }));
+        const drift = await cli(dir, tq, 'schedules', 'sync');
+        expect(drift.stdout).toContain(`~ update runbook:${name}:`);
+        expect(drift.stdout).toContain('changed outside sync');
+        const restored = await fleet.env.client.schedule.getHandle(`runbook:${name}`).describe();
+        expect(restored.spec.intervals?.map((i) => i.every)).toEqual([3_600_000]);
+        expect(restored.policies.overlap).toBe('SKIP');
+        expect(restored.state.paused).toBe(true);
+
         // A schedule with one of sync's ids that sync did not make is a conflict: nothing changes at all.
         await fleet.env.client.schedule.create({
           scheduleId: foreign,

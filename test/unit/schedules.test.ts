@@ -229,7 +229,7 @@ describe('the sync plan', () => {
     id: d.id,
     owned: true,
     config: d.config,
-    hash: d.hash,
+    actual: d.normal,
     paused: false,
     ...over,
   });
@@ -251,12 +251,12 @@ describe('the sync plan', () => {
     ]);
   });
 
-  test('a schedule changed by hand (hash gone) is restored; a runbook without a schedule loses only its own', () => {
+  test('a schedule changed by hand is restored; a runbook without a schedule loses only its own', () => {
     const a = want('backup');
     const plan = planSync(
       [a],
       [
-        have(a, { hash: undefined }),
+        have(a, { actual: want('backup', '* * * * *').normal }),
         { id: 'runbook:old', owned: true, paused: false },
         { id: 'nightly-etl', owned: false, paused: false },
       ],
