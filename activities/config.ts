@@ -3,6 +3,7 @@
 import type { CodecKey } from '../common/codec';
 import type { SshLoginDefaults } from '../dsl/inventory';
 import type { EscalationConfig } from './escalate';
+import type { CalendarsLocation } from './window';
 
 /** How the engine reaches hosts over SSH. */
 export interface SshConfig extends SshLoginDefaults {
@@ -26,8 +27,8 @@ export interface EngineConfig {
   defaultInventory?: string;
   /** Serve `runCommand` (`runbook exec`): any command on any inventory host. @default false (true for `runbook dev`) */
   allowExec: boolean;
-  /** The change calendar file (RUNBOOK_CALENDARS, else RUNBOOK_DIR/calendars.yaml when it exists). @default none */
-  calendarsFile?: string;
+  /** The change calendar file: RUNBOOK_CALENDARS (must exist), else RUNBOOK_DIR/calendars.yaml (once it exists). */
+  calendars?: CalendarsLocation;
   /** Where change records go: `file:PATH` or `postgres://…` (AUDIT_URL). @default file:DATA_DIR/audit.jsonl */
   auditUrl: string;
   /** Webhook receiving `notify` steps as JSON (RUNBOOK_NOTIFY_URL). @default none: they are only logged */

@@ -168,7 +168,7 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
 
     /** The state of change calendars at the workflow's time (see window.ts). */
     async windowState(input: WindowQuery): Promise<WindowAnswer> {
-      return windowState(config.calendarsFile, input);
+      return windowState(config.calendars, input, logger);
     },
 
     /** The SSH login of one host of an allowed inventory, for an ad hoc command (refused unless allowed). */

@@ -155,7 +155,7 @@ export function prepareRun(config: EngineConfig, input: PrepareInput): PreparedR
       }
     }
   }
-  const window = runWindow(config.calendarsFile, runbook);
+  const window = runWindow(config.calendars, runbook);
   if (typeof window === 'string') throw invalid(FAILURES.runbookInvalid, `${runbookFile}: ${window}.`);
   return {
     name: runbook.metadata.name,

@@ -1,16 +1,26 @@
 // Node side. The change windows a run keeps to: the worker's calendar file (RUNBOOK_CALENDARS, else
-// RUNBOOK_DIR/calendars.yaml) read on each check (reloaded when it changes), evaluated at the time the workflow
-// passes in (its own clock), so the activity is a pure function of its input and the file.
+// RUNBOOK_DIR/calendars.yaml once it exists) read on each check, reloaded when it changes, evaluated at the time the
+// workflow passes in (its own clock), so the answer is a function of its input and the file. The global calendars
+// are the file's as it is at each check (a freeze added mid-run counts). A file that stops loading (half-written
+// by an editor) does not stop the runs: the last version that loaded is used, and the error is logged.
 import fs from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import ms from 'ms';
 import { messageOf } from '../common/errors';
 import { FAILURES } from '../common/failure-types';
+import type { Logger } from '../common/logger';
 import { calendarStatus, globalCalendars, loadCalendars, type CalendarSet } from '../dsl/calendars';
 import type { RunbookDoc } from '../dsl/schema';
 import type { WindowSpec } from '../workflows/window';
 
+/** Where the calendar file is: `required` when named explicitly (RUNBOOK_CALENDARS), else it may not exist (yet). */
+export interface CalendarsLocation {
+  file: string;
+  required: boolean;
+}
+
 export interface WindowQuery {
+  /** The run's own calendars (the global ones are added here). */
   calendars: string[];
   /** Epoch ms, the workflow's clock. */
   at: number;
@@ -20,7 +30,14 @@ export interface WindowQuery {
 export interface WindowAnswer {
   open: boolean;
   nextChange?: number;
-  calendars: { name: string; open: boolean; event?: string; nextChange?: number }[];
+  calendars: {
+    name: string;
+    open: boolean;
+    event?: string;
+    nextChange?: number;
+    /** Who may override this calendar when it keeps a run out (from the calendar file); absent: nobody. */
+    override?: { users?: string[]; groups?: string[] };
+  }[];
 }
 
 const calendarFailure = (message: string) =>
@@ -28,14 +45,16 @@ const calendarFailure = (message: string) =>
 
 let cached: { file: string; stamp: string; set: CalendarSet } | undefined;
 
-/** The calendar file's calendars, loaded again only when the file changed. Throws CalendarInvalid. */
-export function calendarsOf(file: string | undefined): CalendarSet | undefined {
-  if (!file) return undefined;
+/** The calendar file's calendars (none when there is no file), loaded again only when the file changed. */
+export function calendarsOf(where: CalendarsLocation | undefined, logger?: Logger): CalendarSet | undefined {
+  if (!where) return undefined;
+  const { file, required } = where;
   let stamp: string;
   try {
     const st = fs.statSync(file);
     stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
   } catch (err) {
+    if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw calendarFailure(`The calendar file ${file} cannot be read: ${messageOf(err)}.`);
   }
   if (cached?.file === file && cached.stamp === stamp) return cached.set;
@@ -44,38 +63,56 @@ export function calendarsOf(file: string | undefined): CalendarSet | undefined {
     cached = { file, stamp, set };
     return set;
   } catch (err) {
+    if (cached?.file === file) {
+      logger?.error(
+        { file, error: messageOf(err) },
+        'the calendar file does not load; runs keep to its last version that did until it is fixed',
+      );
+      return cached.set;
+    }
     throw calendarFailure(messageOf(err));
   }
 }
 
-/** The state of `q.calendars` at `q.at`. */
-export function windowState(file: string | undefined, q: WindowQuery): WindowAnswer {
-  const set = calendarsOf(file);
-  if (!set) throw calendarFailure('The worker has no calendar file (RUNBOOK_CALENDARS), but the run names calendars.');
+/** The state of the run's calendars and every global one at `q.at`. */
+export function windowState(where: CalendarsLocation | undefined, q: WindowQuery, logger?: Logger): WindowAnswer {
+  const set = calendarsOf(where, logger);
+  if (!set) {
+    if (q.calendars.length)
+      throw calendarFailure(
+        `The worker has no calendar file (${where?.file ?? 'RUNBOOK_CALENDARS'}), but the run names ${q.calendars.join(', ')}.`,
+      );
+    return { open: true, calendars: [] };
+  }
+  const names = [...new Set([...q.calendars, ...globalCalendars(set)])];
   let status;
   try {
-    status = calendarStatus(set, q.calendars, new Date(q.at));
+    status = calendarStatus(set, names, new Date(q.at));
   } catch (err) {
     throw calendarFailure(messageOf(err));
   }
   return {
     open: status.open,
     nextChange: status.nextChange?.getTime(),
-    calendars: status.calendars.map((c) => ({
-      name: c.name,
-      open: c.open,
-      ...(c.event ? { event: c.event } : {}),
-      ...(c.nextChange ? { nextChange: c.nextChange.getTime() } : {}),
-    })),
+    calendars: status.calendars.map((c) => {
+      const override = (set.calendars[c.name] as { override?: { users?: string[]; groups?: string[] } }).override;
+      return {
+        name: c.name,
+        open: c.open,
+        ...(c.event ? { event: c.event } : {}),
+        ...(c.nextChange ? { nextChange: c.nextChange.getTime() } : {}),
+        ...(override ? { override } : {}),
+      };
+    }),
   };
 }
 
 /**
- * The window a run of `rb` keeps to: its own calendars and every global one, or none. A name the calendar file
- * does not define refuses the run (returned as a message).
+ * The window a run of `rb` keeps to: its own calendars (the global ones are added at each check), or none when the
+ * worker has no calendar file. A name the calendar file does not define refuses the run (returned as a message).
  */
-export function runWindow(file: string | undefined, rb: RunbookDoc): WindowSpec | string | undefined {
-  const set = calendarsOf(file);
+export function runWindow(where: CalendarsLocation | undefined, rb: RunbookDoc): WindowSpec | string | undefined {
+  const set = calendarsOf(where);
   const own = rb.window?.calendars ?? [];
   if (own.length && !set)
     return `window.calendars: the runbook names ${own.join(', ')}, but the worker has no calendar file (set RUNBOOK_CALENDARS, or put calendars.yaml in the runbook directory)`;
@@ -83,10 +120,8 @@ export function runWindow(file: string | undefined, rb: RunbookDoc): WindowSpec 
   const unknown = own.filter((n) => !Object.prototype.hasOwnProperty.call(set.calendars, n));
   if (unknown.length)
     return `window.calendars: ${unknown.map((n) => `"${n}"`).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not in the calendar file ${set.file} (it has: ${Object.keys(set.calendars).join(', ') || 'none'})`;
-  const names = [...new Set([...own, ...globalCalendars(set)])];
-  if (!names.length) return undefined;
   return {
-    calendars: names,
+    calendars: own,
     // A runbook without a window of its own meets only global calendars (freezes): closed means blocked.
     policy: rb.window?.policy ?? (rb.window ? 'wait' : 'fail'),
     cutoffMs: ms((rb.window?.cutoff ?? '0s') as ms.StringValue),

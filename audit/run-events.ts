@@ -170,17 +170,30 @@ export function windowOpened(
   };
 }
 
-/** An operator let the run go on outside its window, with a reason. */
+/**
+ * An operator's override of a closed window, with its reason: granted, or refused (`denied` names the calendars
+ * whose `override` list does not include the overrider).
+ */
 export function windowOverridden(
+  seq: number,
   what: string,
   w: { calendars: { name: string; open: boolean; event?: string }[] },
   reason: string,
-  o: { by: string; reason: string },
+  o: { by: string; reason: string; groups?: string[] },
+  denied: string[],
 ): RunEvent {
   return {
-    key: 'window/override',
+    key: `window/${seq}/override`,
     kind: 'window.override',
-    status: 'overridden',
-    detail: { at: what, closed: reason, by: o.by, reason: o.reason, calendars: calendarsOf(w) },
+    status: denied.length ? 'refused' : 'overridden',
+    detail: {
+      at: what,
+      closed: reason,
+      by: o.by,
+      ...(o.groups?.length ? { groups: o.groups } : {}),
+      reason: o.reason,
+      ...(denied.length ? { denied } : {}),
+      calendars: calendarsOf(w),
+    },
   };
 }

@@ -242,7 +242,7 @@ function printBanner(
   );
   lines.push(`  Ad hoc exec  ${config.allowExec ? 'on' : 'off'} (RUNBOOK_ALLOW_EXEC)`);
   lines.push(
-    `  Calendars    ${config.calendarsFile ? `${config.calendarsFile} (runbook calendar status)` : 'none (RUNBOOK_CALENDARS, or calendars.yaml in the runbook directory)'}`,
+    `  Calendars    ${config.calendars && fs.existsSync(config.calendars.file) ? `${config.calendars.file} (runbook calendar status)` : `none (RUNBOOK_CALENDARS, or ${config.calendars?.file ?? 'calendars.yaml in the runbook directory'})`}`,
   );
   lines.push("  Schedules    `runbook schedules sync` makes the runbooks' on.schedule Temporal Schedules");
   if (alerts)

@@ -321,7 +321,8 @@ program
   .argument('<id>', 'workflow id')
   .requiredOption('--reason <text>', 'why the change cannot wait (recorded in the audit trail)')
   .option('--by <name>', 'who overrides (default: your user name)')
-  .action(async (id: string, o: { reason: string; by?: string }) => {
+  .option('--group <group>', "a group of yours the calendar's override list may name (repeat)", collect, [])
+  .action(async (id: string, o: { reason: string; by?: string; group: string[] }) => {
     await runWindowOverride(id, o);
   });
 

@@ -273,7 +273,10 @@ export async function runDecide(
 }
 
 /** `runbook window override ID --reason`: lets a run waiting for (or about to meet) a closed window go on. */
-export async function runWindowOverride(id: string, o: { reason: string; by?: string }): Promise<void> {
+export async function runWindowOverride(
+  id: string,
+  o: { reason: string; by?: string; group?: string[] },
+): Promise<void> {
   const reason = o.reason.trim();
   if (reason.length < 3) throw new UserError('Give the reason for the override (--reason "..."): it is recorded.');
   await withClient(async (client) => {
@@ -281,7 +284,11 @@ export async function runWindowOverride(id: string, o: { reason: string; by?: st
     await handle.describe().catch((err: Error) => {
       throw new UserError(`No run ${id}: ${err.message}`);
     });
-    await handle.signal(overrideWindowSignal, { by: o.by ?? os.userInfo().username, reason });
+    await handle.signal(overrideWindowSignal, {
+      by: o.by ?? os.userInfo().username,
+      ...(o.group?.length ? { groups: o.group } : {}),
+      reason,
+    });
     console.log(`override sent to ${id}; the run records it when it next meets a closed window`);
   });
 }

@@ -55,7 +55,7 @@ export function formatPlan(plan: SyncPlan): string {
 /** `runbook schedules sync [--dry-run]`. Exit 1 on a conflict (nothing is changed then). */
 export async function runSchedulesSync(o: { dryRun: boolean; json: boolean }): Promise<number> {
   const dir = runbookDirFromEnv();
-  const desired = desiredSchedules(dir, workerSettingsFromEnv().taskQueue);
+  const desired = desiredSchedules(dir, workerSettingsFromEnv().taskQueue, process.env.RUNBOOK_CALENDARS || undefined);
   return withClient(async (client) => {
     const plan = planSync(desired, await existingSchedules(client, workerSettingsFromEnv().taskQueue));
     const summary = `${plan.create.length} to create, ${plan.update.length} to update, ${plan.remove.length} to delete, ${plan.unchanged.length} unchanged`;

@@ -27,6 +27,8 @@ export const FAILURES = {
   approvalRejected: 'ApprovalRejected',
   approvalTimedOut: 'ApprovalTimedOut',
   runbookFailed: 'RunbookFailed',
+  /** A sub-runbook ended blocked: a change calendar kept it out. */
+  windowBlocked: 'WindowBlocked',
   /** Anything else that went wrong inside the workflow (an expression over input that does not fit it). */
   runbookError: 'RunbookError',
 

@@ -25,20 +25,8 @@ import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import ms from 'ms';
 import { UserError } from '../common/errors';
-import {
-  CronError,
-  firstInstantOf,
-  isValidZone,
-  matchesDay,
-  parseCron,
-  timesOfDay,
-  wallClock,
-  wallMs,
-  type CronFields,
-  type TimeOfDay,
-  type WallClock,
-  type WallTime,
-} from './cron';
+import { IANAZone } from 'luxon';
+import { CronError, firstInstantOf, isValidZone, parseCron, timesOfDay, wallMs, type WallTime } from './cron';
 import { CODES, formatProblem, sortProblems, type Problem } from './problems';
 import { DURATION_PATTERN, NAME_PATTERN } from './schema';
 import { didYouMean } from './suggest';
@@ -103,6 +91,19 @@ export const CalendarSchema = Type.Object(
     }),
     global: Type.Optional(
       Type.Boolean({ default: false, description: 'Applies to every runbook, named or not (a company-wide freeze).' }),
+    ),
+    override: Type.Optional(
+      Type.Object(
+        {
+          users: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 200 })),
+          groups: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 200 })),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'Who may run through this calendar while it keeps a run out (the reason is recorded). Absent: nobody.',
+        },
+      ),
     ),
     events: Type.Optional(
       Type.Array(CalendarEventSchema, { default: [], description: 'Periods that invert the default.' }),
@@ -396,59 +397,270 @@ export interface WindowStatus {
   nextChange?: Date;
 }
 
-/** [start, end) in epoch ms. */
-interface Interval {
-  start: number;
-  end: number;
+// The work is bounded by the loader's limits, whatever the file: each calendar's timeline is built lazily, in order,
+// from cursors over its events (the recurring events that start on the same dates together; their occurrences of
+// one date are merged once, as a pattern shifted onto each date whose zone offset is steady), and each search
+// stops at the first change it needs.
+
+/** How a recurring event's occurrences start and end: ms from a date's local midnight. */
+interface Shape {
+  /** The times of day it starts at, ascending. */
+  timesMs: number[];
+  /** Elapsed ms, or -1 when it ends at the local time of day `endMs`. */
+  durationMs: number;
+  endMs: number;
 }
 
-type CompiledEvent =
-  | { name: string; once: Interval }
-  | {
-      name: string;
-      fields: CronFields;
-      times: TimeOfDay[];
-      /** The same times as ms from the start of the day. */
-      timesMs: number[];
-      /** Elapsed ms, or the local time of day it ends at. */
-      length: { ms: number } | { hour: number; minute: number };
-      /** How far before a time an occurrence covering it can start. */
-      lookback: number;
-    };
+/** One or more recurring events that start on the same dates, evaluated together. */
+interface Recurrence {
+  /** The months (bit 1-12), days of month (bit 1-31) and days of week (bit 0-6, Sunday 0) they start on. */
+  monthBits: number;
+  domBits: number;
+  dowBits: number;
+  shapes: Shape[];
+  /**
+   * One date's occurrences, merged: [start, end) pairs in ms from the date's local midnight. Valid on a date
+   * whose zone offset is steady (and the next date's too when `nextDay`); undefined when a duration is not a
+   * whole number of ms (then every occurrence is computed as it comes, for the same rounding).
+   */
+  pattern?: number[];
+  /** Some occurrence ends at a local time on the next date. */
+  nextDay: boolean;
+  /** How far before a time an occurrence covering it can start. */
+  lookback: number;
+}
+
+type CompiledEvent = { name: string; once: { start: number; end: number } } | { name: string; cron: Recurrence };
 
 interface CompiledCalendar {
   name: string;
   doc: CalendarDoc;
   zone: string;
   defaultOpen: boolean;
-  clock: WallClock;
+  days: ZoneDays;
+  /** Every event, in file order (a recurring one as a Recurrence of its own). */
   events: CompiledEvent[];
+  /** The recurring events, grouped by the dates they start on. */
+  recurrences: Recurrence[];
+  /** The one-off events' intervals, sorted and merged (touching ones too): start, end, start, end... */
+  onceMerged: number[];
+  /** The longest look-back of its recurring events. */
+  lookback: number;
+}
+
+/** Zone offsets, per zone, cached across calls and sets (each map is cleared when it reaches this size). */
+const ZONE_CACHE_MAX = 100_000;
+
+const LUXON_FORMAT = /^(\d+)\/(\d+)\/(\d+) (AD|BC),? (\d+):(\d+):(\d+)$/;
+
+/**
+ * IANAZone.offset (minutes east at an instant) computed the way luxon does when it lacks formatToParts: from
+ * the same formatter's format() (a quarter of the time); luxon itself when the text is not the expected shape.
+ */
+function offsetFunction(zone: string): (ts: number) => number {
+  const z = IANAZone.create(zone);
+  const dtf = new Intl.DateTimeFormat('en-US', {
+    hour12: false,
+    timeZone: zone,
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    era: 'short',
+  });
+  return (ts) => {
+    const m = LUXON_FORMAT.exec(dtf.format(ts).replace(/\u200E/g, ''));
+    if (!m || !(ts >= -8.64e15 && ts <= 8.64e15)) return z.offset(ts);
+    let year = Number(m[3]);
+    if (m[4] === 'BC') year = 1 - year;
+    if (year < 100) return z.offset(ts); // luxon's two-digit-year handling: rare, leave it to luxon
+    const hour = Number(m[5]) === 24 ? 0 : Number(m[5]);
+    const asUTC = Date.UTC(year, Number(m[1]) - 1, Number(m[2]), hour, Number(m[6]), Number(m[7]), 0);
+    const over = ts % 1000;
+    return (asUTC - (ts - (over >= 0 ? over : 1000 + over))) / 60_000;
+  };
+}
+
+/** The offset of a zone's wall clock, per epoch day: steady (most days) or shifting once (DST nights). */
+class ZoneDays {
+  private readonly offset: (ts: number) => number;
+  /** Offset (minutes) at the start of a UTC day. */
+  private readonly probes = new Map<number, number>();
+  /** For a date whose offset is not steady: the one transition near it, or null when it is not one. */
+  private readonly shifts = new Map<number, { at: number; before: number; after: number } | null>();
+
+  constructor(readonly zone: string) {
+    this.offset = offsetFunction(zone);
+  }
+
+  private probe(k: number): number {
+    let o = this.probes.get(k);
+    if (o === undefined) {
+      if (this.probes.size >= ZONE_CACHE_MAX) this.probes.clear();
+      o = this.offset(k * DAY_MS);
+      this.probes.set(k, o);
+    }
+    return o;
+  }
+
+  /**
+   * The offset in ms (instant = wall read as UTC minus this) all through local date `d` (an epoch day) and a day
+   * either side; undefined when it changes near the date. The same as WallClock.steadyOffset.
+   */
+  steady(d: number): number | undefined {
+    const before = this.probe(d - 1);
+    return before === this.probe(d + 2) ? before * 60_000 : undefined;
+  }
+
+  /**
+   * The instant of local time `tMs` (ms from midnight) on date `d`, as firstInstantOf gives it: arithmetic on a
+   * steady date, and on a date with one transition near it (found once, to the ms); else firstInstantOf itself.
+   */
+  instant(d: number, tMs: number): number {
+    const off = this.steady(d);
+    if (off !== undefined) return d * DAY_MS - off + tMs;
+    const shift = this.shift(d);
+    if (!shift) {
+      const sec = Math.floor(tMs / 1000);
+      const time = { hour: Math.floor(sec / 3600), minute: Math.floor(sec / 60) % 60, second: sec % 60 };
+      return firstInstantOf({ ...dateOf(d), ...time }, this.zone);
+    }
+    // Read with the offset before the transition when that falls before it; else with the one after when that
+    // falls after it; else the time is in the gap, which ends at the transition.
+    const wall = d * DAY_MS + tMs;
+    const early = wall - shift.before * 60_000;
+    if (early < shift.at) return early;
+    const late = wall - shift.after * 60_000;
+    return late >= shift.at ? late : shift.at;
+  }
+
+  private shift(d: number): { at: number; before: number; after: number } | null {
+    let s = this.shifts.get(d);
+    if (s === undefined) {
+      if (this.shifts.size >= ZONE_CACHE_MAX) this.shifts.clear();
+      const before = this.probe(d - 1);
+      const after = this.probe(d + 2);
+      let [lo, hi] = [(d - 1) * DAY_MS, (d + 2) * DAY_MS];
+      while (hi - lo > 1) {
+        const mid = Math.floor((lo + hi) / 2);
+        if (this.offset(mid) === before) lo = mid;
+        else hi = mid;
+      }
+      s = this.offset(hi) === after ? { at: hi, before, after } : null;
+      this.shifts.set(d, s);
+    }
+    return s;
+  }
+}
+
+const zoneDays = new Map<string, ZoneDays>();
+
+function daysOf(zone: string): ZoneDays {
+  let z = zoneDays.get(zone);
+  if (!z) {
+    z = new ZoneDays(zone);
+    zoneDays.set(zone, z);
+  }
+  return z;
+}
+
+const bitsOf = (values: number[]) => values.reduce((bits, v) => (bits | (1 << v)) >>> 0, 0);
+
+/** Sorts [start, end) pairs by start and merges them (touching ones too) into `out`. */
+function mergePairs(pairs: number[], out: number[]): void {
+  const order = Array.from({ length: pairs.length / 2 }, (_, i) => i).sort((a, b) => pairs[2 * a]! - pairs[2 * b]!);
+  for (const i of order) mergeInto(out, pairs[2 * i]!, pairs[2 * i + 1]!);
+}
+
+/** Recurring events that start on the same dates, as one Recurrence. */
+function recurrenceOf(bits: [number, number, number], shapes: Shape[]): Recurrence {
+  const pairs: number[] = [];
+  for (const { timesMs, durationMs, endMs } of shapes)
+    for (const tMs of timesMs)
+      pairs.push(tMs, durationMs >= 0 ? tMs + durationMs : endMs > tMs ? endMs : DAY_MS + endMs);
+  const pattern: number[] = [];
+  mergePairs(pairs, pattern);
+  return {
+    monthBits: bits[0],
+    domBits: bits[1],
+    dowBits: bits[2],
+    shapes,
+    pattern: shapes.every((s) => Number.isInteger(s.durationMs)) ? pattern : undefined,
+    nextDay: shapes.some((s) => s.durationMs < 0 && s.timesMs.some((t) => t >= s.endMs)),
+    lookback: Math.max(...shapes.map((s) => (s.durationMs >= 0 ? s.durationMs : 2 * DAY_MS))),
+  };
 }
 
 /** A calendar ready to evaluate (its file was checked by the loader, so nothing here fails). */
 function compile(name: string, doc: CalendarDoc): CompiledCalendar {
   const zone = doc.timezone ?? 'UTC';
+  const groups = new Map<string, { bits: [number, number, number]; shapes: Shape[] }>();
   const events = (doc.events ?? []).map((ev): CompiledEvent => {
     if (ev.cron === undefined) {
       const start = instantOfWritten(parseDateTime(ev.start!)!, zone);
       return { name: ev.name, once: { start, end: instantOfWritten(parseDateTime(ev.end!)!, zone) } };
     }
     const fields = parseCron(ev.cron);
-    const times = timesOfDay(fields);
     const m = ev.end === undefined ? undefined : END_TIME.exec(ev.end);
-    const length: { ms: number } | { hour: number; minute: number } = m
-      ? { hour: Number(m[1]), minute: Number(m[2]) }
-      : { ms: ms(ev.duration as ms.StringValue) };
-    return {
-      name: ev.name,
-      fields,
-      times,
-      timesMs: times.map(msOfDay),
-      length,
-      lookback: 'ms' in length ? length.ms : 2 * DAY_MS,
+    const shape: Shape = {
+      timesMs: timesOfDay(fields).map(msOfDay),
+      durationMs: m ? -1 : ms(ev.duration as ms.StringValue),
+      endMs: m ? msOfDay({ hour: Number(m[1]), minute: Number(m[2]) }) : 0,
     };
+    const bits: [number, number, number] = [
+      bitsOf(fields.month),
+      bitsOf(fields.dayOfMonth),
+      bitsOf(fields.dayOfWeek),
+    ];
+    const key = bits.join(' ');
+    const group = groups.get(key) ?? { bits, shapes: [] };
+    group.shapes.push(shape);
+    groups.set(key, group);
+    return { name: ev.name, cron: recurrenceOf(bits, [shape]) };
   });
-  return { name, doc, zone, defaultOpen: doc.default === 'open', clock: wallClock(zone), events };
+  const recurrences = [...groups.values()].map((g) => recurrenceOf(g.bits, g.shapes));
+  const onceMerged: number[] = [];
+  const once = events.flatMap((e) => ('once' in e ? [e.once.start, e.once.end] : []));
+  mergePairs(once, onceMerged);
+  return {
+    name,
+    doc,
+    zone,
+    defaultOpen: doc.default === 'open',
+    days: daysOf(zone),
+    events,
+    recurrences,
+    onceMerged,
+    lookback: Math.max(0, ...recurrences.map((r) => r.lookback)),
+  };
+}
+
+/** Per loaded set: its calendars, compiled on first use. */
+const compiledSets = new WeakMap<CalendarSet, Map<string, CompiledCalendar>>();
+
+function compiled(set: CalendarSet, name: string): CompiledCalendar {
+  let bySet = compiledSets.get(set);
+  if (!bySet) {
+    bySet = new Map();
+    compiledSets.set(set, bySet);
+  }
+  const doc = set.calendars[name]!;
+  let c = bySet.get(name);
+  if (c?.doc !== doc) {
+    c = compile(name, doc);
+    bySet.set(name, c);
+  }
+  return c;
+}
+
+/** Appends [start, end) to a list of start, end pairs, merged into the last pair when it starts by that one's end. */
+function mergeInto(list: number[], start: number, end: number): void {
+  const n = list.length;
+  if (n > 0 && start <= list[n - 1]!) {
+    if (end > list[n - 1]!) list[n - 1] = end;
+  } else list.push(start, end);
 }
 
 /** The date (month 1-12) of an epoch day number. */
@@ -457,113 +669,493 @@ function dateOf(epochDay: number): { year: number; month: number; day: number } 
   return { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate() };
 }
 
+/** Month (1-12), day of month and day of week (Sunday 0) of an epoch day, by arithmetic (proleptic Gregorian). */
+function matchesDate(r: Recurrence, epochDay: number): boolean {
+  const dow = (((epochDay + 4) % 7) + 7) % 7; // 1970-01-01 was a Thursday
+  if (!((r.dowBits >>> dow) & 1)) return false;
+  // Howard Hinnant's civil_from_days.
+  const z = epochDay + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  return ((r.monthBits >>> month) & 1) === 1 && ((r.domBits >>> day) & 1) === 1;
+}
+
 const msOfDay = (t: { hour: number; minute: number; second?: number }) =>
   ((t.hour * 60 + t.minute) * 60 + (t.second ?? 0)) * 1000;
 
 /**
- * Local times of one epoch day as instants: arithmetic from the day's start when the zone's offset is steady
- * around it (most days), else the clock's slow path.
+ * Appends the occurrences starting on local date `d` (an epoch day, which `r` starts on) to `out` (empty), merged:
+ * occurrence by occurrence as the file header says, which on most dates is the pattern shifted onto the date.
  */
-function localDay(clock: WallClock, epochDay: number): (t: TimeOfDay, tMs: number) => number {
-  const date = dateOf(epochDay);
-  const offset = clock.steadyOffset(date.year, date.month, date.day);
-  if (offset === undefined) return (t) => clock.instant({ ...date, ...t });
-  const base = epochDay * DAY_MS - offset;
-  return (_t, tMs) => base + tMs;
-}
-
-/**
- * One event's occurrences that overlap [from, to] (end > from, start <= to), touching and overlapping ones
- * merged, in order; the last may end later than its merged occurrences would take it past `to`. Recurring starts never decrease (the clock maps later wall times to later or equal instants),
- * so merging as they come is enough.
- */
-function occurrences(ev: CompiledEvent, clock: WallClock, from: number, to: number): Interval[] {
-  if ('once' in ev) return ev.once.end > from && ev.once.start <= to ? [{ ...ev.once }] : [];
-  const out: Interval[] = [];
-  const endTime = 'ms' in ev.length ? undefined : { ...ev.length, second: 0 };
-  const endMs = endTime ? msOfDay(endTime) : 0;
-  // A local date is within a day of the UTC date of the same instant.
-  const last = Math.floor(to / DAY_MS) + 1;
-  let tomorrow: ReturnType<typeof localDay> | undefined;
-  for (let d = Math.floor((from - ev.lookback) / DAY_MS) - 1; d <= last; d++) {
-    const date = dateOf(d);
-    if (!matchesDay(ev.fields, date.year, date.month, date.day)) continue;
-    const today = localDay(clock, d);
-    tomorrow = undefined;
-    for (let i = 0; i < ev.times.length; i++) {
-      const tMs = ev.timesMs[i]!;
-      const start = today(ev.times[i]!, tMs);
-      if (start > to) return out;
+function occurrencesOn(r: Recurrence, days: ZoneDays, d: number, out: number[]): void {
+  const off = days.steady(d);
+  if (r.pattern && off !== undefined && Number.isInteger(off) && (!r.nextDay || days.steady(d + 1) === off)) {
+    const base = d * DAY_MS - off;
+    const p = r.pattern;
+    for (let i = 0; i < p.length; i += 2) out.push(base + p[i]!, base + p[i + 1]!);
+    return;
+  }
+  // One event's starts come in order; several events' are sorted first.
+  const pairs: number[] = r.shapes.length === 1 ? out : [];
+  for (const { timesMs, durationMs, endMs } of r.shapes)
+    for (const tMs of timesMs) {
+      const start = days.instant(d, tMs);
       let end: number;
-      if (!endTime) {
-        end = start + (ev.length as { ms: number }).ms;
-      } else {
+      if (durationMs >= 0) end = start + durationMs;
+      else {
         // The first end time of day after the start's, on the wall clock: later today, else tomorrow.
         const sameDay = endMs > tMs;
-        end = sameDay ? today(endTime, endMs) : (tomorrow ??= localDay(clock, d + 1))(endTime, endMs);
+        end = days.instant(sameDay ? d : d + 1, endMs);
         // Start and end in the same skipped hour: keep the usual wall-clock length from the shifted start.
         if (end <= start) end = start + (sameDay ? 0 : DAY_MS) + endMs - tMs;
       }
-      if (end <= from) continue;
-      const prev = out[out.length - 1];
-      if (prev && start <= prev.end) prev.end = Math.max(prev.end, end);
-      else out.push({ start, end });
-      // Later occurrences start inside the last interval and could only move its end further past `to`.
-      if (out[out.length - 1]!.end > to) return out;
+      if (pairs === out) mergeInto(out, start, end);
+      else pairs.push(start, end);
+    }
+  if (pairs !== out) mergePairs(pairs, out);
+}
+
+/** Whether an occurrence of `r` covers `t`. */
+function covers(r: Recurrence, days: ZoneDays, t: number): boolean {
+  const buf: number[] = [];
+  for (let d = Math.floor((t - r.lookback) / DAY_MS) - 1; d <= Math.floor(t / DAY_MS) + 1; d++) {
+    if (!matchesDate(r, d)) continue;
+    buf.length = 0;
+    occurrencesOn(r, days, d, buf);
+    for (let i = 0; i < buf.length; i += 2) if (buf[i]! <= t && t < buf[i + 1]!) return true;
+  }
+  return false;
+}
+
+/** A stream of disjoint, non-touching [s, e) intervals in order. */
+interface Cursor {
+  s: number;
+  e: number;
+  /** Moves to the next interval; false (for good) when there is none. */
+  next(): boolean;
+}
+
+/**
+ * A Recurrence's occurrences ending after `from` and starting at or before `limit`, merged (touching ones too).
+ * Starts never decrease from one date to the next (later wall times map to later or equal instants), so merging
+ * as they come is enough; a date is computed only when the stream reaches it.
+ */
+class RecurrenceCursor implements Cursor {
+  s = 0;
+  e = 0;
+  /** The current date's merged occurrences, and the next one to read. */
+  private readonly buf: number[] = [];
+  private bi = 0;
+  /** The next date to compute, and the last that can start by `limit` (a local date is within a day of UTC's). */
+  private d: number;
+  private readonly dLast: number;
+  /** The interval being merged. */
+  private ps = 0;
+  private pe = 0;
+  private pending = false;
+
+  constructor(
+    private readonly r: Recurrence,
+    private readonly days: ZoneDays,
+    private readonly from: number,
+    private readonly limit: number,
+  ) {
+    this.d = Math.floor((from - r.lookback) / DAY_MS) - 1;
+    this.dLast = Math.floor(limit / DAY_MS) + 1;
+  }
+
+  /** Computes the next date with occurrences; false when none is left. */
+  private fill(): boolean {
+    while (this.d <= this.dLast) {
+      const d = this.d++;
+      if (!matchesDate(this.r, d)) continue;
+      this.buf.length = 0;
+      this.bi = 0;
+      occurrencesOn(this.r, this.days, d, this.buf);
+      if (this.buf.length) return true;
+    }
+    return false;
+  }
+
+  next(): boolean {
+    for (;;) {
+      const more = this.bi < this.buf.length || this.fill();
+      const rs = more ? this.buf[this.bi]! : Infinity;
+      const re = more ? this.buf[this.bi + 1]! : Infinity;
+      this.bi += 2;
+      if (!more || rs > this.limit) {
+        // Nothing more starts in time: the stream ends with the interval being merged.
+        this.d = this.dLast + 1;
+        this.buf.length = 0;
+        this.bi = 0;
+        if (!this.pending || this.pe <= this.from) return (this.pending = false);
+        this.pending = false;
+        this.s = this.ps;
+        this.e = this.pe;
+        return true;
+      }
+      if (this.pending && rs <= this.pe) {
+        if (re > this.pe) this.pe = re;
+        continue;
+      }
+      const s = this.ps;
+      const e = this.pe;
+      const had = this.pending;
+      this.ps = rs;
+      this.pe = re;
+      this.pending = true;
+      if (had && e > this.from) {
+        this.s = s;
+        this.e = e;
+        return true;
+      }
     }
   }
-  return out;
 }
 
-/** Sorts and unions intervals (touching ones too: [a, b) and [b, c) make [a, c)). */
-function union(intervals: Interval[]): Interval[] {
-  const out: Interval[] = [];
-  for (const i of [...intervals].sort((a, b) => a.start - b.start)) {
-    const prev = out[out.length - 1];
-    if (prev && i.start <= prev.end) prev.end = Math.max(prev.end, i.end);
-    else out.push({ ...i });
+/** The one-off events' merged intervals ending after `from` and starting at or before `limit`. */
+class OnceCursor implements Cursor {
+  s = 0;
+  e = 0;
+  private i: number;
+
+  constructor(
+    private readonly list: number[],
+    from: number,
+    private readonly limit: number,
+  ) {
+    // The ends of merged intervals increase: the first ending after `from`, by bisection.
+    let [lo, hi] = [0, list.length / 2];
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[2 * mid + 1]! > from) hi = mid;
+      else lo = mid + 1;
+    }
+    this.i = lo;
   }
-  return out;
-}
 
-/** A calendar between T and W: its state at T, the event inverting it, and its flips in (T, W], in order. */
-interface Timeline {
-  open: boolean;
-  event?: string;
-  flips: number[];
-}
-
-function timeline(c: CompiledCalendar, t: number, w: number): Timeline {
-  const perEvent = c.events.map((ev) => occurrences(ev, c.clock, t, w));
-  const active = perEvent.findIndex((list) => list.some((i) => i.start <= t && t < i.end));
-  const flips: number[] = [];
-  for (const piece of union(perEvent.flat()))
-    for (const at of [piece.start, piece.end]) if (at > t && at <= w) flips.push(at);
-  return {
-    open: c.defaultOpen !== active >= 0,
-    event: active >= 0 ? c.events[active]!.name : undefined,
-    flips,
-  };
-}
-
-/** The first flip in the timelines at which "every calendar is open" differs from its value at T. */
-function combinedChange(lines: Timeline[]): number | undefined {
-  const states = lines.map((l) => l.open);
-  const initial = states.every(Boolean);
-  const flips = lines.flatMap((l, i) => l.flips.map((at) => ({ at, i }))).sort((a, b) => a.at - b.at);
-  for (let k = 0; k < flips.length; k++) {
-    const { at, i } = flips[k]!;
-    states[i] = !states[i];
-    if (flips[k + 1]?.at === at) continue;
-    if (states.every(Boolean) !== initial) return at;
+  next(): boolean {
+    if (2 * this.i >= this.list.length || this.list[2 * this.i]! > this.limit) return false;
+    this.s = this.list[2 * this.i]!;
+    this.e = this.list[2 * this.i + 1]!;
+    this.i++;
+    return true;
   }
-  return undefined;
+}
+
+/** A binary min-heap of cursors by their current start. */
+class CursorHeap {
+  readonly items: Cursor[] = [];
+
+  top(): Cursor | undefined {
+    return this.items[0];
+  }
+
+  push(item: Cursor): void {
+    const a = this.items;
+    let i = a.length;
+    a.push(item);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (a[parent]!.s <= item.s) break;
+      a[i] = a[parent]!;
+      i = parent;
+    }
+    a[i] = item;
+  }
+
+  /** Restores the order after the top's start grew; or removes the top (`drop`). */
+  fixTop(drop: boolean): void {
+    const a = this.items;
+    let item = a[0]!;
+    if (drop) {
+      item = a.pop()!;
+      if (a.length === 0) return;
+    }
+    const n = a.length;
+    let i = 0;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && a[c + 1]!.s < a[c]!.s) c++;
+      if (a[c]!.s >= item.s) break;
+      a[i] = a[c]!;
+      i = c;
+    }
+    a[i] = item;
+  }
+}
+
+/** A binary min-heap of the indexes 0..n-1 by `keys[index]` (read whenever two are compared). */
+class IndexHeap {
+  private readonly items: Int32Array;
+  size = 0;
+
+  constructor(
+    private readonly keys: Float64Array,
+    capacity: number,
+  ) {
+    this.items = new Int32Array(capacity);
+  }
+
+  /** The index with the least key; -1 when empty. */
+  top(): number {
+    return this.size ? this.items[0]! : -1;
+  }
+
+  push(index: number): void {
+    const { items, keys } = this;
+    const k = keys[index]!;
+    let i = this.size++;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (keys[items[parent]!]! <= k) break;
+      items[i] = items[parent]!;
+      i = parent;
+    }
+    items[i] = index;
+  }
+
+  /** Adds indexes without ordering them: call heapify() before using the heap again. */
+  add(index: number): void {
+    this.items[this.size++] = index;
+  }
+
+  heapify(): void {
+    for (let i = (this.size >> 1) - 1; i >= 0; i--) this.siftDown(i, this.items[i]!);
+  }
+
+  /** Restores the order after the top's key grew; or removes the top (`drop`). */
+  fixTop(drop: boolean): void {
+    let index = this.items[0]!;
+    if (drop) {
+      index = this.items[--this.size]!;
+      if (this.size === 0) return;
+    }
+    this.siftDown(0, index);
+  }
+
+  private siftDown(from: number, index: number): void {
+    const { items, keys } = this;
+    const k = keys[index]!;
+    const n = this.size;
+    let i = from;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && keys[items[c + 1]!]! < keys[items[c]!]!) c++;
+      if (keys[items[c]!]! >= k) break;
+      items[i] = items[c]!;
+      i = c;
+    }
+    items[i] = index;
+  }
+}
+
+/**
+ * One calendar's timeline from a time on: the union of its events' occurrences as pieces [ps, pe) in order (the
+ * calendar is inverted inside a piece). Pieces up to `horizon` are exact; one reaching past it may end early.
+ */
+class Timeline {
+  ps = 0;
+  pe = 0;
+  /** A piece is current: the first that ends after the time last asked about. */
+  has = false;
+  private heap = new CursorHeap();
+
+  constructor(
+    readonly c: CompiledCalendar,
+    private readonly horizon: number,
+  ) {}
+
+  /** (Re)starts the timeline at `from`. */
+  start(from: number): this {
+    this.heap = new CursorHeap();
+    for (const r of this.c.recurrences) {
+      const cur = new RecurrenceCursor(r, this.c.days, from, this.horizon);
+      if (cur.next()) this.heap.push(cur);
+    }
+    const once = new OnceCursor(this.c.onceMerged, from, this.horizon);
+    if (once.next()) this.heap.push(once);
+    this.has = this.nextPiece();
+    return this;
+  }
+
+  private advanceTop(): void {
+    this.heap.fixTop(!this.heap.top()!.next());
+  }
+
+  private nextPiece(): boolean {
+    const first = this.heap.top();
+    if (!first) return false;
+    this.ps = first.s;
+    this.pe = first.e;
+    this.advanceTop();
+    for (let top = this.heap.top(); top && top.s <= this.pe; top = this.heap.top()) {
+      if (top.e > this.pe) this.pe = top.e;
+      this.advanceTop();
+    }
+    return true;
+  }
+
+  /** Moves to time `x` (never earlier than the last): far ahead by starting again there, else piece by piece. */
+  moveTo(x: number): void {
+    if (!this.has || this.pe > x) return;
+    if (x - this.pe > this.c.lookback + 2 * DAY_MS) this.start(x);
+    else while (this.has && this.pe <= x) this.has = this.nextPiece();
+  }
+
+  /** Adds its closed periods in [x, to) to `out` (after moveTo(x)), and moves to `to`. */
+  closedIn(x: number, to: number, out: Intervals): void {
+    let at = x;
+    while (this.has && this.ps < to) {
+      if (this.c.defaultOpen) out.push(Math.max(this.ps, at), Math.min(this.pe, to));
+      else out.push(at, this.ps);
+      at = this.pe;
+      if (this.pe > to) return;
+      this.has = this.nextPiece();
+    }
+    if (!this.c.defaultOpen) out.push(at, to);
+  }
+
+  /** Inverted at `x` (after moveTo(x)). */
+  invertedAt(x: number): boolean {
+    return this.has && this.ps <= x;
+  }
+
+  openAt(x: number): boolean {
+    return this.c.defaultOpen !== this.invertedAt(x);
+  }
+
+  /** The first flip after `x` (after moveTo(x)), when within the horizon. */
+  flipAfter(x: number): number | undefined {
+    if (!this.has) return undefined;
+    const at = this.ps <= x ? this.pe : this.ps;
+    return at <= this.horizon ? at : undefined;
+  }
+}
+
+/** Intervals [start, end) collected in any order, to find the first time none covers. */
+class Intervals {
+  starts = new Float64Array(256);
+  ends = new Float64Array(256);
+  n = 0;
+  /** Scratch: the intervals' indexes ordered by bucket, and the buckets' bounds. */
+  private order = new Int32Array(256);
+  private buckets = new Int32Array(258);
+
+  push(start: number, end: number): void {
+    if (start >= end) return;
+    if (this.n === this.starts.length) {
+      const size = this.n * 2;
+      const [s, e] = [new Float64Array(size), new Float64Array(size)];
+      s.set(this.starts);
+      e.set(this.ends);
+      [this.starts, this.ends, this.order, this.buckets] = [s, e, new Int32Array(size), new Int32Array(size + 2)];
+    }
+    this.starts[this.n] = start;
+    this.ends[this.n++] = end;
+  }
+
+  /**
+   * The first time in [from, to) no interval covers, if any (every interval starts at or after `from`). The
+   * intervals are taken in order of start: bucketed by start (n buckets over [from, to)), each bucket sorted.
+   */
+  firstUncovered(from: number, to: number): number | undefined {
+    const { starts, ends, n, order, buckets } = this;
+    const width = (to - from) / n;
+    const bucketOf = (i: number) => Math.min(n - 1, Math.floor((starts[i]! - from) / width));
+    buckets.fill(0, 0, n + 1);
+    for (let i = 0; i < n; i++) buckets[bucketOf(i) + 1]!++;
+    for (let b = 0; b < n; b++) buckets[b + 1]! += buckets[b]!;
+    const fill = buckets.slice(0, n);
+    for (let i = 0; i < n; i++) order[fill[bucketOf(i)]!++] = i;
+    let covered = from;
+    for (let b = 0; b < n; b++) {
+      const [lo, hi] = [buckets[b]!, buckets[b + 1]!];
+      if (hi - lo > 16) order.subarray(lo, hi).sort((x, y) => starts[x]! - starts[y]!);
+      else
+        for (let k = lo + 1; k < hi; k++) {
+          const i = order[k]!;
+          let j = k - 1;
+          for (; j >= lo && starts[order[j]!]! > starts[i]!; j--) order[j + 1] = order[j]!;
+          order[j + 1] = i;
+        }
+      for (let k = lo; k < hi; k++) {
+        const i = order[k]!;
+        if (starts[i]! > covered) return covered < to ? covered : undefined;
+        if (ends[i]! > covered) covered = ends[i]!;
+      }
+    }
+    return covered < to ? covered : undefined;
+  }
+}
+
+/**
+ * The first time after `t` (up to `horizon`) at which every calendar is open, given that one is closed at `t`.
+ * Jumps to the latest time a closed calendar stays closed until, looking again there only at the calendars whose
+ * state may have changed; when that is within the same (UTC) day, sweeps the rest of the day at once: the
+ * closed periods of the calendars that change in it, sorted, and the first gap. So each step moves to another
+ * day, and a day costs what changes in it.
+ */
+function firstAllOpen(all: Timeline[], t: number, horizon: number): number | undefined {
+  // A calendar open from `t` to the horizon plays no part.
+  const lines = all.filter((line) => !line.openAt(t) || line.flipAfter(t) !== undefined);
+  const until = new Float64Array(lines.length);
+  const heap = new IndexHeap(until, lines.length);
+  const closed = new Intervals();
+  let need = t;
+  lines.forEach((line, i) => {
+    until[i] = line.flipAfter(t) ?? Infinity;
+    if (!line.openAt(t)) need = Math.max(need, until[i]!);
+    heap.push(i);
+  });
+  for (;;) {
+    if (need > horizon) return undefined;
+    const x = need;
+    for (let i = heap.top(); i >= 0 && until[i]! <= x; i = heap.top()) {
+      const line = lines[i]!;
+      line.moveTo(x);
+      until[i] = line.flipAfter(x) ?? Infinity;
+      if (!line.openAt(x)) need = Math.max(need, until[i]!);
+      heap.fixTop(false);
+    }
+    if (need === x) return x;
+    const dayEnd = (Math.floor(x / DAY_MS) + 1) * DAY_MS;
+    if (need >= dayEnd) continue;
+    // Every calendar closed in [x, dayEnd) changes before dayEnd (the others stay open past it).
+    closed.n = 0;
+    const swept: number[] = [];
+    for (let i = heap.top(); i >= 0 && until[i]! < dayEnd; i = heap.top()) {
+      const line = lines[i]!;
+      line.moveTo(x);
+      line.closedIn(x, dayEnd, closed);
+      swept.push(i);
+      heap.fixTop(true);
+    }
+    const gap = closed.n ? closed.firstUncovered(x, dayEnd) : x;
+    if (gap !== undefined) return gap <= horizon ? gap : undefined;
+    for (const i of swept) {
+      const line = lines[i]!;
+      until[i] = line.flipAfter(dayEnd) ?? Infinity;
+      if (!line.openAt(dayEnd)) need = Math.max(need, until[i]!);
+      heap.add(i);
+    }
+    heap.heapify();
+    need = Math.max(need, dayEnd);
+  }
 }
 
 /**
  * The state of the named calendars at `at`, each and combined (open only when all are open), with when each
  * next changes. Throws UserError for an unknown name. Pure: looks back at most 32 days for occurrences, and ahead
- * in growing steps until every change is found or the horizon (`horizonDays`, default 400) is reached.
+ * only as far as the first change of each calendar and of the combination, at most to the horizon
+ * (`horizonDays`, default 400).
  */
 export function calendarStatus(
   set: CalendarSet,
@@ -580,28 +1172,32 @@ export function calendarStatus(
       throw new UserError(
         `No calendar named "${n}" in ${set.file}${didYouMean(n, known)}; it defines: ${known.join(', ') || 'none'}.`,
       );
-  const compiled = wanted.map((n) => compile(n, set.calendars[n]!));
   const horizon = t + Math.max(0, opts.horizonDays ?? DEFAULT_HORIZON_DAYS) * DAY_MS;
-  let w = Math.min(horizon, t + 8 * DAY_MS);
-  for (;;) {
-    const lines = compiled.map((c) => timeline(c, t, w));
-    const change = combinedChange(lines);
-    if (w >= horizon || (change !== undefined && lines.every((l) => l.flips.length > 0))) {
-      const calendars = compiled.map((c, i): CalendarState => ({
-        name: c.name,
-        open: lines[i]!.open,
-        default: c.doc.default,
-        timezone: c.zone,
-        event: lines[i]!.event,
-        nextChange: lines[i]!.flips[0] === undefined ? undefined : new Date(lines[i]!.flips[0]!),
-      }));
-      return {
-        at: new Date(t),
-        open: lines.every((l) => l.open),
-        calendars,
-        nextChange: change === undefined ? undefined : new Date(change),
-      };
+  const lines = wanted.map((n) => new Timeline(compiled(set, n), horizon).start(t));
+  const calendars = lines.map((line): CalendarState => {
+    const c = line.c;
+    // The first event in file order that covers `t`, when one does.
+    const active = line.invertedAt(t)
+      ? c.events.find((ev) => ('once' in ev ? ev.once.start <= t && t < ev.once.end : covers(ev.cron, c.days, t)))
+      : undefined;
+    const next = line.flipAfter(t);
+    return {
+      name: c.name,
+      open: line.openAt(t),
+      default: c.doc.default,
+      timezone: c.zone,
+      event: active?.name,
+      nextChange: next === undefined ? undefined : new Date(next),
+    };
+  });
+  const open = calendars.every((c) => c.open);
+  let change: number | undefined;
+  if (open) {
+    // Every calendar is open: the first to flip closes the combination.
+    for (const line of lines) {
+      const next = line.flipAfter(t);
+      if (next !== undefined && (change === undefined || next < change)) change = next;
     }
-    w = Math.min(horizon, t + (w - t) * 4);
-  }
+  } else change = firstAllOpen(lines, t, horizon);
+  return { at: new Date(t), open, calendars, nextChange: change === undefined ? undefined : new Date(change) };
 }

@@ -243,13 +243,15 @@ export function runbookFiles(dir: string): string[] {
 }
 
 /**
- * The schedules the runbook directory asks for. Any runbook that does not load stops the sync (its schedule might
+ * The schedules the runbook directory asks for (`calendarsFile`: the calendar file, when it lives there). Any runbook that does not load stops the sync (its schedule might
  * be one that would otherwise be deleted): the error lists every problem.
  */
-export function desiredSchedules(dir: string, taskQueue: string): DesiredSchedule[] {
+export function desiredSchedules(dir: string, taskQueue: string, calendarsFile?: string): DesiredSchedule[] {
   const out: DesiredSchedule[] = [];
   const broken: string[] = [];
+  const skip = calendarsFile ? path.resolve(calendarsFile) : undefined;
   for (const file of runbookFiles(dir)) {
+    if (path.resolve(file) === skip) continue; // the calendar file, kept in the runbook directory under its own name
     const loaded = loadRunbookFile(file);
     if (!loaded.runbook) {
       broken.push(...loaded.problems.filter((p) => p.severity === 'error').map((p) => formatProblem(p)));

@@ -220,7 +220,9 @@ export function engineConfigFromEnv(
   const runbookDir = path.resolve(runbookDirFromEnv(env));
   return {
     runbookDir,
-    calendarsFile: findCalendarsFile(runbookDir, env.RUNBOOK_CALENDARS || undefined),
+    calendars: env.RUNBOOK_CALENDARS
+      ? { file: path.resolve(env.RUNBOOK_CALENDARS), required: true }
+      : { file: path.join(runbookDir, 'calendars.yaml'), required: false },
     inventories: [...new Set([...(defaultInventory ? [defaultInventory] : []), ...more])],
     defaultInventory,
     allowExec: flag('RUNBOOK_ALLOW_EXEC', env.RUNBOOK_ALLOW_EXEC, defaults.allowExec ?? false),

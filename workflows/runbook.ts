@@ -145,7 +145,10 @@ async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
     features: decideFeatures(),
   };
   const run: RunInfo = { id: info.workflowId, initiator, trigger };
-  const window = new RunWindow(prepared.window, audit, state, input.windowOverride);
+  const window = new RunWindow(prepared.window, audit, state, input.windowOverride, () =>
+    inbox.some((d) => d.system),
+  );
+  env.windowOverride = () => window.activeOverride;
   const rollout = new Rollout(env, run, input.alert, window);
   try {
     // No approval is asked for, and nothing starts, while a change calendar keeps the run out.
@@ -160,10 +163,12 @@ async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
       if (gate.kind === 'approval')
         await awaitApproval('gate', gate, state, inbox, rb.metadata.name, ms(gate.timeout as ms.StringValue), audit);
     }
-    if (!window.blocked) {
+    if (!window.blocked && !window.resolved) {
       setStatus(state, 'running');
       await rollout.run();
     }
+    // The alert resolved while the run waited for its window, before any change: it ends as at its gate.
+    if (window.resolved) rollout.cancelled = rollout.resolved = true;
   } catch (err) {
     // An alert that resolved while its remediation waited at the gate cancels it: nothing was changed.
     if (isCancellation(err)) rollout.cancelled = true;
@@ -230,9 +235,15 @@ function openRun(
   const inbox: ApprovalDecision[] = [];
   setHandler(stateQuery, () => state);
   setHandler(alertResolvedSignal, () => {
-    // Only a run an alert started, and only before it passed its gate (once changes began, the run finishes what it
-    // started). A resolution that comes before the gate is reached counts once it is (a decision for `gate`).
-    if (trigger !== 'alert' || (state.status !== 'preparing' && state.status !== 'awaiting-approval')) return;
+    // Only a run an alert started, and only before it passed its gate or while it waits for its change window with
+    // no target started (once changes began, the run finishes what it started). A resolution that comes before the
+    // gate is reached counts once it is (a decision for `gate`).
+    const untouched = Object.values(state.hosts).every((h) => h.state === 'pending');
+    const before =
+      state.status === 'preparing' ||
+      state.status === 'awaiting-approval' ||
+      (state.status === 'waiting-window' && untouched);
+    if (trigger !== 'alert' || !before) return;
     if (inbox.some((d) => d.system)) return;
     inbox.push({ id: 'gate', approve: false, by: 'alert-resolved', comment: 'the alert resolved', system: true });
     state.decisions.push({ id: 'gate', approve: false, by: 'alert-resolved', comment: 'the alert resolved' });
@@ -419,7 +430,7 @@ async function finishRun(rollout: Rollout, audit: RunAudit): Promise<RunbookResu
     .filter(([, r]) => r.state === 'skipped')
     .map(([h]) => h);
   const reason = rollout.resolved
-    ? 'the alert resolved before approval'
+    ? 'the alert resolved before any change'
     : cancelled
       ? 'run cancelled'
       : failures > threshold

@@ -19,6 +19,7 @@ import { extractOutputs, type StepResultView } from '../dsl/outputs';
 import type { PreparedRun } from '../activities/prepare';
 import { renderStep, shouldRun, targetView, type RenderedAction } from '../dsl/render';
 import type { StepDoc } from '../dsl/schema';
+import type { WindowOverride } from '../dsl/run-input';
 import { outcomeOf } from '../audit/outcome';
 import { resolveTargets, type TargetHost } from '../dsl/selector';
 import { awaitApproval } from './approval';
@@ -39,6 +40,8 @@ export interface StepEnv {
   inventory?: string;
   /** Host locks held by this run's callers. */
   heldHosts: string[];
+  /** The operator's change-window override this run goes on (a sub-runbook inherits it). */
+  windowOverride?: () => WindowOverride | undefined;
   /**
    * Behaviour changes guarded by patched(), decided once when the run starts: the SDK does not keep a `false`
    * during replay, so deciding per step would switch an old run to the new behaviour half-way (and re-run the
@@ -238,6 +241,7 @@ async function act(
       // with its own `targets` acts on hosts this run has not locked: the child locks those as usual.
       const heldHosts =
         host && step.targets === undefined ? [...new Set([...env.heldHosts, host.name])] : env.heldHosts;
+      const windowOverride = env.windowOverride?.();
       const child = await executeChild('runbook', {
         args: [
           {
@@ -247,11 +251,18 @@ async function act(
             trigger: 'sub-runbook',
             inventory: env.inventory,
             heldHosts,
+            ...(windowOverride ? { windowOverride } : {}),
           },
         ],
         // One child per target: with several hosts in a batch, the same step path would collide.
         workflowId: `${workflowInfo().workflowId}/${key}${env.features.childIdHost && host ? `@${host.name}` : ''}`,
       });
+      // A child a change calendar kept out did nothing: that is no success of this step.
+      if ((child as { status?: string } | undefined)?.status === 'blocked')
+        throw ApplicationFailure.nonRetryable(
+          `sub-runbook ${action.name} was blocked: ${(child as { blocked?: string }).blocked ?? 'a change calendar is closed'}`,
+          FAILURES.windowBlocked,
+        );
       return { json: child };
     }
     case 'parallel':

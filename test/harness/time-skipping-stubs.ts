@@ -321,7 +321,7 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
     },
 
     async windowState(input) {
-      return windowState(config.calendarsFile, input);
+      return windowState(config.calendars, input);
     },
 
     async watchHostLock(input) {

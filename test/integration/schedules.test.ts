@@ -190,7 +190,7 @@ test('sync makes a real schedule that starts the runbook on the fleet; sync agai
         audit: new FileAuditStore(auditFile),
         config: {
           runbookDir: dir,
-          calendarsFile: undefined,
+          calendars: undefined,
           defaultInventory: fleet.inventory(),
           inventories: [fleet.inventory()],
         },
@@ -219,6 +219,7 @@ calendars:
   change-freeze:
     default: open
     global: true
+    override: { users: [ops-lead] }
     events:
       - { name: test freeze, start: '${minute(now - 60_000)}', end: '${minute(now + 3_600_000)}' }
 `,
@@ -287,7 +288,7 @@ calendars:
         audit: new FileAuditStore(auditFile),
         config: {
           runbookDir: dir,
-          calendarsFile: calendars,
+          calendars: { file: calendars, required: true },
           defaultInventory: fleet.inventory(),
           inventories: [fleet.inventory()],
         },
@@ -327,7 +328,7 @@ calendars:
         audit: new FileAuditStore(auditFile),
         config: {
           runbookDir: dir,
-          calendarsFile: undefined,
+          calendars: undefined,
           defaultInventory: fleet.inventory(),
           inventories: [fleet.inventory()],
         },

@@ -5,7 +5,7 @@
 // freeze blocks a runbook that names no window.
 import fs from 'node:fs';
 import path from 'node:path';
-import { runbookYaml, useTimeSkipping, type Finished } from '../harness/time-skipping';
+import { eventually, runbookYaml, useTimeSkipping, type Finished } from '../harness/time-skipping';
 
 const HOSTS = ['host-1', 'host-2', 'host-3'];
 const wf = useTimeSkipping(HOSTS);
@@ -28,14 +28,18 @@ kind: Calendars
 calendars:
   maint:
     default: closed
+    override: { groups: [sre] }
     events:
       - { name: now, start: '${at(-MIN)}', end: '${at(30 * MIN)}' }
       - { name: tomorrow, start: '${at(24 * 60 * MIN)}', end: '${at(25 * 60 * MIN)}' }
   freeze:
     default: open
     global: true
+    override: { users: [erin] }
     events:
       - { name: year-end freeze, start: '${at(freezeFrom)}', end: '${at(freezeTo)}' }
+  never:
+    default: closed
 `,
   );
 }
@@ -114,20 +118,120 @@ test('policy wait with maxWait shorter than the next opening: blocked after the 
 test('an override sent while the run waits lets it go on at once, recorded with who and why', async () => {
   const run = await wf.run(rolling('win-override', '{ calendars: [maint], policy: wait }'), {
     during: async (r) => {
-      const { eventually } = await import('../harness/time-skipping');
       // Wait until it waits for the window (time is not skipped while `during` runs, so skip it ourselves).
       await eventually(async () => {
         await wf.env.sleep(5 * MIN);
         return (await r.state()).status === 'waiting-window';
       }, 'the run to wait for its window');
-      await r.handle.signal('overrideWindow', { by: 'dana', reason: 'customer outage, CAB-1234' });
+      // Someone the calendar does not list first: refused and recorded; then a member of its override group.
+      await r.handle.signal('overrideWindow', { by: 'mallory', reason: 'let me through' });
+      await eventually(async () => {
+        await wf.env.sleep(MIN);
+        return r.stubs.audit.some((a) => a.kind === 'window.override' && a.status === 'refused');
+      }, 'the refused override to be recorded');
+      expect((await r.state()).status).toBe('waiting-window');
+      await r.handle.signal('overrideWindow', { by: 'dana', groups: ['sre'], reason: 'customer outage, CAB-1234' });
     },
   });
   expect(run.result!.status).toBe('succeeded');
   const o = records(run, 'window.override');
-  expect(o).toHaveLength(1);
-  expect(o[0]!.detail).toMatchObject({ by: 'dana', reason: 'customer outage, CAB-1234' });
+  expect(o.map((r) => r.status)).toEqual(['refused', 'overridden']);
+  expect(o[0]!.detail).toMatchObject({ by: 'mallory', denied: ['maint'] });
+  expect(o[1]!.detail).toMatchObject({ by: 'dana', groups: ['sre'], reason: 'customer outage, CAB-1234' });
   expect(run.workflowMs).toBeLessThan(24 * 60 * MIN);
+});
+
+test('an override by someone the calendar does not list is refused: the freeze holds and the run is blocked', async () => {
+  writeCalendars(-MIN, 60 * MIN);
+  const yaml = runbookYaml(
+    'win-no-override',
+    `
+targets: all
+steps:
+  - id: work
+    ssh: { run: 'echo work' }
+    timeout: 15m
+`,
+  );
+  const run = await wf.session(async (s) => {
+    const name = wf.fixture.runbook(yaml);
+    const handle = await wf.env.client.workflow.start('runbook', {
+      taskQueue: s.taskQueue,
+      workflowId: `${s.prefix}${name}`,
+      args: [
+        { runbook: name, initiator: 'mallory', windowOverride: { by: 'mallory', groups: ['sre'], reason: 'trust me' } },
+      ],
+    });
+    return s.finish({ handle, stubs: s.stubs, state: () => handle.query('state') } as never);
+  });
+  expect(run.result!.status).toBe('blocked');
+  expect(run.stubs.calls).toEqual([]);
+  expect(records(run, 'window.override').map((r) => [r.status, (r.detail as { denied: string[] }).denied])).toEqual([
+    ['refused', ['freeze']],
+  ]);
+});
+
+test('the alert resolving while its remediation waits for the window ends it, having changed nothing', async () => {
+  const yaml = rolling('win-alert', '{ calendars: [never], policy: wait }');
+  const run = await wf.session(async (s) => {
+    const name = wf.fixture.runbook(yaml);
+    const handle = await wf.env.client.workflow.start('runbook', {
+      taskQueue: s.taskQueue,
+      workflowId: `${s.prefix}${name}`,
+      args: [{ runbook: name, initiator: 'fp-1', trigger: 'alert', alert: { fingerprint: 'fp-1' } }],
+    });
+    const r = { handle, stubs: s.stubs, state: () => handle.query('state') } as never as Parameters<typeof s.finish>[0];
+    await eventually(async () => (await r.state()).status === 'waiting-window', 'the run to wait');
+    await handle.signal('alertResolved', { at: new Date().toISOString() });
+    return s.finish(r);
+  });
+  expect(run.failure).toBeUndefined();
+  expect(run.result!.status).toBe('cancelled');
+  expect(run.stubs.calls).toEqual([]);
+  expect(records(run, 'run.finished')[0]!.status).toBe('cancelled');
+});
+
+test('a sub-runbook a calendar blocks fails its step in the parent (it did nothing)', async () => {
+  wf.fixture.runbook(
+    runbookYaml(
+      'win-child',
+      `
+window: { calendars: [never], policy: fail }
+steps:
+  - id: inner
+    ssh: { run: 'echo inner' }
+    timeout: 15m
+`,
+    ),
+  );
+  const run = await wf.run(
+    runbookYaml(
+      'win-parent',
+      `
+steps:
+  - id: child
+    runbook: { name: win-child }
+  - id: after
+    ssh: { run: 'echo after' }
+    timeout: 15m
+`,
+    ),
+  );
+  expect(run.result?.status ?? run.failure?.type).not.toBe('succeeded');
+  expect(run.failure?.message ?? JSON.stringify(run.result)).toMatch(/sub-runbook win-child was blocked: .*never/);
+  expect(run.stubs.calls.map((c) => c.key)).not.toContain('steps[1]');
+});
+
+test('a freeze added to the calendar file mid-run stops the next batch (global calendars are read at each check)', async () => {
+  const run = await wf.run(rolling('win-late-freeze', '{ calendars: [maint], policy: fail }'), {
+    script: ({ host }) => {
+      if (host === 'host-1') writeCalendars(-MIN, 24 * 60 * MIN);
+      return undefined;
+    },
+  });
+  expect(run.result!.status).toBe('blocked');
+  expect(run.result!.blocked).toMatch(/batch 2 of 3 not started: closed: freeze/);
+  expect(run.stubs.calls.map((c) => c.host)).toEqual(['host-1']);
 });
 
 test('a global freeze blocks a runbook that names no window, before its approval is even asked for', async () => {
@@ -184,6 +288,30 @@ steps:
 test('a run naming a calendar the file does not have is refused before it does anything', async () => {
   const run = await wf.run(rolling('win-unknown', '{ calendars: [nope] }'));
   expect(run.failure?.type).toBe('RunbookInvalid');
-  expect(run.failure?.message).toMatch(/window.calendars: "nope" is not in the calendar file .*it has: maint, freeze/);
+  expect(run.failure?.message).toMatch(
+    /window.calendars: "nope" is not in the calendar file .*it has: maint, freeze, never/,
+  );
   expect(run.stubs.calls).toEqual([]);
+});
+
+test('parallel targets meeting a closed window together: one check, one closed and one opened record', async () => {
+  const yaml = runbookYaml(
+    'win-parallel',
+    `
+targets: all
+strategy: { type: parallel, limit: 2 }
+window: { calendars: [maint], policy: wait, cutoff: 15m }
+steps:
+  - id: work
+    ssh: { run: 'echo work on \${{ target.name }}' }
+    timeout: 15m
+  - id: settle
+    sleep: 20m
+`,
+  );
+  const run = await wf.run(yaml);
+  expect(run.result!.status).toBe('succeeded');
+  expect(records(run, 'window.closed')).toHaveLength(1);
+  expect(records(run, 'window.opened')).toHaveLength(1);
+  expect(run.stubs.calls.map((c) => c.host).sort()).toEqual(['host-1', 'host-2', 'host-3']);
 });
