@@ -24,7 +24,7 @@ export const TRIGGERS = ['manual', 'alert', 'schedule', 'sub-runbook'] as const;
 /** An operator's override of a closed change window: who, and why (both recorded). */
 export const OverrideSchema = Type.Object(
   {
-    by: Text(100, 'Who overrides (a user of the closed calendars\' `override` list).'),
+    by: Text(100, "Who overrides (a user of the closed calendars' `override` list)."),
     groups: Type.Optional(Type.Array(Text(100, 'group'), { maxItems: 20, description: 'Groups of the overrider.' })),
     reason: Type.String({
       minLength: 3,

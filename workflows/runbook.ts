@@ -145,9 +145,7 @@ async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
     features: decideFeatures(),
   };
   const run: RunInfo = { id: info.workflowId, initiator, trigger };
-  const window = new RunWindow(prepared.window, audit, state, input.windowOverride, () =>
-    inbox.some((d) => d.system),
-  );
+  const window = new RunWindow(prepared.window, audit, state, input.windowOverride, () => inbox.some((d) => d.system));
   env.windowOverride = () => window.activeOverride;
   const rollout = new Rollout(env, run, input.alert, window);
   try {

@@ -90,7 +90,12 @@ export class RunWindow {
     if (!this.spec || this.granted) return true;
     if (this.blocked || this.resolved) return false;
     const l = this.last;
-    if (reuse && l?.open && Date.now() - l.at < FRESH_MS && (l.closesAt === undefined || Date.now() < l.closesAt - this.spec.cutoffMs))
+    if (
+      reuse &&
+      l?.open &&
+      Date.now() - l.at < FRESH_MS &&
+      (l.closesAt === undefined || Date.now() < l.closesAt - this.spec.cutoffMs)
+    )
       return true;
     this.busy = this.check(what, this.spec).finally(() => {
       this.busy = undefined;
@@ -143,7 +148,11 @@ export class RunWindow {
       const reopens = inCutoff ? closesAt : answer.nextChange;
       if (waitedSince === undefined) {
         closedSeq = ++this.seq;
-        await recordEvents(this.audit, this.state, windowClosed(closedSeq, what, answer, reason, spec.policy, iso(reopens)));
+        await recordEvents(
+          this.audit,
+          this.state,
+          windowClosed(closedSeq, what, answer, reason, spec.policy, iso(reopens)),
+        );
       }
       if (spec.policy === 'fail') return this.stop(`${what} not started: ${reason} (window policy: fail)`);
       waitedSince ??= now;
@@ -164,7 +173,10 @@ export class RunWindow {
   private async sleepUntil(t: number): Promise<void> {
     const ms = t - Date.now();
     if (ms > 0)
-      await condition(() => (this.override !== undefined && this.override !== this.refused) || this.alertResolved(), ms);
+      await condition(
+        () => (this.override !== undefined && this.override !== this.refused) || this.alertResolved(),
+        ms,
+      );
   }
 
   private stop(reason: string): false {
