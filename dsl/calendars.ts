@@ -20,13 +20,38 @@
 // - The next change is the first instant after T, within the horizon (400 days by default), at which the state
 //   (of a calendar, or the combined one) differs from the state at T.
 // - `global: true` calendars apply to every runbook, named or not (a company-wide freeze): globalCalendars().
+//
+// Cost: calendarStatus runs synchronously (in a local activity, on the worker's main thread), so the loader refuses,
+// each with a located error, what would make one call slow: a recurring event starting more than once a minute
+// (MAX_STARTS_PER_DAY), more than 1,000 events in a calendar (MAX_EVENTS_PER_CALENDAR), more than 100 recurring
+// events in the file (MAX_RECURRING_EVENTS), and recurring events starting more than 1,440 times a day in all, the
+// file's calendars together (MAX_FILE_STARTS_PER_DAY: one event every minute, or 60 hourly ones). Within these a
+// call takes well under 50 ms (a few ms for a real file) and memory in proportion to one day's windows:
+// - what a file needs is computed once per loaded set (WeakMap): parsed crons and one-off instants (the loader's),
+//   and per recurring event one date's occurrences merged, a pattern shifted onto each date whose zone offset is
+//   steady (overlapping ones, e.g. a duration longer than the period, merge into one window; the events of a
+//   calendar that start on the same dates are merged together). Zone offsets per day are cached per zone.
+// - each calendar's timeline is a lazy stream of windows: one cursor per group of events, dates computed only when
+//   reached, a far jump restarting the stream there; a calendar's next change stops at its first flip.
+// - the combined next change: when all are open, the first calendar flip; else a search that jumps to the latest
+//   time a closed calendar stays closed until and, when that is within the same day, sweeps the rest of that day
+//   at once, so the work is a day's windows per day at most, only until the first time all are open.
 import fs from 'node:fs';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import ms from 'ms';
 import { UserError } from '../common/errors';
 import { IANAZone } from 'luxon';
-import { CronError, firstInstantOf, isValidZone, parseCron, timesOfDay, wallMs, type WallTime } from './cron';
+import {
+  CronError,
+  firstInstantOf,
+  isValidZone,
+  parseCron,
+  timesOfDay,
+  wallMs,
+  type CronFields,
+  type WallTime,
+} from './cron';
 import { CODES, formatProblem, sortProblems, type Problem } from './problems';
 import { DURATION_PATTERN, NAME_PATTERN } from './schema';
 import { didYouMean } from './suggest';
@@ -41,6 +66,12 @@ export const CALENDAR_NAME_MAX = 63;
 export const MAX_RECURRING_MS = 31 * 86_400_000;
 /** A recurring event starts at most once a minute. */
 export const MAX_STARTS_PER_DAY = 1440;
+/** A calendar has at most this many events (recurring and one-off). */
+export const MAX_EVENTS_PER_CALENDAR = 1000;
+/** A calendar file has at most this many recurring events, all calendars together. */
+export const MAX_RECURRING_EVENTS = 100;
+/** A calendar file's recurring events start at most this many times a day, all together (once a minute). */
+export const MAX_FILE_STARTS_PER_DAY = 1440;
 /** How far ahead calendarStatus looks for the next change. */
 export const DEFAULT_HORIZON_DAYS = 400;
 
@@ -179,15 +210,21 @@ function instantOfWritten(t: WrittenTime, zone: string): number {
 // ---------------------------------------------------------------------------------------------------------------
 // Loading
 
+/** What the loader read of each event (its cron's fields, a one-off's instants), kept for the evaluation. */
+const parsedCron = new WeakMap<CalendarEventDoc, CronFields>();
+const parsedOnce = new WeakMap<CalendarEventDoc, { start: number; end: number }>();
+
 type Report = (path: (string | number)[], message: string, code: Problem['code'], at?: 'key' | 'value') => void;
 
 const DATE_TIME_HINT =
   "expected a local date-time like 2026-12-01T22:00 (in the calendar's zone), a date like 2026-12-01, or an instant with an offset like 2026-12-01T22:00+01:00 or Z";
 
-/** The checks a recurring event needs beyond the schema. */
-function checkRecurring(ev: CalendarEventDoc, at: (string | number)[], report: Report): void {
+/** The checks a recurring event needs beyond the schema; returns how many times a day it starts (0 if unknown). */
+function checkRecurring(ev: CalendarEventDoc, at: (string | number)[], report: Report): number {
+  let starts = 0;
   try {
     const f = parseCron(ev.cron!);
+    parsedCron.set(ev, f);
     const perDay = f.hour.length * f.minute.length * f.second.length;
     if (perDay > MAX_STARTS_PER_DAY)
       report(
@@ -195,6 +232,7 @@ function checkRecurring(ev: CalendarEventDoc, at: (string | number)[], report: R
         `the cron starts the event ${perDay} times a day; an event may start at most once a minute (${MAX_STARTS_PER_DAY} times a day): give a longer duration instead`,
         CODES.outOfRange,
       );
+    else starts = perDay;
   } catch (err) {
     if (!(err instanceof CronError)) throw err;
     report([...at, 'cron'], err.message, CODES.badFormat);
@@ -236,6 +274,7 @@ function checkRecurring(ev: CalendarEventDoc, at: (string | number)[], report: R
         CODES.outOfRange,
       );
   }
+  return starts;
 }
 
 /** The checks a one-off event needs beyond the schema. */
@@ -260,6 +299,7 @@ function checkOneOff(ev: CalendarEventDoc, at: (string | number)[], zone: string
   }
   if (!start) return;
   const [s, e] = [instantOfWritten(start, zone), instantOfWritten(end, zone)];
+  parsedOnce.set(ev, { start: s, end: e });
   if (e <= s)
     report(
       [...at, 'end'],
@@ -268,9 +308,14 @@ function checkOneOff(ev: CalendarEventDoc, at: (string | number)[], zone: string
     );
 }
 
-/** Cross-field checks of a schema-valid file: names, zones, crons, event shapes, times. */
+/**
+ * Cross-field checks of a schema-valid file: names, zones, crons, event shapes, times, and the limits that bound
+ * what one calendarStatus call may cost (see the header).
+ */
 function checkCalendars(doc: CalendarFileDoc, report: Report): void {
   const zones = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
+  /** The recurring events in file order, with their starts a day. */
+  const recurring: { at: (string | number)[]; starts: number }[] = [];
   for (const [name, cal] of Object.entries(doc.calendars)) {
     const at = ['calendars', name];
     if (name.length > CALENDAR_NAME_MAX)
@@ -289,9 +334,17 @@ function checkCalendars(doc: CalendarFileDoc, report: Report): void {
       );
       zone = 'UTC';
     }
-    (cal.events ?? []).forEach((ev, i) => {
+    const events = cal.events ?? [];
+    if (events.length > MAX_EVENTS_PER_CALENDAR)
+      report(
+        [...at, 'events'],
+        `calendar "${name}" has ${events.length} events; a calendar has at most ${MAX_EVENTS_PER_CALENDAR}: split it into several calendars, or merge events (a recurring event covers many dates)`,
+        CODES.outOfRange,
+        'key',
+      );
+    events.forEach((ev, i) => {
       const evAt = [...at, 'events', i];
-      if (ev.cron !== undefined) checkRecurring(ev, evAt, report);
+      if (ev.cron !== undefined) recurring.push({ at: evAt, starts: checkRecurring(ev, evAt, report) });
       else if (ev.start !== undefined) checkOneOff(ev, evAt, zone, report);
       else
         report(
@@ -300,6 +353,24 @@ function checkCalendars(doc: CalendarFileDoc, report: Report): void {
           CODES.missingField,
         );
     });
+  }
+  if (recurring.length > MAX_RECURRING_EVENTS)
+    report(
+      [...recurring[MAX_RECURRING_EVENTS]!.at, 'cron'],
+      `the file has ${recurring.length} recurring events; a calendar file has at most ${MAX_RECURRING_EVENTS} in all (this is number ${MAX_RECURRING_EVENTS + 1}): give an event a cron that matches more times or days instead of repeating it`,
+      CODES.outOfRange,
+    );
+  let total = 0;
+  const all = recurring.reduce((sum, r) => sum + r.starts, 0);
+  for (const r of recurring) {
+    total += r.starts;
+    if (total <= MAX_FILE_STARTS_PER_DAY) continue;
+    report(
+      [...r.at, 'cron'],
+      `the file's recurring events start ${all} times a day in all; at most ${MAX_FILE_STARTS_PER_DAY} (once a minute), and with this event they reach ${total}: start events less often and give them longer durations`,
+      CODES.outOfRange,
+    );
+    break;
   }
 }
 
@@ -397,10 +468,12 @@ export interface WindowStatus {
   nextChange?: Date;
 }
 
-// The work is bounded by the loader's limits, whatever the file: each calendar's timeline is built lazily, in order,
-// from cursors over its events (the recurring events that start on the same dates together; their occurrences of
-// one date are merged once, as a pattern shifted onto each date whose zone offset is steady), and each search
-// stops at the first change it needs.
+// Math and the like read once (jest runs modules in a vm context, where each global read in a hot loop is slow).
+const { floor, max, min } = Math;
+const { isInteger } = Number;
+const NEVER = Infinity;
+
+// How the work is bounded: see the file header.
 
 /** How a recurring event's occurrences start and end: ms from a date's local midnight. */
 interface Shape {
@@ -523,8 +596,8 @@ class ZoneDays {
     if (off !== undefined) return d * DAY_MS - off + tMs;
     const shift = this.shift(d);
     if (!shift) {
-      const sec = Math.floor(tMs / 1000);
-      const time = { hour: Math.floor(sec / 3600), minute: Math.floor(sec / 60) % 60, second: sec % 60 };
+      const sec = floor(tMs / 1000);
+      const time = { hour: floor(sec / 3600), minute: floor(sec / 60) % 60, second: sec % 60 };
       return firstInstantOf({ ...dateOf(d), ...time }, this.zone);
     }
     // Read with the offset before the transition when that falls before it; else with the one after when that
@@ -544,7 +617,7 @@ class ZoneDays {
       const after = this.probe(d + 2);
       let [lo, hi] = [(d - 1) * DAY_MS, (d + 2) * DAY_MS];
       while (hi - lo > 1) {
-        const mid = Math.floor((lo + hi) / 2);
+        const mid = floor((lo + hi) / 2);
         if (this.offset(mid) === before) lo = mid;
         else hi = mid;
       }
@@ -587,9 +660,9 @@ function recurrenceOf(bits: [number, number, number], shapes: Shape[]): Recurren
     domBits: bits[1],
     dowBits: bits[2],
     shapes,
-    pattern: shapes.every((s) => Number.isInteger(s.durationMs)) ? pattern : undefined,
+    pattern: shapes.every((s) => isInteger(s.durationMs)) ? pattern : undefined,
     nextDay: shapes.some((s) => s.durationMs < 0 && s.timesMs.some((t) => t >= s.endMs)),
-    lookback: Math.max(...shapes.map((s) => (s.durationMs >= 0 ? s.durationMs : 2 * DAY_MS))),
+    lookback: max(...shapes.map((s) => (s.durationMs >= 0 ? s.durationMs : 2 * DAY_MS))),
   };
 }
 
@@ -599,21 +672,20 @@ function compile(name: string, doc: CalendarDoc): CompiledCalendar {
   const groups = new Map<string, { bits: [number, number, number]; shapes: Shape[] }>();
   const events = (doc.events ?? []).map((ev): CompiledEvent => {
     if (ev.cron === undefined) {
-      const start = instantOfWritten(parseDateTime(ev.start!)!, zone);
-      return { name: ev.name, once: { start, end: instantOfWritten(parseDateTime(ev.end!)!, zone) } };
+      const once = parsedOnce.get(ev) ?? {
+        start: instantOfWritten(parseDateTime(ev.start!)!, zone),
+        end: instantOfWritten(parseDateTime(ev.end!)!, zone),
+      };
+      return { name: ev.name, once };
     }
-    const fields = parseCron(ev.cron);
+    const fields = parsedCron.get(ev) ?? parseCron(ev.cron);
     const m = ev.end === undefined ? undefined : END_TIME.exec(ev.end);
     const shape: Shape = {
       timesMs: timesOfDay(fields).map(msOfDay),
       durationMs: m ? -1 : ms(ev.duration as ms.StringValue),
       endMs: m ? msOfDay({ hour: Number(m[1]), minute: Number(m[2]) }) : 0,
     };
-    const bits: [number, number, number] = [
-      bitsOf(fields.month),
-      bitsOf(fields.dayOfMonth),
-      bitsOf(fields.dayOfWeek),
-    ];
+    const bits: [number, number, number] = [bitsOf(fields.month), bitsOf(fields.dayOfMonth), bitsOf(fields.dayOfWeek)];
     const key = bits.join(' ');
     const group = groups.get(key) ?? { bits, shapes: [] };
     group.shapes.push(shape);
@@ -633,7 +705,7 @@ function compile(name: string, doc: CalendarDoc): CompiledCalendar {
     events,
     recurrences,
     onceMerged,
-    lookback: Math.max(0, ...recurrences.map((r) => r.lookback)),
+    lookback: max(0, ...recurrences.map((r) => r.lookback)),
   };
 }
 
@@ -669,18 +741,18 @@ function dateOf(epochDay: number): { year: number; month: number; day: number } 
   return { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate() };
 }
 
-/** Month (1-12), day of month and day of week (Sunday 0) of an epoch day, by arithmetic (proleptic Gregorian). */
+/** Whether `r` starts on an epoch day: its month, day of month and day of week, by arithmetic (as Date: proleptic Gregorian). */
 function matchesDate(r: Recurrence, epochDay: number): boolean {
   const dow = (((epochDay + 4) % 7) + 7) % 7; // 1970-01-01 was a Thursday
   if (!((r.dowBits >>> dow) & 1)) return false;
   // Howard Hinnant's civil_from_days.
   const z = epochDay + 719_468;
-  const era = Math.floor(z / 146_097);
+  const era = floor(z / 146_097);
   const doe = z - era * 146_097;
-  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const yoe = floor((doe - floor(doe / 1460) + floor(doe / 36_524) - floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100));
+  const mp = floor((5 * doy + 2) / 153);
+  const day = doy - floor((153 * mp + 2) / 5) + 1;
   const month = mp < 10 ? mp + 3 : mp - 9;
   return ((r.monthBits >>> month) & 1) === 1 && ((r.domBits >>> day) & 1) === 1;
 }
@@ -689,45 +761,43 @@ const msOfDay = (t: { hour: number; minute: number; second?: number }) =>
   ((t.hour * 60 + t.minute) * 60 + (t.second ?? 0)) * 1000;
 
 /**
- * Appends the occurrences starting on local date `d` (an epoch day, which `r` starts on) to `out` (empty), merged:
- * occurrence by occurrence as the file header says, which on most dates is the pattern shifted onto the date.
+ * The occurrences starting on local date `d` (an epoch day, which `r` starts on), merged, occurrence by
+ * occurrence as the file header says: as start, end pairs to add `base` to. On most dates that is the pattern
+ * shifted onto the date (nothing computed); else each occurrence in turn.
  */
-function occurrencesOn(r: Recurrence, days: ZoneDays, d: number, out: number[]): void {
+function occurrencesOn(r: Recurrence, days: ZoneDays, d: number): { pairs: number[]; base: number } {
   const off = days.steady(d);
-  if (r.pattern && off !== undefined && Number.isInteger(off) && (!r.nextDay || days.steady(d + 1) === off)) {
-    const base = d * DAY_MS - off;
-    const p = r.pattern;
-    for (let i = 0; i < p.length; i += 2) out.push(base + p[i]!, base + p[i + 1]!);
-    return;
-  }
-  // One event's starts come in order; several events' are sorted first.
-  const pairs: number[] = r.shapes.length === 1 ? out : [];
+  if (r.pattern && off !== undefined && isInteger(off) && (!r.nextDay || days.steady(d + 1) === off))
+    return { pairs: r.pattern, base: d * DAY_MS - off };
+  const pairs: number[] = [];
+  const base = off === undefined ? undefined : d * DAY_MS - off;
   for (const { timesMs, durationMs, endMs } of r.shapes)
     for (const tMs of timesMs) {
-      const start = days.instant(d, tMs);
+      const start = base === undefined ? days.instant(d, tMs) : base + tMs;
       let end: number;
       if (durationMs >= 0) end = start + durationMs;
       else {
         // The first end time of day after the start's, on the wall clock: later today, else tomorrow.
         const sameDay = endMs > tMs;
-        end = days.instant(sameDay ? d : d + 1, endMs);
+        end = sameDay && base !== undefined ? base + endMs : days.instant(sameDay ? d : d + 1, endMs);
         // Start and end in the same skipped hour: keep the usual wall-clock length from the shifted start.
         if (end <= start) end = start + (sameDay ? 0 : DAY_MS) + endMs - tMs;
       }
-      if (pairs === out) mergeInto(out, start, end);
-      else pairs.push(start, end);
+      pairs.push(start, end);
     }
-  if (pairs !== out) mergePairs(pairs, out);
+  // One event's starts come in order (later wall times map to later or equal instants); several events' do not.
+  const merged: number[] = [];
+  if (r.shapes.length === 1) for (let i = 0; i < pairs.length; i += 2) mergeInto(merged, pairs[i]!, pairs[i + 1]!);
+  else mergePairs(pairs, merged);
+  return { pairs: merged, base: 0 };
 }
 
 /** Whether an occurrence of `r` covers `t`. */
 function covers(r: Recurrence, days: ZoneDays, t: number): boolean {
-  const buf: number[] = [];
-  for (let d = Math.floor((t - r.lookback) / DAY_MS) - 1; d <= Math.floor(t / DAY_MS) + 1; d++) {
+  for (let d = floor((t - r.lookback) / DAY_MS) - 1; d <= floor(t / DAY_MS) + 1; d++) {
     if (!matchesDate(r, d)) continue;
-    buf.length = 0;
-    occurrencesOn(r, days, d, buf);
-    for (let i = 0; i < buf.length; i += 2) if (buf[i]! <= t && t < buf[i + 1]!) return true;
+    const { pairs, base } = occurrencesOn(r, days, d);
+    for (let i = 0; i < pairs.length; i += 2) if (base + pairs[i]! <= t && t < base + pairs[i + 1]!) return true;
   }
   return false;
 }
@@ -748,8 +818,9 @@ interface Cursor {
 class RecurrenceCursor implements Cursor {
   s = 0;
   e = 0;
-  /** The current date's merged occurrences, and the next one to read. */
-  private readonly buf: number[] = [];
+  /** The current date's merged occurrences (pairs to add `base` to), and the next one to read. */
+  private buf: number[] = [];
+  private base = 0;
   private bi = 0;
   /** The next date to compute, and the last that can start by `limit` (a local date is within a day of UTC's). */
   private d: number;
@@ -765,8 +836,8 @@ class RecurrenceCursor implements Cursor {
     private readonly from: number,
     private readonly limit: number,
   ) {
-    this.d = Math.floor((from - r.lookback) / DAY_MS) - 1;
-    this.dLast = Math.floor(limit / DAY_MS) + 1;
+    this.d = floor((from - r.lookback) / DAY_MS) - 1;
+    this.dLast = floor(limit / DAY_MS) + 1;
   }
 
   /** Computes the next date with occurrences; false when none is left. */
@@ -774,9 +845,8 @@ class RecurrenceCursor implements Cursor {
     while (this.d <= this.dLast) {
       const d = this.d++;
       if (!matchesDate(this.r, d)) continue;
-      this.buf.length = 0;
+      ({ pairs: this.buf, base: this.base } = occurrencesOn(this.r, this.days, d));
       this.bi = 0;
-      occurrencesOn(this.r, this.days, d, this.buf);
       if (this.buf.length) return true;
     }
     return false;
@@ -785,13 +855,13 @@ class RecurrenceCursor implements Cursor {
   next(): boolean {
     for (;;) {
       const more = this.bi < this.buf.length || this.fill();
-      const rs = more ? this.buf[this.bi]! : Infinity;
-      const re = more ? this.buf[this.bi + 1]! : Infinity;
+      const rs = more ? this.base + this.buf[this.bi]! : NEVER;
+      const re = more ? this.base + this.buf[this.bi + 1]! : NEVER;
       this.bi += 2;
       if (!more || rs > this.limit) {
         // Nothing more starts in time: the stream ends with the interval being merged.
         this.d = this.dLast + 1;
-        this.buf.length = 0;
+        this.buf = [];
         this.bi = 0;
         if (!this.pending || this.pe <= this.from) return (this.pending = false);
         this.pending = false;
@@ -993,6 +1063,13 @@ class Timeline {
   private nextPiece(): boolean {
     const first = this.heap.top();
     if (!first) return false;
+    if (this.heap.items.length === 1) {
+      // One stream: its intervals are the pieces.
+      this.ps = first.s;
+      this.pe = first.e;
+      if (!first.next()) this.heap.items.pop();
+      return true;
+    }
     this.ps = first.s;
     this.pe = first.e;
     this.advanceTop();
@@ -1014,7 +1091,7 @@ class Timeline {
   closedIn(x: number, to: number, out: Intervals): void {
     let at = x;
     while (this.has && this.ps < to) {
-      if (this.c.defaultOpen) out.push(Math.max(this.ps, at), Math.min(this.pe, to));
+      if (this.c.defaultOpen) out.push(max(this.ps, at), min(this.pe, to));
       else out.push(at, this.ps);
       at = this.pe;
       if (this.pe > to) return;
@@ -1045,9 +1122,11 @@ class Intervals {
   starts = new Float64Array(256);
   ends = new Float64Array(256);
   n = 0;
-  /** Scratch: the intervals' indexes ordered by bucket, and the buckets' bounds. */
+  /** Scratch: each interval's bucket, the indexes ordered by bucket, and where each bucket begins and fills. */
+  private bucket = new Int32Array(256);
   private order = new Int32Array(256);
-  private buckets = new Int32Array(258);
+  private begin = new Int32Array(258);
+  private fill = new Int32Array(258);
 
   push(start: number, end: number): void {
     if (start >= end) return;
@@ -1056,7 +1135,9 @@ class Intervals {
       const [s, e] = [new Float64Array(size), new Float64Array(size)];
       s.set(this.starts);
       e.set(this.ends);
-      [this.starts, this.ends, this.order, this.buckets] = [s, e, new Int32Array(size), new Int32Array(size + 2)];
+      [this.starts, this.ends] = [s, e];
+      [this.bucket, this.order] = [new Int32Array(size), new Int32Array(size)];
+      [this.begin, this.fill] = [new Int32Array(size + 2), new Int32Array(size + 2)];
     }
     this.starts[this.n] = start;
     this.ends[this.n++] = end;
@@ -1067,17 +1148,21 @@ class Intervals {
    * intervals are taken in order of start: bucketed by start (n buckets over [from, to)), each bucket sorted.
    */
   firstUncovered(from: number, to: number): number | undefined {
-    const { starts, ends, n, order, buckets } = this;
-    const width = (to - from) / n;
-    const bucketOf = (i: number) => Math.min(n - 1, Math.floor((starts[i]! - from) / width));
-    buckets.fill(0, 0, n + 1);
-    for (let i = 0; i < n; i++) buckets[bucketOf(i) + 1]!++;
-    for (let b = 0; b < n; b++) buckets[b + 1]! += buckets[b]!;
-    const fill = buckets.slice(0, n);
-    for (let i = 0; i < n; i++) order[fill[bucketOf(i)]!++] = i;
+    const { starts, ends, n, bucket, order, begin, fill } = this;
+    const scale = n / (to - from);
+    begin.fill(0, 0, n + 1);
+    for (let i = 0; i < n; i++) {
+      const b = min(n - 1, floor((starts[i]! - from) * scale));
+      bucket[i] = b;
+      begin[b + 1]!++;
+    }
+    for (let b = 0; b < n; b++) begin[b + 1]! += begin[b]!;
+    fill.set(begin.subarray(0, n));
+    for (let i = 0; i < n; i++) order[fill[bucket[i]!]!++] = i;
     let covered = from;
     for (let b = 0; b < n; b++) {
-      const [lo, hi] = [buckets[b]!, buckets[b + 1]!];
+      const lo = begin[b]!;
+      const hi = begin[b + 1]!;
       if (hi - lo > 16) order.subarray(lo, hi).sort((x, y) => starts[x]! - starts[y]!);
       else
         for (let k = lo + 1; k < hi; k++) {
@@ -1111,8 +1196,8 @@ function firstAllOpen(all: Timeline[], t: number, horizon: number): number | und
   const closed = new Intervals();
   let need = t;
   lines.forEach((line, i) => {
-    until[i] = line.flipAfter(t) ?? Infinity;
-    if (!line.openAt(t)) need = Math.max(need, until[i]!);
+    until[i] = line.flipAfter(t) ?? NEVER;
+    if (!line.openAt(t)) need = max(need, until[i]!);
     heap.push(i);
   });
   for (;;) {
@@ -1121,12 +1206,12 @@ function firstAllOpen(all: Timeline[], t: number, horizon: number): number | und
     for (let i = heap.top(); i >= 0 && until[i]! <= x; i = heap.top()) {
       const line = lines[i]!;
       line.moveTo(x);
-      until[i] = line.flipAfter(x) ?? Infinity;
-      if (!line.openAt(x)) need = Math.max(need, until[i]!);
+      until[i] = line.flipAfter(x) ?? NEVER;
+      if (!line.openAt(x)) need = max(need, until[i]!);
       heap.fixTop(false);
     }
     if (need === x) return x;
-    const dayEnd = (Math.floor(x / DAY_MS) + 1) * DAY_MS;
+    const dayEnd = (floor(x / DAY_MS) + 1) * DAY_MS;
     if (need >= dayEnd) continue;
     // Every calendar closed in [x, dayEnd) changes before dayEnd (the others stay open past it).
     closed.n = 0;
@@ -1142,12 +1227,12 @@ function firstAllOpen(all: Timeline[], t: number, horizon: number): number | und
     if (gap !== undefined) return gap <= horizon ? gap : undefined;
     for (const i of swept) {
       const line = lines[i]!;
-      until[i] = line.flipAfter(dayEnd) ?? Infinity;
-      if (!line.openAt(dayEnd)) need = Math.max(need, until[i]!);
+      until[i] = line.flipAfter(dayEnd) ?? NEVER;
+      if (!line.openAt(dayEnd)) need = max(need, until[i]!);
       heap.add(i);
     }
     heap.heapify();
-    need = Math.max(need, dayEnd);
+    need = max(need, dayEnd);
   }
 }
 
@@ -1172,7 +1257,7 @@ export function calendarStatus(
       throw new UserError(
         `No calendar named "${n}" in ${set.file}${didYouMean(n, known)}; it defines: ${known.join(', ') || 'none'}.`,
       );
-  const horizon = t + Math.max(0, opts.horizonDays ?? DEFAULT_HORIZON_DAYS) * DAY_MS;
+  const horizon = t + max(0, opts.horizonDays ?? DEFAULT_HORIZON_DAYS) * DAY_MS;
   const lines = wanted.map((n) => new Timeline(compiled(set, n), horizon).start(t));
   const calendars = lines.map((line): CalendarState => {
     const c = line.c;

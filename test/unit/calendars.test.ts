@@ -290,6 +290,178 @@ describe('combined calendars (open only when every one is open)', () => {
   });
 });
 
+describe('bounded work: pathological files are refused, or fast and exact', () => {
+  /** `n` one-line events, the i-th given by `fields(i)`. */
+  const events = (n: number, fields: (i: number) => string) =>
+    Array.from({ length: n }, (_, i) => `      - { name: e${i}, ${fields(i)} }\n`).join('');
+  /** calendarStatus, asserting it took less than `ms` (generous: the calls take a few ms to a few tens). */
+  function timed(set: CalendarSet, names: string[], time: string, ms = 500) {
+    const started = performance.now();
+    const s = calendarStatus(set, names, at(time));
+    expect(performance.now() - started).toBeLessThan(ms);
+    return s;
+  }
+  const summary = (s: ReturnType<typeof calendarStatus>) => [
+    s.open,
+    iso(s.nextChange),
+    s.calendars.map((c) => [c.name, c.open, c.event, iso(c.nextChange)]),
+  ];
+
+  it('an event every minute for 30s, with a calendar that never opens: no 400-day rescans', () => {
+    const set = load(`  busy:
+    default: closed
+    events:
+${events(1, () => "cron: '* * * * *', duration: 30s")}  shut:
+    default: closed
+  open:
+    default: open
+`);
+    expect(summary(timed(set, ['busy', 'shut'], '2026-06-01T00:00:10Z'))).toEqual([
+      false,
+      undefined, // never open together within the horizon
+      [
+        ['busy', true, 'e0', '2026-06-01T00:00:30.000Z'],
+        ['shut', false, undefined, undefined],
+      ],
+    ]);
+    expect(summary(timed(set, ['busy', 'open'], '2026-06-01T00:00:40Z'))).toEqual([
+      false,
+      '2026-06-01T00:01:00.000Z',
+      [
+        ['busy', false, undefined, '2026-06-01T00:01:00.000Z'],
+        ['open', true, undefined, undefined],
+      ],
+    ]);
+    // Repeated calls on the loaded set reuse what the first compiled.
+    for (let i = 0; i < 20; i++) timed(set, ['busy', 'shut'], `2026-07-01T00:${String(i).padStart(2, '0')}:45Z`, 100);
+  });
+
+  it('20 events that together start every minute (merged as one), with a calendar that never opens', () => {
+    const set = load(`  busy:
+    timezone: Europe/Berlin
+    default: closed
+    events:
+${events(20, (i) => `cron: '${i}-59/20 * * * *', duration: 30s`)}  shut:
+    default: closed
+`);
+    // Across the spring-forward night too (02:xx does not exist: those minutes start at 03:00, merged).
+    expect(summary(timed(set, ['busy', 'shut'], '2026-03-29T00:59:50Z'))).toEqual([
+      false,
+      undefined,
+      [
+        ['busy', false, undefined, '2026-03-29T01:00:00.000Z'],
+        ['shut', false, undefined, undefined],
+      ],
+    ]);
+    const s = timed(set, ['busy'], '2026-03-29T01:00:10Z').calendars[0]!;
+    expect([s.open, s.event, iso(s.nextChange)]).toEqual([true, 'e0', '2026-03-29T01:00:30.000Z']);
+  });
+
+  it('10 overlapping events every 10 minutes lasting 31 days: merged, the window found exactly', () => {
+    const set = load(`  july:
+    default: closed
+    events:
+${events(10, (i) => `cron: '${i}-59/10 * * 7 *', duration: 31d`)}  shut:
+    default: closed
+`);
+    // Starts every minute of July, each lasting 31 days: open from July 1 to 31 days after July 31 23:59.
+    expect(summary(timed(set, ['july', 'shut'], '2026-06-01T00:00Z'))).toEqual([
+      false,
+      undefined,
+      [
+        ['july', false, undefined, '2026-07-01T00:00:00.000Z'],
+        ['shut', false, undefined, undefined],
+      ],
+    ]);
+    const s = timed(set, ['july'], '2026-07-15T12:00Z');
+    expect(summary(s)).toEqual([true, '2026-08-31T23:59:00.000Z', [['july', true, 'e0', '2026-08-31T23:59:00.000Z']]]);
+  });
+
+  it('100 daily events and 900 one-off ones (the most a file may have of the one, a calendar of both)', () => {
+    const set = load(`  daily:
+    default: closed
+    events:
+${events(100, (i) => `cron: '${i % 60} ${Math.floor(i / 60)} * * *', duration: 1m`)}${events(
+      900,
+      (i) =>
+        `start: '${new Date(Date.UTC(2026, 0, 1) + i * 86_400_000).toISOString().slice(0, 10)}T12:00', end: '${new Date(Date.UTC(2026, 0, 1) + i * 86_400_000).toISOString().slice(0, 10)}T13:00'`,
+    ).replace(/name: e(\d+)/g, 'name: once$1')}  shut:
+    default: closed
+`);
+    // Minutes 00:00 to 01:40 merge into one window a day; 12:00 to 13:00 is another.
+    expect(summary(timed(set, ['daily', 'shut'], '2026-06-01T00:30Z'))).toEqual([
+      false,
+      undefined,
+      [
+        ['daily', true, 'e30', '2026-06-01T01:40:00.000Z'],
+        ['shut', false, undefined, undefined],
+      ],
+    ]);
+    const s = timed(set, ['daily'], '2026-06-01T02:00Z').calendars[0]!;
+    expect([s.open, iso(s.nextChange)]).toEqual([false, '2026-06-01T12:00:00.000Z']);
+    const late = timed(set, ['daily'], '2028-06-20T12:30Z').calendars[0]!; // after the last one-off
+    expect([late.open, iso(late.nextChange)]).toEqual([false, '2028-06-21T00:00:00.000Z']);
+  });
+
+  it('calendars never open together, flipping every minute for 273 days, then once both open', () => {
+    const set = load(`  even:
+    default: closed
+    events:
+${events(1, () => "cron: '*/2 * * * *', duration: 1m")}      - { name: odd too, start: '2027-03-01T00:01Z', end: '2027-03-01T00:01:30Z' }
+  odd:
+    default: open
+    events:
+${events(1, () => "cron: '*/2 * * * *', duration: 1m")}`);
+    const s = timed(set, ['even', 'odd'], '2026-06-01T00:00:10Z');
+    expect(summary(s)).toEqual([
+      false,
+      '2027-03-01T00:01:00.000Z',
+      [
+        ['even', true, 'e0', '2026-06-01T00:01:00.000Z'],
+        ['odd', false, 'e0', '2026-06-01T00:01:00.000Z'],
+      ],
+    ]);
+  });
+
+  it('refuses files past the limits, each with a located error', () => {
+    const minutes = (n: number) => events(n, () => "cron: '* * * * *', duration: 30s");
+    // The reviewer's 20 events starting every minute (and 10 lasting 31 days: 14,400 starts a day likewise).
+    expect(problemsOf(`  busy:\n    default: closed\n    events:\n${minutes(20)}`)).toEqual([
+      "cal.yaml:8:27: calendars.busy.events[1].cron: the file's recurring events start 28800 times a day in all; at most 1440 (once a minute), and with this event they reach 2880: start events less often and give them longer durations [RB1107]",
+    ]);
+    // Counted over the whole file: the calendars of one call are any of its calendars.
+    expect(
+      problemsOf(
+        `  a:\n    default: closed\n    events:\n${minutes(1)}  b:\n    default: open\n    events:\n${events(1, () => "cron: '0 * * * *', duration: 1h")}`,
+      ),
+    ).toEqual([
+      "cal.yaml:11:27: calendars.b.events[0].cron: the file's recurring events start 1464 times a day in all; at most 1440 (once a minute), and with this event they reach 1464: start events less often and give them longer durations [RB1107]",
+    ]);
+    expect(
+      problemsOf(
+        `  daily:\n    default: closed\n    events:\n${events(101, (i) => `cron: '${i % 60} ${Math.floor(i / 60)} * * *', duration: 1m`)}`,
+      ),
+    ).toEqual([
+      'cal.yaml:107:29: calendars.daily.events[100].cron: the file has 101 recurring events; a calendar file has at most 100 in all (this is number 101): give an event a cron that matches more times or days instead of repeating it [RB1107]',
+    ]);
+    // The reviewer's 10,000 daily events: every limit they pass is reported.
+    expect(
+      problemsOf(
+        `  daily:\n    default: closed\n    events:\n${events(10_000, (i) => `cron: '${i % 60} ${Math.floor(i / 60) % 24} * * *', duration: 1h`)}`,
+      ).map((p) => p.replace(/: [^:]*$/, '')),
+    ).toEqual([
+      'cal.yaml:6:5: calendars.daily.events: calendar "daily" has 10000 events; a calendar has at most 1000',
+      'cal.yaml:107:29: calendars.daily.events[100].cron: the file has 10000 recurring events; a calendar file has at most 100 in all (this is number 101)',
+      "cal.yaml:1447:30: calendars.daily.events[1440].cron: the file's recurring events start 10000 times a day in all; at most 1440 (once a minute), and with this event they reach 1441",
+    ]);
+    const once = (n: number) =>
+      events(n, (i) => `start: '2026-01-01T00:00', end: '2026-01-${String((i % 28) + 2).padStart(2, '0')}'`);
+    expect(problemsOf(`  freeze:\n    default: open\n    events:\n${once(1001)}`)).toEqual([
+      'cal.yaml:6:5: calendars.freeze.events: calendar "freeze" has 1001 events; a calendar has at most 1000: split it into several calendars, or merge events (a recurring event covers many dates) [RB1107]',
+    ]);
+  });
+});
+
 describe('located errors', () => {
   it.each([
     [
