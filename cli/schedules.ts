@@ -8,6 +8,7 @@ import {
   applySync,
   desiredSchedules,
   existingSchedules,
+  OVERLAP,
   ownedBy,
   ownedSchedule,
   planChanges,
@@ -19,19 +20,10 @@ import {
 import { withClient } from './runs';
 import { RunbookStatus } from '../workflows/search-attributes';
 
-const OVERLAP_FLAG: Record<string, ScheduleOverlapPolicy> = {
-  skip: 'SKIP',
-  'buffer-one': 'BUFFER_ONE',
-  'buffer-all': 'BUFFER_ALL',
-  'cancel-other': 'CANCEL_OTHER',
-  'terminate-other': 'TERMINATE_OTHER',
-  'allow-all': 'ALLOW_ALL',
-};
-
 function overlapOf(flag: string | undefined): ScheduleOverlapPolicy | undefined {
   if (flag === undefined) return undefined;
-  const o = OVERLAP_FLAG[flag];
-  if (!o) throw new UserError(`--overlap must be one of ${Object.keys(OVERLAP_FLAG).join(', ')}, got "${flag}".`);
+  const o = OVERLAP[flag];
+  if (!o) throw new UserError(`--overlap must be one of ${Object.keys(OVERLAP).join(', ')}, got "${flag}".`);
   return o;
 }
 

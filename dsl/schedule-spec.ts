@@ -20,7 +20,8 @@ import type { ScheduleTrigger } from './schema';
 export type ScheduleDoc = Static<typeof ScheduleTrigger>;
 type CalendarDoc = NonNullable<ScheduleDoc['calendar']>;
 
-const MONTHS = [
+/** Temporal's month and day names, in order (month 1 is JANUARY, day 0 SUNDAY). */
+export const MONTHS = [
   'JANUARY',
   'FEBRUARY',
   'MARCH',
@@ -34,7 +35,7 @@ const MONTHS = [
   'NOVEMBER',
   'DECEMBER',
 ] as const;
-const DAYS = ['SUNDAY', 'MONDAY', 'TUESDAY', 'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY'] as const;
+export const DAYS = ['SUNDAY', 'MONDAY', 'TUESDAY', 'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY'] as const;
 
 /** The defaults of the catch-up window and overlap policy (Temporal's own default catch-up is a year). */
 export const SCHEDULE_DEFAULTS = { catchupWindow: '15m', overlap: 'skip', timezone: 'UTC' } as const;

@@ -26,7 +26,14 @@ import ms from 'ms';
 import { UserError } from '../common/errors';
 import { isRunbookFileName, loadRunbookFile } from '../dsl/load';
 import { formatProblem } from '../dsl/problems';
-import { describeSchedule, SCHEDULE_DEFAULTS, temporalSpec, type ScheduleDoc } from '../dsl/schedule-spec';
+import {
+  DAYS,
+  describeSchedule,
+  MONTHS,
+  SCHEDULE_DEFAULTS,
+  temporalSpec,
+  type ScheduleDoc,
+} from '../dsl/schedule-spec';
 import type { RunbookInput } from '../dsl/run-input';
 
 /** The id prefix of the schedules sync manages. */
@@ -80,7 +87,8 @@ export interface SyncPlan {
   conflicts: string[];
 }
 
-const OVERLAP: Record<string, ScheduleOverlapPolicy> = {
+/** Overlap policies as runbooks (and the CLI's --overlap) name them. */
+export const OVERLAP: Record<string, ScheduleOverlapPolicy> = {
   skip: 'SKIP',
   'buffer-one': 'BUFFER_ONE',
   'buffer-all': 'BUFFER_ALL',
@@ -136,25 +144,8 @@ export function desiredSchedule(runbook: string, file: string, s: ScheduleDoc, t
   return { id, runbook, file, config, normal: normalised(options), options };
 }
 
-const MONTH_NUMBER = new Map(
-  [
-    'JANUARY',
-    'FEBRUARY',
-    'MARCH',
-    'APRIL',
-    'MAY',
-    'JUNE',
-    'JULY',
-    'AUGUST',
-    'SEPTEMBER',
-    'OCTOBER',
-    'NOVEMBER',
-    'DECEMBER',
-  ].map((m, i) => [m, i + 1]),
-);
-const DAY_NUMBER = new Map(
-  ['SUNDAY', 'MONDAY', 'TUESDAY', 'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY'].map((d, i) => [d, i]),
-);
+const MONTH_NUMBER = new Map<string, number>(MONTHS.map((m, i) => [m, i + 1]));
+const DAY_NUMBER = new Map<string, number>(DAYS.map((d, i) => [d, i]));
 const FIELD_RANGE: Record<string, [number, number]> = {
   second: [0, 59],
   minute: [0, 59],
