@@ -61,6 +61,21 @@ const records = async (file: string) => {
   return out;
 };
 
+/**
+ * Pauses a schedule and waits (bounded) until no run it started is still going, while the worker still runs: a run
+ * left behind when the worker stops would hold its host's lock, and other test files' runs on that host would wait.
+ */
+async function drain(id: string): Promise<void> {
+  const handle = fleet.env.client.schedule.getHandle(id);
+  await handle.pause('test done').catch(() => undefined);
+  await waitUntil(
+    async () => (await handle.describe().catch(() => undefined))?.info.runningActions.length === 0,
+    `the runs of ${id} to end`,
+    60_000,
+  );
+  await handle.delete().catch(() => undefined);
+}
+
 /** Deletes the schedules a test made, whatever state it left them in. */
 async function cleanup(ids: string[]): Promise<void> {
   for (const id of ids)
@@ -295,12 +310,12 @@ calendars:
       },
     );
 
-    // Overlap: a 5-second run every 1 s with overlap skip. The schedule skips while one runs, and list says so.
+    // Overlap: a 3-second run every 1 s with overlap skip. The schedule skips while one runs, and list says so.
     fs.rmSync(calendars);
     fs.rmSync(path.join(dir, `${frozen}.yaml`));
     fs.writeFileSync(
       path.join(dir, `${busy}.yaml`),
-      scheduled(busy, `every: 1s, params: { marker: ${busy}.txt, seconds: 5 }`),
+      scheduled(busy, `every: 1s, params: { marker: ${busy}.txt, seconds: 3 }`),
     );
     await withEngineWorker(
       fleet.env,
@@ -323,6 +338,7 @@ calendars:
         expect(text).toMatch(/\d+ skipped \(overlap\)/);
         expect(text).toContain('skipped because the previous one was still running (overlap skip)');
         expect(await lines(`${busy}.txt`)).toBeLessThan((await report()).skippedOverlap + 2);
+        await drain(`runbook:${busy}`);
       },
       {
         audit: new FileAuditStore(auditFile),
