@@ -8,6 +8,7 @@ import {
   applySync,
   desiredSchedules,
   existingSchedules,
+  normalised,
   OVERLAP,
   ownedBy,
   ownedSchedule,
@@ -97,6 +98,8 @@ export interface ScheduleReport {
   recent: { scheduledAt: string; takenAt: string; workflowId: string; status: string }[];
   overlap?: string;
   catchupWindow?: string;
+  /** Whether the server's schedule matches the runbook directory (undefined: not ours, or the directory does not load). */
+  inSync?: boolean;
 }
 
 /** How a run a schedule started ended: the engine's own status when it has one (blocked, degraded), else Temporal's. */
@@ -157,14 +160,29 @@ export function formatReport(r: ScheduleReport): string {
     lines.push(
       `  ! ${r.missedCatchup} run(s) missed: the server or workers were down past the catch-up window; \`runbook schedules backfill\` runs them`,
     );
-  if (r.recent.some((a) => a.status === 'blocked'))
-    lines.push('  ! a change calendar blocked a recent run (see `runbook audit show --runbook ...`)');
+  const blocked = r.recent.filter((a) => a.status === 'blocked');
+  if (blocked.length)
+    lines.push(
+      `  ! a change calendar blocked a recent run (\`runbook audit show --run ${blocked[blocked.length - 1]!.workflowId}\` says which)`,
+    );
+  if (r.inSync === false)
+    lines.push(
+      '  ! differs from the runbook directory (changed by hand, or the runbook changed): `runbook schedules sync` puts it right',
+    );
   return lines.join('\n');
 }
 
 /** `runbook schedules list [--all] [--json]`. */
 export async function runSchedulesList(o: { all: boolean; json: boolean }): Promise<void> {
   const { taskQueue } = workerSettingsFromEnv();
+  // What the runbook directory asks for, to flag drift (a directory that does not load flags nothing).
+  let desired: Map<string, string> | undefined;
+  try {
+    const all = desiredSchedules(runbookDirFromEnv(), taskQueue, process.env.RUNBOOK_CALENDARS || undefined);
+    desired = new Map(all.map((d) => [d.id, d.normal]));
+  } catch {
+    desired = undefined;
+  }
   await withClient(async (client) => {
     const reports: ScheduleReport[] = [];
     for await (const s of client.schedule.list()) {
@@ -174,7 +192,10 @@ export async function runSchedulesList(o: { all: boolean; json: boolean }): Prom
         .getHandle(s.scheduleId)
         .describe()
         .catch(() => undefined);
-      if (d) reports.push(await scheduleReport(client, d));
+      if (!d) continue;
+      const report = await scheduleReport(client, d);
+      if (ours && desired) report.inSync = desired.get(d.scheduleId) === normalised(d);
+      reports.push(report);
     }
     reports.sort((a, b) => a.id.localeCompare(b.id));
     if (o.json) console.log(JSON.stringify(reports, null, 2));

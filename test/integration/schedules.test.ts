@@ -153,6 +153,8 @@ test('sync makes a real schedule that starts the runbook on the fleet; sync agai
           spec: { intervals: [{ every: '1m' }] },
           policies: { ...prev.policies, overlap: 'ALLOW_ALL' },
         }));
+        const listedDrift = await cli(dir, tq, 'schedules', 'list');
+        expect(listedDrift.stdout).toContain('differs from the runbook directory');
         const drift = await cli(dir, tq, 'schedules', 'sync');
         expect(drift.stdout).toContain(`~ update runbook:${name}:`);
         expect(drift.stdout).toContain('changed outside sync');
@@ -160,6 +162,10 @@ test('sync makes a real schedule that starts the runbook on the fleet; sync agai
         expect(restored.spec.intervals?.map((i) => i.every)).toEqual([3_600_000]);
         expect(restored.policies.overlap).toBe('SKIP');
         expect(restored.state.paused).toBe(true);
+        const back = (JSON.parse((await cli(dir, tq, 'schedules', 'list', '--json')).stdout) as ScheduleReport[]).find(
+          (r) => r.id === `runbook:${name}`,
+        );
+        expect(back?.inSync).toBe(true);
 
         // A schedule with one of sync's ids that sync did not make is a conflict: nothing changes at all.
         await fleet.env.client.schedule.create({
