@@ -3,7 +3,7 @@
 import type { CodecKey } from '../common/codec';
 import type { SshLoginDefaults } from '../dsl/inventory';
 import type { EscalationConfig } from './escalate';
-import type { CalendarsLocation } from './window';
+import type { CalendarsLocation } from '../dsl/calendars';
 
 /** How the engine reaches hosts over SSH. */
 export interface SshConfig extends SshLoginDefaults {

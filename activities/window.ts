@@ -9,15 +9,15 @@ import ms from 'ms';
 import { messageOf } from '../common/errors';
 import { FAILURES } from '../common/failure-types';
 import type { Logger } from '../common/logger';
-import { calendarStatus, globalCalendars, loadCalendars, type CalendarSet } from '../dsl/calendars';
+import {
+  calendarStatus,
+  globalCalendars,
+  loadCalendars,
+  type CalendarSet,
+  type CalendarsLocation,
+} from '../dsl/calendars';
 import type { RunbookDoc } from '../dsl/schema';
 import type { WindowSpec } from '../workflows/window';
-
-/** Where the calendar file is: `required` when named explicitly (RUNBOOK_CALENDARS), else it may not exist (yet). */
-export interface CalendarsLocation {
-  file: string;
-  required: boolean;
-}
 
 export interface WindowQuery {
   /** The run's own calendars (the global ones are added here). */

@@ -133,8 +133,11 @@ export function workflowRecordsSuccess(action: RenderedAction, reply: { audited?
   return !byActivity || reply.audited === false;
 }
 
+/** What window records keep of a calendar check: each calendar's state and the event that makes it so. */
+type WindowCheck = { calendars: { name: string; open: boolean; event?: string }[] };
+
 /** The calendars of a window answer, as records keep them. */
-function calendarsOf(w: { calendars: { name: string; open: boolean; event?: string }[] }) {
+function calendarsOf(w: WindowCheck) {
   return w.calendars.map((c) => ({ name: c.name, open: c.open, ...(c.event ? { event: c.event } : {}) }));
 }
 
@@ -142,7 +145,7 @@ function calendarsOf(w: { calendars: { name: string; open: boolean; event?: stri
 export function windowClosed(
   seq: number,
   what: string,
-  w: { calendars: { name: string; open: boolean; event?: string }[] },
+  w: WindowCheck,
   reason: string,
   policy: string,
   reopens: string | undefined,
@@ -156,12 +159,7 @@ export function windowClosed(
 }
 
 /** The window opened again after the run waited `waitedMs`. */
-export function windowOpened(
-  seq: number,
-  what: string,
-  w: { calendars: { name: string; open: boolean; event?: string }[] },
-  waitedMs: number,
-): RunEvent {
+export function windowOpened(seq: number, what: string, w: WindowCheck, waitedMs: number): RunEvent {
   return {
     key: `window/${seq}/opened`,
     kind: 'window.opened',
@@ -177,7 +175,7 @@ export function windowOpened(
 export function windowOverridden(
   seq: number,
   what: string,
-  w: { calendars: { name: string; open: boolean; event?: string }[] },
+  w: WindowCheck,
   reason: string,
   o: { by: string; reason: string; groups?: string[] },
   denied: string[],

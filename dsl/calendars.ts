@@ -422,20 +422,31 @@ export function loadCalendars(file: string): CalendarSet {
   return set;
 }
 
+/** Where a process's calendar file is: `required` when named explicitly (RUNBOOK_CALENDARS), else it may not exist (yet). */
+export interface CalendarsLocation {
+  file: string;
+  required: boolean;
+}
+
+/** The one rule for where the calendar file is: RUNBOOK_CALENDARS (`envValue`) when set, else `runbookDir`/calendars.yaml. */
+export function calendarsLocation(runbookDir: string, envValue?: string): CalendarsLocation {
+  return envValue
+    ? { file: path.resolve(envValue), required: true }
+    : { file: path.join(runbookDir, 'calendars.yaml'), required: false };
+}
+
 /**
- * The calendar file a process uses: RUNBOOK_CALENDARS (`envValue`) when set, which must exist; else
+ * The calendar file a process uses now (calendarsLocation): RUNBOOK_CALENDARS when set, which must exist; else
  * `runbookDir`/calendars.yaml when it exists; else none.
  */
 export function findCalendarsFile(runbookDir: string, envValue?: string): string | undefined {
-  if (envValue) {
-    if (!fs.existsSync(envValue))
-      throw new UserError(
-        `RUNBOOK_CALENDARS names ${envValue}, which does not exist; point it at a calendar file (kind: Calendars) or unset it to use ${path.join(runbookDir, 'calendars.yaml')}.`,
-      );
-    return envValue;
-  }
-  const inDir = path.join(runbookDir, 'calendars.yaml');
-  return fs.existsSync(inDir) ? inDir : undefined;
+  const { file, required } = calendarsLocation(runbookDir, envValue);
+  if (fs.existsSync(file)) return required ? envValue : file;
+  if (required)
+    throw new UserError(
+      `RUNBOOK_CALENDARS names ${envValue}, which does not exist; point it at a calendar file (kind: Calendars) or unset it to use ${path.join(runbookDir, 'calendars.yaml')}.`,
+    );
+  return undefined;
 }
 
 /** The calendars marked `global: true` (they apply to every runbook), in file order. */

@@ -13,7 +13,7 @@
 // of `{ month: 12, dayOfMonth: 25 }` would only skip midnight. Here they mean "every", so it skips the whole day.
 import type { CalendarSpec, IntervalSpec, ScheduleSpec } from '@temporalio/client';
 import ms from 'ms';
-import { CronError, instantsOf, isValidZone, parseCron, wallTimesOn, type CronFields } from './cron';
+import { CronError, instantsOf, isValidZone, parseCron, wallClock, wallTimesOn, type CronFields } from './cron';
 import type { Static } from '@sinclair/typebox';
 import type { ScheduleTrigger } from './schema';
 
@@ -259,16 +259,11 @@ export function dstHazards(s: ScheduleDoc, from: Date, days = 400): DstHazard[] 
   if (!fields || !isValidZone(zone)) return [];
   const skips = (s.skip ?? []).map((k) => parseCron(calendarCron(k, '*')));
   const out: DstHazard[] = [];
+  const clock = wallClock(zone);
   let d = localDate(from.getTime(), zone);
   for (let i = 0; i < days; i++, d = addDays(d, 1)) {
-    // Only days whose UTC offset changes can have a gap or a repeated hour.
-    const noon = instantsOf({ ...d, hour: 12, minute: 0, second: 0 }, zone)[0];
-    const next = addDays(d, 1);
-    const nextNoon = instantsOf({ ...next, hour: 12, minute: 0, second: 0 }, zone)[0];
-    const prev = addDays(d, -1);
-    const prevNoon = instantsOf({ ...prev, hour: 12, minute: 0, second: 0 }, zone)[0];
-    if (noon === undefined || nextNoon === undefined || prevNoon === undefined) continue;
-    if (nextNoon - noon === 86_400_000 && noon - prevNoon === 86_400_000) continue;
+    // Only days near a change of the zone's offset can have a gap or a repeated hour.
+    if (clock.steadyOffset(d.year, d.month, d.day) !== undefined) continue;
     for (const w of wallTimesOn(fields, d.year, d.month, d.day)) {
       if (skips.length && skippedBy(skips, d, w)) continue;
       const count = instantsOf({ ...d, ...w }, zone).length;

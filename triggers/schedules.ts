@@ -157,8 +157,7 @@ const FIELD_RANGE: Record<string, [number, number]> = {
 
 /** A calendar field (ranges, `*`, names) as the sorted values it allows; a year field as given. */
 function fieldValues(field: string, v: unknown): unknown {
-  if (field === 'year' || field === 'comment')
-    return field === 'year' && (v === '*' || v === undefined || (Array.isArray(v) && v.length === 0)) ? '*' : v;
+  if (field === 'year') return v === undefined || v === '*' || (Array.isArray(v) && v.length === 0) ? '*' : v;
   const [lo, hi] = FIELD_RANGE[field] ?? [0, 0];
   const num = (x: unknown) =>
     typeof x === 'number' ? x : (MONTH_NUMBER.get(String(x)) ?? DAY_NUMBER.get(String(x)) ?? Number(x));

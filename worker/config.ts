@@ -15,7 +15,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { codecKeysFromEnv, dataConverterFromEnv } from '../common/codec';
 import { UserError, messageOf } from '../common/errors';
 import { DEFAULT_SSH_LOGIN } from '../dsl/inventory';
-import { findCalendarsFile } from '../dsl/calendars';
+import { calendarsLocation } from '../dsl/calendars';
 import type { EngineConfig } from '../activities/config';
 import type { ReceiverConfig } from '../triggers/receiver';
 
@@ -190,8 +190,6 @@ export function auditUrlFromEnv(env: NodeJS.ProcessEnv = process.env, dataDir = 
 }
 
 /** The runbooks directory as configured (RUNBOOK_DIR, else ./runbooks), unresolved, for the CLI's messages. */
-export { findCalendarsFile };
-
 export function runbookDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return env.RUNBOOK_DIR ?? 'runbooks';
 }
@@ -220,9 +218,7 @@ export function engineConfigFromEnv(
   const runbookDir = path.resolve(runbookDirFromEnv(env));
   return {
     runbookDir,
-    calendars: env.RUNBOOK_CALENDARS
-      ? { file: path.resolve(env.RUNBOOK_CALENDARS), required: true }
-      : { file: path.join(runbookDir, 'calendars.yaml'), required: false },
+    calendars: calendarsLocation(runbookDir, env.RUNBOOK_CALENDARS || undefined),
     inventories: [...new Set([...(defaultInventory ? [defaultInventory] : []), ...more])],
     defaultInventory,
     allowExec: flag('RUNBOOK_ALLOW_EXEC', env.RUNBOOK_ALLOW_EXEC, defaults.allowExec ?? false),

@@ -150,9 +150,7 @@ async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
   const rollout = new Rollout(env, run, input.alert, window);
   try {
     // No approval is asked for, and nothing starts, while a change calendar keeps the run out.
-    if (rb.approval && prepared.window && !(await window.admit('the approval gate'))) {
-      /* blocked: finishRun records it */
-    } else if (rb.approval) {
+    if (rb.approval && (!prepared.window || (await window.admit('the approval gate')))) {
       setStatus(state, 'awaiting-approval');
       const gate = renderStep(
         { id: 'gate', approval: rb.approval },

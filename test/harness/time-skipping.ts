@@ -14,6 +14,7 @@ import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { FAILURES } from '../../common/failure-types';
 import type { Activities } from '../../activities';
 import { stateQuery, type RunState } from '../../workflows/messages';
+import type { RunbookInput } from '../../dsl/run-input';
 import type { runbook, RunbookResult } from '../../workflows/runbook';
 import { workflowBundle } from './bundle';
 import { createTimeSkippingEnv, dataConverter } from './time-skipping-env';
@@ -160,6 +161,8 @@ export async function eventually(
 
 export interface StartOptions {
   params?: Record<string, unknown>;
+  /** More of the run's input (initiator, trigger, alert, windowOverride, ...), as a starter would give it. */
+  input?: Partial<Omit<RunbookInput, 'runbook' | 'params'>>;
   /** Makes the workflow id unique when a session starts the same runbook twice. */
   id?: string;
   /**
@@ -217,7 +220,7 @@ export function useTimeSkipping(hosts: readonly string[] = ['host-1', 'host-2', 
         const handle = await env.client.workflow.start<typeof runbook>('runbook', {
           taskQueue: worker.taskQueue,
           workflowId: `${prefix}${name}${opts.id ? `-${opts.id}` : ''}`,
-          args: [{ runbook: name, params: opts.params ?? {}, initiator: 'workflow-test' }],
+          args: [{ runbook: name, params: opts.params ?? {}, initiator: 'workflow-test', ...opts.input }],
           workflowTaskTimeout: opts.workflowTaskTimeout,
         });
         return { handle, stubs, state: () => handle.query(stateQuery) };

@@ -87,6 +87,17 @@ async function cleanup(ids: string[]): Promise<void> {
       });
 }
 
+/** The worker of a test: the test's runbook directory and audit file, the fleet's inventory, a calendar file or none. */
+const workerOptions = (dir: string, auditFile: string, calendars?: string) => ({
+  audit: new FileAuditStore(auditFile),
+  config: {
+    runbookDir: dir,
+    calendars: calendars ? { file: calendars, required: true } : undefined,
+    defaultInventory: fleet.inventory(),
+    inventories: [fleet.inventory()],
+  },
+});
+
 const lines = async (file: string) => Number((await fleet.remote(1, `cat ${file} 2>/dev/null | wc -l`)).trim() || '0');
 
 test('sync makes a real schedule that starts the runbook on the fleet; sync again changes nothing; a change is a diff; pause survives sync; removal deletes only ours', async () => {
@@ -207,15 +218,7 @@ test('sync makes a real schedule that starts the runbook on the fleet; sync agai
         );
         expect((await fleet.env.client.schedule.getHandle(foreign).describe()).state.paused).toBe(true);
       },
-      {
-        audit: new FileAuditStore(auditFile),
-        config: {
-          runbookDir: dir,
-          calendars: undefined,
-          defaultInventory: fleet.inventory(),
-          inventories: [fleet.inventory()],
-        },
-      },
+      workerOptions(dir, auditFile),
     );
   } finally {
     await cleanup(ids);
@@ -305,15 +308,7 @@ calendars:
           }),
         ]);
       },
-      {
-        audit: new FileAuditStore(auditFile),
-        config: {
-          runbookDir: dir,
-          calendars: { file: calendars, required: true },
-          defaultInventory: fleet.inventory(),
-          inventories: [fleet.inventory()],
-        },
-      },
+      workerOptions(dir, auditFile, calendars),
     );
 
     // Overlap: a 3-second run every 1 s with overlap skip. The schedule skips while one runs, and list says so.
@@ -346,15 +341,7 @@ calendars:
         expect(await lines(`${busy}.txt`)).toBeLessThan((await report()).skippedOverlap + 2);
         await drain(`runbook:${busy}`);
       },
-      {
-        audit: new FileAuditStore(auditFile),
-        config: {
-          runbookDir: dir,
-          calendars: undefined,
-          defaultInventory: fleet.inventory(),
-          inventories: [fleet.inventory()],
-        },
-      },
+      workerOptions(dir, auditFile),
     );
   } finally {
     await cleanup(ids);

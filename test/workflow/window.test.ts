@@ -153,16 +153,8 @@ steps:
     timeout: 15m
 `,
   );
-  const run = await wf.session(async (s) => {
-    const name = wf.fixture.runbook(yaml);
-    const handle = await wf.env.client.workflow.start('runbook', {
-      taskQueue: s.taskQueue,
-      workflowId: `${s.prefix}${name}`,
-      args: [
-        { runbook: name, initiator: 'mallory', windowOverride: { by: 'mallory', groups: ['sre'], reason: 'trust me' } },
-      ],
-    });
-    return s.finish({ handle, stubs: s.stubs, state: () => handle.query('state') } as never);
+  const run = await wf.run(yaml, {
+    input: { initiator: 'mallory', windowOverride: { by: 'mallory', groups: ['sre'], reason: 'trust me' } },
   });
   expect(run.result!.status).toBe('blocked');
   expect(run.stubs.calls).toEqual([]);
@@ -173,17 +165,12 @@ steps:
 
 test('the alert resolving while its remediation waits for the window ends it, having changed nothing', async () => {
   const yaml = rolling('win-alert', '{ calendars: [never], policy: wait }');
-  const run = await wf.session(async (s) => {
-    const name = wf.fixture.runbook(yaml);
-    const handle = await wf.env.client.workflow.start('runbook', {
-      taskQueue: s.taskQueue,
-      workflowId: `${s.prefix}${name}`,
-      args: [{ runbook: name, initiator: 'fp-1', trigger: 'alert', alert: { fingerprint: 'fp-1' } }],
-    });
-    const r = { handle, stubs: s.stubs, state: () => handle.query('state') } as never as Parameters<typeof s.finish>[0];
-    await eventually(async () => (await r.state()).status === 'waiting-window', 'the run to wait');
-    await handle.signal('alertResolved', { at: new Date().toISOString() });
-    return s.finish(r);
+  const run = await wf.run(yaml, {
+    input: { initiator: 'fp-1', trigger: 'alert', alert: { fingerprint: 'fp-1' } },
+    during: async (r) => {
+      await eventually(async () => (await r.state()).status === 'waiting-window', 'the run to wait');
+      await r.handle.signal('alertResolved', { at: new Date().toISOString() });
+    },
   });
   expect(run.failure).toBeUndefined();
   expect(run.result!.status).toBe('cancelled');
@@ -269,14 +256,8 @@ steps:
     timeout: 15m
 `,
   );
-  const run = await wf.session(async (s) => {
-    const name = wf.fixture.runbook(yaml);
-    const handle = await wf.env.client.workflow.start('runbook', {
-      taskQueue: s.taskQueue,
-      workflowId: `${s.prefix}${name}`,
-      args: [{ runbook: name, initiator: 'erin', windowOverride: { by: 'erin', reason: 'security patch, INC-77' } }],
-    });
-    return s.finish({ handle, stubs: s.stubs, state: () => handle.query('state') } as never);
+  const run = await wf.run(yaml, {
+    input: { initiator: 'erin', windowOverride: { by: 'erin', reason: 'security patch, INC-77' } },
   });
   expect(run.result!.status).toBe('succeeded');
   expect(run.stubs.calls).toHaveLength(3);
