@@ -179,6 +179,7 @@ export async function runStatus(id: string, opts: { json: boolean }): Promise<vo
         const closed = w.calendars.filter((c) => !c.open).map((c) => `${c.name}${c.event ? ` (${c.event})` : ''}`);
         console.log(
           `  window: ${w.open ? 'open' : `closed: ${closed.join(', ') || 'within the cutoff'}`}` +
+            (w.overriddenBy ? ` (overridden by ${w.overriddenBy})` : '') +
             (w.waitingUntil
               ? `; waiting until ${w.waitingUntil} (\`runbook window override ${id} --reason ...\` goes on now)`
               : '') +

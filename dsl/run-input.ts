@@ -131,6 +131,22 @@ export function tooDeep(value: unknown, limit = MAX_INPUT_DEPTH): string | undef
   return undefined;
 }
 
+/** What holds the field at `path`, for messages: `the input`, or the parent field (`input.windowOverride`). */
+function holder(path: string): string {
+  const parent = path.split('/').slice(0, -1).join('/');
+  return parent === '' ? 'the input' : fieldName(parent);
+}
+
+/** The fields the object holding `path`'s last segment accepts (the schema walked along the path). */
+function fieldsAt(schema: TSchema, path: string): string[] {
+  let at: TSchema | undefined = schema;
+  for (const seg of path.split('/').slice(1, -1)) {
+    const props = at?.properties as Record<string, TSchema> | undefined;
+    at = props?.[seg];
+  }
+  return at?.type === 'object' && at.properties ? Object.keys(at.properties as object) : [];
+}
+
 /**
  * What is wrong with a workflow input, one line per problem naming the field; empty when it is valid. Values
  * are never quoted back (they may be huge or hostile), and a value nested too deep is refused before anything
@@ -141,11 +157,12 @@ export function inputProblems(schema: TSchema, value: unknown): string[] {
   if (deep !== undefined)
     return [`${fieldName(deep.split('/').slice(0, 4).join('/'))}: nested deeper than ${MAX_INPUT_DEPTH} levels`];
   if (Value.Check(schema, value)) return [];
-  const allowed = schema.type === 'object' ? Object.keys(schema.properties as object) : [];
   const out: string[] = [];
   for (const e of Value.Errors(schema, value)) {
     const message =
-      e.message === 'Unexpected property' ? `unknown field; the input accepts only ${allowed.join(', ')}` : e.message;
+      e.message === 'Unexpected property'
+        ? `unknown field; ${holder(e.path)} accepts only ${fieldsAt(schema, e.path).join(', ')}`
+        : e.message;
     const line = `${fieldName(e.path)}: ${message}`;
     if (!out.includes(line)) out.push(line);
     if (out.length >= MAX_REPORTED) break;

@@ -52,6 +52,8 @@ export interface RunState {
     calendars: { name: string; open: boolean; event?: string }[];
     nextChange?: string;
     waitingUntil?: string;
+    /** Who overrode it: the run keeps to no window since. */
+    overriddenBy?: string;
   };
   /** Audit records that could not be written (the store stayed down through the retries). */
   auditErrors?: string[];

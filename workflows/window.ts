@@ -138,6 +138,7 @@ export class RunWindow {
         await recordEvents(this.audit, this.state, windowOverridden(++this.seq, what, answer, reason, o, denied));
         if (!denied.length) {
           this.granted = o;
+          this.state.window.overriddenBy = o.by;
           this.setStatus('running');
           return true;
         }

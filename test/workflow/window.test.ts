@@ -138,6 +138,7 @@ test('an override sent while the run waits lets it go on at once, recorded with 
   expect(o.map((r) => r.status)).toEqual(['refused', 'overridden']);
   expect(o[0]!.detail).toMatchObject({ by: 'mallory', denied: ['maint'] });
   expect(o[1]!.detail).toMatchObject({ by: 'dana', groups: ['sre'], reason: 'customer outage, CAB-1234' });
+  expect(run.final.window).toMatchObject({ open: false, overriddenBy: 'dana' });
   expect(run.workflowMs).toBeLessThan(24 * 60 * MIN);
 });
 
