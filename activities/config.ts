@@ -27,6 +27,12 @@ export interface EngineConfig {
   defaultInventory?: string;
   /** Serve `runCommand` (`runbook exec`): any command on any inventory host. @default false (true for `runbook dev`) */
   allowExec: boolean;
+  /**
+   * Accept runs that carry their runbook (`runbook run FILE.yaml`; input field `source`) instead of naming one of
+   * the runbook directory: whoever can start a workflow can then run any command on the allowed inventories' hosts.
+   * @default false (true for `runbook dev`)
+   */
+  allowRunbookFiles: boolean;
   /** The change calendar file: RUNBOOK_CALENDARS (must exist), else RUNBOOK_DIR/calendars.yaml (once it exists). */
   calendars?: CalendarsLocation;
   /** Where change records go: `file:PATH` or `postgres://…` (AUDIT_URL). @default file:DATA_DIR/audit.jsonl */

@@ -17,6 +17,7 @@ import type { EngineConfig } from './config';
 import { sendEscalation, type Escalation } from './escalate';
 import { remediationStatus } from './remediations';
 import { windowState, type WindowAnswer, type WindowQuery } from './window';
+import { starterIdentity } from './starter';
 import { sendNotification, type Notification } from './notify';
 import type { SshTarget } from '../dsl/selector';
 import type { AuditStore } from '../audit/store';
@@ -26,6 +27,7 @@ import { stepEntry, workflowEntry, type StepAuditContext, type WorkflowAuditEven
 import { outcomeOf } from '../audit/outcome';
 import { bounded, outputsFor } from './result-size';
 import type { StepDoc } from '../dsl/schema';
+import type { OutputTails } from './ssh/progress';
 
 export interface ActivityDeps {
   ssh: SshPool;
@@ -47,20 +49,28 @@ export interface SshStepActivityInput extends SshStepInput {
   outputs?: { stepId: string; spec: StepDoc['outputs'] };
 }
 
-/** A step result as it goes back to the workflow: bounded, with the outputs taken from the whole result. */
-export type StepReply<R> = R & { outputs?: Record<string, unknown>; audited?: boolean };
-
-/** Progress recorded in heartbeats: the tail of the running command's output (secrets redacted). */
-export interface SshStepProgress {
-  tail?: string;
+/** Which step on which host a result or a heartbeat is of (a local activity's input is not in history). */
+export interface StepAt {
+  host: string;
+  /** The step's record key path, e.g. `steps[2]`, `steps[2]#2` (a retry), `steps[1]@3` (a poll). */
+  step: string;
 }
 
+/** A step result as it goes back to the workflow: bounded, with the outputs taken from the whole result. */
+export type StepReply<R> = R & { outputs?: Record<string, unknown>; audited?: boolean; at?: StepAt };
+
+/**
+ * Progress recorded in heartbeats (read by `runbook logs` from the pending activity): which step, and the latest
+ * complete lines of its output, secrets masked. Only regular (long) steps heartbeat; local ones cannot.
+ */
+export interface SshStepProgress extends StepAt, Partial<OutputTails> {}
+
 /** Turns an executor error into the Temporal failure the workflow branches on (type = error class name). */
-function toFailure(err: unknown, retryOnExit: boolean): unknown {
+function toFailure(err: unknown, retryOnExit: boolean, at?: StepAt): unknown {
   if (!(err instanceof Error)) return err;
   const nonRetryable = isIn(FINAL_FAILURES, err.name) || (err.name === FAILURES.sshCommandFailed && !retryOnExit);
   const result = 'result' in err ? (err as { result: unknown }).result : undefined;
-  const details = result && typeof result === 'object' ? [bounded(result)] : [];
+  const details = result && typeof result === 'object' ? [{ ...bounded(result), ...(at ? { at } : {}) }] : [];
   return ApplicationFailure.create({ message: redact(err.message), type: err.name, nonRetryable, details });
 }
 
@@ -100,36 +110,46 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
         host: input.target.name,
         attempt: ctx.info.attempt,
       });
-      // Local activities (short steps) cannot heartbeat; regular ones report liveness and the output's tail.
+      const at: StepAt = { host: input.target.name, step: input.key.stepPath };
+      // Local activities (short steps) cannot heartbeat; regular ones report liveness and their output's latest
+      // lines. Every beat carries the latest progress: the SDK sends the last details of each throttle interval
+      // (80% of the heartbeat timeout), so a bare liveness beat would hide the output. The first beat waits for the
+      // first read of the output (a second in), so a short step shows some while it runs.
       const heartbeatMs = Math.max(1000, Math.min(5000, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
-      const beat = ctx.info.isLocal
-        ? undefined
-        : setInterval(() => ctx.heartbeat({} satisfies SshStepProgress), heartbeatMs);
-      if (!ctx.info.isLocal) ctx.heartbeat({} satisfies SshStepProgress);
+      let progress: SshStepProgress = at;
+      const beat = ctx.info.isLocal ? undefined : setInterval(() => ctx.heartbeat(progress), heartbeatMs);
       try {
         // A cancelled activity does not kill the remote command by itself: a worker shutting down or a run
         // evicted from the cache cancels local activities too, and then the command must go on so the next
         // attempt re-attaches. The workflow kills it (sshKill) when the step itself is cancelled.
+        // The output is read every 2 s (one short exec on the host): the SDK sends a beat at most every 8 s (80% of
+        // the 10 s heartbeat timeout), and what it sends is then at most 2 s old.
         const result = await runSshStep(ssh, secrets, input, {
-          progressIntervalMs: Math.max(heartbeatMs, 5000),
-          onProgress: ctx.info.isLocal ? undefined : (tail) => ctx.heartbeat({ tail } satisfies SshStepProgress),
+          progressIntervalMs: 2000,
+          firstProgressMs: 1000,
+          onProgress: ctx.info.isLocal
+            ? undefined
+            : (tails) => {
+                progress = { ...at, ...tails };
+                ctx.heartbeat(progress);
+              },
         });
         log.info({ mode: result.mode, exitCode: result.exitCode, durationMs: result.durationMs }, 'ssh step finished');
         const outputs = input.outputs && outputsFor(input.outputs.spec, input.outputs.stepId, result);
         const audited =
           input.audit &&
           (await record(stepEntry(runOf(ctx), input.audit, input.action, 'succeeded', outcomeOf(result)), log));
-        return bounded({ ...result, outputs, audited });
+        return { ...bounded({ ...result, outputs, audited }), at };
       } catch (err) {
         log.warn({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'ssh step failed');
-        throw toFailure(err, input.retryOnExit ?? false);
+        throw toFailure(err, input.retryOnExit ?? false, at);
       } finally {
         clearInterval(beat);
       }
     },
 
     /** Consecutive plain SSH steps on one target in one go (see step-group.ts). */
-    async sshSteps(input: StepGroupInput): Promise<StepGroupResult> {
+    async sshSteps(input: StepGroupInput): Promise<StepGroupResult & { host?: string }> {
       const ctx = Context.current();
       const log = logger.child({
         activity: 'sshSteps',
@@ -153,7 +173,8 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
         out.failed.message = redact(out.failed.message);
         log.warn({ step: out.failed.path, error: out.failed.message }, 'ssh step failed');
       }
-      return out;
+      // The host, for `runbook logs` (a local activity's input is not in history).
+      return { ...out, host: input.target.name };
     },
 
     /** Records events the workflow reports (idempotent: ids are derived from the run and the event). */
@@ -167,6 +188,10 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
     },
 
     /** The state of change calendars at the workflow's time (see window.ts). */
+    /** Who started the run, as the server recorded the starting client (for a run whose input names nobody). */
+    async starterIdentity(): Promise<string | undefined> {
+      return starterIdentity(client);
+    },
     async windowState(input: WindowQuery): Promise<WindowAnswer> {
       return windowState(config.calendars, input, logger);
     },

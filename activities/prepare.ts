@@ -20,6 +20,8 @@ import { runWindow } from './window';
 
 export interface PrepareInput {
   runbook: string;
+  /** The runbook's YAML when the run carries it (`runbook run FILE.yaml`); only if the worker allows runbook files. */
+  source?: string;
   params: Record<string, unknown>;
   /** An inventory on the worker's allow-list; default its RUNBOOK_INVENTORY. */
   inventory?: string;
@@ -29,6 +31,8 @@ export interface PrepareInput {
 export interface PreparedRun {
   name: string;
   contentHash: string;
+  /** `run`: the runbook came with the run (a file the starter sent); absent: the worker's runbook directory. */
+  source?: 'run';
   runbook: RunbookDoc;
   params: Record<string, ParamValue>;
   selector?: string;
@@ -76,6 +80,23 @@ export function runbookFileFor(config: EngineConfig, name: string): string {
     FAILURES.unknownRunbook,
     `No runbook named "${name}" in the worker's runbook directory${known.length ? ` (there are: ${known.join(', ')})` : ''}.`,
   );
+}
+
+/**
+ * The name messages give a runbook the run carries (`NAME.yaml (sent with the run)`), once the worker allows that.
+ * Its `metadata.name` must be NAME (the loader checks it against the file name, as for a file of the directory).
+ */
+function carriedRunbookName(config: EngineConfig, name: string): string {
+  if (!config.allowRunbookFiles) {
+    throw invalid(
+      FAILURES.runbookFilesDisabled,
+      `This run carries its runbook (${name.slice(0, 128)}.yaml, as \`runbook run FILE.yaml\` sends it), and this worker runs ` +
+        "only the runbooks of its own directory. Put the file in the worker's RUNBOOK_DIR and run it by name, or start " +
+        'the worker with RUNBOOK_ALLOW_RUNBOOK_FILES=on (the default of `runbook dev`; on a production worker it lets ' +
+        'anyone who can start a workflow run any command on the hosts of its inventories).',
+    );
+  }
+  return `${name}.yaml`;
 }
 
 /**
@@ -135,10 +156,12 @@ export function prepareExec(config: EngineConfig, input: { host: string; invento
 
 /** Prepares a run of a runbook in the worker's directory, against an inventory on its allow-list (dsl/prepare.ts does the rest). */
 export function prepareRun(config: EngineConfig, input: PrepareInput): PreparedRun {
-  const runbookFile = runbookFileFor(config, input.runbook);
+  const carried = input.source !== undefined;
+  const runbookFile = carried ? carriedRunbookName(config, input.runbook) : runbookFileFor(config, input.runbook);
   const { runbook, contentHash, params, selector, hosts, inventory } = refusing(() =>
     prepareRunbook({
       runbookFile,
+      runbookText: input.source,
       params: input.params ?? {},
       inventoryFile: () => inventoryFileFor(config, input.inventory),
       run: { id: '', initiator: '', trigger: '' },
@@ -160,6 +183,7 @@ export function prepareRun(config: EngineConfig, input: PrepareInput): PreparedR
   return {
     name: runbook.metadata.name,
     contentHash,
+    ...(carried ? { source: 'run' as const } : {}),
     runbook,
     params,
     selector,

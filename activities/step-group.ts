@@ -73,7 +73,7 @@ export async function runStepGroup(deps: StepGroupDeps, input: StepGroupInput): 
   try {
     for (const { step, path, timeoutMs } of input.steps) {
       const ctx: ExprContext = { ...input.ctx, steps };
-      const audit = input.audit && { ...input.audit, key: path, kind: 'step' as const };
+      const audit = input.audit && { ...input.audit, key: path, kind: 'step' as const, stepId: step.id };
       let action: ReturnType<typeof renderStep> | undefined;
       try {
         if (!shouldRun(step, ctx)) {
@@ -85,6 +85,7 @@ export async function runStepGroup(deps: StepGroupDeps, input: StepGroupInput): 
               d,
               workflowEntry(deps.run, {
                 ...whenSkipped(path, audit.target, step.when),
+                stepId: step.id,
                 time: new Date().toISOString(),
                 runbook: audit.runbook,
                 initiator: audit.initiator,

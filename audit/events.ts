@@ -2,7 +2,7 @@
 // as an operator reads it (secrets as <secret:NAME>, known secret values masked), output digest and tail.
 import { createHash } from 'node:crypto';
 import { redact, redactDeep } from '../common/redact';
-import { maskSecrets } from '../dsl/expr';
+import { actionText } from './action-text';
 import type { RenderedAction } from '../dsl/render';
 import type { StepOutcome } from './outcome';
 import { recordId, type AuditEntry, type AuditInitiator } from './record';
@@ -14,6 +14,8 @@ export interface StepAuditContext {
   /** The step's record key: its path plus attempt (#n), poll (@n) and delegated-target suffixes. */
   key: string;
   kind: 'step' | 'rollback';
+  /** The step's id (`restart`, `rollback:undo_a`). */
+  stepId?: string;
   target?: string;
   approvals?: { by: string; comment?: string }[];
 }
@@ -21,7 +23,7 @@ export interface StepAuditContext {
 /** An event the workflow records itself (skips, approvals, cancels, failures, run start and end). */
 export interface WorkflowAuditEvent extends Pick<
   AuditEntry,
-  'time' | 'kind' | 'runbook' | 'initiator' | 'step' | 'target' | 'approvals' | 'status' | 'error' | 'detail'
+  'time' | 'kind' | 'runbook' | 'initiator' | 'step' | 'stepId' | 'target' | 'approvals' | 'status' | 'error' | 'detail'
 > {
   /** Identifies the event within the run (with the workflow and run ids it makes the record id). */
   key: string;
@@ -41,27 +43,7 @@ function tail(text: string): string {
 
 /** The action as recorded: one line an operator can read; secret references stay references. */
 export function describeAction(action: RenderedAction | undefined): string | undefined {
-  if (!action) return undefined;
-  const text = (() => {
-    switch (action.kind) {
-      case 'ssh':
-        if (action.upload) return `upload ${action.upload.src} -> ${action.upload.dest} (mode ${action.upload.mode})`;
-        return `${action.sudo ? `sudo${action.user ? ` -u ${action.user}` : ''} ` : ''}${action.command ?? action.script ?? ''}`;
-      case 'http':
-        return `${action.method} ${action.url}`;
-      case 'sleep':
-        return `sleep ${action.duration}`;
-      case 'approval':
-        return `approval: ${action.message}`;
-      case 'notify':
-        return `notify ${action.channel}: ${action.message}`;
-      case 'runbook':
-        return `runbook ${action.name} ${JSON.stringify(action.params)}`;
-      case 'parallel':
-        return 'parallel';
-    }
-  })();
-  return redact(maskSecrets(text));
+  return action ? redact(actionText(action)) : undefined;
 }
 
 /** Exit code or HTTP status, duration, and the output's digest and (redacted) tail. */
@@ -95,6 +77,7 @@ export function stepEntry(
     runbook: ctx.runbook,
     initiator: ctx.initiator,
     step: ctx.key,
+    stepId: ctx.stepId,
     target: ctx.target,
     action,
     approvals: ctx.approvals,
@@ -116,6 +99,7 @@ export function workflowEntry(run: { workflowId: string; runId: string }, e: Wor
     runbook: e.runbook,
     initiator: e.initiator,
     step: e.step,
+    stepId: e.stepId,
     target: e.target,
     action: describeAction(e.action),
     approvals: e.approvals?.length ? e.approvals : undefined,

@@ -39,8 +39,10 @@ export interface AuditEntry {
   run: { workflowId: string; runId: string };
   runbook: { name: string; contentHash: string };
   initiator: AuditInitiator;
-  /** Step path in the runbook (steps[2], rollback[0], gate, ...). */
+  /** Step path in the runbook (steps[2], rollback[0], gate, ...), with its record key's suffixes (#attempt, @poll). */
   step?: string;
+  /** The step's id as the runbook names it (`restart`; `rollback:undo_a` for a rollback step). */
+  stepId?: string;
   target?: string;
   /** The rendered command or request, secrets shown as <secret:NAME>. */
   action?: string;

@@ -7,6 +7,7 @@
 //   notifications, uploads, sub-runbooks, a failed attempt of a step) and any record an activity reports it could
 //   not write (`audited: false`: the store was down; the workflow's audit activity retries).
 import type { RenderedAction } from '../dsl/render';
+import type { RunbookDoc, StepDoc } from '../dsl/schema';
 import type { StepOutcome } from './outcome';
 import type { WorkflowAuditEvent } from './events';
 
@@ -18,6 +19,33 @@ type ApprovalAction = Extract<RenderedAction, { kind: 'approval' }>;
 /** Whether a step path is a rollback step's (`rollback[i]`, or `PATH.rollback[i]` of a step's own rollback). */
 export function isRollback(path: string): boolean {
   return path.startsWith('rollback[') || path.includes('.rollback');
+}
+
+/**
+ * The step id a record names, from its path or record key (`steps[1]#2`, `steps[0].rollback[1]`, `rollback[0]`,
+ * `steps[2].parallel.steps[1]:host-2`): `restart`, `rollback:undo_a` for a rollback step, `gate` for the gate.
+ * Positions say little to an operator reading the audit trail; the id is what the runbook calls the step.
+ * Undefined when the path does not lead to a step of `rb` (a record of another kind).
+ */
+export function stepIdAt(
+  rb: Pick<RunbookDoc, 'steps' | 'rollback'> | undefined,
+  pathOrKey: string | undefined,
+): string | undefined {
+  if (!rb || !pathOrKey) return undefined;
+  if (pathOrKey === 'gate') return 'gate';
+  const head = /^(steps|rollback)\[(\d+)\]((?:\.(?:parallel\.steps|rollback)\[\d+\]|\.rollback)*)/.exec(pathOrKey);
+  if (!head) return undefined;
+  let step: StepDoc | undefined = (head[1] === 'steps' ? rb.steps : rb.rollback)?.[Number(head[2])];
+  let rollback = head[1] === 'rollback';
+  for (const seg of head[3]!.match(/\.(?:parallel\.steps|rollback)(?:\[\d+\])?/g) ?? []) {
+    const i = Number(/\[(\d+)\]/.exec(seg)?.[1] ?? 0);
+    if (seg.startsWith('.rollback')) {
+      step = step?.rollback?.[i];
+      rollback = true;
+    } else step = step?.parallel?.steps[i];
+  }
+  if (!step) return undefined;
+  return rollback ? `rollback:${step.id}` : step.id;
 }
 
 /** A step (or rollback step) attempt's end: `key` is its record key, `path` where it is in the runbook. */

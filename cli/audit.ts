@@ -76,7 +76,9 @@ function row(r: AuditRecord): string[] {
     r.kind,
     r.status,
     r.runbook.name,
-    r.step ?? '',
+    // The step's id as the runbook names it (`restart`, `rollback:undo_a`), with its record key's attempt, poll or
+    // delegated-host suffix (`flaky#2`, `poll@3`); records older than ids keep the path.
+    r.stepId ? `${r.stepId}${/[#@:].*$/.exec(r.step ?? '')?.[0] ?? ''}` : (r.step ?? ''),
     r.target ?? '',
     `${r.initiator.trigger}:${r.initiator.id}`,
     String(r.exitCode ?? r.httpStatus ?? ''),
@@ -144,6 +146,8 @@ const CSV_COLUMNS = [
   'error',
   'prev',
   'hash',
+  // Added later, so at the end: readers that go by position keep working.
+  'step_id',
 ];
 
 /**
@@ -186,6 +190,7 @@ function csvFields(r: AuditRecord): unknown[] {
     r.error,
     r.prev,
     r.hash,
+    r.stepId,
   ];
 }
 

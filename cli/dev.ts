@@ -7,14 +7,17 @@ import { UserError } from '../common/errors';
 import {
   engineConfigFromEnv,
   logLevelFromEnv,
+  metricsSettingFrom,
   temporalTargetFromEnv,
   workerSettingsFromEnv,
   type EngineConfig,
+  type MetricsSetting,
   type TemporalTarget,
   type WorkerSettings,
 } from '../worker/config';
 import { startDevServer, type DevServer } from '../worker/dev-server';
 import { runWorker, type RunningWorker } from '../worker/run';
+import { installRuntime } from '../worker/worker';
 import { ensureTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
 import { EncryptionCodec } from '../common/codec';
 import { startCodecServer, type CodecServer } from '../common/codec-server';
@@ -32,6 +35,8 @@ export interface DevOptions {
   codecPort?: number;
   /** Alert receiver port; false: no receiver. @default 9280 */
   receiverPort: number | false;
+  /** The --metrics flag as given (else RUNBOOK_METRICS_ADDRESS, else 127.0.0.1:9464). */
+  metrics?: string;
 }
 
 /** The codec server's bearer token: RUNBOOK_CODEC_TOKEN, else one made once and kept (0600) in the data dir. */
@@ -55,6 +60,7 @@ interface WorkerSetup {
   logger: Logger;
   settings: WorkerSettings;
   config: EngineConfig;
+  metrics: MetricsSetting;
 }
 
 /**
@@ -89,9 +95,13 @@ async function serveRemote(worker: WorkerSetup): Promise<void> {
 }
 
 /** `runbook worker`: ad hoc commands off unless RUNBOOK_ALLOW_EXEC turns them on. */
-export async function runWorkerCommand(): Promise<void> {
+export async function runWorkerCommand(opts: { metrics?: string } = {}): Promise<void> {
+  const logger = createLogger('runbook-worker', logLevelFromEnv());
+  const metrics = metricsSettingFrom(opts.metrics);
+  installRuntime(logger, metrics); // a taken metrics address fails before anything else is said
   await serveRemote({
-    logger: createLogger('runbook-worker', logLevelFromEnv()),
+    metrics,
+    logger,
     settings: workerSettingsFromEnv(),
     config: engineConfigFromEnv(process.env, { allowExec: false }),
   });
@@ -106,18 +116,21 @@ export async function runDev(opts: DevOptions): Promise<void> {
   const logger = createLogger('runbook-dev', logLevelFromEnv());
   const settings = workerSettingsFromEnv();
   const dataDir = path.resolve(opts.dataDir);
+  const metrics = metricsSettingFrom(opts.metrics);
+  // Now, so a taken metrics address fails before a server is started for nothing.
+  installRuntime(logger, metrics);
   if (process.env.TEMPORAL_ADDRESS) {
     const target = temporalTargetFromEnv();
     say(`connecting to the Temporal server at ${target.address} (namespace ${target.namespace}) ...`);
-    const remote = engineConfigFromEnv(process.env, { allowExec: true });
+    const remote = engineConfigFromEnv(process.env, { allowExec: true, allowRunbookFiles: true });
     const alerts = await startDevReceiver(opts, dataDir, target, remote, logger);
     return serveWorker(
-      { logger, settings, config: remote, target },
+      { logger, settings, config: remote, target, metrics },
       { alerts, stop: () => alerts?.receiver.close() ?? Promise.resolve() },
     );
   }
   // The audit trail lives with the rest of the dev state unless AUDIT_URL says otherwise.
-  const config = engineConfigFromEnv(process.env, { allowExec: true, dataDir });
+  const config = engineConfigFromEnv(process.env, { allowExec: true, allowRunbookFiles: true, dataDir });
   try {
     fs.mkdirSync(dataDir, { recursive: true });
   } catch (err) {
@@ -192,7 +205,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
     await stop();
     throw err;
   }
-  await serveWorker({ logger, settings, config, target }, { server, codec, alerts, stop });
+  await serveWorker({ logger, settings, config, target, metrics }, { server, codec, alerts, stop });
 }
 
 /** Where the banner says the alert receiver is. */
@@ -218,7 +231,7 @@ async function startDevReceiver(
 }
 
 function printBanner(
-  { engine, target, settings }: RunningWorker,
+  { engine, target, settings, metrics }: RunningWorker,
   server: DevServer | undefined,
   codec: Codec,
   alerts: Alerts | undefined,
@@ -229,7 +242,16 @@ function printBanner(
     ? `encrypted (AES-256-GCM, key ${keys[0]!.id})${codec.server ? `; codec server ${codec.server.url} (bearer token in ${codec.tokenSource})` : ''}`
     : 'not encrypted (set RUNBOOK_CODEC_KEYS or RUNBOOK_CODEC_KEYS_FILE; make a key with `runbook codec keygen`)';
   const lines = [''];
-  if (server?.uiUrl) lines.push(`  Temporal UI  ${server.uiUrl}/namespaces/${target.namespace}/workflows`);
+  if (server?.uiUrl) {
+    lines.push(`  Temporal UI  ${server.uiUrl}/namespaces/${target.namespace}/workflows`);
+    // The runs alone: the unfiltered list also has each run's host-lock children, the alert guards and exec runs.
+    lines.push(
+      `  Runs         ${server.uiUrl}/namespaces/${target.namespace}/workflows?query=${encodeURIComponent("WorkflowType='runbook'")}`,
+    );
+  }
+  lines.push(
+    `  Metrics      ${metrics.url ? `${metrics.url} (Prometheus; dashboard: dashboards/runbook-engine.json)` : metrics.off}`,
+  );
   lines.push(
     `  Temporal     ${target.address} (namespace ${target.namespace})${server ? ', embedded dev server' : ''}`,
   );
@@ -241,6 +263,9 @@ function printBanner(
     `  Inventories  ${config.inventories.length ? config.inventories.join(', ') : 'none allowed yet: set RUNBOOK_INVENTORY (and RUNBOOK_INVENTORIES)'}`,
   );
   lines.push(`  Ad hoc exec  ${config.allowExec ? 'on' : 'off'} (RUNBOOK_ALLOW_EXEC)`);
+  lines.push(
+    `  File runs    ${config.allowRunbookFiles ? 'on' : 'off'} (RUNBOOK_ALLOW_RUNBOOK_FILES: \`runbook run FILE.yaml\` sends the runbook with the run)`,
+  );
   lines.push(
     `  Calendars    ${config.calendars && fs.existsSync(config.calendars.file) ? `${config.calendars.file} (runbook calendar status)` : `none (RUNBOOK_CALENDARS, or ${config.calendars?.file ?? 'calendars.yaml in the runbook directory'})`}`,
   );

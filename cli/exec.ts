@@ -1,15 +1,14 @@
 // Node side. `runbook exec`: runs one ad hoc command on one inventory host as a durable workflow.
 import crypto from 'node:crypto';
 import os from 'node:os';
-import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { UserError } from '../common/errors';
 import { DEFAULT_SSH_LOGIN, loadInventory, sshTargetFor } from '../dsl/inventory';
-import { connectClient, temporalTargetFromEnv, workerSettingsFromEnv } from '../worker/config';
+import { connectClient, inventoryFor, temporalTargetFromEnv, workerSettingsFromEnv } from '../worker/config';
 import type { runCommand } from '../workflows';
 
 export interface ExecOptions {
-  inventory: string;
+  inventory?: string;
   host: string;
   wait: boolean;
   json: boolean;
@@ -19,7 +18,10 @@ export interface ExecOptions {
 export async function runExec(command: string[], opts: ExecOptions): Promise<number> {
   if (command.length === 0)
     throw new UserError('Give the command to run after `--`, e.g. runbook exec --host web-1 -- uptime');
-  sshTargetFor(loadInventory(opts.inventory), opts.host, DEFAULT_SSH_LOGIN); // a typo fails here, before anything starts
+  const inventory = inventoryFor(opts.inventory);
+  if (!inventory)
+    throw new UserError('Give the inventory: -i FILE, or set RUNBOOK_INVENTORY (the worker must allow it).');
+  sshTargetFor(loadInventory(inventory), opts.host, DEFAULT_SSH_LOGIN); // a typo fails here, before anything starts
   const client = await connectClient(temporalTargetFromEnv());
   try {
     const workflowId = `exec-${opts.host}-${crypto.randomUUID()}`;
@@ -29,7 +31,7 @@ export async function runExec(command: string[], opts: ExecOptions): Promise<num
       args: [
         {
           host: opts.host,
-          inventory: path.resolve(opts.inventory),
+          inventory,
           command: command.join(' '),
           timeoutMs: opts.timeout * 1000,
           initiator: os.userInfo().username,
@@ -47,7 +49,10 @@ export async function runExec(command: string[], opts: ExecOptions): Promise<num
       result = await handle.result();
     } catch (err) {
       if (err instanceof WorkflowFailedError) {
-        throw new UserError(`Run ${workflowId} failed: ${err.cause?.message ?? err.message}`, {
+        // The activity's own failure says why (a host key, a login file); "Activity task failed" does not.
+        let cause: Error | undefined = err;
+        while (cause?.cause instanceof Error) cause = cause.cause;
+        throw new UserError(`Run ${workflowId} failed: ${cause?.message ?? err.message}`, {
           cause: err,
           exitCode: 1,
         });

@@ -17,7 +17,7 @@ import { formatProblem, type Problem } from '../dsl/problems';
 import { runbookMarkdown } from '../dsl/docs';
 import type { RenderedAction } from '../dsl/render';
 import { checkYamlLimits, tooLargeProblem } from '../dsl/yaml-source';
-import { runbookDirFromEnv } from '../worker/config';
+import { runbookDirFromEnv, inventoryFor } from '../worker/config';
 import { paramInputs, parseParamPairs, type ParamOptions } from './params';
 
 /** Files a path stands for: a file itself, or the YAML (and .ini) files directly in a directory. */
@@ -125,8 +125,7 @@ export function buildPlan(name: string, opts: PlanOptions): Plan {
       run,
       alert,
       paramsNameFile: true,
-      // The same rule as the worker's: -i, else RUNBOOK_INVENTORY.
-      inventoryFile: () => opts.inventory ?? (process.env.RUNBOOK_INVENTORY || undefined),
+      inventoryFile: () => inventoryFor(opts.inventory),
     });
     const result = planRun(prepared);
     if (!result.ok) throw targetsProblem(prepared.runbook, result.errors);

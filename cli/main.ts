@@ -5,6 +5,7 @@ import { fleetDown, fleetUp } from '../fleet/fleet';
 import { ensureTemporalCli, findTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
 import { runDev, runWorkerCommand } from './dev';
 import { runExec } from './exec';
+import { runLogs } from './logs';
 import { runDocs, runPlan, runValidate } from './language';
 import { runCancel, runDecide, runList, runRun, runStatus, runWindowOverride } from './runs';
 import {
@@ -22,7 +23,7 @@ import { runCli } from './run-cli';
 import { newKeyEntry } from '../common/codec';
 import { runCodecServe } from './codec';
 import { runServe, runTriggers } from './triggers';
-import { DEFAULT_RECEIVER_PORT } from '../worker/config';
+import { DEFAULT_METRICS_ADDRESS, DEFAULT_RECEIVER_PORT } from '../worker/config';
 import { runAuditExport, runAuditShow, runAuditVerify, type ExportOptions, type ShowOptions } from './audit';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -39,6 +40,13 @@ function int(name: string) {
 const program = new Command('runbook')
   .description('Durable, auditable runbooks on Temporal.')
   .showHelpAfterError('(run with --help for usage)');
+
+/** `--metrics` of dev and worker: parsed in worker/config.ts, which knows the variable and the default too. */
+const metricsOption = () =>
+  new Option(
+    '--metrics <addr>',
+    `serve Prometheus metrics on IP:PORT, or off (default: RUNBOOK_METRICS_ADDRESS, else ${DEFAULT_METRICS_ADDRESS})`,
+  );
 
 const serverOptions = (cmd: Command) =>
   cmd
@@ -62,7 +70,8 @@ const serverOptions = (cmd: Command) =>
         .argParser(int('--receiver-port'))
         .default(DEFAULT_RECEIVER_PORT),
     )
-    .option('--no-receiver', 'start no alert receiver');
+    .option('--no-receiver', 'start no alert receiver')
+    .addOption(metricsOption());
 
 serverOptions(
   program
@@ -81,6 +90,7 @@ serverOptions(
     headless: boolean;
     receiverPort: number;
     receiver: boolean;
+    metrics?: string;
   }) => {
     await runDev({ ...o, receiverPort: o.receiver ? o.receiverPort : false });
   },
@@ -89,16 +99,17 @@ serverOptions(
 program
   .command('worker')
   .description('Run a worker against the Temporal server named by TEMPORAL_ADDRESS (default 127.0.0.1:7233)')
-  .action(async () => {
-    await runWorkerCommand();
+  .addOption(metricsOption())
+  .action(async (o: { metrics?: string }) => {
+    await runWorkerCommand(o);
   });
 
 program
   .command('exec')
   .description('Run one ad hoc command on one inventory host, durably, through Temporal')
-  .requiredOption(
+  .option(
     '-i, --inventory <file>',
-    'inventory YAML file (one the worker allows: RUNBOOK_INVENTORY / RUNBOOK_INVENTORIES)',
+    'inventory YAML file (one the worker allows: RUNBOOK_INVENTORY / RUNBOOK_INVENTORIES); default RUNBOOK_INVENTORY',
   )
   .requiredOption('-H, --host <name>', 'inventory host name')
   .option('--no-wait', 'start the run and print its id without waiting')
@@ -110,7 +121,7 @@ program
   .action(
     async (
       command: string[],
-      o: { inventory: string; host: string; wait: boolean; json: boolean; timeout: number },
+      o: { inventory?: string; host: string; wait: boolean; json: boolean; timeout: number },
     ) => {
       process.exitCode = await runExec(command, o);
     },
@@ -149,7 +160,7 @@ program
   .argument('<runbook>', 'runbook name (from the runbooks directory) or path to its YAML file')
   .option('-p, --param <key=value>', 'a param value (repeat for several; a key given twice makes a list)', collect, [])
   .option('--params-json <json>', 'params as a JSON object, as the UI sends them')
-  .option('-i, --inventory <file>', 'inventory (ours, or Ansible INI/YAML)')
+  .option('-i, --inventory <file>', 'inventory (ours, or Ansible INI/YAML); default RUNBOOK_INVENTORY')
   .option('--alert-label <key=value>', 'an alert label, to plan what an alert-triggered run would do', collect, [])
   .option('--json', 'print the plan as JSON', false)
   .action(
@@ -166,12 +177,15 @@ program
   .description(
     'Start a runbook run (validated here first when the runbook is local); --wait follows it and exits with its outcome',
   )
-  .argument('<runbook>', 'runbook name (on the worker) or path')
+  .argument(
+    '<runbook>',
+    "runbook name (in the worker's RUNBOOK_DIR) or path to a YAML file, sent with the run (workers must allow runbook files: RUNBOOK_ALLOW_RUNBOOK_FILES, on for `runbook dev`)",
+  )
   .option('-p, --param <key=value>', 'a param value (repeat for several; a key given twice makes a list)', collect, [])
   .option('--params-json <json>', 'params as a JSON object')
   .option(
     '-i, --inventory <file>',
-    'inventory (path as the worker sees it, on its allow-list RUNBOOK_INVENTORY / RUNBOOK_INVENTORIES; default its RUNBOOK_INVENTORY)',
+    "inventory (path as the worker sees it, on its allow-list RUNBOOK_INVENTORY / RUNBOOK_INVENTORIES); default RUNBOOK_INVENTORY here, else the worker's",
   )
   .option(
     '--wait',
@@ -208,6 +222,24 @@ program
   .option('--json', 'as JSON', false)
   .action(async (id: string, o: { json: boolean }) => {
     await runStatus(id, o);
+  });
+
+program
+  .command('logs')
+  .description(
+    "Show a run's step output (the tail each step kept; a running long step's latest lines); --follow until the run ends",
+  )
+  .argument('<id>', 'workflow id')
+  .option(
+    '-f, --follow',
+    'keep printing new output until the run ends, then exit with its outcome (as run --wait); Ctrl-C stops following',
+    false,
+  )
+  .option('--step <step>', 'only this step (id, or path such as steps[2])')
+  .option('--host <host>', 'only this host')
+  .option('--json', 'JSON Lines: one object per output line, step end, note and the run', false)
+  .action(async (id: string, o: { follow: boolean; step?: string; host?: string; json: boolean }) => {
+    process.exitCode = await runLogs(id, o);
   });
 
 program

@@ -5,10 +5,23 @@ import { UserError } from '../common/errors';
 
 export async function runCli(program: Command, argv: string[]): Promise<void> {
   program.exitOverride();
+  // Last resort, so no error reaches Node's default handler (a stack trace, and a status scripts misread): an error
+  // nothing awaited is reported like any other. One left behind by the Temporal client after its connection closed
+  // (a retry timer meeting the closed channel) comes after the command's outcome is known, and does not change it.
+  let done = false;
+  const stray = (err: unknown) => {
+    if (done && /Channel has been shut down/i.test(err instanceof Error ? err.message : String(err))) return;
+    process.exitCode = reportError(err);
+    if (!done) process.exit();
+  };
+  process.on('uncaughtException', stray);
+  process.on('unhandledRejection', stray);
   try {
     await program.parseAsync(argv);
   } catch (err) {
     process.exitCode = reportError(err);
+  } finally {
+    done = true;
   }
 }
 

@@ -15,6 +15,8 @@ export const FAILURES = {
   targetsInvalid: 'TargetsInvalid',
   /** The worker does not serve ad hoc commands (RUNBOOK_ALLOW_EXEC is off). */
   execDisabled: 'ExecDisabled',
+  /** The run carries its runbook and the worker runs only its directory's (RUNBOOK_ALLOW_RUNBOOK_FILES is off). */
+  runbookFilesDisabled: 'RunbookFilesDisabled',
   /** The worker's calendar file does not load, or lacks a calendar a run needs. */
   calendarInvalid: 'CalendarInvalid',
   /** A workflow id the engine reserves (host locks) was used for another purpose. */
@@ -76,6 +78,7 @@ export const PREPARE_FAILURES: readonly FailureType[] = [
   F.inventoryInvalid,
   F.targetsInvalid,
   F.execDisabled,
+  F.runbookFilesDisabled,
   F.calendarInvalid,
 ];
 

@@ -6,7 +6,7 @@
 import { UserError } from '../common/errors';
 import { FAILURES } from '../common/failure-types';
 import { loadInventoryFile, type Inventory } from './inventory';
-import { loadRunbookFile, type LoadedRunbook } from './load';
+import { loadRunbookFile, loadRunbookText, type LoadedRunbook } from './load';
 import { coerceParams, type ParamValue } from './params';
 import { planTargets, type PlanInput } from './plan';
 import { formatProblem } from './problems';
@@ -36,11 +36,14 @@ export class PrepareError extends Error {
 /** A runbook that loaded without errors. */
 export type ValidRunbook = LoadedRunbook & { runbook: RunbookDoc };
 
-/** Loads a runbook file; a file that cannot be read, or has any error, throws. */
-export function loadValidRunbook(file: string): ValidRunbook {
+/**
+ * Loads a runbook file (or, given `text`, the runbook a run carries, under the name `file`); a file that cannot be
+ * read, or has any error, throws.
+ */
+export function loadValidRunbook(file: string, text?: string): ValidRunbook {
   let loaded: LoadedRunbook;
   try {
-    loaded = loadRunbookFile(file);
+    loaded = text === undefined ? loadRunbookFile(file) : loadRunbookText(file, text);
   } catch (err) {
     throw new PrepareError(FAILURES.unknownRunbook, (err as Error).message, { cause: err });
   }
@@ -85,6 +88,8 @@ export function targetsProblem(runbook: RunbookDoc, errors: SelectorError[]): Pr
 export interface RunPreparation {
   /** The runbook file, as the caller chose it. */
   runbookFile: string;
+  /** The runbook's text when the run carries it (then `runbookFile` only names it in messages). */
+  runbookText?: string;
   /** Param inputs: strings from the CLI, typed values from the UI's JSON, alert labels. */
   params: Record<string, unknown>;
   /**
@@ -110,7 +115,7 @@ export interface PreparedRunbook extends PlanInput {
 
 /** Loads and checks everything a run needs before its first step; throws a PrepareError on the first kind of problem found. */
 export function prepareRunbook(input: RunPreparation): PreparedRunbook {
-  const loaded = loadValidRunbook(input.runbookFile);
+  const loaded = loadValidRunbook(input.runbookFile, input.runbookText);
   const rb = loaded.runbook;
   const { values, errors } = coerceParams(rb.params ?? {}, input.params, Object.keys(rb.secrets ?? {}));
   if (errors.length) {

@@ -18,6 +18,12 @@ export function isPrintableText(value: unknown, max: number): value is string {
 const Text = (max: number, description: string) =>
   Type.String({ minLength: 1, maxLength: max, pattern: PRINTABLE, description });
 
+/**
+ * The longest runbook a run may carry (characters): far above any real runbook, and well under the server's limit
+ * for one payload (2 MB on a default Temporal server), which the workflow input and the prepare step's input are.
+ */
+export const RUNBOOK_SOURCE_MAX_CHARS = 256 * 1024;
+
 /** How a run was started; `sub-runbook` is set by a parent run only. */
 export const TRIGGERS = ['manual', 'alert', 'schedule', 'sub-runbook'] as const;
 
@@ -45,6 +51,14 @@ export const RunbookInputSchema = Type.Object(
       maxLength: 128,
       description: "Runbook name: NAME.yaml in the worker's runbook directory.",
     }),
+    source: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: RUNBOOK_SOURCE_MAX_CHARS,
+        description:
+          'The runbook YAML itself (`runbook run FILE.yaml`), named `runbook`; only workers started with RUNBOOK_ALLOW_RUNBOOK_FILES=on (the default of `runbook dev`) accept it.',
+      }),
+    ),
     params: Type.Optional(
       Type.Record(Type.String({ maxLength: 128 }), Type.Unknown(), {
         maxProperties: 200,

@@ -3,11 +3,13 @@
 // worker's settings (RUNBOOK_TASK_QUEUE, RUNBOOK_MAX_*, heap, RUNBOOK_WORKFLOW_BUNDLE), the engine configuration
 // (RUNBOOK_DIR, RUNBOOK_INVENTORY[IES], RUNBOOK_ALLOW_EXEC, AUDIT_URL, RUNBOOK_DATA_DIR, RUNBOOK_NOTIFY_URL,
 // RUNBOOK_ESCALATE_SLACK_URL, RUNBOOK_PAGERDUTY_URL, RUNBOOK_PAGERDUTY_ROUTING_KEY, RUNBOOK_UI_URL,
-// RUNBOOK_SSH_KEY, RUNBOOK_KNOWN_HOSTS, RUNBOOK_SSH_AGENT, SSH_AUTH_SOCK, RUNBOOK_CODEC_KEYS[_FILE]) and LOG_LEVEL.
+// RUNBOOK_SSH_KEY, RUNBOOK_KNOWN_HOSTS, RUNBOOK_SSH_AGENT, SSH_AUTH_SOCK, RUNBOOK_CODEC_KEYS[_FILE]), the metrics
+// address (RUNBOOK_METRICS_ADDRESS) and LOG_LEVEL.
 // Modules below worker/ and cli/ never read process.env: they get these values passed down. (Elsewhere only
 // tool and CLI concerns: temporal-cli.ts finds the Temporal CLI, cli/ reads RUNBOOK_CODEC_TOKEN and RUNBOOK_DEBUG.)
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
@@ -202,14 +204,26 @@ function flag(name: string, raw: string | undefined, fallback: boolean): boolean
 }
 
 /**
+ * The one rule for which inventory a run uses, the same in the CLI (plan, run, exec) and the worker: the one named
+ * (`-i`, the run's `inventory` field), else RUNBOOK_INVENTORY; absolute. The worker then accepts only the
+ * inventories on its allow-list, so the CLI sends what it resolved here and both ends check the same file.
+ */
+export function inventoryFor(named: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (named !== undefined && named.trim() === '')
+    throw new UserError('-i / --inventory is empty: give an inventory file, or leave it out to use RUNBOOK_INVENTORY.');
+  const file = named ?? (env.RUNBOOK_INVENTORY || undefined);
+  return file === undefined ? undefined : path.resolve(file);
+}
+
+/**
  * The engine configuration from the environment. RUNBOOK_INVENTORIES lists more allowed inventories, separated
  * by `${path.delimiter}` or new lines, like PATH. `defaults.dataDir` is where the default audit file goes.
  */
 export function engineConfigFromEnv(
   env: NodeJS.ProcessEnv = process.env,
-  defaults: { allowExec?: boolean; dataDir?: string } = {},
+  defaults: { allowExec?: boolean; allowRunbookFiles?: boolean; dataDir?: string } = {},
 ): EngineConfig {
-  const defaultInventory = env.RUNBOOK_INVENTORY ? path.resolve(env.RUNBOOK_INVENTORY) : undefined;
+  const defaultInventory = inventoryFor(undefined, env);
   const more = (env.RUNBOOK_INVENTORIES ?? '')
     .split(new RegExp(`[${path.delimiter}\\n]`))
     .map((s) => s.trim())
@@ -222,6 +236,11 @@ export function engineConfigFromEnv(
     inventories: [...new Set([...(defaultInventory ? [defaultInventory] : []), ...more])],
     defaultInventory,
     allowExec: flag('RUNBOOK_ALLOW_EXEC', env.RUNBOOK_ALLOW_EXEC, defaults.allowExec ?? false),
+    allowRunbookFiles: flag(
+      'RUNBOOK_ALLOW_RUNBOOK_FILES',
+      env.RUNBOOK_ALLOW_RUNBOOK_FILES,
+      defaults.allowRunbookFiles ?? false,
+    ),
     auditUrl: auditUrlFromEnv(env, defaults.dataDir),
     notifyUrl: env.RUNBOOK_NOTIFY_URL,
     escalation: {
@@ -240,6 +259,68 @@ export function engineConfigFromEnv(
     codecKeys: codecKeysFromEnv(env),
     secretsEnv: env,
   };
+}
+
+/**
+ * What a worker's identity says it accepts: the CLI reads the identities of a task queue's pollers before it starts
+ * a run that carries its runbook, so a refusal is said before anything starts (the prepare activity still decides).
+ */
+export const RUNBOOK_FILES_MARK = '+runbook-files';
+
+/** A worker's identity as the server shows it (pollers, history): `PID@HOST`, marked when it accepts runbook files. */
+export function workerIdentity(config: Pick<EngineConfig, 'allowRunbookFiles'>): string {
+  return `${process.pid}@${os.hostname()}${config.allowRunbookFiles ? ` ${RUNBOOK_FILES_MARK}` : ''}`;
+}
+
+/** Where a worker serves Prometheus metrics unless --metrics or RUNBOOK_METRICS_ADDRESS says otherwise. */
+export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9464';
+
+/** Where the worker serves its Prometheus metrics (`/metrics`), and who chose that. */
+export interface MetricsSetting {
+  /** IP:PORT to bind (IPv6 in brackets); undefined: metrics off. */
+  address?: string;
+  /**
+   * The setting that named the address: `--metrics`, `RUNBOOK_METRICS_ADDRESS`, or `default`. An address the
+   * operator chose must be served (in use: an error); the default one is given up with a note when it is taken,
+   * so several workers (and test runs) on one machine still start.
+   */
+  source: '--metrics' | 'RUNBOOK_METRICS_ADDRESS' | 'default';
+}
+
+/**
+ * Parses a metrics address: `off`, or IP:PORT (`127.0.0.1:9464`, `0.0.0.0:9464`, `[::1]:9464`; `localhost` is
+ * 127.0.0.1). The exporter binds a socket address, so host names other than localhost are refused.
+ */
+export function parseMetricsAddress(raw: string, source: MetricsSetting['source']): MetricsSetting {
+  const value = raw.trim();
+  if (/^(off|false|0|no)$/i.test(value)) return { source };
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const host = m && (m[1] ?? (m[2] === 'localhost' ? '127.0.0.1' : m[2]));
+  const port = m ? Number(m[3]) : NaN;
+  const ip = host ? net.isIP(host) : 0;
+  const problem = !m
+    ? 'that is not HOST:PORT'
+    : !ip
+      ? 'the host must be an IP address or localhost (the exporter binds a socket address, it resolves no names)'
+      : port < 1 || port > 65535
+        ? 'the port must be 1 to 65535'
+        : undefined;
+  if (problem) {
+    throw new UserError(
+      `${source} must be IP:PORT or off, got "${raw}": ${problem}. For example 127.0.0.1:9464 (this machine ` +
+        `only), 0.0.0.0:9464 (to be scraped from other machines) or [::1]:9464. Fix ${source}, or leave it out ` +
+        `for the default ${DEFAULT_METRICS_ADDRESS}.`,
+    );
+  }
+  return { address: ip === 6 ? `[${host}]:${port}` : `${host}:${port}`, source };
+}
+
+/** The metrics address: the `--metrics` flag, else RUNBOOK_METRICS_ADDRESS, else the default. */
+export function metricsSettingFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): MetricsSetting {
+  if (flag !== undefined) return parseMetricsAddress(flag, '--metrics');
+  const raw = env.RUNBOOK_METRICS_ADDRESS;
+  if (raw !== undefined && raw !== '') return parseMetricsAddress(raw, 'RUNBOOK_METRICS_ADDRESS');
+  return { address: DEFAULT_METRICS_ADDRESS, source: 'default' };
 }
 
 /** The alert receiver's default port. */

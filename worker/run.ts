@@ -1,16 +1,26 @@
 // Node side. The worker process's lifecycle: connect to Temporal, create the engine's worker, run it until
 // SIGINT/SIGTERM (running activities get the shutdown grace time; a second signal exits at once), and close the
 // connection in `finally`. `runbook worker` is this alone; `runbook dev` starts its embedded server first.
-import type { NativeConnection } from '@temporalio/worker';
+import { Runtime, type NativeConnection } from '@temporalio/worker';
+import { Client } from '@temporalio/client';
 import type { Logger } from '../common/logger';
-import { connectWorker, type EngineConfig, type TemporalTarget, type WorkerSettings } from './config';
-import { createEngineWorker, installRuntime, type EngineWorker } from './worker';
+import {
+  connectWorker,
+  type EngineConfig,
+  type MetricsSetting,
+  type TemporalTarget,
+  type WorkerSettings,
+} from './config';
+import { startApprovalsGauge } from './metrics';
+import { createEngineWorker, installRuntime, type EngineWorker, type MetricsState } from './worker';
 
 /** What a running worker is, for a banner. */
 export interface RunningWorker {
   engine: EngineWorker;
   target: TemporalTarget;
   settings: WorkerSettings;
+  /** Where its Prometheus metrics are served, or why not. */
+  metrics: MetricsState;
 }
 
 /** What the worker runs with: the caller reads it from the environment (worker/config.ts). */
@@ -20,6 +30,8 @@ export interface RunWorkerOptions {
   settings: WorkerSettings;
   config: EngineConfig;
   logger: Logger;
+  /** The Prometheus endpoint (worker/metrics.ts). @default off */
+  metrics?: MetricsSetting;
   /** Lines for the operator when a signal arrives. @default none */
   say?: (line: string) => void;
   /** Called once the worker polls (the CLI prints its banner). */
@@ -34,8 +46,9 @@ async function waitForRunning(worker: { getState(): string }): Promise<void> {
 export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   const { logger, settings, target, config } = opts;
   const say = opts.say ?? (() => undefined);
-  installRuntime(logger);
+  const metrics = installRuntime(logger, opts.metrics);
   let connection: NativeConnection | undefined;
+  let stopGauge: (() => Promise<void>) | undefined;
   let stopping = false;
   let engine: EngineWorker | undefined;
   const stop = (signal: NodeJS.Signals) => {
@@ -54,9 +67,14 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     process.on('SIGTERM', stop);
     const running = engine.run();
     await waitForRunning(engine.worker);
-    opts.onRunning?.({ engine, target, settings });
+    if (metrics.url) {
+      const client = new Client({ connection, namespace: target.namespace });
+      stopGauge = startApprovalsGauge(Runtime.instance().metricMeter, client, settings.taskQueue, logger);
+    }
+    opts.onRunning?.({ engine, target, settings, metrics });
     await running;
   } finally {
+    await stopGauge?.();
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
     await connection?.close();

@@ -1,5 +1,5 @@
 // Node side. Builds the engine's worker: activities with their real dependencies, the workflow code, and the
-// Temporal runtime's logs routed into pino.
+// Temporal runtime: its logs routed into pino, its Prometheus endpoint (worker/metrics.ts).
 import {
   Runtime,
   Worker,
@@ -16,17 +16,33 @@ import { SshPool } from '../activities/ssh/pool';
 import { Secrets } from '../activities/secrets/providers';
 import type { Logger } from '../common/logger';
 import { PREBUILT_BUNDLE } from './bundle';
-import { engineConfigFromEnv, type EngineConfig, type WorkerSettings } from './config';
+import type { MetricsSetting } from './config';
+import { primeEngineMetrics, prometheusExporter } from './metrics';
+import { UserError, messageOf } from '../common/errors';
+import { engineConfigFromEnv, workerIdentity, type EngineConfig, type WorkerSettings } from './config';
 import { Client } from '@temporalio/client';
 import { openAuditStore, type AuditStore } from '../audit/store';
 import { dataConverterFor } from '../common/codec';
 
-let runtimeInstalled = false;
+/** What became of the metrics endpoint, for the banner. */
+export interface MetricsState {
+  /** The scrape URL, when metrics are served. */
+  url?: string;
+  /** Why not, when they are not. */
+  off?: string;
+}
 
-/** Routes the Temporal SDK's own logs (core and worker) into pino; call once, before the first connection. */
-export function installRuntime(logger: Logger): void {
-  if (runtimeInstalled) return;
-  runtimeInstalled = true;
+let installed: MetricsState | undefined;
+
+/**
+ * Installs the process's Temporal runtime: the SDK's own logs (core and worker) into pino, and the Prometheus
+ * endpoint `metrics` names (SDK and engine metrics, see worker/metrics.ts). Call once, before the first
+ * connection; later calls return the first call's state (the runtime is process-wide). An address the operator
+ * chose that cannot be bound is a UserError; the default one, when taken, leaves metrics off with a note, so that
+ * several workers on one machine still start.
+ */
+export function installRuntime(logger: Logger, metrics?: MetricsSetting): MetricsState {
+  if (installed) return installed;
   const sdk = logger.child({ component: 'temporal' });
   const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
     TRACE: 'trace',
@@ -35,18 +51,46 @@ export function installRuntime(logger: Logger): void {
     WARN: 'warn',
     ERROR: 'error',
   };
-  Runtime.install({
-    logger: {
-      log: (level: LogLevel, message: string, meta?: LogMetadata) => sdk[levels[level]](meta ?? {}, message),
-      trace: (m: string, meta?: LogMetadata) => sdk.trace(meta ?? {}, m),
-      debug: (m: string, meta?: LogMetadata) => sdk.debug(meta ?? {}, m),
-      info: (m: string, meta?: LogMetadata) => sdk.info(meta ?? {}, m),
-      warn: (m: string, meta?: LogMetadata) => sdk.warn(meta ?? {}, m),
-      error: (m: string, meta?: LogMetadata) => sdk.error(meta ?? {}, m),
-    },
-    // Shutdown is ours: runWorker's SIGINT/SIGTERM handlers (run.ts) stop the worker, then the CLI the dev server.
-    shutdownSignals: [],
-  });
+  const install = (address: string | undefined) =>
+    Runtime.install({
+      logger: {
+        log: (level: LogLevel, message: string, meta?: LogMetadata) => sdk[levels[level]](meta ?? {}, message),
+        trace: (m: string, meta?: LogMetadata) => sdk.trace(meta ?? {}, m),
+        debug: (m: string, meta?: LogMetadata) => sdk.debug(meta ?? {}, m),
+        info: (m: string, meta?: LogMetadata) => sdk.info(meta ?? {}, m),
+        warn: (m: string, meta?: LogMetadata) => sdk.warn(meta ?? {}, m),
+        error: (m: string, meta?: LogMetadata) => sdk.error(meta ?? {}, m),
+      },
+      ...(address ? { telemetryOptions: { metrics: prometheusExporter(address) } } : {}),
+      // Shutdown is ours: runWorker's SIGINT/SIGTERM handlers (run.ts) stop the worker, then the CLI the dev server.
+      shutdownSignals: [],
+    });
+  const address = metrics?.address;
+  if (!address) {
+    install(undefined);
+    installed = { off: metrics ? `off (${metrics.source})` : 'off' };
+    return installed;
+  }
+  try {
+    // The exporter binds its socket here, so a taken address fails now (and leaves no runtime installed).
+    primeEngineMetrics(install(address).metricMeter);
+    installed = { url: `http://${address}/metrics` };
+  } catch (err) {
+    const inUse = /address already in use|os error 98|EADDRINUSE/i.test(messageOf(err));
+    if (metrics.source !== 'default' || !inUse) {
+      throw new UserError(
+        `Cannot serve Prometheus metrics on ${address} (${metrics.source}): ` +
+          `${inUse ? 'the address is already in use, probably by another runbook worker' : messageOf(err)}. ` +
+          'Choose another address with --metrics or RUNBOOK_METRICS_ADDRESS, or set it to off.',
+        { cause: err },
+      );
+    }
+    install(undefined);
+    installed = {
+      off: `off: ${address} is in use (another runbook worker?); choose another address with --metrics or RUNBOOK_METRICS_ADDRESS`,
+    };
+  }
+  return installed;
 }
 
 /**
@@ -101,6 +145,7 @@ export async function createEngineWorker(
     connection,
     namespace,
     taskQueue: settings.taskQueue,
+    identity: workerIdentity(config),
     activities: createActivities({
       ssh,
       secrets,

@@ -32,6 +32,8 @@ export const ACTIVITY_OPTIONS = {
       nonRetryableErrorTypes: [FAILURES.notifyRefused],
     },
   },
+  /** Reading who started a run from its first history event (a local activity: one small server call). */
+  starter: { startToCloseTimeout: '10 seconds', retry: { maximumAttempts: 3 } },
   /** Killing a cancelled step's remote command. */
   kill: { startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } },
 } satisfies Record<string, ActivityOptions & LocalActivityOptions>;

@@ -25,7 +25,8 @@ import {
 import { Type, type Static } from '@sinclair/typebox';
 import type { Activities } from '../activities';
 import type { WorkflowAuditEvent } from '../audit/events';
-import { inputProblems } from '../dsl/run-input';
+import { inputProblems, type RunbookInput } from '../dsl/run-input';
+import { runDetails, runSummary } from '../common/run-metadata';
 import { FAILURES } from '../common/failure-types';
 import { ACTIVITY_OPTIONS } from './activity-options';
 import {
@@ -55,6 +56,7 @@ import {
   type GuardEscalation,
   type GuardRecord,
 } from './guard-state';
+import { countAlertAnswer, countAuditFailure } from './metrics';
 
 const GuardInputSchema = Type.Object(
   {
@@ -119,25 +121,27 @@ export async function alertGuard(input: Static<typeof GuardInputSchema>): Promis
     let result: GuardAnswer;
     let runId: string | undefined;
     try {
+      const input: RunbookInput = {
+        runbook: state.runbook,
+        params: d.params ?? {},
+        initiator: fingerprint,
+        trigger: 'alert',
+        alert: {
+          fingerprint,
+          status: d.alert.status,
+          source: d.alert.source,
+          startsAt: d.alert.startsAt ?? null,
+          labels: d.alert.labels,
+          annotations: d.alert.annotations,
+          generatorURL: d.alert.generatorURL ?? null,
+        },
+      };
+      // What the UI shows of the remediation from its start: runbook, params (secret-looking ones masked), the alert.
       const child = await startChild<typeof runbook>('runbook', {
         workflowId,
-        args: [
-          {
-            runbook: state.runbook,
-            params: d.params ?? {},
-            initiator: fingerprint,
-            trigger: 'alert',
-            alert: {
-              fingerprint,
-              status: d.alert.status,
-              source: d.alert.source,
-              startsAt: d.alert.startsAt ?? null,
-              labels: d.alert.labels,
-              annotations: d.alert.annotations,
-              generatorURL: d.alert.generatorURL ?? null,
-            },
-          },
-        ],
+        args: [input],
+        staticSummary: runSummary(input),
+        staticDetails: runDetails(input),
         parentClosePolicy: ParentClosePolicy.ABANDON,
         workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
       });
@@ -150,6 +154,7 @@ export async function alertGuard(input: Static<typeof GuardInputSchema>): Promis
       // Its id is taken by a remediation still running (started before this guard continued as new).
       log.info('remediation already running', { workflowId, error: (err as Error).message });
       result = startRefused(state, fingerprint);
+      countAlertAnswer(state.runbook, result);
     }
     const incident = state.incidents[fingerprint];
     if (incident?.resolvePending) {
@@ -167,6 +172,7 @@ export async function alertGuard(input: Static<typeof GuardInputSchema>): Promis
       const pending = batch.map((d) => {
         contentHash = d.contentHash;
         const decision = decide(state, d, now);
+        countAlertAnswer(state.runbook, decision.answer);
         effects.push(...decision.effects);
         return decision.start
           ? start(d, decision.answer, decision.start.workflowId, decision.start.fingerprint)
@@ -285,5 +291,6 @@ async function recordAll(runbookName: string, contentHash: string, records: Guar
     await audit({ events });
   } catch (err) {
     log.error('audit write failed', { error: (err as Error).message, records: records.length });
+    countAuditFailure(runbookName, records.length);
   }
 }

@@ -8,10 +8,13 @@ import { recordEvents, type RunAudit } from './audit';
 import { approvalDecided, approvalEnded, approvalEscalated } from '../audit/run-events';
 import { ACTIVITY_OPTIONS } from './activity-options';
 import { FAILURES } from '../common/failure-types';
+import { showProgress } from './progress';
+import { approvalWaitSummary, notifySummary } from './summaries';
 
 type ApprovalAction = Extract<RenderedAction, { kind: 'approval' }>;
 
-const { notify } = proxyActivities<Activities>(ACTIVITY_OPTIONS.notify);
+/** The notify activity, its summary saying why it notifies. */
+const notifier = (summary: string) => proxyActivities<Activities>({ ...ACTIVITY_OPTIONS.notify, summary });
 
 function allowed(a: ApprovalAction, d: ApprovalDecision): boolean {
   if (a.users.length === 0 && a.groups.length === 0) return true;
@@ -52,6 +55,7 @@ export async function awaitApproval(
     deadline: new Date(Date.now() + timeoutMs).toISOString(),
   };
   state.pendingApprovals.push(pending);
+  showProgress(state);
   let rejected: ApprovalDecision | undefined;
   let cursor = 0;
   /** A decision naming only the path counts from here on (else it would also decide for later batches' hosts). */
@@ -70,25 +74,30 @@ export async function awaitApproval(
     }
     return rejected !== undefined || pending.approvals.length >= a.quorum;
   };
-  const recordHeard = () =>
-    recordEvents(
+  const recordHeard = () => {
+    showProgress(state); // approvals counted since
+    return recordEvents(
       audit,
       state,
       ...heard.splice(0).map(({ n, d, counted }) => approvalDecided(id, n, path, target, d, counted)),
     );
+  };
   const outcome = (status: string, error?: string) =>
     recordEvents(audit, state, approvalEnded(id, path, target, a, status, pending.approvals, error));
   try {
-    let decided = await condition(tally, timeoutMs);
+    const waiting = { summary: approvalWaitSummary(id, a.quorum) };
+    let decided = await condition(tally, timeoutMs, waiting);
     await recordHeard();
     if (!decided && a.onTimeout === 'escalate') {
-      await notify({
+      const message = `${runbook}: approval "${id}" got no decision in time; waiting once more. ${a.message}`;
+      await notifier(notifySummary(`escalate approval ${id}`, 'escalation', message)).notify({
         channel: 'escalation',
-        message: `${runbook}: approval "${id}" got no decision in time; waiting once more. ${a.message}`,
+        message,
       });
       await recordEvents(audit, state, approvalEscalated(id, path, target, a));
       pending.deadline = new Date(Date.now() + timeoutMs).toISOString();
-      decided = await condition(tally, timeoutMs);
+      showProgress(state);
+      decided = await condition(tally, timeoutMs, waiting);
       await recordHeard();
     }
     if (rejected) {
@@ -107,5 +116,6 @@ export async function awaitApproval(
     audit.approvals.push(...pending.approvals);
   } finally {
     state.pendingApprovals = state.pendingApprovals.filter((p) => p !== pending);
+    showProgress(state);
   }
 }

@@ -5,11 +5,15 @@
 import { CancellationScope, log, patched, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { StepAuditContext, WorkflowAuditEvent } from '../audit/events';
-import { isRollback, type RunEvent } from '../audit/run-events';
+import { isRollback, stepIdAt, type RunEvent } from '../audit/run-events';
+import type { RunbookDoc } from '../dsl/schema';
 import type { RunState } from './messages';
 import { ACTIVITY_OPTIONS } from './activity-options';
+import { auditSummary } from './summaries';
+import { countAuditFailure } from './metrics';
 
-const { audit } = proxyLocalActivities<Activities>(ACTIVITY_OPTIONS.audit);
+/** The audit activity, its summary naming the records it writes (summaries.ts). */
+const auditor = (summary: string) => proxyLocalActivities<Activities>({ ...ACTIVITY_OPTIONS.audit, summary });
 
 /** What every record of the run shares, kept on the run's environment. */
 export interface RunAudit {
@@ -19,6 +23,8 @@ export interface RunAudit {
   initiator: { trigger: string; id: string };
   /** Approvals granted so far in the run; step records carry them. */
   approvals: { by: string; comment?: string }[];
+  /** The runbook once prepared, so records name steps by id (kept in the workflow's memory, never sent). */
+  doc?: Pick<RunbookDoc, 'steps' | 'rollback'>;
 }
 
 export function startAudit(runbook: string, trigger: string, initiator: string): RunAudit {
@@ -41,12 +47,16 @@ export async function recordEvents(
 ): Promise<void> {
   if (!a.on || events.length === 0) return;
   const time = new Date().toISOString();
-  const full: WorkflowAuditEvent[] = events.map((e) => ({ ...e, time, runbook: a.runbook, initiator: a.initiator }));
+  const full: WorkflowAuditEvent[] = events.map((e) => {
+    const stepId = e.stepId ?? stepIdAt(a.doc, e.step);
+    return { ...e, ...(stepId ? { stepId } : {}), time, runbook: a.runbook, initiator: a.initiator };
+  });
   try {
-    await CancellationScope.nonCancellable(() => audit({ events: full }));
+    await CancellationScope.nonCancellable(() => auditor(auditSummary(full)).audit({ events: full }));
   } catch (err) {
     const message = `audit write failed for ${events.map((e) => `${e.kind} ${e.key}`).join(', ')}: ${(err as Error).message}`;
     log.error(message);
+    countAuditFailure(a.runbook.name, events.length);
     state.auditErrors = [...(state.auditErrors ?? []), message];
   }
 }
@@ -70,5 +80,6 @@ export function stepAudit(
   target: string | undefined,
 ): StepAuditContext | undefined {
   const base = auditBase(a, target);
-  return base && { ...base, key, kind: isRollback(path) ? 'rollback' : 'step' };
+  const stepId = stepIdAt(a.doc, path);
+  return base && { ...base, key, kind: isRollback(path) ? 'rollback' : 'step', ...(stepId ? { stepId } : {}) };
 }

@@ -12,6 +12,7 @@ import {
   log,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   TemporalFailure,
   upsertMemo,
@@ -49,6 +50,9 @@ import {
 import { ALERT_GUARD_PREFIX, FAILURES, failureType, HOST_LOCK_PREFIX } from '../common/failure-types';
 import { ACTIVITY_OPTIONS } from './activity-options';
 import { RunWindow } from './window';
+import { observeHosts, showProgress } from './progress';
+import { prepareSummary } from './summaries';
+import { countRejectedRun, countRun } from './metrics';
 
 export type { RunbookInput } from '../dsl/run-input';
 export type { HostResult } from './target';
@@ -94,10 +98,14 @@ export interface RunbookResult {
   blocked?: string;
 }
 
-const { prepare } = proxyActivities<Activities>(ACTIVITY_OPTIONS.prepare);
+/** The prepare activity of this input, its summary naming the runbook and the inventory. */
+const preparer = (input: RunbookInput) =>
+  proxyActivities<Activities>({ ...ACTIVITY_OPTIONS.prepare, summary: prepareSummary(input.runbook, input.inventory) })
+    .prepare;
 
 function setStatus(state: RunState, status: RunState['status']): void {
   state.status = status;
+  showProgress(state);
   upsertSearchAttributes([{ key: RunbookStatus, value: status }]);
 }
 
@@ -125,7 +133,7 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
 
 async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
   await refuseBadInput(input);
-  const { initiator, trigger } = startedBy(input);
+  const { initiator, trigger } = await startedBy(input);
   const audit = startAudit(input.runbook, trigger, initiator);
   const { state, inbox } = openRun(input.runbook, initiator, trigger);
   const prepared = await prepareRun(input, audit, state);
@@ -171,6 +179,7 @@ async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
     else if (failureType(err) === FAILURES.alertResolved) rollout.cancelled = rollout.resolved = true;
     else {
       setStatus(state, 'failed');
+      countRun(rb.metadata.name, trigger, 'failed');
       await recordEvents(audit, state, runFinished('failed', { error: errorText(err) }));
       // Only a Temporal failure fails the run; any other error (an expression over input that does not fit it)
       // would fail the workflow task again and again and wedge the run.
@@ -191,6 +200,7 @@ async function refuseBadInput(input: RunbookInput): Promise<void> {
       typeof input?.runbook === 'string' && /^[a-z][a-z0-9-]{0,127}$/.test(input.runbook)
         ? input.runbook
         : '(invalid input)';
+    countRun(name, 'unknown', 'rejected');
     await recordEvents(
       startAudit(name, 'manual', 'unknown'),
       {},
@@ -200,15 +210,30 @@ async function refuseBadInput(input: RunbookInput): Promise<void> {
   }
 }
 
+const { starterIdentity } = proxyLocalActivities<Activities>({
+  ...ACTIVITY_OPTIONS.starter,
+  summary: 'who started the run: the client identity the server recorded (the input names nobody)',
+});
+
 /**
  * Who or what started the run. A run a Temporal schedule started names the schedule (the UI's and the server's
  * own attribute); a starter can set that attribute too, so it is used only when it passes the initiator's rule.
+ * A run whose input names nobody (the UI's Start Workflow form, `temporal workflow start`) is put down to the
+ * identity of the client that started it, as the server recorded it; runs recorded before that stay `unknown`.
  */
-function startedBy(input: RunbookInput): { initiator: string; trigger: string } {
+async function startedBy(input: RunbookInput): Promise<{ initiator: string; trigger: string }> {
   const claimed = (workflowInfo().searchAttributes?.TemporalScheduledById as unknown[] | undefined)?.[0];
   const scheduledBy = isPrintableText(claimed, 256) ? claimed : undefined;
+  const named = input.initiator ?? scheduledBy;
+  const identity =
+    named === undefined && patched('starter-identity')
+      ? await starterIdentity().catch((err: unknown) => {
+          log.warn('could not read who started the run', { error: (err as Error).message });
+          return undefined;
+        })
+      : undefined;
   return {
-    initiator: input.initiator ?? scheduledBy ?? 'unknown',
+    initiator: named ?? identity ?? 'unknown',
     trigger: input.trigger ?? (scheduledBy ? 'schedule' : 'manual'),
   };
 }
@@ -229,6 +254,8 @@ function openRun(
     decisions: [],
   };
   const inbox: ApprovalDecision[] = [];
+  observeHosts(state);
+  showProgress(state);
   setHandler(stateQuery, () => state);
   setHandler(alertResolvedSignal, () => {
     // Only a run an alert started, and only before it passed its gate or while it waits for its change window with
@@ -243,6 +270,7 @@ function openRun(
     if (inbox.some((d) => d.system)) return;
     inbox.push({ id: 'gate', approve: false, by: 'alert-resolved', comment: 'the alert resolved', system: true });
     state.decisions.push({ id: 'gate', approve: false, by: 'alert-resolved', comment: 'the alert resolved' });
+    showProgress(state);
   });
   setHandler(decideSignal, (d) => {
     const problems = inputProblems(DecisionSchema, d);
@@ -254,6 +282,7 @@ function openRun(
     }
     inbox.push(d);
     state.decisions.push({ ...d });
+    showProgress(state);
   });
   upsertSearchAttributes([
     { key: RunbookName, value: runbookName },
@@ -268,14 +297,16 @@ function openRun(
 async function prepareRun(input: RunbookInput, audit: RunAudit, state: RunState): Promise<PreparedRun> {
   let prepared: PreparedRun;
   try {
-    prepared = await prepare({
+    prepared = await preparer(input)({
       runbook: input.runbook,
+      ...(input.source !== undefined ? { source: input.source } : {}),
       params: input.params ?? {},
       inventory: input.inventory,
       alert: input.alert,
     });
   } catch (err) {
     setStatus(state, 'failed');
+    countRejectedRun(input.runbook, audit.initiator.trigger, err);
     await recordEvents(
       audit,
       state,
@@ -293,9 +324,12 @@ async function prepareRun(input: RunbookInput, audit: RunAudit, state: RunState)
     description: rb.metadata.description ?? '',
     contentHash: prepared.contentHash,
     risk: rb.metadata.risk ?? 'medium',
+    // Where the runbook came from: the worker's directory, or the run itself (`runbook run FILE.yaml`).
+    source: prepared.source === 'run' ? 'sent with the run' : 'runbook directory',
   });
   upsertSearchAttributes([{ key: RunbookTargets, value: prepared.targets }]);
   audit.runbook = { name: rb.metadata.name, contentHash: prepared.contentHash };
+  audit.doc = rb;
   await recordEvents(
     audit,
     state,
@@ -304,6 +338,7 @@ async function prepareRun(input: RunbookInput, audit: RunAudit, state: RunState)
       targets: prepared.targets,
       inventory: input.inventory ?? null,
       alert: input.alert ?? null,
+      ...(prepared.source ? { source: 'sent with the run' } : {}),
     }),
   );
   return prepared;
@@ -356,6 +391,7 @@ class Rollout {
     let next = 0;
     for (const [b, size] of sizes.entries()) {
       this.env.state.batch.index = b + 1;
+      showProgress(this.env.state);
       if (windowed && !(await this.window.admit(`batch ${b + 1} of ${sizes.length}`))) {
         this.hosts.slice(next).forEach((h) => this.skip(h));
         break;
@@ -457,7 +493,9 @@ async function finishRun(rollout: Rollout, audit: RunAudit): Promise<RunbookResu
             : 'succeeded',
   };
   setStatus(state, result.status === 'degraded' ? 'succeeded' : result.status);
+  countRun(rb.metadata.name, audit.initiator.trigger, result.status);
   state.result = result;
+  showProgress(state);
   await recordEvents(
     audit,
     state,

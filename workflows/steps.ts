@@ -28,6 +28,11 @@ import { auditBase, recordEvents, stepAudit, type RunAudit } from './audit';
 import { groupCancelled, stepEvent, whenSkipped, workflowRecordsSuccess } from '../audit/run-events';
 import { FAILURES, failureType, isIn, STEP_FAILURES } from '../common/failure-types';
 import { ACTIVITY_OPTIONS, longStepOptions, shortStepOptions } from './activity-options';
+import { observeStep } from './metrics';
+import { childSummary, groupSummary, killSummary, stepSummary, waitSummary } from './summaries';
+import { showProgress } from './progress';
+import { runDetails } from '../common/run-metadata';
+import { mdText } from '../common/markdown';
 
 /** What every step of a run shares. */
 export interface StepEnv {
@@ -146,7 +151,8 @@ function outputsOf(
  */
 export const LOCAL_STEP_MAX_MS = 10 * 60_000;
 
-const killer = proxyLocalActivities<Activities>(ACTIVITY_OPTIONS.kill);
+/** The activity that stops a cancelled step's remote command, its summary naming the step. */
+const killer = (summary: string) => proxyLocalActivities<Activities>({ ...ACTIVITY_OPTIONS.kill, summary });
 
 /** The message of a failure, preferring its cause's (an activity failure wraps the real one). */
 export function errorText(err: unknown): string {
@@ -160,12 +166,15 @@ function failureResult(err: unknown): StepResultView | undefined {
   return (e?.cause?.details ?? e?.details)?.[0] as StepResultView | undefined;
 }
 
-/** The activities of a step of this timeout: local for short steps, regular (heartbeating) for long ones. */
-function stepActivities(timeoutMs: number, attempts: number) {
+/**
+ * The activities of a step of this timeout: local for short steps, regular (heartbeating) for long ones; `summary`
+ * is what the UI's history says the activity does (summaries.ts).
+ */
+function stepActivities(timeoutMs: number, attempts: number, summary: string) {
   // Runs recorded before steps became local activities replay with regular ones.
   return timeoutMs <= LOCAL_STEP_MAX_MS && patched('local-steps')
-    ? proxyLocalActivities<Activities>(shortStepOptions(timeoutMs, attempts))
-    : proxyActivities<Activities>(longStepOptions(timeoutMs, attempts));
+    ? proxyLocalActivities<Activities>({ ...shortStepOptions(timeoutMs, attempts), summary })
+    : proxyActivities<Activities>({ ...longStepOptions(timeoutMs, attempts), summary });
 }
 
 /** One attempt of a step's action. Returns what outputs are extracted from. */
@@ -178,7 +187,11 @@ async function act(
 ): Promise<StepResultView> {
   const { env, host } = t;
   const timeoutMs = duration(step.timeout, '10m');
-  const activities = stepActivities(timeoutMs, action.kind === 'http' ? (step.retry?.attempts ?? 3) : 10);
+  const activities = stepActivities(
+    timeoutMs,
+    action.kind === 'http' ? (step.retry?.attempts ?? 3) : 10,
+    stepSummary({ stepId: step.id, path, key, host: host?.name, action }),
+  );
   const secrets = env.prepared.runbook.secrets;
   const outputs = step.outputs ? { stepId: step.id, spec: step.outputs } : undefined;
   switch (action.kind) {
@@ -206,7 +219,10 @@ async function act(
         });
       } catch (err) {
         // The step itself was cancelled: stop its remote command (the activity leaves it running on purpose).
-        if (isCancellation(err)) await CancellationScope.nonCancellable(() => killer.sshKill({ target, key: stepKey }));
+        if (isCancellation(err))
+          await CancellationScope.nonCancellable(() =>
+            killer(killSummary(host?.name, [step.id])).sshKill({ target, key: stepKey }),
+          );
         throw err;
       }
     }
@@ -219,7 +235,9 @@ async function act(
         outputs,
       });
     case 'sleep':
-      await sleep(action.duration as ms.StringValue);
+      await sleep(action.duration as ms.StringValue, {
+        summary: stepSummary({ stepId: step.id, path, key, host: host?.name, action }),
+      });
       return {};
     case 'approval':
       await awaitApproval(
@@ -242,20 +260,22 @@ async function act(
       const heldHosts =
         host && step.targets === undefined ? [...new Set([...env.heldHosts, host.name])] : env.heldHosts;
       const windowOverride = env.windowOverride?.();
+      const input = {
+        runbook: action.name,
+        params: action.params,
+        initiator: env.initiator,
+        trigger: 'sub-runbook' as const,
+        inventory: env.inventory,
+        heldHosts,
+        ...(windowOverride ? { windowOverride } : {}),
+      };
+      const parentId = workflowInfo().workflowId;
       const child = await executeChild('runbook', {
-        args: [
-          {
-            runbook: action.name,
-            params: action.params,
-            initiator: env.initiator,
-            trigger: 'sub-runbook',
-            inventory: env.inventory,
-            heldHosts,
-            ...(windowOverride ? { windowOverride } : {}),
-          },
-        ],
+        args: [input],
         // One child per target: with several hosts in a batch, the same step path would collide.
-        workflowId: `${workflowInfo().workflowId}/${key}${env.features.childIdHost && host ? `@${host.name}` : ''}`,
+        workflowId: `${parentId}/${key}${env.features.childIdHost && host ? `@${host.name}` : ''}`,
+        staticSummary: childSummary(action.name, env.prepared.name, step.id, host?.name),
+        staticDetails: `${runDetails(input)}\n\n**Parent run:** ${mdText(parentId, 300)}, step ${mdText(step.id, 64)}`,
       });
       // A child a change calendar kept out did nothing: that is no success of this step.
       if ((child as { status?: string } | undefined)?.status === 'blocked')
@@ -278,8 +298,10 @@ async function withRetry(t: TargetRun, step: StepDoc, path: string, keyBase: str
     const key = attempt === 1 ? keyBase : `${keyBase}#${attempt}`;
     const action = renderStep(step, t.ctx);
     const target = t.host?.name;
+    const startedAt = Date.now();
     try {
       const result = await act(t, action, step, path, key);
+      observeStep(t.env, action.kind, 'succeeded', startedAt, result);
       if (workflowRecordsSuccess(action, result as { audited?: boolean })) {
         const selfRecorded = action.kind === 'http' || (action.kind === 'ssh' && !action.upload);
         await recordEvents(
@@ -290,6 +312,7 @@ async function withRetry(t: TargetRun, step: StepDoc, path: string, keyBase: str
       }
       return result;
     } catch (err) {
+      observeStep(t.env, action.kind, isCancellation(err) ? 'cancelled' : 'failed', startedAt, failureResult(err));
       if (action.kind !== 'approval') {
         await recordEvents(
           t.env.audit,
@@ -302,7 +325,7 @@ async function withRetry(t: TargetRun, step: StepDoc, path: string, keyBase: str
         );
       }
       if (attempt >= attempts || !isIn(STEP_FAILURES, failureType(err))) throw err;
-      await sleep(backoff);
+      await sleep(backoff, { summary: waitSummary(step.id, t.host?.name, `back off before attempt ${attempt + 1}`) });
       backoff = Math.min(backoff * 2, duration(step.retry?.maxBackoff, '5m'));
     }
   }
@@ -330,7 +353,9 @@ async function withUntil(t: TargetRun, step: StepDoc, path: string, keyBase: str
         FAILURES.untilTimeout,
       );
     }
-    await sleep(step.until.every as ms.StringValue);
+    await sleep(step.until.every as ms.StringValue, {
+      summary: waitSummary(step.id, t.host?.name, `wait ${step.until.every} before poll ${poll + 1}`),
+    });
   }
 }
 
@@ -394,13 +419,18 @@ export async function runStepGroup(
   const target = sshTarget(t, group[0]!.step.id);
   const hostState = env.state.hosts[host.name];
   if (hostState) hostState.step = group.map((g) => g.step.id).join(',');
+  showProgress(env.state);
   const items = group.map(({ step, path }) => ({ step, path, timeoutMs: duration(step.timeout, '10m') }));
-  const { sshSteps } = proxyLocalActivities<Activities>(
-    shortStepOptions(
+  const { sshSteps } = proxyLocalActivities<Activities>({
+    ...shortStepOptions(
       items.reduce((sum, i) => sum + i.timeoutMs, 0),
       10,
     ),
-  );
+    summary: groupSummary(
+      host.name,
+      group.map((g) => g.step.id),
+    ),
+  });
   let out: Awaited<ReturnType<typeof sshSteps>>;
   try {
     out = await sshSteps({
@@ -415,8 +445,11 @@ export async function runStepGroup(
     if (isCancellation(err)) {
       // Which step was running is unknown here: stop any of them (a finished or unstarted one is a no-op).
       await CancellationScope.nonCancellable(async () => {
-        for (const { path } of group)
-          await killer.sshKill({ target, key: recordKey(path, env.features.runScopedKeys) });
+        for (const { step, path } of group)
+          await killer(killSummary(host.name, [step.id])).sshKill({
+            target,
+            key: recordKey(path, env.features.runScopedKeys),
+          });
       });
       await recordEvents(
         env.audit,
@@ -433,6 +466,7 @@ export async function runStepGroup(
   for (const [i, d] of out.done.entries()) {
     const { step, path } = group[i]!;
     t.steps[step.id] = { outputs: d.outputs, status: d.status };
+    if (d.status === 'succeeded') observeStep(env, 'ssh', 'succeeded', Date.now(), d.result);
     if (!d.audited) {
       await recordEvents(
         env.audit,
@@ -446,6 +480,7 @@ export async function runStepGroup(
   }
   if (out.failed) {
     const f = out.failed;
+    observeStep(env, 'ssh', 'failed', Date.now(), f.result);
     if (!f.audited)
       await recordEvents(
         env.audit,
@@ -472,6 +507,7 @@ export async function runStepGroup(
 export async function runStep(t: TargetRun, step: StepDoc, path: string): Promise<void> {
   const hostName = t.host?.name;
   if (hostName && t.env.state.hosts[hostName]) t.env.state.hosts[hostName]!.step = step.id;
+  showProgress(t.env.state);
   if (!shouldRun(step, t.ctx)) {
     t.steps[step.id] = { outputs: {}, status: 'skipped' };
     await recordEvents(t.env.audit, t.env.state, whenSkipped(path, hostName, step.when));

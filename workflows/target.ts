@@ -6,6 +6,7 @@ import type { TargetHost } from '../dsl/selector';
 import { acquireHostLock, releaseHostLock } from './host-lock';
 import { errorText, groupLength, rollbackRun, runStep, runStepGroup, type TargetRun } from './steps';
 import type { HostState } from './messages';
+import { observeLockWait } from './metrics';
 
 export interface HostResult {
   state: HostState;
@@ -31,6 +32,7 @@ export async function runTarget(t: TargetRun, result: HostResult, opts: TargetOp
   try {
     // Runs recorded before host locks existed replay without them (see test/integration/replay.test.ts).
     if (host && patched('host-locks') && !env.heldHosts.includes(host.name)) {
+      const askedAt = Date.now();
       lock = await acquireHostLock(
         host.name,
         workflowInfo().workflowId,
@@ -40,6 +42,7 @@ export async function runTarget(t: TargetRun, result: HostResult, opts: TargetOp
         },
         opts.abandonOnCancel,
       );
+      observeLockWait(rb.metadata.name, askedAt);
       acquired = true;
     }
     env.state.hosts[name] = { state: 'running' };

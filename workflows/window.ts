@@ -20,11 +20,16 @@ import { overrideWindowSignal, type RunState } from './messages';
 import { recordEvents, type RunAudit } from './audit';
 import { RunbookStatus } from './search-attributes';
 import { errorText } from './steps';
+import { showProgress } from './progress';
+import { windowSummary, windowWaitSummary } from './summaries';
 
-const { windowState } = proxyLocalActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { maximumAttempts: 5, initialInterval: '1 second' },
-});
+/** The calendar check, its summary saying what it is for and which calendars it asks about. */
+const checker = (summary: string) =>
+  proxyLocalActivities<Activities>({
+    startToCloseTimeout: '30 seconds',
+    retry: { maximumAttempts: 5, initialInterval: '1 second' },
+    summary,
+  });
 
 /** The window a run keeps to, as prepare resolved it (its own calendars; the global ones are added at each check). */
 export interface WindowSpec {
@@ -110,7 +115,7 @@ export class RunWindow {
       const now = Date.now();
       let answer: WindowAnswer;
       try {
-        answer = await windowState({ calendars: spec.calendars, at: now });
+        answer = await checker(windowSummary(what, spec.calendars)).windowState({ calendars: spec.calendars, at: now });
       } catch (err) {
         // The calendar file went bad and no good version of it is known: stop cleanly, changing nothing more.
         return this.stop(`${what} not started: the change calendars cannot be read (${errorText(err)})`);
@@ -120,6 +125,7 @@ export class RunWindow {
       const open = answer.open && !inCutoff;
       this.last = { at: now, open, closesAt };
       this.state.window = { open, calendars: answer.calendars, nextChange: iso(answer.nextChange) };
+      showProgress(this.state);
       if (open) {
         if (waitedSince !== undefined) {
           await recordEvents(this.audit, this.state, windowOpened(closedSeq!, what, answer, now - waitedSince));
@@ -139,6 +145,7 @@ export class RunWindow {
         if (!denied.length) {
           this.granted = o;
           this.state.window.overriddenBy = o.by;
+          showProgress(this.state);
           this.setStatus('running');
           return true;
         }
@@ -166,17 +173,18 @@ export class RunWindow {
       this.setStatus('waiting-window');
       // Sleep to the opening, the deadline, or a quarter of an hour (the calendars may change), whichever is first;
       // an override or the alert's resolution wakes the run at once.
-      await this.sleepUntil(Math.min(reopens ?? deadline, deadline, now + RECHECK_MS));
+      await this.sleepUntil(Math.min(reopens ?? deadline, deadline, now + RECHECK_MS), what);
     }
   }
 
   /** Sleeps until `t` on the workflow clock, or until an override or the alert's resolution comes. */
-  private async sleepUntil(t: number): Promise<void> {
+  private async sleepUntil(t: number, what: string): Promise<void> {
     const ms = t - Date.now();
     if (ms > 0)
       await condition(
         () => (this.override !== undefined && this.override !== this.refused) || this.alertResolved(),
         ms,
+        { summary: windowWaitSummary(what, iso(t)!) },
       );
   }
 
@@ -192,6 +200,7 @@ export class RunWindow {
 
   private setStatus(status: RunState['status']): void {
     this.state.status = status;
+    showProgress(this.state);
     upsertSearchAttributes([{ key: RunbookStatus, value: status }]);
   }
 }

@@ -6,10 +6,10 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client, type ConnectConfig } from 'ssh2';
+import { Client, utils as sshUtils, type ConnectConfig } from 'ssh2';
 import type { SshTarget } from '../../dsl/selector';
 import type { Secrets } from '../secrets/providers';
-import { SshAuthError, SshConnectError, type HostKeyError } from './errors';
+import { HostKeyError, SshAuthError, SshConnectError } from './errors';
 import { hostKeyError, knownHostsName, loadKnownHosts, verifyHostKey } from './known-hosts';
 
 interface Pooled {
@@ -152,11 +152,17 @@ export class SshPool {
       return { password: await this.secrets.resolve(target.passwordSecret.name, target.passwordSecret.decl) };
     }
     if (target.identityFile) {
+      let privateKey: Buffer;
       try {
-        return { privateKey: fs.readFileSync(target.identityFile) };
+        privateKey = fs.readFileSync(target.identityFile);
       } catch (err) {
-        throw new SshAuthError(`${target.name}: cannot read the key ${target.identityFile}: ${(err as Error).message}`);
+        throw new SshAuthError(loginFileProblem(target, 'key', err));
       }
+      // A file that is not a key ssh2 can use (garbage, a public key, one with a passphrase) fails every attempt the
+      // same way: say so now, naming the file, instead of retrying ssh2's bare "Cannot parse privateKey".
+      const parsed = sshUtils.parseKey(privateKey);
+      if (parsed instanceof Error) throw new SshAuthError(loginFileProblem(target, 'key', parsed));
+      return { privateKey };
     }
     if (this.agentSocket) return { agent: this.agentSocket };
     throw new SshAuthError(
@@ -167,10 +173,14 @@ export class SshPool {
   private async open(target: SshTarget, key: string): Promise<Pooled> {
     const port = target.port ?? 22;
     const where = `${target.name} (${target.address}:${port})`;
-    const knownHosts =
-      fs.existsSync(target.knownHosts) || target.hostKeyPolicy !== 'accept-new'
-        ? loadKnownHosts(target.knownHosts)
-        : [];
+    let knownHosts: ReturnType<typeof loadKnownHosts> = [];
+    if (fs.existsSync(target.knownHosts) || target.hostKeyPolicy !== 'accept-new') {
+      try {
+        knownHosts = loadKnownHosts(target.knownHosts);
+      } catch (err) {
+        throw new HostKeyError(loginFileProblem(target, 'known_hosts', err));
+      }
+    }
     const creds = await this.credentials(target);
     const sock = await this.socketTo(target);
     let hostKeyProblem: HostKeyError | undefined;
@@ -233,4 +243,34 @@ function recordHostKey(file: string, address: string, port: number, key: Buffer)
   const typeLen = key.readUInt32BE(0);
   const type = key.subarray(4, 4 + typeLen).toString('latin1');
   fs.appendFileSync(file, `${knownHostsName(address, port)} ${type} ${key.toString('base64')}\n`, { mode: 0o600 });
+}
+
+/**
+ * One paragraph for a key or known_hosts file the worker cannot read: which file, for which host, and the settings
+ * that choose it (an operator meets this on a first run, and a raw `ENOENT ... stat` says none of that). Final: no
+ * retry brings the file.
+ */
+export function loginFileProblem(target: SshTarget, which: 'key' | 'known_hosts', err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const file = which === 'key' ? target.identityFile : target.knownHosts;
+  const why =
+    code === 'ENOENT'
+      ? 'does not exist'
+      : code === 'EACCES'
+        ? 'cannot be read by the worker (permission denied)'
+        : code === 'EISDIR'
+          ? 'is a directory'
+          : code === undefined && which === 'key'
+            ? `is not a private key the worker can use (${(err as Error).message}; a key with a passphrase needs an SSH agent)`
+            : `cannot be read (${(err as Error).message})`;
+  const login = `${target.user}@${target.address}${target.port ? `:${target.port}` : ''}`;
+  return which === 'key'
+    ? `${target.name} (${login}): the SSH key file ${file} ${why}. The worker logs in with the key the inventory names ` +
+        "(`identityFile` or `ansible_ssh_private_key_file` in the host's or the inventory's vars), else RUNBOOK_SSH_KEY " +
+        '(default ~/.ssh/id_ed25519): point one of them at the private key for this login, or give the host a password ' +
+        'secret, or run an SSH agent (SSH_AUTH_SOCK).'
+    : `${target.name} (${login}): the known_hosts file ${file} ${why}, so the host's key cannot be checked and the worker ` +
+        "does not connect. It uses the file the inventory names (`knownHosts` in the host's or the inventory's vars), " +
+        "else RUNBOOK_KNOWN_HOSTS (default ~/.ssh/known_hosts): point one of them at a file holding the hosts' keys " +
+        `(for example \`ssh-keyscan ${target.port ? `-p ${target.port} ` : ''}${target.address} >> FILE\`, after checking the fingerprint).`;
 }

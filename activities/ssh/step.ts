@@ -25,16 +25,17 @@ import {
   INLINE_SCRIPT_MAX,
   inputIncomplete,
   killScript,
+  lineCountScript,
   parseTrailer,
   shCommand,
   stepKey,
-  tailScript,
   wrapperRequest,
   wrapperScript,
   wrapperStdin,
   type WrapperOutcome,
 } from './wrapper';
 import { AgentLost, idleAgent } from './agent';
+import { parseProgressRead, progressScript, StreamFollower, type OutputTails } from './progress';
 
 export type SshAction = Extract<RenderedAction, { kind: 'ssh' }>;
 
@@ -76,6 +77,12 @@ export interface SshStepResult {
   truncated: boolean;
   stdoutBytes: number;
   stdoutSha256: string | null;
+  /**
+   * Lines (newlines) of the whole stdout and stderr: the last line of each kept tail is line (count - 1), numbered as
+   * the progress heartbeats number them (`runbook logs --follow` goes on from there). Absent in older results.
+   */
+  stdoutLines?: number;
+  stderrLines?: number;
   durationMs: number;
 }
 
@@ -101,9 +108,12 @@ export function commandFile(action: SshAction): string {
 }
 
 export interface SshStepHooks {
-  /** Called every `intervalMs` while the command runs, with the tail of its output. */
-  onProgress?: (tail: string) => void;
+  /** Called after each read of the running command's output with its latest complete lines (see progress.ts). */
+  onProgress?: (tails: OutputTails) => void;
+  /** Between reads of the output. @default 5000 */
   progressIntervalMs?: number;
+  /** Before the first read, so even a short step shows some output while it runs. @default 1000 */
+  firstProgressMs?: number;
   /** Aborting kills the remote process group. */
   signal?: AbortSignal;
 }
@@ -125,8 +135,10 @@ export async function runSshStep(
   const script = commandFile(input.action);
   const cap = input.maxOutputBytes ?? 1024 * 1024;
   const timeoutMs = input.timeoutMs ?? 600_000;
-  const call = wrapperCall(input, key, script, cap, await resolveSecrets(secrets, input));
-  const raw = await runWrapper(pool, input.target, key, call, timeoutMs, hooks);
+  const resolved = await resolveSecrets(secrets, input);
+  const call = wrapperCall(input, key, script, cap, resolved);
+  const secretValues = [...Object.values(resolved.values), ...(resolved.sudoPassword ? [resolved.sudoPassword] : [])];
+  const raw = await runWrapper(pool, input.target, key, call, timeoutMs, hooks, secretValues);
   const outcome = wrapperOutcome(raw, input.target.name);
   const result = await stepResult(pool, input.target, key, raw, outcome, cap, started);
   checkOutcome(
@@ -234,6 +246,7 @@ async function runWrapper(
   call: WrapperCall,
   timeoutMs: number,
   hooks: SshStepHooks,
+  secretValues: string[],
 ): Promise<WrapperRaw> {
   let killing: Promise<unknown> | undefined;
   const kill = () => {
@@ -241,14 +254,7 @@ async function runWrapper(
   };
   const timer = setTimeout(kill, timeoutMs);
   hooks.signal?.addEventListener('abort', kill, { once: true });
-  const progress = hooks.onProgress
-    ? setInterval(() => {
-        void pool
-          .use(target, (c) => exec(c, tailScript(key, 2048), { timeoutMs: 5000 }))
-          .then((r) => hooks.onProgress?.(redact(r.stdout)))
-          .catch(() => undefined);
-      }, hooks.progressIntervalMs ?? 5000)
-    : undefined;
+  const progress = hooks.onProgress && followOutput(pool, target, key, hooks, secretValues);
   try {
     // Through the connection's shell agent when it is free (and the script is inline), else a plain exec; a
     // lost agent means the same wrapper again over exec, which re-attaches to its record.
@@ -280,9 +286,50 @@ async function runWrapper(
     return raw;
   } finally {
     clearTimeout(timer);
-    if (progress) clearInterval(progress);
+    progress?.stop();
     hooks.signal?.removeEventListener('abort', kill);
   }
+}
+
+/**
+ * Reads the running command's new output now and then (one read at a time; a failed read is skipped) and reports
+ * each stream's latest complete lines through `onProgress`.
+ */
+function followOutput(
+  pool: SshPool,
+  target: SshTarget,
+  key: string,
+  hooks: SshStepHooks,
+  secretValues: string[],
+): { stop(): void } {
+  const out = new StreamFollower(secretValues);
+  const err = new StreamFollower(secretValues);
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const read = async () => {
+    const r = await pool
+      .use(target, (c) => exec(c, progressScript(key, { out: out.position, err: err.position }), { timeoutMs: 5000 }))
+      .catch(() => undefined);
+    const reads = r && parseProgressRead(r.stdout);
+    if (stopped || !reads) return;
+    out.feed(reads.out);
+    err.feed(reads.err);
+    hooks.onProgress?.({ out: out.tail(), err: err.tail() });
+  };
+  const next = (ms: number) => {
+    timer = setTimeout(() => {
+      void read().finally(() => {
+        if (!stopped) next(hooks.progressIntervalMs ?? 5000);
+      });
+    }, ms);
+  };
+  next(hooks.firstProgressMs ?? 1000);
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** The step's result: exit code, the streams' tails (redacted), and the whole stdout's size and digest. */
@@ -307,6 +354,16 @@ async function stepResult(
     stdoutBytes = Number(size);
     stdoutSha256 = sha ?? null;
   }
+  // Lines of each stream, counted on the host when a stream was longer than what came back.
+  const newlines = (text: string) => text.split('\n').length - 1;
+  let lines: number[] | undefined = [newlines(raw.stdout), newlines(outcome.stderr)];
+  if (outTruncated || errTruncated) {
+    const n = await pool
+      .use(target, (c) => exec(c, lineCountScript(key), { timeoutMs: 60_000 }))
+      .then((r) => r.stdout.trim().split(/\s+/).map(Number))
+      .catch(() => undefined);
+    lines = n?.length === 2 && n.every(Number.isInteger) ? n : undefined;
+  }
   const tail = (text: string, truncated: boolean) =>
     truncated ? Buffer.from(text).subarray(-cap).toString('utf8') : text;
   return {
@@ -317,6 +374,7 @@ async function stepResult(
     truncated: outTruncated || errTruncated,
     stdoutBytes,
     stdoutSha256,
+    ...(lines ? { stdoutLines: lines[0], stderrLines: lines[1] } : {}),
     durationMs: Date.now() - started,
   };
 }

@@ -280,9 +280,9 @@ fi
 `;
 }
 
-/** The last N bytes of a running step's output, for progress heartbeats. */
-export function tailScript(key: string, bytes: number): string {
-  return `tail -c ${Math.floor(bytes)} "$HOME/${REMOTE_RUNS_DIR}/${key}.out" 2>/dev/null || true`;
+/** Lines (newlines) of a step's stdout and stderr, "OUT ERR" (only needed when one was longer than the cap). */
+export function lineCountScript(key: string): string {
+  return `f="$HOME/${REMOTE_RUNS_DIR}/${key}"; printf '%s %s\\n' "$(wc -l < "$f.out")" "$(wc -l < "$f.err")"`;
 }
 
 /** Size and sha256 of a step's whole stdout (only needed when it was longer than the cap). */

@@ -320,6 +320,9 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
       return prepareRun(config, input);
     },
 
+    async starterIdentity() {
+      return undefined; // runs here say who started them, or are `unknown`
+    },
     async windowState(input) {
       return windowState(config.calendars, input);
     },

@@ -72,3 +72,49 @@ test('an unknown host key fails the run at once with HostKeyError naming host an
     ),
   );
 });
+
+test('a missing known_hosts or key file fails the run at once with one paragraph naming the file and the settings', async () => {
+  const taskQueue = uniqueTaskQueue('login-files');
+  const target = fleetHost(1);
+  // An inventory that names neither file: the worker's RUNBOOK_KNOWN_HOSTS / RUNBOOK_SSH_KEY apply, and are missing.
+  const inventory = path.join(testRoot(), `${taskQueue}-inventory.yaml`);
+  fs.writeFileSync(
+    inventory,
+    `kind: Inventory\nvars: { user: ${target.user} }\nhosts:\n  host-1: { address: ${target.address}, port: ${target.port} }\n`,
+  );
+  const missing = path.join(testRoot(), `${taskQueue}-nowhere`);
+  const run = (ssh: { identityFile: string; knownHosts: string }) =>
+    withEngineWorker(
+      env,
+      taskQueue,
+      () =>
+        env.client.workflow.execute<typeof runCommand>('runCommand', {
+          taskQueue,
+          workflowId: `${taskQueue}-${path.basename(ssh.knownHosts)}-${path.basename(ssh.identityFile)}`,
+          args: [{ host: 'host-1', inventory, command: 'true' }],
+        }),
+      {
+        config: {
+          inventories: [inventory],
+          ssh: { identityFile: ssh.identityFile, knownHosts: ssh.knownHosts, shellAgent: true },
+        },
+      },
+    ).then(
+      () => undefined,
+      (e: unknown) => (e as WorkflowFailedError).cause?.cause as { type?: string; message?: string } | undefined,
+    );
+  const noKnownHosts = await run({ identityFile: target.identityFile!, knownHosts: `${missing}/known_hosts` });
+  expect(noKnownHosts?.type).toBe('HostKeyError');
+  expect(noKnownHosts?.message).toBe(
+    `host-1 (${target.user}@${target.address}:${target.port}): the known_hosts file ${missing}/known_hosts does not exist, ` +
+      "so the host's key cannot be checked and the worker does not connect. It uses the file the inventory names " +
+      "(`knownHosts` in the host's or the inventory's vars), else RUNBOOK_KNOWN_HOSTS (default ~/.ssh/known_hosts): " +
+      "point one of them at a file holding the hosts' keys " +
+      `(for example \`ssh-keyscan -p ${target.port} ${target.address} >> FILE\`, after checking the fingerprint).`,
+  );
+  const noKey = await run({ identityFile: `${missing}/id_ed25519`, knownHosts: target.knownHosts });
+  expect(noKey?.type).toBe('SshAuthError');
+  expect(noKey?.message).toContain(`the SSH key file ${missing}/id_ed25519 does not exist`);
+  expect(noKey?.message).toContain('RUNBOOK_SSH_KEY');
+  expect(noKey?.message).not.toMatch(/ENOENT|stat '/);
+});

@@ -148,7 +148,7 @@ test('malformed inputs of every shape fail the run at once with the field named,
       [
         'unknown',
         JSON.stringify({ runbook: 'append-line', params: { marker: 'x' }, inventory: inventory(), rogue: 1 }),
-        /input\.rogue: unknown field; the input accepts only runbook, params/,
+        /input\.rogue: unknown field; the input accepts only runbook, source, params/,
       ],
       ['string', '"append-line"', /^The workflow input is invalid:\ninput: Expected object/],
       ['null', 'null', /input: Expected object/],

@@ -4,7 +4,7 @@ import { inputProblems, RunbookInputSchema } from '../../dsl/run-input';
 
 test('an unknown field is named with the fields its own object accepts', () => {
   expect(inputProblems(RunbookInputSchema, { runbook: 'x', rogue: 1 })).toEqual([
-    'input.rogue: unknown field; the input accepts only runbook, params, inventory, initiator, trigger, alert, windowOverride, heldHosts',
+    'input.rogue: unknown field; the input accepts only runbook, source, params, inventory, initiator, trigger, alert, windowOverride, heldHosts',
   ]);
   expect(
     inputProblems(RunbookInputSchema, { runbook: 'x', windowOverride: { by: 'a', reason: 'why not', admin: true } }),
