@@ -5,6 +5,8 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
+  // Run alone after the rest (jest.alone.config.js): it builds a fresh clone twice and uses the README's fixed ports.
+  testPathIgnorePatterns: ['/node_modules/', ...require('./jest.alone.config.paths')],
   transform: {
     '^.+\\.ts$': [
       '@swc/jest',

@@ -57,20 +57,20 @@ test('a failing rolling run: every outcome, skip and rollback is a chained recor
   expect(err).toBeInstanceOf(WorkflowFailedError);
 
   const all = await records(store, workflowId);
-  const summary = all.map((r) => [r.kind, r.step ?? '', r.target ?? '', r.status]);
+  const summary = all.map((r) => [r.kind, r.step ?? '', r.stepId ?? '', r.target ?? '', r.status]);
   expect(summary).toEqual([
-    ['run.started', '', '', 'started'],
-    ['step', 'steps[0]', 'host-1', 'succeeded'],
-    ['step', 'steps[1]', 'host-1', 'succeeded'],
-    ['skip', 'steps[2]', 'host-1', 'skipped'],
-    ['step', 'steps[3]', 'host-1', 'succeeded'],
-    ['step', 'steps[0]', 'host-2', 'succeeded'],
-    ['step', 'steps[1]', 'host-2', 'succeeded'],
-    ['skip', 'steps[2]', 'host-2', 'skipped'],
-    ['step', 'steps[3]', 'host-2', 'failed'],
-    ['rollback', 'steps[0].rollback[0]', 'host-2', 'succeeded'],
-    ['skip', '', 'host-3', 'skipped'],
-    ['run.finished', '', '', 'failed'],
+    ['run.started', '', '', '', 'started'],
+    ['step', 'steps[0]', 'write', 'host-1', 'succeeded'],
+    ['step', 'steps[1]', 'leak', 'host-1', 'succeeded'],
+    ['skip', 'steps[2]', 'never', 'host-1', 'skipped'],
+    ['step', 'steps[3]', 'break_on_two', 'host-1', 'succeeded'],
+    ['step', 'steps[0]', 'write', 'host-2', 'succeeded'],
+    ['step', 'steps[1]', 'leak', 'host-2', 'succeeded'],
+    ['skip', 'steps[2]', 'never', 'host-2', 'skipped'],
+    ['step', 'steps[3]', 'break_on_two', 'host-2', 'failed'],
+    ['rollback', 'steps[0].rollback[0]', 'rollback:remove', 'host-2', 'succeeded'],
+    ['skip', '', '', 'host-3', 'skipped'],
+    ['run.finished', '', '', '', 'failed'],
   ]);
   const runId = all[0]!.run.runId;
   expect(
@@ -115,7 +115,7 @@ test('a failing rolling run: every outcome, skip and rollback is a chained recor
   expect(shown.code).toBe(0);
   expect(shown.out.split('\n')[0]).toMatch(/^TIME\s+KIND\s+STATUS\s+RUNBOOK\s+STEP\s+TARGET/);
   expect(shown.out).toMatch(
-    /step\s+failed\s+audited\s+steps\[3\]\s+host-2\s+manual:alice\s+1\s+\d+\s+test host-2 != host-2 -- ERROR The command on host-2 exited with 1/,
+    /step\s+failed\s+audited\s+break_on_two\s+host-2\s+manual:alice\s+1\s+\d+\s+test host-2 != host-2 -- ERROR The command on host-2 exited with 1/,
   );
   const csv = await run('export', '--format', 'csv', '--run', workflowId);
   expect(csv.out.split('\n')[0]).toMatch(
