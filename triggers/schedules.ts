@@ -11,6 +11,7 @@
 // one that copies the memo, is put back as the runbook says. An unchanged one is left alone (a second sync changes
 // nothing); a changed one is updated in place, keeping its pause state, note and history. The action's memo keeps
 // the configuration as people read it, for the diff and for `schedules list`.
+import { runDetails, runSummary } from '../common/run-metadata';
 import fs from 'node:fs';
 import path from 'node:path';
 import canonicalize from 'canonicalize';
@@ -136,6 +137,10 @@ export function desiredSchedule(runbook: string, file: string, s: ScheduleDoc, t
       taskQueue,
       workflowId,
       memo: { runbookSchedule: { config } },
+      // What the UI shows of each scheduled run from its start. Not compared by sync (`normalised`): a schedule made
+      // before summaries existed keeps working without one until something that matters changes.
+      staticSummary: runSummary(input),
+      staticDetails: runDetails(input),
     },
     policies,
     memo: { managedBy: MANAGED_BY, taskQueue },

@@ -142,6 +142,22 @@ test('sync makes a real schedule that starts the runbook on the fleet; sync agai
         expect(report).toMatchObject({ runbook: name, paused: false, when: 'every 2s', overlap: 'skip' });
         expect(report.taken).toBeGreaterThanOrEqual(2);
         expect(report.recent.some((a) => a.status === 'succeeded')).toBe(true);
+        // Each scheduled run carries the summary the UI shows: the runbook and who started it.
+        let summarised = 0;
+        for await (const wf of fleet.env.client.workflow.list({
+          query: `TaskQueue = '${tq}' AND WorkflowType = 'runbook'`,
+        })) {
+          const summary = await (
+            await fleet.env.client.workflow.getHandle(wf.workflowId, wf.runId).describe()
+          ).staticSummary();
+          // Markdown-escaped (\- \: ...): read without the escapes.
+          expect(summary?.replace(/\\/g, '')).toContain(
+            `**${name}**: marker=${marker} · schedule by schedule:runbook:${name}`,
+          );
+          summarised++;
+          break;
+        }
+        expect(summarised).toBe(1);
 
         // A change shows as a diff, then applies; an operator's pause is kept by the next sync.
         fs.writeFileSync(file, scheduled(name, `every: 1h, params: { marker: ${marker} }, catchupWindow: 1m`));
