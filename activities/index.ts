@@ -11,7 +11,19 @@ import { killStep, runSshStep, type SshStepInput, type SshStepResult } from './s
 import { upload, type TransferResult } from './ssh/sftp';
 import { runStepGroup, type StepGroupInput, type StepGroupResult } from './step-group';
 import { prepareExec, prepareRun, type PrepareInput, type PreparedRun } from './prepare';
-import { watchHostLock, type LockWatch, type LockWatchInput } from './host-lock';
+import {
+  checkHostLocks,
+  recoverHostLocks,
+  sendLockMessages,
+  watchHostLock,
+  watchLockHolder,
+  type LockCheck,
+  type LockCheckInput,
+  type LockMessagesInput,
+  type LockWatch,
+  type LockWatchInput,
+} from './host-lock';
+import type { Recovered, RunRef } from '../workflows/host-lock-table';
 import type { Client } from '@temporalio/client';
 import type { EngineConfig } from './config';
 import { sendEscalation, type Escalation } from './escalate';
@@ -204,6 +216,26 @@ export function createActivities({ ssh, secrets, logger, audit, config, client }
     /** Waits (up to `waitMs`) for a host lock's holder to close; clears a squatter (see host-lock.ts). */
     async watchHostLock(input: LockWatchInput): Promise<LockWatch> {
       return watchHostLock(client, logger, input);
+    },
+
+    /** Sends a run's lock requests to its lock manager, starting it when none runs (see host-lock.ts). */
+    async sendLockMessages(input: LockMessagesInput): Promise<void> {
+      return sendLockMessages(client, logger, input);
+    },
+
+    /** For the lock manager: old-style locks on hosts, and holders that have closed. */
+    async checkHostLocks(input: LockCheckInput): Promise<LockCheck> {
+      return checkHostLocks(client, logger, input);
+    },
+
+    /** For the lock manager: waits (up to `waitMs`) for a holding run to close. */
+    async watchLockHolder(input: RunRef & { waitMs: number }): Promise<'closed' | 'running'> {
+      return watchLockHolder(client, input);
+    },
+
+    /** For a new lock manager: what the open runs of its task queue hold and wait for. */
+    async recoverHostLocks(input: { taskQueue: string }): Promise<Recovered> {
+      return recoverHostLocks(client, logger, input);
     },
 
     /** Sends a message to a channel (log, and the webhook in RUNBOOK_NOTIFY_URL when set). */

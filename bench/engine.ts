@@ -48,7 +48,7 @@ ${steps}
   }
 }
 
-async function startWorker(
+export async function startWorker(
   address: string,
   taskQueue: string,
   inventory: string,

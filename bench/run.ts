@@ -1,7 +1,9 @@
 // Benchmark entry: `npm run bench -- ssh [--steps N]`, `npm run bench -- engine [--concurrent N]` or
-// `npm run bench -- alerts [--alerts N] [--gap MS] [--burst] [--hosts N] [--warmup N] [--db]`. Each benchmark is bounded in count and time.
+// `npm run bench -- alerts [--alerts N] [--gap MS] [--burst] [--hosts N] [--warmup N] [--db]` or
+// `npm run bench -- locks [--runs N] [--hosts N]`. Each benchmark is bounded in count and time.
 import { alertBenchOptions, alertsBench } from './alerts';
 import { engineBench } from './engine';
+import { locksBench, locksBenchOptions } from './locks';
 import { sshOverhead } from './ssh-overhead';
 
 async function main(): Promise<void> {
@@ -13,7 +15,8 @@ async function main(): Promise<void> {
   if (name === 'ssh') await sshOverhead(steps);
   else if (name === 'engine') await engineBench(concurrent);
   else if (name === 'alerts') await alertsBench(alertBenchOptions(rest));
-  else throw new Error(`unknown benchmark ${name}; available: ssh, engine, alerts`);
+  else if (name === 'locks') await locksBench(locksBenchOptions(rest));
+  else throw new Error(`unknown benchmark ${name}; available: ssh, engine, alerts, locks`);
 }
 
 main().catch((err: unknown) => {

@@ -19,7 +19,7 @@ export const FAILURES = {
   runbookFilesDisabled: 'RunbookFilesDisabled',
   /** The worker's calendar file does not load, or lacks a calendar a run needs. */
   calendarInvalid: 'CalendarInvalid',
-  /** A workflow id the engine reserves (host locks) was used for another purpose. */
+  /** A workflow id the engine reserves (host locks, lock managers, alert guards) was used for another purpose. */
   reservedId: 'ReservedWorkflowId',
 
   // Raised by the interpreter.
@@ -125,8 +125,14 @@ export function failureClass<T extends FailureType>(type: T) {
   };
 }
 
-/** Workflow ids starting with this are host locks; no other workflow may use them. */
+/** Workflow ids starting with this are host locks (of runs recorded before the lock manager); no other workflow may use them. */
 export const HOST_LOCK_PREFIX = 'host-lock:';
+
+/** Workflow ids starting with this are host lock managers (workflows/host-lock-manager.ts), one per task queue; reserved. */
+export const HOST_LOCK_MANAGER_PREFIX = 'runbook-host-locks:';
+
+/** The workflow id of the host lock manager of the runs on `taskQueue`. */
+export const hostLockManagerId = (taskQueue: string): string => `${HOST_LOCK_MANAGER_PREFIX}${taskQueue}`;
 
 /** Workflow ids of alert guards (workflows/alert-guard.ts), one per runbook; reserved like host locks. */
 export const ALERT_GUARD_PREFIX = 'alert-guard:';

@@ -38,7 +38,7 @@ export const ACTIVITY_OPTIONS = {
   kill: { startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } },
 } satisfies Record<string, ActivityOptions & LocalActivityOptions>;
 
-/** How long one watch of a host lock's holder lasts before the run tries the lock again. */
+/** How long one watch of a host lock's holder lasts before the run (or the lock manager) looks again. */
 export const LOCK_WATCH_MS = 10 * 60_000;
 
 /** Watching a host lock's holder: heartbeats, retried without limit (the wait itself is the run's). */
@@ -47,6 +47,20 @@ export const lockWatchOptions: ActivityOptions = {
   heartbeatTimeout: '30 seconds',
   retry: STEP_BACKOFF,
 };
+
+/** How long a queued run waits for an answer of the lock manager before it asks again (a manager that lost its request). */
+export const LOCK_REASK_MS = 10 * 60_000;
+/** How long a run waits for the manager's first answer (granted or queued) before it asks through the activity. */
+export const LOCK_FIRST_ANSWER_MS = 30_000;
+
+export const LOCK_OPTIONS = {
+  /** A run's lock requests to a manager that a signal did not reach (signal-with-start). Retried until they are sent. */
+  send: { startToCloseTimeout: '30 seconds', retry: STEP_BACKOFF },
+  /** The manager's look at old-style locks and holders (a few describes). */
+  check: { startToCloseTimeout: '1 minute', retry: STEP_BACKOFF },
+  /** A new manager asking the runs what they hold: heartbeats per answer, retried without limit. */
+  recover: { startToCloseTimeout: '1 hour', heartbeatTimeout: '2 minutes', retry: STEP_BACKOFF },
+} satisfies Record<string, ActivityOptions & LocalActivityOptions>;
 
 /** A short step (up to LOCAL_STEP_MAX_MS) as a local activity; `attempts` of its activity. */
 export function shortStepOptions(timeoutMs: number, attempts: number): LocalActivityOptions {

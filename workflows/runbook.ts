@@ -47,7 +47,13 @@ import {
   RunbookInputSchema,
   type RunbookInput,
 } from '../dsl/run-input';
-import { ALERT_GUARD_PREFIX, FAILURES, failureType, HOST_LOCK_PREFIX } from '../common/failure-types';
+import {
+  ALERT_GUARD_PREFIX,
+  FAILURES,
+  failureType,
+  HOST_LOCK_MANAGER_PREFIX,
+  HOST_LOCK_PREFIX,
+} from '../common/failure-types';
 import { ACTIVITY_OPTIONS } from './activity-options';
 import { RunWindow } from './window';
 import { observeHosts, showProgress } from './progress';
@@ -67,8 +73,9 @@ const MAX_DECISIONS = 200;
 export function checkRunInput(input: unknown, schema: TSchema): void {
   const info = workflowInfo();
   const problems = inputProblems(schema, input);
-  if (info.workflowId.startsWith(HOST_LOCK_PREFIX))
-    problems.unshift(`workflow id: ids starting with "${HOST_LOCK_PREFIX}" are reserved for host locks`);
+  for (const prefix of [HOST_LOCK_PREFIX, HOST_LOCK_MANAGER_PREFIX])
+    if (info.workflowId.startsWith(prefix))
+      problems.unshift(`workflow id: ids starting with "${prefix}" are reserved for host locks`);
   if (info.workflowId.startsWith(ALERT_GUARD_PREFIX))
     problems.unshift(`workflow id: ids starting with "${ALERT_GUARD_PREFIX}" are reserved for alert guards`);
   const v = (input ?? {}) as Partial<RunbookInput>;

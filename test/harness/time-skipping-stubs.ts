@@ -1,13 +1,20 @@
 // Test harness (Node side). The engine's activities as stubs for workflow tests, typed against the real
 // `Activities` so a change of an activity's signature breaks the typecheck here. `prepare` is the real preparation
-// (activities/prepare.ts over a RunbookFixture's files); `watchHostLock` is the real watch on the test server;
+// (activities/prepare.ts over a RunbookFixture's files); the host lock activities are the real ones on the test
+// server;
 // SSH steps (one at a time, or a step group) follow a script per call and are logged in order, with their record
 // keys; the audit, notify and kill activities record what they are given.
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Activities } from '../../activities';
-import { watchHostLock } from '../../activities/host-lock';
+import {
+  checkHostLocks,
+  recoverHostLocks,
+  sendLockMessages,
+  watchHostLock,
+  watchLockHolder,
+} from '../../activities/host-lock';
 import type { Notification } from '../../activities/notify';
 import type { Escalation } from '../../activities/escalate';
 import { prepareRun } from '../../activities/prepare';
@@ -329,6 +336,18 @@ export function createStubs(env: TestWorkflowEnvironment, fixture: RunbookFixtur
 
     async watchHostLock(input) {
       return watchHostLock(env.client, logger, input);
+    },
+    async sendLockMessages(input) {
+      return sendLockMessages(env.client, logger, input);
+    },
+    async checkHostLocks(input) {
+      return checkHostLocks(env.client, logger, input);
+    },
+    async watchLockHolder(input) {
+      return watchLockHolder(env.client, input);
+    },
+    async recoverHostLocks(input) {
+      return recoverHostLocks(env.client, logger, input);
     },
 
     async notify(input) {

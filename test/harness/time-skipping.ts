@@ -11,7 +11,7 @@ import { Worker } from '@temporalio/worker';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure, type Duration } from '@temporalio/common';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { FAILURES } from '../../common/failure-types';
+import { FAILURES, HOST_LOCK_MANAGER_PREFIX } from '../../common/failure-types';
 import type { Activities } from '../../activities';
 import { stateQuery, type RunState } from '../../workflows/messages';
 import type { RunbookInput } from '../../dsl/run-input';
@@ -36,13 +36,20 @@ class StubbedWorker {
   private worker?: Worker;
   private failed?: unknown;
 
-  async start(env: TestWorkflowEnvironment, names: readonly (keyof Activities)[]): Promise<void> {
+  /**
+   * `shared` serves the host lock manager (one per task queue, so no session's): its activities are the real
+   * ones, which keep nothing of a session.
+   */
+  async start(env: TestWorkflowEnvironment, shared: Activities): Promise<void> {
+    const names = Object.keys(shared) as (keyof Activities)[];
     const route =
       (name: keyof Activities) =>
       (...args: unknown[]) => {
         const id = Context.current().info.workflowExecution?.workflowId ?? '';
         // A run belongs to the session whose prefix starts its id, or its runbook's name (alert guards, remediations).
-        const session = [...this.sessions].find(([prefix]) => id.startsWith(prefix) || id.includes(`:${prefix}`))?.[1];
+        const session =
+          [...this.sessions].find(([prefix]) => id.startsWith(prefix) || id.includes(`:${prefix}`))?.[1] ??
+          (id.startsWith(HOST_LOCK_MANAGER_PREFIX) ? shared : undefined);
         if (!session) throw ApplicationFailure.nonRetryable(`no test session owns the run ${id}`, 'NoTestSession');
         return (session[name] as (...a: unknown[]) => Promise<unknown>)(...args);
       };
@@ -194,7 +201,7 @@ export function useTimeSkipping(hosts: readonly string[] = ['host-1', 'host-2', 
   let env: TestWorkflowEnvironment | undefined;
   beforeAll(async () => {
     [env] = await Promise.all([createTimeSkippingEnv(), workflowBundle()]);
-    await worker.start(env, Object.keys(createStubs(env, fixture).activities) as (keyof Activities)[]);
+    await worker.start(env, createStubs(env, fixture).activities);
   }, 120_000);
   afterAll(async () => {
     await worker.stop();

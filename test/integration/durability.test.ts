@@ -61,8 +61,7 @@ async function throughWorkerKill(
 
 test('SIGKILL the worker mid multi-host run: a new worker finishes it and each host ran each step once', async () => {
   const marker = `${uniqueTaskQueue('durable')}.txt`;
-  // Every host has started (a host may have waited for its lock while another test file's run held it, so
-  // the others can be further along by then).
+  // Every host has started.
   const started = async () =>
     (await Promise.all([1, 2, 3].map((i) => remote(i, `cat ${marker} 2>/dev/null || true`)))).every((t) =>
       t.startsWith('line\n'),
@@ -92,12 +91,11 @@ test('SIGKILL the worker inside a step group: the new worker re-attaches, no ste
       expect(await remote(1, `cat ${marker}`)).toBe('one\ntwo after first\nthree\n');
       // One local activity ran the group: history has no per-step activity tasks.
       const { events } = await handle.fetchHistory();
-      // (A wait for a host lock another test holds adds lock watches.)
       expect(
         events!
           .filter((e) => e.activityTaskScheduledEventAttributes)
           .map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name)
-          .filter((a) => a !== 'watchHostLock'),
+          .filter((a) => a !== 'sendLockMessages'), // the first run of a task queue starts its lock manager
       ).toEqual(['prepare']);
     },
   );

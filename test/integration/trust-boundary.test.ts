@@ -200,17 +200,26 @@ test('malformed inputs of every shape fail the run at once with the field named,
 });
 
 test('host-lock ids are reserved: a lock started by hand fails at once, a squatter is cleared, runs cannot take the ids', async () => {
+  // (Old-style `host-lock:HOST` locks are checked, and a squatter cleared, by the lock manager before it first
+  // grants a host.)
   const tq = uniqueTaskQueue('trust');
   const marker = `${tq}.txt`;
   await withEngineWorker(fleet.env, tq, async () => {
     // A hostLock started by hand (no parent run) ends at once instead of blocking the host.
     await startRaw(tq, 'hostLock', `host-lock:${tq}`, '"me"');
     expect((await failureOf(`host-lock:${tq}`)).type).toBe('ReservedWorkflowId');
-    // A runbook run may not use a lock id either.
+    // A runbook run may not use a lock id either, nor a lock manager's.
     await startRaw(tq, 'runbook', `host-lock:${tq}-r`, JSON.stringify({ runbook: 'append-line' }));
     expect((await failureOf(`host-lock:${tq}-r`)).message).toMatch(
       /workflow id: ids starting with "host-lock:" are reserved/,
     );
+    await startRaw(tq, 'runbook', `runbook-host-locks:${tq}-r`, JSON.stringify({ runbook: 'append-line' }));
+    expect((await failureOf(`runbook-host-locks:${tq}-r`)).message).toMatch(
+      /workflow id: ids starting with "runbook-host-locks:" are reserved/,
+    );
+    // A lock manager started by hand under another queue's id fails at once.
+    await startRaw(tq, 'hostLockManager', `runbook-host-locks:${tq}-other`, '{}');
+    expect((await failureOf(`runbook-host-locks:${tq}-other`)).type).toBe('ReservedWorkflowId');
 
     // A workflow of another type on a queue no worker polls squats host-2's lock id; a run that needs host-2
     // clears it and goes ahead. (Another test's run may hold the real lock for a moment: start when it is free.)
