@@ -23,6 +23,21 @@ import {
   type RunRef,
 } from '../workflows/host-lock-table';
 
+/**
+ * Runs an activity's calls to the server under the activity's cancellation: a lock activity cancelled (its manager
+ * or run moved on, or the worker shuts down) stops its call and its retries at once, instead of retrying on a
+ * connection the worker is closing (which threw "Channel has been shut down" from a timer, outside any caller).
+ */
+function abortable<T>(client: Client, fn: () => Promise<T>): Promise<T> {
+  let signal: AbortSignal;
+  try {
+    signal = Context.current().cancellationSignal;
+  } catch {
+    return fn(); // not in an activity (a direct call)
+  }
+  return client.withAbortSignal(signal, fn);
+}
+
 export type LockWatch = 'released' | 'cleared' | 'held' | 'timeout';
 
 export interface LockWatchInput {
@@ -60,6 +75,10 @@ async function describeRaw(client: Client, workflowId: string, runId?: string) {
 }
 
 export async function watchHostLock(client: Client, logger: Logger, input: LockWatchInput): Promise<LockWatch> {
+  return abortable(client, () => watchHostLockNow(client, logger, input));
+}
+
+async function watchHostLockNow(client: Client, logger: Logger, input: LockWatchInput): Promise<LockWatch> {
   const ctx = Context.current();
   const deadline = Date.now() + input.waitMs;
   for (;;) {
@@ -119,6 +138,10 @@ export interface LockMessagesInput {
  * swallow every request: it is terminated first (the id is reserved).
  */
 export async function sendLockMessages(client: Client, logger: Logger, input: LockMessagesInput): Promise<void> {
+  return abortable(client, () => sendLockMessagesNow(client, logger, input));
+}
+
+async function sendLockMessagesNow(client: Client, logger: Logger, input: LockMessagesInput): Promise<void> {
   const { workflowId, taskQueue } = input.manager;
   const d = await describeRaw(client, workflowId);
   const squat = d?.running && (d.type !== LOCK_NAMES.manager || d.taskQueue !== taskQueue);
@@ -173,6 +196,10 @@ export interface LockCheck {
 
 /** Whether old-style locks hold `legacy` hosts (a squatter there is cleared), and which `holders` have closed. */
 export async function checkHostLocks(client: Client, logger: Logger, input: LockCheckInput): Promise<LockCheck> {
+  return abortable(client, () => checkHostLocksNow(client, logger, input));
+}
+
+async function checkHostLocksNow(client: Client, logger: Logger, input: LockCheckInput): Promise<LockCheck> {
   const out: LockCheck = { legacyHeld: [], legacyNone: false, closed: [] };
   await eachLimited(input.legacy ?? [], 16, async (host) => {
     const w = await watchHostLock(client, logger, { workflowId: `${HOST_LOCK_PREFIX}${host}`, waitMs: 0 });
@@ -194,6 +221,10 @@ export async function watchLockHolder(
   client: Client,
   input: RunRef & { waitMs: number },
 ): Promise<'closed' | 'running'> {
+  return abortable(client, () => watchLockHolderNow(client, input));
+}
+
+async function watchLockHolderNow(client: Client, input: RunRef & { waitMs: number }): Promise<'closed' | 'running'> {
   const ctx = Context.current();
   const manager = ctx.info.workflowExecution;
   const deadline = Date.now() + input.waitMs;
@@ -297,6 +328,10 @@ export async function recoverHostLocks(
   logger: Logger,
   input: { taskQueue: string },
 ): Promise<Recovered> {
+  return abortable(client, () => recoverHostLocksNow(client, logger, input));
+}
+
+async function recoverHostLocksNow(client: Client, logger: Logger, input: { taskQueue: string }): Promise<Recovered> {
   const ctx = Context.current();
   const found: Recovered = { held: [], waiting: [] };
   let pending = await openRuns(client, input.taskQueue);
