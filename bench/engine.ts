@@ -89,16 +89,21 @@ export async function startWorker(
   return child;
 }
 
-export async function engineBench(concurrent: number): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-bench-'));
-  fs.chmodSync(dir, 0o755);
+/** An in-memory dev server for a bench (headless, on a free port), its log in `dir`. */
+export async function benchServer(dir: string) {
   const cli = await ensureTemporalCli(() => undefined);
-  const server = await startDevServer({
+  return startDevServer({
     cli: cli.path,
     port: await freePort(),
     headless: true,
     logFile: path.join(dir, 'temporal.log'),
   });
+}
+
+export async function engineBench(concurrent: number): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-bench-'));
+  fs.chmodSync(dir, 0o755);
+  const server = await benchServer(dir);
   await fleetUp({ hosts: 3, dir: path.join(dir, 'fleet') });
   const inventory = path.join(dir, 'fleet', 'inventory.yaml');
   const tq = 'bench';

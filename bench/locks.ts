@@ -9,11 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { dataConverterFromEnv } from '../common/codec';
-import { freePort } from '../common/ports';
-import { startDevServer } from '../worker/dev-server';
-import { ensureTemporalCli } from '../worker/temporal-cli';
 import type { runbook } from '../workflows/runbook';
-import { startWorker } from './engine';
+import { benchServer, startWorker } from './engine';
 
 export interface LocksBenchOptions {
   /** Sequential one-host runs. @default 10 */
@@ -53,13 +50,7 @@ steps:
 
 export async function locksBench(opts: LocksBenchOptions): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runbook-bench-locks-'));
-  const cli = await ensureTemporalCli(() => undefined);
-  const server = await startDevServer({
-    cli: cli.path,
-    port: await freePort(),
-    headless: true,
-    logFile: path.join(dir, 'temporal.log'),
-  });
+  const server = await benchServer(dir);
   const { inventory, runbooks } = writeFixtures(dir, opts.hosts);
   const tq = 'bench-locks';
   const worker = await startWorker(server.address, tq, inventory, `file:${path.join(dir, 'audit.jsonl')}`, runbooks);

@@ -1,8 +1,10 @@
 // Benchmark entry: `npm run bench -- ssh [--steps N]`, `npm run bench -- engine [--concurrent N]` or
 // `npm run bench -- alerts [--alerts N] [--gap MS] [--burst] [--hosts N] [--warmup N] [--db]` or
-// `npm run bench -- locks [--runs N] [--hosts N]`. Each benchmark is bounded in count and time.
+// `npm run bench -- locks [--runs N] [--hosts N]` or `npm run bench -- fanout [--hosts N] [--repeats N] [--warmup N]
+// [--smoke]`. Each benchmark is bounded in count and time.
 import { alertBenchOptions, alertsBench } from './alerts';
 import { engineBench } from './engine';
+import { fanoutBench, fanoutOptions } from './fanout';
 import { locksBench, locksBenchOptions } from './locks';
 import { sshOverhead } from './ssh-overhead';
 
@@ -16,7 +18,8 @@ async function main(): Promise<void> {
   else if (name === 'engine') await engineBench(concurrent);
   else if (name === 'alerts') await alertsBench(alertBenchOptions(rest));
   else if (name === 'locks') await locksBench(locksBenchOptions(rest));
-  else throw new Error(`unknown benchmark ${name}; available: ssh, engine, alerts, locks`);
+  else if (name === 'fanout') await fanoutBench(fanoutOptions(rest));
+  else throw new Error(`unknown benchmark ${name}; available: ssh, engine, alerts, locks, fanout`);
 }
 
 main().catch((err: unknown) => {
