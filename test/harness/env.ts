@@ -1,5 +1,6 @@
 // Test harness (Node side). What a test needs from the shared server and fleet: a Temporal test environment on
 // the run's dev server, a unique task queue per test, a worker running the engine, and fleet hosts.
+import { hostLockManagerId } from '../../common/failure-types';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -108,6 +109,13 @@ export async function withEngineWorker<T>(
   try {
     return await fn(engine);
   } finally {
+    // The queue's lock manager outlives its runs, and its watch activities would still be polling the server when
+    // the test closes its connection (a retry then throws "Channel has been shut down" from a timer). A manager
+    // that is gone is what a later run of this queue recovers from anyway.
+    await env.client.workflow
+      .getHandle(hostLockManagerId(taskQueue))
+      .terminate('test: the worker of this task queue stops')
+      .catch(() => undefined);
     engine.worker.shutdown();
     await running;
   }

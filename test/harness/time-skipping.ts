@@ -191,6 +191,24 @@ export interface Session {
   finish(run: Run): Promise<Finished>;
 }
 
+/** Terminates every running lock manager of the environment (they are the only workflows that run on forever). */
+async function terminateLockManagers(env: TestWorkflowEnvironment): Promise<void> {
+  const { executions } = await env.client.workflowService.listOpenWorkflowExecutions({
+    namespace: env.namespace ?? 'default',
+    maximumPageSize: 1000,
+  });
+  await Promise.all(
+    executions
+      .filter((e) => e.type?.name === 'hostLockManager' && e.execution?.workflowId)
+      .map((e) =>
+        env.client.workflow
+          .getHandle(e.execution!.workflowId!)
+          .terminate('test: the file is done')
+          .catch(() => undefined),
+      ),
+  );
+}
+
 /**
  * What a workflow test file shares: one time-skipping environment and one worker (started before its tests, torn
  * down after), a fixture with an inventory of `hosts`, and sessions: fresh stubs for the runs a test starts.
@@ -204,6 +222,8 @@ export function useTimeSkipping(hosts: readonly string[] = ['host-1', 'host-2', 
     await worker.start(env, createStubs(env, fixture).activities);
   }, 120_000);
   afterAll(async () => {
+    // Lock managers outlive their sessions; their watch activities must not outlive the worker (see env.ts).
+    if (env) await terminateLockManagers(env);
     await worker.stop();
     await env?.teardown();
     fixture.remove();

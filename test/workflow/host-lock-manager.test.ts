@@ -2,8 +2,9 @@
 // manager under attack and under load. Terminated by hand while a run holds a host and another waits: the next
 // manager asks the runs before it grants anything (a run at its approval gate holds nothing). Junk and forged
 // signals change nothing; a grant for a holder that does not exist goes to the next in line. Its id is reserved: a
-// squatter is cleared, a wrong id refused, a table given by hand ignored. (Runs queued across continue-as-new:
-// host-lock-queue.test.ts.)
+// squatter is cleared, a wrong id refused, a table given by hand ignored. (200 runs queued across continue-as-new:
+// test/integration/host-locks.test.ts, on a real dev server: on this test server, under CPU load, the manager's
+// workflow task of a long queue was once left started and never completed.)
 import { WorkflowFailedError } from '@temporalio/client';
 import { FAILURES, hostLockManagerId } from '../../common/failure-types';
 import { lockTableQuery } from '../../workflows/host-lock-manager';
