@@ -1,5 +1,5 @@
-// Test harness (Node side). Real `runbook worker` processes for tests that kill or restart them.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Test harness (Node side). Real `runbook worker` processes for tests that kill or restart them, and CLI runs.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
 const runbookBin = path.join(__dirname, '..', '..', 'bin', 'runbook.js');
@@ -46,4 +46,27 @@ export async function waitUntil(pred: () => Promise<boolean>, what: string, time
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** What a finished CLI process said, and its exit status. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the built `runbook` CLI to its end in a child process (so a worker under test in this process keeps running)
+ * with `env` added to this process's environment. Never rejects: a failing command is its exit status.
+ */
+export function runCliProcess(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  opts: { timeout?: number; maxBuffer?: number } = {},
+): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile('node', [runbookBin, ...args], { env: { ...process.env, ...env }, ...opts }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
 }

@@ -8,7 +8,7 @@
 //
 // Every test has its own runbook (fixtures alert-*.yaml, so its own guard `alert-guard:RUNBOOK`) and fingerprints;
 // the whole file shares one worker process (its own task queue and audit file) and loopback ports chosen free.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -20,7 +20,7 @@ import { guardId, type GuardStatus } from '../../workflows/guard-state';
 import { guardStatusQuery, stateQuery } from '../../workflows/messages';
 import { startAlertmanager } from '../harness/alertmanager';
 import { temporalAddress, testRoot, uniqueTaskQueue, useFleetRuns } from '../harness/env';
-import { startWorkerProcess, stopProcess, waitUntil } from '../harness/processes';
+import { startWorkerProcess, stopProcess, waitUntil, runCliProcess, type CliResult } from '../harness/processes';
 
 const fleet = useFleetRuns();
 const { inventory, remote } = fleet;
@@ -324,18 +324,12 @@ async function guard(runbook: string): Promise<GuardStatus | undefined> {
 }
 
 /** The CLI, as an operator runs it. */
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      'node',
-      [bin, ...args],
-      {
-        env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), RUNBOOK_TASK_QUEUE: tq, RUNBOOK_DIR },
-        timeout: 30_000,
-      },
-      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+function cli(...args: string[]): Promise<CliResult> {
+  return runCliProcess(
+    args,
+    { TEMPORAL_ADDRESS: temporalAddress(), RUNBOOK_TASK_QUEUE: tq, RUNBOOK_DIR },
+    { timeout: 30_000 },
+  );
 }
 
 async function triggersStatus(runbook: string): Promise<GuardStatus> {

@@ -1,13 +1,13 @@
 // Integration (real Temporal, real sshd, the real `runbook` CLI processes): run --wait exit codes and JSON,
 // status, list, approve through the CLI, and a run started the way the UI's Start Workflow form starts one.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { runbook } from '../../workflows/runbook';
 import { connectTestEnv, fleetDir, temporalAddress, uniqueTaskQueue, withEngineWorker } from '../harness/env';
-import { startWorkerProcess, stopProcess, waitUntil } from '../harness/processes';
+import { startWorkerProcess, stopProcess, waitUntil, runCliProcess, type CliResult } from '../harness/processes';
 import { temporal } from '@temporalio/proto';
 
 const RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
@@ -23,15 +23,8 @@ afterAll(async () => {
 const inventory = () => path.join(fleetDir(), 'inventory.yaml');
 
 /** Runs the CLI without blocking this process (the worker under test runs in it). */
-function cli(tq: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      'node',
-      [bin, ...args],
-      { env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), RUNBOOK_TASK_QUEUE: tq, RUNBOOK_DIR } },
-      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+function cli(tq: string, ...args: string[]): Promise<CliResult> {
+  return runCliProcess(args, { TEMPORAL_ADDRESS: temporalAddress(), RUNBOOK_TASK_QUEUE: tq, RUNBOOK_DIR });
 }
 
 test('run --wait on a run with long steps: the success summary, exit 0, and nothing after it', async () => {
@@ -339,22 +332,12 @@ test('RUNBOOK_INVENTORY is the inventory of `run` and `exec` without -i, as for 
   const tq = uniqueTaskQueue('cli-inv');
   await withEngineWorker(env, tq, async () => {
     const withEnv = (...args: string[]) =>
-      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-        execFile(
-          'node',
-          [bin, ...args],
-          {
-            env: {
-              ...process.env,
-              TEMPORAL_ADDRESS: temporalAddress(),
-              RUNBOOK_TASK_QUEUE: tq,
-              RUNBOOK_DIR,
-              RUNBOOK_INVENTORY: inventory(),
-            },
-          },
-          (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-        ),
-      );
+      runCliProcess(args, {
+        TEMPORAL_ADDRESS: temporalAddress(),
+        RUNBOOK_TASK_QUEUE: tq,
+        RUNBOOK_DIR,
+        RUNBOOK_INVENTORY: inventory(),
+      });
     const r = await withEnv('run', 'fleet-touch', '-p', 'note=x', '-p', `marker=${tq}.txt`, '--wait', '--json');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

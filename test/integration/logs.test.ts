@@ -2,14 +2,14 @@
 // A long step's lines shown while it runs (its heartbeats) and after it ends (its result), each once; a secret the
 // step prints masked everywhere; two hosts at once; 1 MiB of output, terminal escapes and binary; ids that are
 // no run or no runbook run; a run without SSH steps; exit codes of --follow; Ctrl-C.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { runbook } from '../../workflows/runbook';
 import { stateQuery } from '../../workflows/messages';
 import { temporalAddress, uniqueTaskQueue, useFleetRuns, withEngineWorker } from '../harness/env';
-import { waitUntil } from '../harness/processes';
+import { waitUntil, runCliProcess, type CliResult } from '../harness/processes';
 import { newKeyEntry, parseCodecKeys } from '../../common/codec';
 
 const fleet = useFleetRuns();
@@ -33,12 +33,8 @@ afterEach(() => {
 });
 
 /** Runs the CLI to its end without blocking this process (the worker under test runs in it). */
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('node', [bin, ...args], { env: cliEnv(), maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+function cli(...args: string[]): Promise<CliResult> {
+  return runCliProcess(args, cliEnv(), { maxBuffer: 16 * 1024 * 1024 });
 }
 
 /** Starts the CLI and lets the test watch its output as it comes. */

@@ -3,7 +3,6 @@
 // Schedule that starts it on the fleet every 2 s, a second sync changes nothing, the diff of a change, pause kept
 // across syncs, only sync's own schedules touched, list reporting runs and overlap skips; a global freeze in the
 // calendar file blocks the scheduled runs, and each block is audited.
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ScheduleNotFoundError } from '@temporalio/client';
@@ -11,31 +10,20 @@ import { FileAuditStore } from '../../audit/file-store';
 import type { AuditRecord } from '../../audit/record';
 import { query } from '../../audit/store';
 import { temporalAddress, testRoot, uniqueTaskQueue, useFleetRuns, withEngineWorker } from '../harness/env';
-import { waitUntil } from '../harness/processes';
+import { waitUntil, runCliProcess, type CliResult } from '../harness/processes';
 import type { ScheduleReport } from '../../cli/schedules';
 import { desiredSchedule } from '../../triggers/schedules';
 import { dstHazards, nextTimes } from '../../dsl/schedule-spec';
 
 const fleet = useFleetRuns();
-const bin = path.join(__dirname, '..', '..', 'bin', 'runbook.js');
 
 /** Runs the CLI without blocking this process (the worker under test runs in it). */
-function cli(dir: string, tq: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      'node',
-      [bin, ...args],
-      {
-        env: {
-          ...process.env,
-          TEMPORAL_ADDRESS: temporalAddress(),
-          RUNBOOK_TASK_QUEUE: tq,
-          RUNBOOK_DIR: dir,
-          RUNBOOK_CALENDARS: '',
-        },
-      },
-      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
+function cli(dir: string, tq: string, ...args: string[]): Promise<CliResult> {
+  return runCliProcess(args, {
+    TEMPORAL_ADDRESS: temporalAddress(),
+    RUNBOOK_TASK_QUEUE: tq,
+    RUNBOOK_DIR: dir,
+    RUNBOOK_CALENDARS: '',
   });
 }
 
