@@ -12,9 +12,11 @@ import {
   isCancellation,
   log,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  sleep,
   startChild,
   TerminatedFailure,
   TimeoutFailure,
@@ -237,15 +239,26 @@ export async function alertGuard(input: Static<typeof GuardInputSchema>): Promis
   // ask every minute how they ended (one that was terminated never signals its guard).
   const untracked = () =>
     Object.values(state.incidents).filter((i) => i.active && i.workflowId && !tracked.has(i.workflowId));
+  // The reconcile timer is left running across wakes: a delivery no longer cancels it and starts another (two
+  // events fewer per delivery in a flood). Guards recorded before keep a timer per wake.
+  const steadyTimer = patched('guard-steady-timer');
+  let reconcileTimer: Promise<void> | undefined;
   for (;;) {
     // Effects are performed as they come, also while a continue-as-new waits for running handlers.
     const ready = () => effects.length > 0 || (longHistory() && allHandlersFinished());
     // The clock is kept in the state, so a guard that keeps continuing as new (a flood) still asks on time.
     const every = input.reconcileMs ?? RECONCILE_MS;
     const due = () => Math.max(0, (state.reconciledAt ?? 0) + every - Date.now());
-    const woke = untracked().length
-      ? due() > 0 && (await condition(ready, due()))
-      : await condition(ready).then(() => true);
+    let woke: boolean;
+    if (!untracked().length) woke = await condition(ready).then(() => true);
+    else if (due() <= 0) woke = false;
+    else if (!steadyTimer) woke = await condition(ready, due());
+    else {
+      reconcileTimer ??= sleep(due()).then(() => {
+        reconcileTimer = undefined;
+      });
+      woke = await Promise.race([condition(ready).then(() => true), reconcileTimer.then(() => false)]);
+    }
     if (!woke) {
       state.reconciledAt = Date.now();
       const runs = untracked().map((i) => ({ workflowId: i.workflowId!, runId: i.runId }));

@@ -1,4 +1,4 @@
-// Test harness (workflow side, bundled by test/workflow/host-locks.test.ts for a worker of its own). What runs of
+// Test harness (workflow side, bundled by test/integration/host-lock-races.test.ts for a worker of its own). What runs of
 // the code before the lock manager did to lock a host: start the `hostLock` child with the id `host-lock:HOST`
 // (Temporal allows one running workflow per id), hold it, and release it with its `release` signal.
 import {

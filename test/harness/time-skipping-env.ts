@@ -34,7 +34,7 @@ export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> 
   if (!runtimeInstalled) {
     runtimeInstalled = true;
     // Quiet unless asked: the SDK core warns that the test server lacks capabilities these tests do not use.
-    const level = process.env.LOG_LEVEL === 'debug' ? 'DEBUG' : 'ERROR';
+    const level = process.env.LOG_LEVEL === 'debug' ? 'DEBUG' : process.env.LOG_LEVEL === 'warn' ? 'WARN' : 'ERROR';
     Runtime.install({
       logger: new DefaultLogger(level),
       telemetryOptions: { logging: { filter: { core: level, other: level } } },

@@ -3,111 +3,15 @@
 // incident of the same alert starts another; the rate limit, blast radius, concurrency per target, freeze and
 // circuit breaker suppress (one record and one escalation per incident); a resolution cancels a run waiting at its
 // gate; an invalid delivery is refused before it reaches history.
-import { WithStartWorkflowOperation, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import { alertLimits } from '../../dsl/alert-rule';
-import type { alertGuard } from '../../workflows/alert-guard';
-import { guardId, type AlertDelivery, type GuardAnswer, type GuardControl } from '../../workflows/guard-state';
-import { controlGuardUpdate, deliverAlertUpdate, stateQuery } from '../../workflows/messages';
-import { eventually, runbookYaml, useTimeSkipping, type Session } from '../harness/time-skipping';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { guardId, type GuardAnswer } from '../../workflows/guard-state';
+import { deliverAlertUpdate, stateQuery } from '../../workflows/messages';
+import { guardHelpers } from '../harness/alert-guard-helpers';
+import { eventually, resultOf, useTimeSkipping } from '../harness/time-skipping';
 
 const wf = useTimeSkipping(['host-1', 'host-2', 'host-3']);
+const { guarded, delivery, deliver, control, ended, client, startGuard } = guardHelpers(wf);
 const HOUR = 3_600_000;
-
-type Limits = Parameters<typeof alertLimits>[0]['limits'];
-
-/** A runbook of this session with an alert rule; its step is `touch`, its targets the `hosts` param. */
-function guarded(s: Session, label: string, limits: Limits = {}, extra = '', risk: 'low' | 'high' = 'low') {
-  const name = `${s.prefix}${label}`;
-  wf.fixture.runbook(
-    runbookYaml(
-      name,
-      `
-params:
-  hosts: { type: targets, default: host:host-1 }
-targets: \${{ params.hosts }}
-${extra}
-steps:
-  - id: touch
-    ssh: { run: 'touch /tmp/fixed' }
-on:
-  alert:
-    match: { alertname: Down }
-`,
-      risk,
-    ),
-  );
-  return { name, limits: alertLimits({ match: { alertname: 'Down' }, limits }) };
-}
-
-function delivery(
-  limits: AlertDelivery['limits'],
-  fingerprint: string,
-  more: { startsAt?: string; targets?: string[]; status?: 'firing' | 'resolved'; refused?: string[] } = {},
-): AlertDelivery {
-  const targets = more.targets ?? ['host-1'];
-  return {
-    alert: {
-      fingerprint,
-      status: more.status ?? 'firing',
-      startsAt: more.startsAt ?? '2026-11-28T00:00:00Z',
-      labels: { alertname: 'Down', instance: targets[0] ?? '' },
-      annotations: {},
-      source: 'alertmanager',
-    },
-    contentHash: 'test',
-    params: { hosts: targets.map((t) => `host:${t}`).join(',') },
-    targets,
-    limits,
-    ...(more.refused ? { refused: more.refused } : {}),
-  };
-}
-
-/** Guards this file started (they run until terminated). */
-const guards = new Set<string>();
-
-function startGuard(s: Session, runbook: string, historyLimit?: number) {
-  guards.add(guardId(runbook));
-  return new WithStartWorkflowOperation<typeof alertGuard>('alertGuard', {
-    workflowId: guardId(runbook),
-    taskQueue: s.taskQueue,
-    args: [{ runbook, historyLimit, reconcileMs: historyLimit ? 1000 : undefined }],
-    workflowIdConflictPolicy: 'USE_EXISTING',
-  });
-}
-
-const client = (): Client => wf.env.client;
-
-async function deliver(s: Session, runbook: string, d: AlertDelivery, historyLimit?: number): Promise<GuardAnswer> {
-  const [answer] = await client().workflow.executeUpdateWithStart(deliverAlertUpdate, {
-    args: [[d]],
-    startWorkflowOperation: startGuard(s, runbook, historyLimit),
-  });
-  return answer!;
-}
-
-function control(s: Session, runbook: string, c: GuardControl) {
-  return client().workflow.executeUpdateWithStart(controlGuardUpdate, {
-    args: [c],
-    startWorkflowOperation: startGuard(s, runbook),
-  });
-}
-
-/** Waits for the remediation `workflowId` to end; returns its final status. */
-async function ended(workflowId: string): Promise<string> {
-  const h = client().workflow.getHandle(workflowId);
-  await h.result().catch(() => undefined);
-  return (await h.query(stateQuery)).status;
-}
-
-afterEach(async () => {
-  // Guards run until terminated: end this test's so the worker's shutdown is not kept waiting.
-  for (const id of guards)
-    await client()
-      .workflow.getHandle(id)
-      .terminate('test over')
-      .catch(() => undefined);
-  guards.clear();
-});
 
 test('one incident, one run: simultaneous and later redeliveries are duplicates; a new incident runs again', async () => {
   await wf.session(async (s) => {
@@ -294,49 +198,6 @@ test('a refused alert (a label failing a param) is recorded and escalated once, 
   });
 });
 
-test('continue-as-new forgets nothing: incidents, running remediations, counts; a run ending later still reaches the guard', async () => {
-  await wf.session(async (s) => {
-    const gate = 'approval: { approvers: { users: [alice] } }';
-    const { name, limits } = guarded(s, 'carry', { rate: { max: 3 } }, gate, 'high');
-    const send = (fp: string, host: string) => deliver(s, name, delivery(limits, fp, { targets: [host] }), 50);
-    const first = await send('c1', 'host-1');
-    expect(first.outcome).toBe('started');
-    const guard = client().workflow.getHandle(guardId(name));
-    const before = (await guard.describe()).runId;
-    // Enough deliveries (duplicates) to pass the 50-event history limit several times over.
-    for (let i = 0; i < 30; i++) expect((await send('c1', 'host-1')).outcome).toBe('deduplicated');
-    expect((await guard.describe()).runId).not.toBe(before);
-    const status = await control(s, name, { action: 'status', by: 'test' });
-    expect(status.counters).toMatchObject({ deliveries: 31, started: 1, deduplicated: 30 });
-    expect(status.active.map((a) => a.workflowId)).toEqual([first.workflowId]);
-    expect((await send('c2', 'host-2')).outcome).toBe('started');
-    expect((await send('c3', 'host-3')).outcome).toBe('started');
-    expect((await send('c4', 'host-3')).outcome).toBe('suppressed'); // the rate limit counted across runs
-    // The first remediation ends (rejected at its gate: a failure) after its guard continued as new.
-    await client().workflow.getHandle(first.workflowId!).signal('decide', { id: 'gate', approve: false, by: 'alice' });
-    expect(await ended(first.workflowId!)).toBe('failed');
-    await eventually(
-      async () => (await control(s, name, { action: 'status', by: 'test' })).counters.failed === 1,
-      'the guard to hear the run ended',
-    );
-    const after = await control(s, name, { action: 'status', by: 'test' });
-    expect(after.active.map((a) => a.fingerprint).sort()).toEqual(['c2', 'c3']);
-    // Terminated, a remediation tells nobody; the guard asks how its old runs ended (every minute while any runs;
-    // this guard every second).
-    const [c2, c3] = after.active.sort((a, b) => a.fingerprint.localeCompare(b.fingerprint)).map((a) => a.workflowId!);
-    await client().workflow.getHandle(c2!).terminate('operator');
-    await eventually(
-      async () => (await control(s, name, { action: 'status', by: 'test' })).active.length === 1,
-      'the guard to find the terminated run',
-    );
-    const last = await control(s, name, { action: 'status', by: 'test' });
-    expect(last.active.map((a) => a.fingerprint)).toEqual(['c3']);
-    expect(last.counters.failed).toBe(2);
-    await client().workflow.getHandle(c3!).cancel();
-    expect(await ended(c3!)).toBe('cancelled');
-  });
-});
-
 test('firing and resolved together: the run is told once it starts, ends at its gate with nothing done; a late firing is a duplicate', async () => {
   await wf.session(async (s) => {
     const { name, limits } = guarded(s, 'crossed', {}, 'approval: { approvers: { users: [alice] } }', 'high');
@@ -347,7 +208,7 @@ test('firing and resolved together: the run is told once it starts, ends at its 
     expect(fired!.outcome).toBe('started');
     expect(resolved!.outcome).toBe('resolved');
     const h = client().workflow.getHandle(fired!.workflowId!);
-    const result = await h.result(); // completes: the alert resolved, there was nothing to do
+    const result = await resultOf(wf.env, h); // completes: the alert resolved, there was nothing to do
     expect(result.status).toBe('cancelled');
     expect((await h.describe()).status.name).toBe('COMPLETED');
     expect(s.stubs.calls).toEqual([]);
