@@ -1,30 +1,32 @@
 // Node side. The `runbook` command line.
 import { Command, Option } from 'commander';
-import { UserError } from '../common/errors';
-import { fleetDown, fleetUp } from '../fleet/fleet';
-import { ensureTemporalCli, findTemporalCli, temporalCliVersion } from '../worker/temporal-cli';
-import { runDev, runWorkerCommand } from './dev';
-import { runExec } from './exec';
-import { runLogs } from './logs';
-import { runDocs, runPlan, runValidate } from './language';
-import { runCancel, runDecide, runList, runRun, runStatus, runWindowOverride } from './runs';
-import {
-  runScheduleBackfill,
-  runSchedulePause,
-  runSchedulesList,
-  runSchedulesSync,
-  runScheduleTrigger,
-} from './schedules';
-import { runCalendarStatus } from './calendar';
-import { runbookJsonSchema } from '../dsl/schema';
 import fs from 'node:fs';
 import path from 'node:path';
+import { UserError } from '../common/errors';
 import { runCli } from './run-cli';
-import { newKeyEntry } from '../common/codec';
-import { runCodecServe } from './codec';
-import { runServe, runTriggers } from './triggers';
-import { DEFAULT_METRICS_ADDRESS, DEFAULT_RECEIVER_PORT } from '../worker/config';
-import { runAuditExport, runAuditShow, runAuditVerify, type ExportOptions, type ShowOptions } from './audit';
+import { DEFAULT_METRICS_ADDRESS, DEFAULT_RECEIVER_PORT } from '../worker/defaults';
+import type { ExportOptions, ShowOptions } from './audit';
+
+/**
+ * Each command's module loads when the command runs: `runbook run` loads the client and the language, not the
+ * worker, the fleet, the dev server or the audit stores (a CLI call's start-up is most of a short run's wall time).
+ */
+const load = {
+  fleet: () => import('../fleet/fleet'),
+  temporalCli: () => import('../worker/temporal-cli'),
+  dev: () => import('./dev'),
+  exec: () => import('./exec'),
+  logs: () => import('./logs'),
+  language: () => import('./language'),
+  runs: () => import('./runs'),
+  schedules: () => import('./schedules'),
+  calendar: () => import('./calendar'),
+  schema: () => import('../dsl/schema'),
+  codec: () => import('../common/codec'),
+  codecServer: () => import('./codec'),
+  triggers: () => import('./triggers'),
+  audit: () => import('./audit'),
+};
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const pkg = require('../../package.json') as { version: string; dependencies: Record<string, string> };
@@ -92,7 +94,7 @@ serverOptions(
     receiver: boolean;
     metrics?: string;
   }) => {
-    await runDev({ ...o, receiverPort: o.receiver ? o.receiverPort : false });
+    await (await load.dev()).runDev({ ...o, receiverPort: o.receiver ? o.receiverPort : false });
   },
 );
 
@@ -101,7 +103,7 @@ program
   .description('Run a worker against the Temporal server named by TEMPORAL_ADDRESS (default 127.0.0.1:7233)')
   .addOption(metricsOption())
   .action(async (o: { metrics?: string }) => {
-    await runWorkerCommand(o);
+    await (await load.dev()).runWorkerCommand(o);
   });
 
 program
@@ -123,7 +125,7 @@ program
       command: string[],
       o: { inventory?: string; host: string; wait: boolean; json: boolean; timeout: number },
     ) => {
-      process.exitCode = await runExec(command, o);
+      process.exitCode = await (await load.exec()).runExec(command, o);
     },
   );
 
@@ -136,8 +138,8 @@ program
   )
   .argument('[paths...]', 'files or directories (default: the runbooks directory)')
   .option('--json', 'print the problems as JSON', false)
-  .action((paths: string[], o: { json: boolean }) => {
-    process.exitCode = runValidate(paths, { lint: false, json: o.json });
+  .action(async (paths: string[], o: { json: boolean }) => {
+    process.exitCode = (await load.language()).runValidate(paths, { lint: false, json: o.json });
   });
 
 program
@@ -148,8 +150,8 @@ program
   .argument('[paths...]', 'files or directories (default: the runbooks directory)')
   .option('--strict', 'exit 1 on warnings too', false)
   .option('--json', 'print the problems as JSON', false)
-  .action((paths: string[], o: { strict: boolean; json: boolean }) => {
-    process.exitCode = runValidate(paths, { lint: true, strict: o.strict, json: o.json });
+  .action(async (paths: string[], o: { strict: boolean; json: boolean }) => {
+    process.exitCode = (await load.language()).runValidate(paths, { lint: true, strict: o.strict, json: o.json });
   });
 
 program
@@ -164,11 +166,11 @@ program
   .option('--alert-label <key=value>', 'an alert label, to plan what an alert-triggered run would do', collect, [])
   .option('--json', 'print the plan as JSON', false)
   .action(
-    (
+    async (
       name: string,
       o: { param: string[]; paramsJson?: string; inventory?: string; json: boolean; alertLabel: string[] },
     ) => {
-      runPlan(name, o);
+      (await load.language()).runPlan(name, o);
     },
   );
 
@@ -211,7 +213,7 @@ program
         overrideWindow?: string;
       },
     ) => {
-      process.exitCode = await runRun(name, o);
+      process.exitCode = await (await load.runs()).runRun(name, o);
     },
   );
 
@@ -221,7 +223,7 @@ program
   .argument('<id>', 'workflow id')
   .option('--json', 'as JSON', false)
   .action(async (id: string, o: { json: boolean }) => {
-    await runStatus(id, o);
+    await (await load.runs()).runStatus(id, o);
   });
 
 program
@@ -239,7 +241,7 @@ program
   .option('--host <host>', 'only this host')
   .option('--json', 'JSON Lines: one object per output line, step end, note and the run', false)
   .action(async (id: string, o: { follow: boolean; step?: string; host?: string; json: boolean }) => {
-    process.exitCode = await runLogs(id, o);
+    process.exitCode = await (await load.logs()).runLogs(id, o);
   });
 
 program
@@ -247,7 +249,7 @@ program
   .description('Cancel a run: running commands are killed, then rollback runs')
   .argument('<id>', 'workflow id')
   .action(async (id: string) => {
-    await runCancel(id);
+    await (await load.runs()).runCancel(id);
   });
 
 program
@@ -259,7 +261,7 @@ program
   .addOption(new Option('--limit <n>', 'at most this many').argParser(int('--limit')).default(20))
   .option('--json', 'as JSON', false)
   .action(async (o: { status?: string; runbook?: string; initiator?: string; limit: number; json: boolean }) => {
-    await runList(o);
+    await (await load.runs()).runList(o);
   });
 
 for (const verb of ['approve', 'reject'] as const) {
@@ -277,7 +279,7 @@ for (const verb of ['approve', 'reject'] as const) {
     )
     .option('--comment <text>', 'why')
     .action(async (id: string, o: { by: string; group: string[]; step?: string; comment?: string }) => {
-      await runDecide(id, verb === 'approve', o);
+      await (await load.runs()).runDecide(id, verb === 'approve', o);
     });
 }
 
@@ -292,7 +294,7 @@ schedules
   .option('--dry-run', 'print what would change, change nothing', false)
   .option('--json', 'as JSON', false)
   .action(async (o: { dryRun: boolean; json: boolean }) => {
-    process.exitCode = await runSchedulesSync(o);
+    process.exitCode = await (await load.schedules()).runSchedulesSync(o);
   });
 schedules
   .command('list')
@@ -300,7 +302,7 @@ schedules
   .option('--all', 'also schedules sync did not make', false)
   .option('--json', 'as JSON', false)
   .action(async (o: { all: boolean; json: boolean }) => {
-    await runSchedulesList(o);
+    await (await load.schedules()).runSchedulesList(o);
   });
 for (const verb of ['pause', 'unpause'] as const) {
   schedules
@@ -309,7 +311,7 @@ for (const verb of ['pause', 'unpause'] as const) {
     .argument('<runbook>', 'runbook name, or its schedule id runbook:NAME')
     .option('--reason <text>', 'the note shown with the schedule (default: who did it)')
     .action(async (name: string, o: { reason?: string }) => {
-      await runSchedulePause(name, verb === 'pause', o.reason);
+      await (await load.schedules()).runSchedulePause(name, verb === 'pause', o.reason);
     });
 }
 schedules
@@ -318,7 +320,7 @@ schedules
   .argument('<runbook>', 'runbook name, or its schedule id runbook:NAME')
   .option('--overlap <policy>', 'skip | buffer-one | buffer-all | cancel-other | terminate-other | allow-all')
   .action(async (name: string, o: { overlap?: string }) => {
-    await runScheduleTrigger(name, o);
+    await (await load.schedules()).runScheduleTrigger(name, o);
   });
 schedules
   .command('backfill')
@@ -328,7 +330,7 @@ schedules
   .requiredOption('--to <time>', 'ISO 8601 end')
   .option('--overlap <policy>', 'overlap policy for these runs (default allow-all)')
   .action(async (name: string, o: { from: string; to: string; overlap?: string }) => {
-    await runScheduleBackfill(name, o);
+    await (await load.schedules()).runScheduleBackfill(name, o);
   });
 
 program
@@ -342,7 +344,7 @@ program
   .option('--json', 'as JSON', false)
   .option('--check', 'exit 1 when the combined state is closed', false)
   .action(async (names: string[], o: { at?: string; file?: string; json: boolean; check: boolean }) => {
-    process.exitCode = await runCalendarStatus(names, o);
+    process.exitCode = await (await load.calendar()).runCalendarStatus(names, o);
   });
 
 program
@@ -355,7 +357,7 @@ program
   .option('--by <name>', 'who overrides (default: your user name)')
   .option('--group <group>', "a group of yours the calendar's override list may name (repeat)", collect, [])
   .action(async (id: string, o: { reason: string; by?: string; group: string[] }) => {
-    await runWindowOverride(id, o);
+    await (await load.runs()).runWindowOverride(id, o);
   });
 
 program
@@ -366,7 +368,7 @@ program
   .addOption(new Option('--ip <addr>', 'address to listen on').default('127.0.0.1'))
   .addOption(new Option('--port <port>', 'port to listen on').argParser(int('--port')).default(DEFAULT_RECEIVER_PORT))
   .action(async (o: { ip: string; port: number }) => {
-    await runServe(o);
+    await (await load.triggers()).runServe(o);
   });
 
 const triggers = program
@@ -380,7 +382,7 @@ triggers
   .argument('[runbook...]', 'runbooks (default: every runbook with an alert rule)')
   .option('--json', 'as JSON', false)
   .action(async (names: string[], o: { json: boolean }) => {
-    await runTriggers('status', names, o);
+    await (await load.triggers()).runTriggers('status', names, o);
   });
 for (const [verb, what] of [
   ['freeze', 'Stop alerts from starting runs (they are recorded and escalated instead)'],
@@ -395,7 +397,7 @@ for (const [verb, what] of [
     .option('--reason <text>', 'why (recorded)')
     .option('--json', 'print the resulting status as JSON', false)
     .action(async (names: string[], o: { by?: string; reason?: string; json: boolean }) => {
-      await runTriggers(verb, names, o);
+      await (await load.triggers()).runTriggers(verb, names, o);
     });
 
 const audit = program
@@ -419,14 +421,14 @@ auditStore(
 )
   .option('--json', 'the report as JSON', false)
   .action(async (o: { auditUrl?: string; json: boolean }) => {
-    process.exitCode = await runAuditVerify(o);
+    process.exitCode = await (await load.audit()).runAuditVerify(o);
   });
 
 auditFilters(audit.command('show').description('Change records as a table (or JSON), oldest first'))
   .addOption(new Option('--limit <n>', 'only the last n records').argParser(int('--limit')))
   .option('--json', 'as JSON', false)
   .action(async (o: ShowOptions) => {
-    process.exitCode = await runAuditShow(o);
+    process.exitCode = await (await load.audit()).runAuditShow(o);
   });
 
 auditFilters(
@@ -435,7 +437,7 @@ auditFilters(
   .addOption(new Option('--format <format>', 'jsonl | csv').default('jsonl'))
   .option('-o, --output <file>', 'write to a file instead of stdout')
   .action(async (o: ExportOptions) => {
-    process.exitCode = await runAuditExport({ ...o, json: false });
+    process.exitCode = await (await load.audit()).runAuditExport({ ...o, json: false });
   });
 
 const codec = program
@@ -447,8 +449,8 @@ codec
     'Print a new key entry (ID:BASE64) for RUNBOOK_CODEC_KEYS or a line of RUNBOOK_CODEC_KEYS_FILE; put it first to rotate',
   )
   .option('--id <id>', "key id (default: k + today's date)")
-  .action((o: { id?: string }) => {
-    console.log(newKeyEntry(o.id));
+  .action(async (o: { id?: string }) => {
+    console.log((await load.codec()).newKeyEntry(o.id));
   });
 codec
   .command('serve')
@@ -459,7 +461,7 @@ codec
   .addOption(new Option('--port <port>', 'port').argParser(int('--port')).default(8234))
   .option('--ui-origin <url>', 'a Web UI origin allowed by CORS (repeat)', collect, [])
   .action(async (o: { ip: string; port: number; uiOrigin: string[] }) => {
-    await runCodecServe(o);
+    await (await load.codecServer()).runCodecServe(o);
   });
 
 program
@@ -467,16 +469,16 @@ program
   .description('Render a runbook as Markdown')
   .argument('<runbook>', 'runbook name or path')
   .option('-o, --output <file>', 'write to a file instead of stdout')
-  .action((name: string, o: { output?: string }) => {
-    runDocs(name, o);
+  .action(async (name: string, o: { output?: string }) => {
+    (await load.language()).runDocs(name, o);
   });
 
 program
   .command('schema')
   .description('Print the runbook JSON Schema (draft 2020-12), or write it to runbooks/runbook.schema.json')
   .option('--write', 'write the file instead of printing it', false)
-  .action((o: { write: boolean }) => {
-    const text = `${JSON.stringify(runbookJsonSchema(), null, 2)}\n`;
+  .action(async (o: { write: boolean }) => {
+    const text = `${JSON.stringify((await load.schema()).runbookJsonSchema(), null, 2)}\n`;
     if (!o.write) return void process.stdout.write(text);
     const file = path.join(__dirname, '..', '..', 'runbooks', 'runbook.schema.json');
     fs.writeFileSync(file, text);
@@ -487,19 +489,21 @@ program
   .command('setup')
   .description('Find or build the Temporal CLI (dev server + Web UI) and say which path was taken')
   .action(async () => {
-    const cli = await ensureTemporalCli((line) => console.log(line));
-    console.log(`Temporal CLI: ${cli.path} (${temporalCliVersion(cli.path)}; found via ${cli.source})`);
+    const cli = await (await load.temporalCli()).ensureTemporalCli((line) => console.log(line));
+    console.log(
+      `Temporal CLI: ${cli.path} (${(await load.temporalCli()).temporalCliVersion(cli.path)}; found via ${cli.source})`,
+    );
   });
 
 program
   .command('version')
   .description('Print the versions of runbook, the Temporal SDK and the Temporal CLI')
-  .action(() => {
-    const cli = findTemporalCli();
+  .action(async () => {
+    const cli = (await load.temporalCli()).findTemporalCli();
     console.log(`runbook ${pkg.version}`);
     console.log(`Temporal SDK ${pkg.dependencies['@temporalio/client']}`);
     console.log(
-      `Temporal CLI ${cli ? `${temporalCliVersion(cli.path)} at ${cli.path}` : 'not found (run `runbook setup`)'}`,
+      `Temporal CLI ${cli ? `${(await load.temporalCli()).temporalCliVersion(cli.path)} at ${cli.path}` : 'not found (run `runbook setup`)'}`,
     );
     console.log(`Node ${process.version}`);
   });
@@ -513,7 +517,7 @@ fleet
   .addOption(new Option('--hosts <n>', 'number of hosts').argParser(int('--hosts')).default(3))
   .requiredOption('--dir <dir>', 'directory for keys, inventory and host state')
   .action(async (o: { hosts: number; dir: string }) => {
-    const state = await fleetUp({ hosts: o.hosts, dir: o.dir, progress: (l) => console.error(l) });
+    const state = await (await load.fleet()).fleetUp({ hosts: o.hosts, dir: o.dir, progress: (l) => console.error(l) });
     const first = state.hosts[0];
     console.log(`fleet ${state.id}: ${state.hosts.length} hosts up; inventory ${o.dir}/inventory.yaml`);
     if (first) {
@@ -528,7 +532,7 @@ fleet
   .description('Stop the fleet started in DIR and remove its users')
   .requiredOption('--dir <dir>', 'the directory given to `fleet up`')
   .action(async (o: { dir: string }) => {
-    const state = await fleetDown(o.dir);
+    const state = await (await load.fleet()).fleetDown(o.dir);
     console.log(`fleet ${state.id}: ${state.hosts.length} hosts stopped`);
   });
 

@@ -13,7 +13,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
-import { NativeConnection } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
+import { DEFAULT_METRICS_ADDRESS, DEFAULT_RECEIVER_PORT } from './defaults';
+
+export { DEFAULT_METRICS_ADDRESS, DEFAULT_RECEIVER_PORT };
 import { codecKeysFromEnv, dataConverterFromEnv } from '../common/codec';
 import { UserError, messageOf } from '../common/errors';
 import { DEFAULT_SSH_LOGIN } from '../dsl/inventory';
@@ -126,9 +129,10 @@ export async function connectClient(target: TemporalTarget): Promise<Client> {
   return new Client({ connection, namespace: target.namespace, dataConverter: dataConverterFromEnv(process.env) });
 }
 
-/** A worker (native) connection. */
+/** A worker (native) connection. The SDK's native worker module loads here, not when a CLI command needs a client. */
 export async function connectWorker(target: TemporalTarget): Promise<NativeConnection> {
   await probeTcp(target);
+  const { NativeConnection } = await import('@temporalio/worker');
   try {
     return await NativeConnection.connect(target.connectionOptions);
   } catch (err) {
@@ -272,9 +276,6 @@ export function workerIdentity(config: Pick<EngineConfig, 'allowRunbookFiles'>):
   return `${process.pid}@${os.hostname()}${config.allowRunbookFiles ? ` ${RUNBOOK_FILES_MARK}` : ''}`;
 }
 
-/** Where a worker serves Prometheus metrics unless --metrics or RUNBOOK_METRICS_ADDRESS says otherwise. */
-export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9464';
-
 /** Where the worker serves its Prometheus metrics (`/metrics`), and who chose that. */
 export interface MetricsSetting {
   /** IP:PORT to bind (IPv6 in brackets); undefined: metrics off. */
@@ -322,9 +323,6 @@ export function metricsSettingFrom(flag: string | undefined, env: NodeJS.Process
   if (raw !== undefined && raw !== '') return parseMetricsAddress(raw, 'RUNBOOK_METRICS_ADDRESS');
   return { address: DEFAULT_METRICS_ADDRESS, source: 'default' };
 }
-
-/** The alert receiver's default port. */
-export const DEFAULT_RECEIVER_PORT = 9280;
 
 /**
  * The alert receiver's settings: RUNBOOK_RECEIVER_TOKEN (bearer tokens, comma-separated) or
