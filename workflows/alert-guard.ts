@@ -243,6 +243,7 @@ export async function alertGuard(input: Static<typeof GuardInputSchema>): Promis
   // events fewer per delivery in a flood). Guards recorded before keep a timer per wake.
   const steadyTimer = patched('guard-steady-timer');
   let reconcileTimer: Promise<void> | undefined;
+  let reconcileDue = false;
   for (;;) {
     // Effects are performed as they come, also while a continue-as-new waits for running handlers.
     const ready = () => effects.length > 0 || (longHistory() && allHandlersFinished());
@@ -251,13 +252,19 @@ export async function alertGuard(input: Static<typeof GuardInputSchema>): Promis
     const due = () => Math.max(0, (state.reconciledAt ?? 0) + every - Date.now());
     let woke: boolean;
     if (!untracked().length) woke = await condition(ready).then(() => true);
-    else if (due() <= 0) woke = false;
-    else if (!steadyTimer) woke = await condition(ready, due());
+    else if (!steadyTimer) woke = due() > 0 && (await condition(ready, due()));
     else {
-      reconcileTimer ??= sleep(due()).then(() => {
-        reconcileTimer = undefined;
-      });
-      woke = await Promise.race([condition(ready).then(() => true), reconcileTimer.then(() => false)]);
+      if (!reconcileTimer && !reconcileDue) {
+        if (due() > 0)
+          reconcileTimer = sleep(due()).then(() => {
+            reconcileTimer = undefined;
+            reconcileDue = true;
+          });
+        else reconcileDue = true;
+      }
+      await condition(() => reconcileDue || ready());
+      woke = !reconcileDue;
+      reconcileDue = false;
     }
     if (!woke) {
       state.reconciledAt = Date.now();

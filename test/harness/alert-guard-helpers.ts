@@ -10,8 +10,8 @@ import { eventually, resultOf, runbookYaml, type Session, type useTimeSkipping }
 
 export type Limits = Parameters<typeof alertLimits>[0]['limits'];
 
-/** The helpers, bound to a test file's environment (`useTimeSkipping`). */
-export function guardHelpers(wf: ReturnType<typeof useTimeSkipping>) {
+/** The helpers, bound to a test file's environment (`useTimeSkipping`) and its fixture's host names. */
+export function guardHelpers(wf: ReturnType<typeof useTimeSkipping>, hosts: readonly string[] = ['host-1']) {
   /** A runbook of this session with an alert rule; its step is `touch`, its targets the `hosts` param. */
   function guarded(s: Session, label: string, limits: Limits = {}, extra = '', risk: 'low' | 'high' = 'low') {
     const name = `${s.prefix}${label}`;
@@ -20,7 +20,7 @@ export function guardHelpers(wf: ReturnType<typeof useTimeSkipping>) {
         name,
         `
 params:
-  hosts: { type: targets, default: host:host-1 }
+  hosts: { type: targets, default: host:${hosts[0]} }
 targets: \${{ params.hosts }}
 ${extra}
 steps:
@@ -41,7 +41,7 @@ on:
     fingerprint: string,
     more: { startsAt?: string; targets?: string[]; status?: 'firing' | 'resolved'; refused?: string[] } = {},
   ): AlertDelivery {
-    const targets = more.targets ?? ['host-1'];
+    const targets = more.targets ?? [hosts[0]!];
     return {
       alert: {
         fingerprint,
@@ -98,9 +98,12 @@ on:
     if (guard)
       await eventually(
         async () =>
-          !(await client().workflow.getHandle(guard).query(guardStatusQuery)).active.some(
-            (a) => a.workflowId === workflowId,
-          ),
+          // A query that fails (the time-skipping server's replays are not to be trusted) is asked again.
+          await client()
+            .workflow.getHandle(guard)
+            .query(guardStatusQuery)
+            .then((st) => !st.active.some((a) => a.workflowId === workflowId))
+            .catch(() => false),
         'the guard to hear the run ended',
       );
     return (await h.query(stateQuery)).status;
