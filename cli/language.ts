@@ -17,7 +17,7 @@ import { formatProblem, type Problem } from '../dsl/problems';
 import { runbookMarkdown } from '../dsl/docs';
 import type { RenderedAction } from '../dsl/render';
 import { checkYamlLimits, tooLargeProblem } from '../dsl/yaml-source';
-import { runbookDirFromEnv, inventoryFor } from '../worker/config';
+import { runbookDirFromEnv, inventoryFor } from '../worker/defaults';
 import { paramInputs, parseParamPairs, type ParamOptions } from './params';
 
 /** Files a path stands for: a file itself, or the YAML (and .ini) files directly in a directory. */

@@ -14,9 +14,9 @@ import path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import type { NativeConnection } from '@temporalio/worker';
-import { DEFAULT_METRICS_ADDRESS, DEFAULT_RECEIVER_PORT } from './defaults';
+import { DEFAULT_METRICS_ADDRESS, DEFAULT_RECEIVER_PORT, inventoryFor, runbookDirFromEnv } from './defaults';
 
-export { DEFAULT_METRICS_ADDRESS, DEFAULT_RECEIVER_PORT };
+export { DEFAULT_METRICS_ADDRESS, DEFAULT_RECEIVER_PORT, inventoryFor, runbookDirFromEnv };
 import { codecKeysFromEnv, dataConverterFromEnv } from '../common/codec';
 import { UserError, messageOf } from '../common/errors';
 import { DEFAULT_SSH_LOGIN } from '../dsl/inventory';
@@ -195,28 +195,11 @@ export function auditUrlFromEnv(env: NodeJS.ProcessEnv = process.env, dataDir = 
   return env.AUDIT_URL ?? `file:${path.join(dataDir, 'audit.jsonl')}`;
 }
 
-/** The runbooks directory as configured (RUNBOOK_DIR, else ./runbooks), unresolved, for the CLI's messages. */
-export function runbookDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
-  return env.RUNBOOK_DIR ?? 'runbooks';
-}
-
 function flag(name: string, raw: string | undefined, fallback: boolean): boolean {
   if (raw === undefined || raw === '') return fallback;
   if (/^(1|true|on|yes)$/i.test(raw)) return true;
   if (/^(0|false|off|no)$/i.test(raw)) return false;
   throw new UserError(`${name} must be on or off (1/0, true/false), got "${raw}".`);
-}
-
-/**
- * The one rule for which inventory a run uses, the same in the CLI (plan, run, exec) and the worker: the one named
- * (`-i`, the run's `inventory` field), else RUNBOOK_INVENTORY; absolute. The worker then accepts only the
- * inventories on its allow-list, so the CLI sends what it resolved here and both ends check the same file.
- */
-export function inventoryFor(named: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (named !== undefined && named.trim() === '')
-    throw new UserError('-i / --inventory is empty: give an inventory file, or leave it out to use RUNBOOK_INVENTORY.');
-  const file = named ?? (env.RUNBOOK_INVENTORY || undefined);
-  return file === undefined ? undefined : path.resolve(file);
 }
 
 /**
