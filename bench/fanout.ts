@@ -75,6 +75,9 @@ function timed(
   });
 }
 
+/** Node flags for our CLI's runs (RUNBOOK_BENCH_CLI_NODE_ARGS, e.g. `--cpu-prof --cpu-prof-dir=DIR`). */
+const CLI_NODE_ARGS = (process.env.RUNBOOK_BENCH_CLI_NODE_ARGS ?? '').split(' ').filter(Boolean);
+
 const which = (cmd: string) =>
   (process.env.PATH ?? '').split(':').find((d) => d && fs.existsSync(path.join(d, cmd))) !== undefined;
 
@@ -165,7 +168,11 @@ steps:
       return at(events.at(-1)) - at(events[0]);
     };
     const ours = async (name: string): Promise<Timed> => {
-      const r = await timed('node', [path.join(ROOT, 'bin', 'runbook.js'), 'run', name, '--wait', '--json'], cliEnv);
+      const r = await timed(
+        'node',
+        [...CLI_NODE_ARGS, path.join(ROOT, 'bin', 'runbook.js'), 'run', name, '--wait', '--json'],
+        cliEnv,
+      );
       const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { workflowId: string; status: string };
       if (out.status !== 'succeeded') throw new Error(`${name}: ${out.status}`);
       return { ms: r.ms, historyMs: await historyMs(out.workflowId), workflowId: out.workflowId };
