@@ -1,18 +1,46 @@
 // Node side (ajv generates code). Schema validation with ajv (draft 2020-12), every error at once, each turned
 // into a located, readable problem: unknown keys with "did you mean", wrong types with what was found.
-import Ajv2020, { type ErrorObject, type ValidateFunction } from 'ajv/dist/2020';
+import crypto from 'node:crypto';
+import path from 'node:path';
+import Ajv2020, { type ErrorObject, type Options, type ValidateFunction } from 'ajv/dist/2020';
 import { CODES, type Problem } from './problems';
 import { didYouMean } from './suggest';
 import { DURATION_PATTERN, ID_PATTERN, NAME_PATTERN, PERCENT_PATTERN } from './schema';
 import type { FieldPath, YamlSource } from './yaml-source';
 
-const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: false });
+/** The validator options, the same for validators compiled here and those generated at build time. */
+export function newAjv(more: Options = {}): Ajv2020 {
+  return new Ajv2020({ allErrors: true, verbose: true, strict: false, ...more });
+}
+
+/** Where `npm run build` writes the generated validators (validators-build.ts). */
+export const PRECOMPILED_FILE = path.join(__dirname, 'validators.generated.js');
+
+/** A schema's name in the generated module: the hash of its JSON, so a changed schema never meets a stale one. */
+export function schemaKey(schema: object): string {
+  return `v${crypto.createHash('sha256').update(JSON.stringify(schema)).digest('hex').slice(0, 32)}`;
+}
+
+let ajv: Ajv2020 | undefined;
+let precompiled: Record<string, ValidateFunction> | undefined;
 const validators = new WeakMap<object, ValidateFunction>();
 
-function validatorFor(schema: object): ValidateFunction {
+/** The generated validators, or none (not built: tests run from the sources). */
+function loadPrecompiled(file: string): Record<string, ValidateFunction> {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(file) as Record<string, ValidateFunction>;
+  } catch {
+    return {};
+  }
+}
+
+/** The validator of `schema`: generated at build time when there is one for exactly this schema, else compiled. */
+export function validatorFor(schema: object): ValidateFunction {
   let v = validators.get(schema);
   if (!v) {
-    v = ajv.compile(schema);
+    precompiled ??= loadPrecompiled(PRECOMPILED_FILE);
+    v = precompiled[schemaKey(schema)] ?? (ajv ??= newAjv()).compile(schema);
     validators.set(schema, v);
   }
   return v;
