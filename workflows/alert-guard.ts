@@ -12,11 +12,9 @@ import {
   isCancellation,
   log,
   ParentClosePolicy,
-  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
-  sleep,
   startChild,
   TerminatedFailure,
   TimeoutFailure,
@@ -239,33 +237,15 @@ export async function alertGuard(input: Static<typeof GuardInputSchema>): Promis
   // ask every minute how they ended (one that was terminated never signals its guard).
   const untracked = () =>
     Object.values(state.incidents).filter((i) => i.active && i.workflowId && !tracked.has(i.workflowId));
-  // The reconcile timer is left running across wakes: a delivery no longer cancels it and starts another (two
-  // events fewer per delivery in a flood). Guards recorded before keep a timer per wake.
-  const steadyTimer = patched('guard-steady-timer');
-  let reconcileTimer: Promise<void> | undefined;
-  let reconcileDue = false;
   for (;;) {
     // Effects are performed as they come, also while a continue-as-new waits for running handlers.
     const ready = () => effects.length > 0 || (longHistory() && allHandlersFinished());
     // The clock is kept in the state, so a guard that keeps continuing as new (a flood) still asks on time.
     const every = input.reconcileMs ?? RECONCILE_MS;
     const due = () => Math.max(0, (state.reconciledAt ?? 0) + every - Date.now());
-    let woke: boolean;
-    if (!untracked().length) woke = await condition(ready).then(() => true);
-    else if (!steadyTimer) woke = due() > 0 && (await condition(ready, due()));
-    else {
-      if (!reconcileTimer && !reconcileDue) {
-        if (due() > 0)
-          reconcileTimer = sleep(due()).then(() => {
-            reconcileTimer = undefined;
-            reconcileDue = true;
-          });
-        else reconcileDue = true;
-      }
-      await condition(() => reconcileDue || ready());
-      woke = !reconcileDue;
-      reconcileDue = false;
-    }
+    const woke = untracked().length
+      ? due() > 0 && (await condition(ready, due()))
+      : await condition(ready).then(() => true);
     if (!woke) {
       state.reconciledAt = Date.now();
       const runs = untracked().map((i) => ({ workflowId: i.workflowId!, runId: i.runId }));
