@@ -11,6 +11,7 @@ import { Worker } from '@temporalio/worker';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure, type Duration } from '@temporalio/common';
 import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { FAILURES, HOST_LOCK_MANAGER_PREFIX, hostLockManagerId } from '../../common/failure-types';
 import type { Activities } from '../../activities';
 import { stateQuery, type RunState } from '../../workflows/messages';
@@ -194,6 +195,26 @@ export async function resultOf<R>(
   return handle.result();
 }
 
+/**
+ * Prints a run's history, one line per event, to stderr: the evidence for a history that does not replay (an open
+ * bug, seen rarely in CI; see the README's tests section), which CI's output keeps.
+ */
+async function printHistory(handle: WorkflowHandle): Promise<void> {
+  const { events } = await handle.fetchHistory();
+  const lines = (events ?? []).map((e) => {
+    const what =
+      e.markerRecordedEventAttributes?.markerName ??
+      e.activityTaskScheduledEventAttributes?.activityType?.name ??
+      e.workflowExecutionSignaledEventAttributes?.signalName ??
+      e.signalExternalWorkflowExecutionInitiatedEventAttributes?.signalName ??
+      e.timerStartedEventAttributes?.timerId ??
+      '';
+    const patch = e.markerRecordedEventAttributes?.details?.patch_data?.payloads?.[0]?.data;
+    return `${String(e.eventId)} ${temporal.api.enums.v1.EventType[e.eventType ?? 0] ?? String(e.eventType)} ${what}${patch ? ` ${Buffer.from(patch).toString()}` : ''}`;
+  });
+  process.stderr.write(`history of ${handle.workflowId} (it failed to replay):\n${lines.join('\n')}\n`);
+}
+
 /** Polls `pred` (every 50 ms of real time) until it holds; throws naming `what` after `timeoutMs`. */
 export async function eventually(
   pred: () => Promise<boolean> | boolean,
@@ -311,7 +332,10 @@ export function useTimeSkipping(
           if (cause instanceof ApplicationFailure && cause.type === FAILURES.runbookFailed)
             result = cause.details?.[0] as RunbookResult;
         }
-        const final = await run.state();
+        const final = await run.state().catch(async (err: unknown) => {
+          if (/Nondeterminism/.test(String(err))) await printHistory(run.handle);
+          throw err;
+        });
         result ??= final.result as RunbookResult | undefined;
         const at = (kind: string) =>
           Date.parse(
