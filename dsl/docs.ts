@@ -17,14 +17,17 @@ function stepLine(step: StepDoc, depth: number): string[] {
       (k) => step[k] !== undefined,
     ) ?? 'step';
   let what = '';
+  // A command of several lines (or a script) is a code block under the step; one line stays inline.
+  const code = step.ssh?.script ?? (step.ssh?.run?.includes('\n') ? step.ssh.run : undefined);
   if (step.ssh)
     what =
-      step.ssh.run !== undefined
-        ? `\`${step.ssh.run}\``
-        : step.ssh.script !== undefined
-          ? 'runs a script'
+      code !== undefined
+        ? `runs ${step.ssh.script !== undefined ? 'this script' : 'this'}${step.ssh.sudo ? ' as root' : ''}`
+        : step.ssh.run !== undefined
+          ? `\`${step.ssh.run}\``
           : `uploads ${step.ssh.upload?.src} to ${step.ssh.upload?.dest}`;
-  if (step.ssh?.sudo) what += ' (sudo)';
+  if (step.ssh?.sudo && code === undefined) what += ' (sudo)';
+  if (step.targets !== undefined) what += ` on \`${step.targets}\``;
   if (step.http) what = `${step.http.method ?? 'GET'} \`${step.http.url}\``;
   if (step.sleep) what = `waits ${step.sleep}`;
   if (step.approval)
@@ -42,6 +45,20 @@ function stepLine(step: StepDoc, depth: number): string[] {
   const lines = [
     `${'  '.repeat(depth)}1. **${step.id}** (${kind}): ${what}${step.description ? ` — ${step.description}` : ''}${extras.length ? ` _(${extras.join('; ')})_` : ''}`,
   ];
+  if (code !== undefined) {
+    const indent = `${'  '.repeat(depth)}   `;
+    const fence = '`'.repeat(Math.max(3, ...(code.match(/`+/g) ?? []).map((f) => f.length + 1)));
+    lines.push(
+      '',
+      `${indent}${fence}sh`,
+      ...code
+        .trimEnd()
+        .split('\n')
+        .map((l) => `${indent}${l}`),
+      `${indent}${fence}`,
+      '',
+    );
+  }
   for (const child of step.parallel?.steps ?? []) lines.push(...stepLine(child, depth + 1));
   if (step.rollback?.length) {
     lines.push(`${'  '.repeat(depth + 1)}- rollback:`);

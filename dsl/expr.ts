@@ -12,8 +12,11 @@ import { failureClass, FAILURES } from '../common/failure-types';
 import { Environment } from '@marcbachmann/cel-js';
 import { quote } from 'shell-quote';
 
-/** Variables an expression may start from. `result` exists only in `until.condition`. */
-export const ROOT_VARIABLES = ['params', 'target', 'steps', 'alert', 'run', 'secrets', 'result'] as const;
+/**
+ * Variables an expression may start from. `result` exists only in `until.condition`. `origin` is the run's target a
+ * step is for: the same as `target`, except in a step with its own `targets`, where `target` is the host acted on.
+ */
+export const ROOT_VARIABLES = ['params', 'target', 'origin', 'steps', 'alert', 'run', 'secrets', 'result'] as const;
 
 /** One piece of a template string: literal text or an expression. */
 export type Segment = { kind: 'text'; text: string } | { kind: 'expr'; source: string; raw: boolean; offset: number };

@@ -78,9 +78,11 @@ export function buildContext(
       return [k, spec?.type === 'secret' && typeof v === 'string' ? secretToken(v.slice('secret:'.length)) : v];
     }),
   );
+  const view = target ? targetView(target) : {};
   return {
     params: paramValues,
-    target: target ? targetView(target) : {},
+    target: view,
+    origin: view,
     steps,
     alert,
     run,

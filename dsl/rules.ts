@@ -110,10 +110,10 @@ function checkExpr(source: string, path: FieldPath, offset: number, scope: Scope
         CODES.unknownSecret,
         { offset },
       );
-    } else if (root === 'target' && name !== undefined && !TARGET_FIELDS.includes(name)) {
+    } else if ((root === 'target' || root === 'origin') && name !== undefined && !TARGET_FIELDS.includes(name)) {
       report(
         path,
-        `unknown target field "${name}" in \`${source}\`${didYouMean(name, TARGET_FIELDS)}; a target has ${TARGET_FIELDS.join(', ')}`,
+        `unknown ${root} field "${name}" in \`${source}\`${didYouMean(name, TARGET_FIELDS)}; a target has ${TARGET_FIELDS.join(', ')}`,
         CODES.unknownVariable,
         { offset },
       );

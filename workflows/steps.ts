@@ -62,6 +62,12 @@ export interface RunFeatures {
   rollbackStepKeys: boolean;
   /** Sub-runbook child ids include the host. */
   childIdHost: boolean;
+  /**
+   * A step with its own `targets` keys its records by the run target it is for as well as the host it acts on.
+   * Before, every run target's `drain` on the same load balancer had one key, so the second target's drain found
+   * the first's record and did not run.
+   */
+  delegatedKeysByOrigin: boolean;
 }
 
 /** Decides the run's features; call once, at the start of a run. */
@@ -70,6 +76,7 @@ export function decideFeatures(): RunFeatures {
     runScopedKeys: patched('run-scoped-keys'),
     rollbackStepKeys: patched('rollback-step-keys'),
     childIdHost: patched('child-id-host'),
+    delegatedKeysByOrigin: patched('delegated-keys-by-origin'),
   };
 }
 
@@ -533,12 +540,13 @@ export async function runStep(t: TargetRun, step: StepDoc, path: string): Promis
         FAILURES.targetsInvalid,
       );
     let last: StepResultView = {};
+    const origin = t.env.features.delegatedKeysByOrigin && t.host ? `${t.host.name}>` : '';
     for (const other of hosts) {
       last = await withUntil(
         { ...t, host: other, ctx: { ...t.ctx, target: targetView(other) } },
         step,
         path,
-        `${path}:${other.name}`,
+        `${path}:${origin}${other.name}`,
       );
     }
     t.steps[step.id] = { outputs: outputsOf(step, last), status: 'succeeded' };

@@ -158,7 +158,7 @@ const EXPECTED: [string, string[]][] = [
   [
     'result-outside-until.yaml',
     [
-      '12:11: steps[0].when: unknown variable "result" in `result.exitCode == 0`; expressions start from params, target, steps, alert, run, secrets [RB1211]',
+      '12:11: steps[0].when: unknown variable "result" in `result.exitCode == 0`; expressions start from params, target, origin, steps, alert, run, secrets [RB1211]',
     ],
   ],
   [
@@ -233,7 +233,7 @@ const EXPECTED: [string, string[]][] = [
   [
     'unknown-variable.yaml',
     [
-      '11:36: steps[0].ssh.run: unknown variable "env" in `env.HOME`; expressions start from params, target, steps, alert, run, secrets [RB1211]',
+      '11:36: steps[0].ssh.run: unknown variable "env" in `env.HOME`; expressions start from params, target, origin, steps, alert, run, secrets [RB1211]',
     ],
   ],
   [

@@ -5,7 +5,7 @@ import { FAILURES } from '../../common/failure-types';
 import { runbookYaml, useTimeSkipping } from '../harness/time-skipping';
 import type { Script } from '../harness/time-skipping-stubs';
 
-const wf = useTimeSkipping(['host-1']);
+const wf = useTimeSkipping(['host-1', 'host-2', 'host-3']);
 
 /** Exit codes (or outcomes) per record key; keys not listed exit 0. */
 const byKey =
@@ -208,4 +208,38 @@ steps:
   const ok = await wf.run(yaml, { params: { count: '3' } });
   expect(ok.result!.status).toBe('succeeded');
   expect(ok.stubs.calls.map((c) => c.command)).toEqual(['echo 3']);
+});
+
+test('a step with its own targets runs for every run target: each has its own record key on the shared host', async () => {
+  // Two web hosts drained one after the other on one load balancer: the second drain is a step of its own, not
+  // the first one's record found again.
+  const run = await wf.run(
+    runbookYaml(
+      'drain-each',
+      `
+targets: 'host:host-1,host:host-2'
+strategy: { type: rolling, batch: 1 }
+steps:
+  - id: drain
+    targets: host:host-3
+    ssh: { run: 'drain \${{ origin.name }}' }
+    rollback:
+      - id: ready
+        targets: host:host-3
+        ssh: { run: 'ready \${{ origin.name }}' }
+  - id: restart
+    ssh: { run: 'restart' }
+`,
+    ),
+    { script: ({ host, key }) => (host === 'host-2' && key === 'steps[1]' ? { exit: 1 } : undefined) },
+  );
+  expect(run.stubs.calls.map((c) => [c.host, c.key, c.command])).toEqual([
+    ['host-3', 'steps[0]:host-1>host-3', 'drain host-1'],
+    ['host-1', 'steps[1]', 'restart'],
+    ['host-3', 'steps[0]:host-2>host-3', 'drain host-2'],
+    ['host-2', 'steps[1]', 'restart'],
+    ['host-3', 'steps[0].rollback[0]:host-2>host-3', 'ready host-2'],
+  ]);
+  const keys = run.stubs.audit.filter((r) => r.kind === 'step' || r.kind === 'rollback').map((r) => r.key);
+  expect(keys).toEqual(expect.arrayContaining(['steps[0]:host-1>host-3', 'steps[0]:host-2>host-3']));
 });
