@@ -516,8 +516,14 @@ fleet
   .description('Start N sshd hosts; writes DIR/inventory.yaml, DIR/known_hosts and DIR/id_ed25519')
   .addOption(new Option('--hosts <n>', 'number of hosts').argParser(int('--hosts')).default(3))
   .requiredOption('--dir <dir>', 'directory for keys, inventory and host state')
-  .action(async (o: { hosts: number; dir: string }) => {
-    const state = await (await load.fleet()).fleetUp({ hosts: o.hosts, dir: o.dir, progress: (l) => console.error(l) });
+  .option(
+    '--services',
+    'real services for the shipped runbooks: host-1 runs HAProxy (runtime API on a socket) in front of nginx on the other hosts; needs nginx, haproxy and socat',
+  )
+  .action(async (o: { hosts: number; dir: string; services?: boolean }) => {
+    const state = await (
+      await load.fleet()
+    ).fleetUp({ hosts: o.hosts, dir: o.dir, services: o.services, progress: (l) => console.error(l) });
     const first = state.hosts[0];
     console.log(`fleet ${state.id}: ${state.hosts.length} hosts up; inventory ${o.dir}/inventory.yaml`);
     if (first) {

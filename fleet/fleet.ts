@@ -12,6 +12,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { UserError } from '../common/errors';
 import { isPortFree, waitForPort } from '../common/ports';
+import { requireServicePrerequisites, servicesDown, servicesUp, type FleetServices } from './services';
 
 export const SSHD = process.env.RUNBOOK_SSHD ?? '/usr/sbin/sshd';
 const STATE_FILE = 'fleet.json';
@@ -36,6 +37,8 @@ export interface FleetState {
 export interface FleetUpOptions {
   hosts: number;
   dir: string;
+  /** Real services on the hosts (./services.ts): host-1 balances with HAProxy, the others serve with nginx. */
+  services?: boolean;
   /** Receives progress lines. */
   progress?: (line: string) => void;
 }
@@ -321,6 +324,7 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
     throw new UserError(`--hosts must be an integer from 1 to ${MAX_HOSTS}, got ${opts.hosts}.`);
   }
   requirePrerequisites();
+  if (opts.services) requireServicePrerequisites();
   const { dir } = fleetDir(opts.dir, true);
   for (const f of DIR_FILES) {
     const st = lstatOrUndefined(path.join(dir, f));
@@ -361,6 +365,7 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
   const save = () => writeNew(path.join(dir, STATE_FILE), JSON.stringify(state, null, 2));
   save();
   const knownHosts: string[] = [];
+  let services: FleetServices | undefined;
   try {
     for (let i = 0; i < opts.hosts; i++) {
       const name = `host-${i + 1}`;
@@ -420,6 +425,10 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
     }
     await Promise.all(state.hosts.map((h) => waitForPort(h.port, h.address, 10_000)));
     progress(`${state.hosts.length} sshd hosts listening on 127.${octet}.x.y:${port}`);
+    if (opts.services) {
+      services = await servicesUp(state.hosts);
+      progress(`services up: HAProxy on ${state.hosts[0]!.name}, nginx on the others, HTTP port ${services.httpPort}`);
+    }
   } catch (err) {
     await fleetDown(dir).catch(() => undefined);
     throw err;
@@ -436,10 +445,11 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
           port: h.port,
           user: h.user,
           labels: { fleet: id, index: String(i + 1) },
+          ...(services ? { vars: services.vars[h.name] } : {}),
         },
       ]),
     ),
-    groups: { all: state.hosts.map((h) => h.name) },
+    groups: { all: state.hosts.map((h) => h.name), ...services?.groups },
   };
   writeNew(
     path.join(dir, 'inventory.yaml'),
@@ -474,6 +484,7 @@ export async function fleetDown(dirArg: string): Promise<FleetState> {
   for (const host of state.hosts) {
     const pid = pidOf(host);
     if (pid !== undefined) process.kill(pid, 'SIGTERM');
+    servicesDown(host);
   }
   for (const host of users) {
     try {

@@ -7,9 +7,9 @@ import Ajv2020 from 'ajv/dist/2020';
 import YAML from 'yaml';
 import { evaluate, render, secretToken, maskSecrets, references } from '../../dsl/expr';
 import { loadInventoryText } from '../../dsl/inventory';
-import { loadRunbookFile } from '../../dsl/load';
+import { loadRunbookFile, loadRunbookText } from '../../dsl/load';
 import { coerceParams } from '../../dsl/params';
-import { batchSizes, failureThreshold } from '../../dsl/plan';
+import { batchSizes, failureThreshold, planRun } from '../../dsl/plan';
 import { runbookJsonSchema } from '../../dsl/schema';
 import { resolveTargets } from '../../dsl/selector';
 import { checkFile } from '../../cli/language';
@@ -41,12 +41,14 @@ describe('params', () => {
   const patch = loadRunbookFile(path.join(root, 'runbooks', 'rolling-patch.yaml')).runbook!;
   const fo = loadRunbookFile(path.join(root, 'runbooks', 'postgres-failover.yaml')).runbook!;
   const cases: [string, typeof rb, Record<string, unknown>, string[]][] = [
-    ['missing required', rb, {}, ['service: required, but not given (systemd unit to restart, e.g. nginx) [RB1302]']],
+    ['missing required', rb, {}, ['service: required, but not given (The service to restart, e.g. nginx) [RB1302]']],
     [
       'unknown name with a hint',
       rb,
       { service: 'nginx', servce: 'x' },
-      ['servce: unknown param (did you mean "service"?); this runbook takes: service, hosts, health_port [RB1301]'],
+      [
+        'servce: unknown param (did you mean "service"?); this runbook takes: service, hosts, health_port, health_path [RB1301]',
+      ],
     ],
     [
       'pattern (injection)',
@@ -132,6 +134,7 @@ describe('params', () => {
       service: 'nginx',
       hosts: 'group:web',
       health_port: 9090,
+      health_path: '/health',
     });
     expect(coerceParams(patch.params!, { packages: ['a', 'b'], reboot: 'no' }, ['lb_token']).values).toEqual({
       hosts: 'group:web',
@@ -418,8 +421,57 @@ describe('plan, docs and injection', () => {
     const md = execFileSync('node', [runbook, 'docs', 'restart-service'], { encoding: 'utf8', cwd: root });
     expect(md.startsWith('# restart-service\n')).toBe(true);
     expect(md).toContain(
-      '| `health_port` | integer | no | `8080` | Port of the HTTP health endpoint (min 1, max 65535) |',
+      "| `health_port` | integer | no |  | Port of the HTTP health endpoint (default the host's http_port var, else 80) (min 1, max 65535) |",
     );
     expect(md).toContain('## Rollback');
+    // A command of several lines is a code block under its step, not broken inline code.
+    expect(md).toContain(
+      '1. **drain** (ssh): runs this as root on `host:${{ target.vars.lb }}` — Stop new connections to this host at the load balancer.',
+    );
+    expect(md).toContain(
+      "\n   ```sh\n   out=$(printf 'set server %s/%s state drain\\n' ${{ origin.vars.lb_backend }} ${{ origin.name }} |\n",
+    );
+  });
+});
+
+describe('origin: the run target a delegated step is for', () => {
+  const text = (cmd: string) => `apiVersion: runbooks/v1
+kind: Runbook
+metadata: { name: drain }
+targets: group:web
+steps:
+  - id: drain
+    targets: 'host:\${{ target.vars.lb }}'
+    ssh: { run: ${JSON.stringify(cmd)} }
+`;
+  const inventory = loadInventoryText(
+    'inv.yaml',
+    `hosts:
+  web-1: { address: 127.0.0.2, vars: { lb: lb-1 } }
+  lb-1: { address: 127.0.0.3 }
+groups: { web: [web-1] }
+`,
+  ).inventory;
+
+  test('in a step with its own targets, `target` is the host acted on and `origin` the run target', () => {
+    const loaded = loadRunbookText('drain.yaml', text('drain ${{ origin.name }} at ${{ target.name }}'));
+    expect(loaded.problems).toEqual([]);
+    const result = planRun({
+      runbook: loaded.runbook!,
+      contentHash: 'x',
+      params: {},
+      inventory,
+      run: { id: 'r', initiator: 'me', trigger: 'manual' },
+    });
+    if (!result.ok) throw new Error(JSON.stringify(result.errors));
+    const step = result.plan.perTarget[0]!.steps[0]!;
+    expect(step.on).toEqual([{ target: 'lb-1', action: expect.objectContaining({ command: 'drain web-1 at lb-1' }) }]);
+  });
+
+  test('an unknown origin field is a located error', () => {
+    const loaded = loadRunbookText('drain.yaml', text('drain ${{ origin.nmae }}'));
+    expect(loaded.problems.map((p) => p.message)).toEqual([
+      expect.stringMatching(/unknown origin field "nmae" .*did you mean "name"/),
+    ]);
   });
 });

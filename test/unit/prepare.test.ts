@@ -40,7 +40,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 test('a valid run: coerced params, defaults, the inventory, the targets in order, the content hash', () => {
   const p = prepare({});
-  expect(p.params).toEqual({ service: 'nginx', hosts: 'group:web', health_port: 8080 });
+  expect(p.params).toEqual({ service: 'nginx', hosts: 'group:web', health_path: '/health' });
   expect(p.selector).toBe('group:web');
   expect(p.hosts.map((h) => h.name)).toEqual(['web-1', 'web-2', 'web-3', 'web-4']);
   expect(p.inventory?.file).toBe(inventory);
@@ -68,8 +68,8 @@ test('an invalid runbook: RunbookInvalid listing its problems', () => {
 
 test('bad params: ParamsInvalid, naming the file only when asked (the CLI does, the worker does not)', () => {
   const lines =
-    'params.nope: unknown param; this runbook takes: service, hosts, health_port [RB1301]\n' +
-    'params.service: required, but not given (systemd unit to restart, e.g. nginx) [RB1302]';
+    'params.nope: unknown param; this runbook takes: service, hosts, health_port, health_path [RB1301]\n' +
+    'params.service: required, but not given (The service to restart, e.g. nginx) [RB1302]';
   const worker = failure({ params: { nope: 1 } });
   expect([worker.type, worker.message]).toEqual([
     FAILURES.paramsInvalid,

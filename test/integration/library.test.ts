@@ -1,0 +1,264 @@
+// Integration (root; real sshd, nginx and HAProxy on a fleet of its own): the shipped runbooks of runbooks/ on the
+// services they manage, asserting the real end state. restart-service: HAProxy never serves an error while every
+// web host restarts; a host whose service does not come back stops the rollout and stays out of the balancer.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { fleetDown, fleetUp, type FleetState } from '../../fleet/fleet';
+import type { runbook, RunbookResult } from '../../workflows/runbook';
+import { connectTestEnv, testRoot, uniqueTaskQueue, withEngineWorker } from '../harness/env';
+import { waitUntil } from '../harness/processes';
+
+const RUNBOOKS = path.join(__dirname, '..', '..', 'runbooks');
+let env: TestWorkflowEnvironment;
+let fleet: FleetState;
+let dir: string;
+let httpPort: number;
+const notifications: { channel: string; message: string }[] = [];
+let notifyServer: http.Server;
+let notifyUrl: string;
+
+const inventory = () => path.join(dir, 'inventory.yaml');
+const srv = (host: string, ...p: string[]) => path.join(dir, 'hosts', host, 'srv', ...p);
+const nginxPid = (host: string) => fs.readFileSync(srv(host, 'run', 'nginx.pid'), 'utf8').trim();
+const svc = (host: string, ...args: string[]) =>
+  execFileSync(srv(host, 'bin', 'svc'), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const lbAddress = () => fleet.hosts[0]!.address;
+
+/** A command to HAProxy's runtime API on host-1; its answer. */
+const lbCommand = (command: string) =>
+  execFileSync('socat', ['-t', '5', 'stdio', `UNIX-CONNECT:${srv('host-1', 'run', 'haproxy.sock')}`], {
+    input: `${command}\n`,
+    encoding: 'utf8',
+  });
+
+/** HAProxy's view of the web backend, from its runtime API: server name → status and current sessions. */
+function backend(): Record<string, { status: string; sessions: number }> {
+  const csv = lbCommand('show stat');
+  const out: Record<string, { status: string; sessions: number }> = {};
+  for (const line of csv.split('\n')) {
+    const f = line.split(',');
+    if (f[0] === 'web' && f[1] !== 'FRONTEND' && f[1] !== 'BACKEND' && f[1])
+      out[f[1]] = { status: f[17]!, sessions: Number(f[4]) };
+  }
+  return out;
+}
+
+/** Samples HAProxy's status of host-2 and host-3 every 50 ms until stopped (at most 60 s); each change, in order. */
+function sampleBackend() {
+  const seen: [string, string][] = [];
+  let stopped = false;
+  const deadline = Date.now() + 60_000;
+  const done = (async () => {
+    while (!stopped && Date.now() < deadline) {
+      const b = backend();
+      const now: [string, string] = [b['host-2']!.status, b['host-3']!.status];
+      const last = seen.at(-1);
+      if (!last || last[0] !== now[0] || last[1] !== now[1]) seen.push(now);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await done;
+      return seen;
+    },
+  };
+}
+
+const allUp = () =>
+  waitUntil(
+    () => Promise.resolve(Object.values(backend()).every((s) => s.status === 'UP')),
+    'every web server UP in HAProxy',
+    20_000,
+  );
+
+/**
+ * Requests through HAProxy until stopped: 4 at a time, each on a new connection, bounded at 60 s and 20,000
+ * requests. Counts answers by status, and connection errors.
+ */
+function load() {
+  const counts = { ok: 0, bad: 0, errors: [] as string[], byHost: {} as Record<string, number> };
+  let stopped = false;
+  const deadline = Date.now() + 60_000;
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const req = http.get({ host: lbAddress(), port: httpPort, path: '/', agent: false, timeout: 5_000 }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => {
+          if (res.statusCode === 200) {
+            counts.ok++;
+            counts.byHost[body.trim()] = (counts.byHost[body.trim()] ?? 0) + 1;
+          } else {
+            counts.bad++;
+            counts.errors.push(`${res.statusCode} ${body.slice(0, 80)}`);
+          }
+          resolve();
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timed out')));
+      req.on('error', (err) => {
+        counts.bad++;
+        counts.errors.push(err.message);
+        resolve();
+      });
+    });
+  const worker = async () => {
+    while (!stopped && Date.now() < deadline && counts.ok + counts.bad < 20_000) {
+      await one();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  const workers = Promise.all([worker(), worker(), worker(), worker()]);
+  return {
+    counts,
+    stop: async () => {
+      stopped = true;
+      await workers;
+      return counts;
+    },
+  };
+}
+
+async function runbookRun(
+  name: string,
+  params: Record<string, unknown>,
+): Promise<{ result?: RunbookResult; handle: WorkflowHandle }> {
+  const taskQueue = uniqueTaskQueue(name);
+  return withEngineWorker(
+    env,
+    taskQueue,
+    async () => {
+      const handle = await env.client.workflow.start<typeof runbook>('runbook', {
+        taskQueue,
+        workflowId: `${taskQueue}-run`,
+        args: [{ runbook: name, params, inventory: inventory(), initiator: 'test' }],
+      });
+      try {
+        return { result: await handle.result(), handle };
+      } catch (err) {
+        if (!(err instanceof WorkflowFailedError)) throw err;
+        const details = (err.cause as { details?: unknown[] } | undefined)?.details;
+        return { result: details?.[0] as RunbookResult | undefined, handle };
+      }
+    },
+    { config: { runbookDir: RUNBOOKS, inventories: [inventory()], defaultInventory: inventory(), notifyUrl } },
+  );
+}
+
+beforeAll(async () => {
+  dir = path.join(testRoot(), 'library-fleet');
+  fleet = await fleetUp({ hosts: 3, dir, services: true });
+  httpPort = Number(/http_port: (\d+)/.exec(fs.readFileSync(inventory(), 'utf8'))![1]);
+  notifyServer = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      notifications.push(JSON.parse(body) as { channel: string; message: string });
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => notifyServer.listen(0, '127.0.0.1', resolve));
+  notifyUrl = `http://127.0.0.1:${(notifyServer.address() as AddressInfo).port}/notify`;
+  env = await connectTestEnv();
+}, 120_000);
+
+afterAll(async () => {
+  await env?.teardown();
+  notifyServer?.close();
+  if (fleet) await fleetDown(dir);
+});
+
+describe('restart-service', () => {
+  test('restarts nginx on every web host, one at a time, while HAProxy answers every request with 200', async () => {
+    await allUp();
+    const before = { 'host-2': nginxPid('host-2'), 'host-3': nginxPid('host-3') };
+    const traffic = load();
+    const states = sampleBackend();
+    const { result } = await runbookRun('restart-service', { service: 'nginx' });
+    await new Promise((r) => setTimeout(r, 500)); // traffic after the last host is back
+    const counts = await traffic.stop();
+    const seen = await states.stop();
+    expect(result?.status).toBe('succeeded');
+    // Both really restarted: new nginx master processes.
+    expect(nginxPid('host-2')).not.toBe(before['host-2']);
+    expect(nginxPid('host-3')).not.toBe(before['host-3']);
+    expect(counts.errors).toEqual([]);
+    expect(counts.ok).toBeGreaterThan(50);
+    // Both served during the run, and both are back in the balancer.
+    expect(Object.keys(counts.byHost).sort()).toEqual(['host-2', 'host-3']);
+    expect(backend()).toMatchObject({ 'host-2': { status: 'UP' }, 'host-3': { status: 'UP' } });
+    // HAProxy saw the choreography: host-2 drained, then back up, and only then host-3 drained.
+    const changes = seen.map(([a, b]) => `host-2 ${a}, host-3 ${b}`);
+    expect(changes[0]).toBe('host-2 UP, host-3 UP');
+    expect(changes[1]).toBe('host-2 DRAIN, host-3 UP');
+    expect(changes).toContain('host-2 UP, host-3 DRAIN');
+    expect(changes.at(-1)).toBe('host-2 UP, host-3 UP');
+    expect(seen.every(([a, b]) => a === 'UP' || b === 'UP')).toBe(true);
+  });
+
+  test('control: the same traffic check sees errors when HAProxy sends requests to a stopped nginx', async () => {
+    // HAProxy's health checks take a stopped server out within a second and redispatch what it had sent there, so
+    // the check that stands in for "no draining" turns them off for host-2, as a balancer that cannot see it.
+    await allUp();
+    lbCommand('disable health web/host-2');
+    const traffic = load();
+    try {
+      svc('host-2', 'stop', 'nginx');
+      // Longer than HAProxy's retries of a refused connection (3, a second apart) hide.
+      await new Promise((r) => setTimeout(r, 5_000));
+      svc('host-2', 'start', 'nginx');
+      const counts = await traffic.stop();
+      expect(counts.bad).toBeGreaterThan(0);
+    } finally {
+      await traffic.stop();
+      lbCommand('enable health web/host-2');
+    }
+    await allUp();
+  });
+
+  test('a host whose service does not come back: the rollout stops there, the host stays out of HAProxy, on-call is told, no request fails', async () => {
+    await allUp();
+    const conf = srv('host-2', 'nginx', 'nginx.conf');
+    const good = fs.readFileSync(conf, 'utf8');
+    const host3 = nginxPid('host-3');
+    fs.writeFileSync(conf, good.replace('worker_processes 1;', 'worker_processes 1;\nno_such_directive on;'));
+    const traffic = load();
+    try {
+      const { result } = await runbookRun('restart-service', { service: 'nginx' });
+      const counts = await traffic.stop();
+      expect(result?.status).toBe('failed');
+      expect(result?.hosts['host-2']?.state).toBe('rolled-back');
+      expect(result?.hosts['host-2']?.error).toMatch(/nginx failed to start/);
+      expect(result?.hosts['host-3']?.state).toBe('skipped');
+      expect(nginxPid('host-3')).toBe(host3); // never touched
+      expect(counts.errors).toEqual([]);
+      // After the run, only host-3 serves.
+      const after = load();
+      await new Promise((r) => setTimeout(r, 500));
+      expect(Object.keys((await after.stop()).byHost)).toEqual(['host-3']);
+      const csv = lbCommand('show servers state web');
+      // srv_admin_state 8 is "drained by the runtime API" (HAProxy's SRV_ADMF_DRAIN).
+      const host2 = csv
+        .split('\n')
+        .find((l) => l.split(' ')[3] === 'host-2')!
+        .split(' ');
+      expect(Number(host2[6]) & 8).toBe(8);
+      expect(notifications).toContainEqual({
+        channel: 'oncall',
+        message: expect.stringMatching(/^restart of nginx failed on host-2 .*stays out/),
+      });
+    } finally {
+      await traffic.stop();
+      fs.writeFileSync(conf, good);
+      svc('host-2', 'start', 'nginx');
+      lbCommand('set server web/host-2 state ready');
+    }
+  });
+});
