@@ -162,13 +162,19 @@ function describeAction(a: RenderedAction | undefined): string {
         .map(([k, v]) => `${k}=${quote([v])} `)
         .join('');
       const where = a.cwd ? ` (in ${a.cwd})` : '';
-      if (a.command !== undefined) return `$ ${prefix}${env}${a.command}${where}`;
+      // Several lines (a script, a command written as a YAML block) are shown as a block, one `|` line each.
+      const block = (title: string, text: string) =>
+        `${title}:\n${text
+          .trimEnd()
+          .split('\n')
+          .map((l) => `          | ${l}`)
+          .join('\n')}`;
+      if (a.command !== undefined)
+        return a.command.trimEnd().includes('\n')
+          ? block(`$ ${prefix}${env}${where ? `${where.trim()} ` : ''}`.trimEnd(), a.command)
+          : `$ ${prefix}${env}${a.command}${where}`;
       if (a.upload) return `upload ${a.upload.src} -> ${a.upload.dest} (mode ${a.upload.mode})`;
-      return `script (${prefix || 'bash'}${where}):\n${(a.script ?? '')
-        .trimEnd()
-        .split('\n')
-        .map((l) => `          | ${l}`)
-        .join('\n')}`;
+      return block(`script (${prefix || 'bash'}${where})`, a.script ?? '');
     }
     case 'http': {
       // Masked before JSON.stringify, which would escape the secret tokens' NUL delimiters out of maskSecrets' sight.

@@ -109,7 +109,9 @@ function planStep(step: StepDoc, ctx: Record<string, unknown>, path: string, res
       ? 'runtime'
       : Boolean(renderValue(`\${{ ${step.when} }}`, ctx));
   }
-  if (step.targets !== undefined) {
+  if (base.when === false) {
+    // Skipped: what it would do may not even render (a `when: has(target.vars.lb)` guarding `target.vars.lb`).
+  } else if (step.targets !== undefined) {
     const selector = renderValue(step.targets, ctx);
     base.on = resolve(Array.isArray(selector) ? selector.join(',') : String(selector)).map((host) => ({
       target: host.name,

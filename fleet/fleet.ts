@@ -426,7 +426,7 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
     await Promise.all(state.hosts.map((h) => waitForPort(h.port, h.address, 10_000)));
     progress(`${state.hosts.length} sshd hosts listening on 127.${octet}.x.y:${port}`);
     if (opts.services) {
-      services = await servicesUp(state.hosts);
+      services = await servicesUp(state.hosts, dir);
       progress(`services up: HAProxy on ${state.hosts[0]!.name}, nginx on the others, HTTP port ${services.httpPort}`);
     }
   } catch (err) {

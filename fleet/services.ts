@@ -1,12 +1,16 @@
 // Node side. Real services on the test fleet's hosts (`fleet up --services`), so the shipped runbooks can be
 // proven end to end: host-1 is a load balancer (HAProxy with its runtime API on a unix socket), the other hosts
-// are web servers (nginx with a /health endpoint), each listening on its own host address.
+// are web servers (nginx with a /health endpoint), each listening on its own host address. Each web host has its
+// own dpkg database and apt state (a package root, `DIR/hosts/NAME/root`, through `srv/bin/apt-get` and
+// `dpkg-query`), fed by a local apt repository the fleet builds (`DIR/repo`, the real .deb `rb-site`, whose file
+// nginx serves as /version). A per-host package root was chosen over a per-host root file system (debootstrap or
+// namespaces): it needs no image build or network, takes a second per host, and is what a patch touches.
 //
 // The hosts have no systemd: each has a small service supervisor, `SRV/bin/svc start|stop|restart|status
 // SERVICE` (root's, run through sudo), which the inventory names (`service_manager: command`,
 // `service_command`), as a container or an older distribution would. Everything lives in the host's directory,
 // `DIR/hosts/NAME/srv`, made by root and writable only by root; nginx's workers and HAProxy run as the host's
-// user.
+// user. Each host also has a scratch directory its user owns (`scratch_dirs`, for disk-cleanup).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -37,16 +41,21 @@ export interface FleetServices {
 }
 
 export function requireServicePrerequisites(): void {
-  const missing = [NGINX, HAPROXY, SOCAT].filter((p) => !fs.existsSync(p));
+  const missing = [NGINX, HAPROXY, SOCAT, '/usr/bin/dpkg-scanpackages'].filter((p) => !fs.existsSync(p));
   if (missing.length > 0) {
     throw new UserError(
       `fleet up --services needs ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not installed. ` +
-        'Install them with: apt-get update && apt-get install -y nginx-light haproxy socat',
+        'Install them with: apt-get update && apt-get install -y nginx-light haproxy socat dpkg-dev',
     );
   }
 }
 
 const srvDir = (h: ServiceHost) => path.join(h.dir, 'srv');
+/** The host's own package root: its dpkg database and the files its packages install. */
+const pkgRoot = (h: ServiceHost) => path.join(h.dir, 'root');
+
+/** The package the fleet's local apt repository serves: nginx serves its file as /version. */
+export const SITE_PACKAGE = 'rb-site';
 const pidFile = (h: ServiceHost, service: string) => path.join(srvDir(h), 'run', `${service}.pid`);
 
 function nginxConf(h: ServiceHost, port: number): string {
@@ -69,6 +78,7 @@ http {
   server {
     listen ${h.address}:${port};
     location = /health { return 200 "ok ${h.name}\\n"; }
+    location = /version { alias ${pkgRoot(h)}/srv/www/version.txt; }
     location / { return 200 "${h.name}\\n"; }
   }
 }
@@ -98,6 +108,82 @@ backend ${LB_BACKEND}
   default-server check inter 300ms fall 2 rise 2
 ${web.map((w) => `  server ${w.name} ${w.address}:${port}`).join('\n')}
 `;
+}
+
+/**
+ * apt-get and dpkg-query of a host, on its own package root: the host's dpkg database, apt state and sources (the
+ * fleet's local repository) are its own, so a patch can leave host-2 on v2 and host-3 on v1. Packages install
+ * below the root, without chroot (the repository's packages have no maintainer scripts).
+ */
+function aptWrappers(h: ServiceHost): { aptGet: string; dpkgQuery: string } {
+  const root = pkgRoot(h);
+  return {
+    aptGet: `#!/bin/sh
+# apt-get of test fleet host ${h.name}: its own package root ${root}.
+exec /usr/bin/apt-get -o Dir=${root}/ -o Dir::State::status=${root}/var/lib/dpkg/status \\
+  -o Dir::Etc::SourceList=${root}/etc/apt/sources.list -o DPkg::Options::=--root=${root} \\
+  -o DPkg::Options::=--force-script-chrootless -o DPkg::Options::=--log=${root}/var/log/dpkg.log "$@"
+`,
+    dpkgQuery: `#!/bin/sh
+# dpkg-query of test fleet host ${h.name}: its own package database.
+exec /usr/bin/dpkg-query --admindir=${root}/var/lib/dpkg "$@"
+`,
+  };
+}
+
+/** Builds version VERSION of the site package into the fleet's repository (DIR/repo) and re-indexes it. */
+export function publishSitePackage(fleetDir: string, version: string): void {
+  if (!/^[0-9][0-9A-Za-z.+~-]*$/.test(version)) throw new UserError(`not a package version: ${version}`);
+  const repo = path.join(fleetDir, 'repo');
+  fs.mkdirSync(repo, { recursive: true, mode: 0o755 });
+  const stage = fs.mkdtempSync(path.join(repo, '.build-'));
+  try {
+    fs.mkdirSync(path.join(stage, 'DEBIAN'));
+    fs.mkdirSync(path.join(stage, 'srv', 'www'), { recursive: true });
+    fs.writeFileSync(
+      path.join(stage, 'DEBIAN', 'control'),
+      `Package: ${SITE_PACKAGE}\nVersion: ${version}\nArchitecture: all\nMaintainer: runbook test fleet <root@localhost>\n` +
+        'Description: the content the test fleet serves as /version\n',
+    );
+    fs.writeFileSync(path.join(stage, 'srv', 'www', 'version.txt'), `${version}\n`);
+    execFileSync(
+      'dpkg-deb',
+      ['--root-owner-group', '--build', stage, path.join(repo, `${SITE_PACKAGE}_${version}_all.deb`)],
+      {
+        stdio: 'ignore',
+      },
+    );
+  } finally {
+    fs.rmSync(stage, { recursive: true, force: true });
+  }
+  const index = execFileSync('dpkg-scanpackages', ['--multiversion', '.', '/dev/null'], {
+    cwd: repo,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  fs.writeFileSync(path.join(repo, 'Packages'), index);
+}
+
+/** Makes the host's package root (empty dpkg database, the fleet repository as its only source). */
+function makePackageRoot(h: ServiceHost, repo: string): void {
+  const root = pkgRoot(h);
+  fs.rmSync(root, { recursive: true, force: true });
+  for (const d of [
+    'var/lib/dpkg/info',
+    'var/lib/dpkg/updates',
+    'var/lib/dpkg/triggers',
+    'etc/apt/sources.list.d',
+    'etc/apt/apt.conf.d',
+    'etc/apt/preferences.d',
+    'var/lib/apt/lists/partial',
+    'var/cache/apt/archives/partial',
+    'var/log/apt',
+    'srv/www',
+  ])
+    fs.mkdirSync(path.join(root, d), { recursive: true, mode: 0o755 });
+  fs.writeFileSync(path.join(root, 'var/lib/dpkg/status'), '');
+  fs.writeFileSync(path.join(root, 'var/lib/dpkg/available'), '');
+  fs.writeFileSync(path.join(root, 'etc/apt/sources.list'), `deb [trusted=yes] file:${repo} ./\n`);
 }
 
 /** The host's supervisor: the only way the runbooks (and `fleet down`) start and stop its services. */
@@ -161,7 +247,7 @@ function svc(h: ServiceHost, action: string, service: string): void {
  * Configures and starts the services: the first host balances, the others serve. Returns the inventory's vars
  * and groups. Needs at least two hosts.
  */
-export async function servicesUp(hosts: ServiceHost[]): Promise<FleetServices> {
+export async function servicesUp(hosts: ServiceHost[], fleetDir: string): Promise<FleetServices> {
   requireServicePrerequisites();
   if (hosts.length < 2) throw new UserError('fleet up --services needs at least 2 hosts (a balancer and a web host).');
   const [lb, ...web] = hosts as [ServiceHost, ...ServiceHost[]];
@@ -176,7 +262,20 @@ export async function servicesUp(hosts: ServiceHost[]): Promise<FleetServices> {
   write(path.join(srvDir(lb), 'haproxy', 'haproxy.cfg'), haproxyConf(lb, web, httpPort));
   const haproxyStart = `${HAPROXY} -D -f ${srvDir(lb)}/haproxy/haproxy.cfg -p "$pidfile"`;
   write(path.join(srvDir(lb), 'bin', 'svc'), svcScript(lb, { haproxy: haproxyStart }), 0o755);
+  publishSitePackage(fleetDir, '1.0');
   for (const w of web) {
+    makePackageRoot(w, path.join(fleetDir, 'repo'));
+    const apt = aptWrappers(w);
+    write(path.join(srvDir(w), 'bin', 'apt-get'), apt.aptGet, 0o755);
+    write(path.join(srvDir(w), 'bin', 'dpkg-query'), apt.dpkgQuery, 0o755);
+    for (const args of [
+      ['update', '-q'],
+      ['install', '-y', '-q', `${SITE_PACKAGE}=1.0`],
+    ])
+      execFileSync(path.join(srvDir(w), 'bin', 'apt-get'), args, {
+        stdio: 'ignore',
+        env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+      });
     write(path.join(srvDir(w), 'nginx', 'nginx.conf'), nginxConf(w, httpPort));
     const nginxStart = `${NGINX} -c ${srvDir(w)}/nginx/nginx.conf -p ${srvDir(w)}/nginx/`;
     write(path.join(srvDir(w), 'bin', 'svc'), svcScript(w, { nginx: nginxStart }), 0o755);
@@ -186,14 +285,30 @@ export async function servicesUp(hosts: ServiceHost[]): Promise<FleetServices> {
   svc(lb, 'start', 'haproxy');
   await waitForPort(httpPort, lb.address, 10_000);
 
+  // Each host's scratch directory, its user's to fill (disk-cleanup's default scratch_dirs: never the real /tmp).
+  for (const h of hosts) {
+    const scratch = path.join(h.dir, 'scratch');
+    fs.rmSync(scratch, { recursive: true, force: true });
+    fs.mkdirSync(scratch, { mode: 0o755 });
+    execFileSync('chown', [`${h.user}:${h.user}`, scratch]);
+  }
   const common = (h: ServiceHost) => ({
     service_manager: 'command',
     service_command: path.join(srvDir(h), 'bin', 'svc'),
+    scratch_dirs: [path.join(h.dir, 'scratch')],
   });
   const vars: FleetServices['vars'] = {
     [lb.name]: { ...common(lb), http_port: httpPort, lb_socket: path.join(srvDir(lb), 'run', 'haproxy.sock') },
   };
-  for (const w of web) vars[w.name] = { ...common(w), http_port: httpPort, lb: lb.name, lb_backend: LB_BACKEND };
+  for (const w of web)
+    vars[w.name] = {
+      ...common(w),
+      http_port: httpPort,
+      lb: lb.name,
+      lb_backend: LB_BACKEND,
+      apt_get: path.join(srvDir(w), 'bin', 'apt-get'),
+      dpkg_query: path.join(srvDir(w), 'bin', 'dpkg-query'),
+    };
   return { httpPort, vars, groups: { lb: [lb.name], web: web.map((w) => w.name) } };
 }
 

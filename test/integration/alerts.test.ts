@@ -8,7 +8,7 @@
 //
 // Every test has its own runbook (fixtures alert-*.yaml, so its own guard `alert-guard:RUNBOOK`) and fingerprints;
 // the whole file shares one worker process (its own task queue and audit file) and loopback ports chosen free.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -19,6 +19,7 @@ import { hmacSign } from '../../triggers/auth';
 import { guardId, type GuardStatus } from '../../workflows/guard-state';
 import { guardStatusQuery, stateQuery } from '../../workflows/messages';
 import { startAlertmanager } from '../harness/alertmanager';
+import { withReceiver as withReceiverProcess, type ReceiverProcess } from '../harness/receiver';
 import { temporalAddress, testRoot, uniqueTaskQueue, useFleetRuns } from '../harness/env';
 import { startWorkerProcess, stopProcess, waitUntil, runCliProcess, type CliResult } from '../harness/processes';
 
@@ -26,7 +27,6 @@ const fleet = useFleetRuns();
 const { inventory, remote } = fleet;
 
 const RUNBOOK_DIR = path.join(__dirname, '..', 'fixtures', 'runbooks');
-const bin = path.join(__dirname, '..', '..', 'bin', 'runbook.js');
 const TOKEN = `alerts-${crypto.randomUUID().replaceAll('-', '')}`;
 const tq = uniqueTaskQueue('alerts');
 /** In every fingerprint and marker file name, so reruns against a kept fleet never see an old file. */
@@ -82,84 +82,14 @@ afterAll(async () => {
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-// The receiver as a real `runbook serve` process.
+// The receiver as a real `runbook serve` process (the alert-*.yaml fixtures are its rules).
 
-class ReceiverProcess {
-  child?: ChildProcess;
-  log = '';
-  starts = 0;
-  constructor(
-    readonly port: number,
-    private readonly extraEnv: NodeJS.ProcessEnv = {},
-  ) {}
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  /** Starts it; resolves once it listens and its health endpoint sees our alert rules. */
-  async start(): Promise<void> {
-    this.starts += 1;
-    const child = spawn('node', [bin, 'serve', '--ip', '127.0.0.1', '--port', String(this.port)], {
-      env: {
-        ...process.env,
-        TEMPORAL_ADDRESS: temporalAddress(),
-        RUNBOOK_TASK_QUEUE: tq,
-        RUNBOOK_DIR,
-        RUNBOOK_INVENTORY: inventory(),
-        RUNBOOK_RECEIVER_TOKEN: TOKEN,
-        LOG_LEVEL: 'warn',
-        ...this.extraEnv,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child = child;
-    const append = (c: Buffer) => (this.log = (this.log + c.toString()).slice(-20_000));
-    child.stderr!.on('data', append);
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(
-        () => reject(new Error(`runbook serve did not listen on ${this.url} within 30 s:\n${out}\n${this.log}`)),
-        30_000,
-      );
-      child.stdout!.on('data', (c: Buffer) => {
-        out += c.toString();
-        append(c);
-        if (out.includes('alert receiver on')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`runbook serve exited (${code ?? signal}) before listening:\n${out}\n${this.log}`));
-      });
-    });
-    const health = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(5000) });
-    const body = (await health.json()) as { status: string; rules: number };
-    expect(health.status).toBe(200);
-    expect(body.rules).toBeGreaterThanOrEqual(5); // the alert-*.yaml fixtures
-  }
-
-  /** SIGKILL: in-flight requests die with it, as they would on a crash. */
-  async kill(): Promise<void> {
-    if (this.child) await stopProcess(this.child, 'SIGKILL');
-  }
-
-  async stop(): Promise<void> {
-    if (this.child) await stopProcess(this.child, 'SIGTERM');
-  }
-}
-
-async function withReceiver<T>(fn: (r: ReceiverProcess) => Promise<T>, extraEnv: NodeJS.ProcessEnv = {}): Promise<T> {
-  const r = new ReceiverProcess(await freePort(), extraEnv);
-  await r.start();
-  try {
-    return await fn(r);
-  } finally {
-    await r.stop();
-  }
-}
+const withReceiver = <T>(fn: (r: ReceiverProcess) => Promise<T>, extraEnv: NodeJS.ProcessEnv = {}): Promise<T> =>
+  withReceiverProcess(
+    { taskQueue: tq, runbookDir: RUNBOOK_DIR, inventory: inventory(), token: TOKEN, minRules: 5 },
+    fn,
+    extraEnv,
+  );
 
 // ---------------------------------------------------------------------------------------------------------------
 // Deliveries.

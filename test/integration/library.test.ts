@@ -1,6 +1,8 @@
 // Integration (root; real sshd, nginx and HAProxy on a fleet of its own): the shipped runbooks of runbooks/ on the
 // services they manage, asserting the real end state. restart-service: HAProxy never serves an error while every
 // web host restarts; a host whose service does not come back stops the rollout and stays out of the balancer.
+// disk-cleanup: a DiskFull alert through a real Alertmanager and the real receiver cleans the host's scratch
+// directory once, however often Alertmanager repeats it.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -9,9 +11,13 @@ import path from 'node:path';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { fleetDown, fleetUp, type FleetState } from '../../fleet/fleet';
+import { publishSitePackage } from '../../fleet/services';
 import type { runbook, RunbookResult } from '../../workflows/runbook';
+import { guardId } from '../../workflows/guard-state';
+import { startAlertmanager } from '../harness/alertmanager';
 import { connectTestEnv, testRoot, uniqueTaskQueue, withEngineWorker } from '../harness/env';
 import { waitUntil } from '../harness/processes';
+import { withReceiver } from '../harness/receiver';
 
 const RUNBOOKS = path.join(__dirname, '..', '..', 'runbooks');
 let env: TestWorkflowEnvironment;
@@ -148,9 +154,16 @@ async function runbookRun(
         return { result: details?.[0] as RunbookResult | undefined, handle };
       }
     },
-    { config: { runbookDir: RUNBOOKS, inventories: [inventory()], defaultInventory: inventory(), notifyUrl } },
+    { config: engineConfig() },
   );
 }
+
+const engineConfig = () => ({
+  runbookDir: RUNBOOKS,
+  inventories: [inventory()],
+  defaultInventory: inventory(),
+  notifyUrl,
+});
 
 beforeAll(async () => {
   dir = path.join(testRoot(), 'library-fleet');
@@ -225,10 +238,8 @@ describe('restart-service', () => {
 
   test('a host whose service does not come back: the rollout stops there, the host stays out of HAProxy, on-call is told, no request fails', async () => {
     await allUp();
-    const conf = srv('host-2', 'nginx', 'nginx.conf');
-    const good = fs.readFileSync(conf, 'utf8');
     const host3 = nginxPid('host-3');
-    fs.writeFileSync(conf, good.replace('worker_processes 1;', 'worker_processes 1;\nno_such_directive on;'));
+    const fault = breakNginx('host-2');
     const traffic = load();
     try {
       const { result } = await runbookRun('restart-service', { service: 'nginx' });
@@ -256,9 +267,152 @@ describe('restart-service', () => {
       });
     } finally {
       await traffic.stop();
-      fs.writeFileSync(conf, good);
-      svc('host-2', 'start', 'nginx');
-      lbCommand('set server web/host-2 state ready');
+      await fault.restore();
     }
+  });
+});
+
+/** The installed version of the site package on a web host (its own dpkg database). */
+const siteVersion = (host: string) =>
+  execFileSync(srv(host, 'bin', 'dpkg-query'), ['-W', '-f=${Version}', 'rb-site'], { encoding: 'utf8' });
+
+/** A fault on host-2's nginx: its config gains an unknown directive, so it does not start again until `restore`. */
+function breakNginx(host: string) {
+  const conf = srv(host, 'nginx', 'nginx.conf');
+  const good = fs.readFileSync(conf, 'utf8');
+  fs.writeFileSync(conf, good.replace('worker_processes 1;', 'worker_processes 1;\nno_such_directive on;'));
+  return {
+    restore: async () => {
+      fs.writeFileSync(conf, good);
+      svc(host, 'start', 'nginx');
+      lbCommand(`set server web/${host} state ready`);
+      await allUp();
+    },
+  };
+}
+
+describe('rolling-patch', () => {
+  test('v1 to v2 from the local apt repository host by host; a host that fails is back on v1 and out of HAProxy, which served every request', async () => {
+    await allUp();
+    expect([siteVersion('host-2'), siteVersion('host-3')]).toEqual(['1.0', '1.0']);
+    publishSitePackage(dir, '2.0');
+    // host-3's nginx will not come back after the upgrade's restart.
+    const fault = breakNginx('host-3');
+    const traffic = load();
+    try {
+      const { result } = await runbookRun('rolling-patch', { packages: ['rb-site'], service: 'nginx' });
+      const counts = await traffic.stop();
+      expect(result?.status).toBe('failed');
+      expect(result?.hosts['host-2']?.state).toBe('succeeded');
+      expect(result?.hosts['host-3']).toMatchObject({ state: 'rolled-back', error: expect.stringMatching(/nginx/) });
+      // Per-host package state: host-2 upgraded, host-3 put back on its recorded version.
+      expect([siteVersion('host-2'), siteVersion('host-3')]).toEqual(['2.0', '1.0']);
+      expect(fs.readFileSync(path.join(dir, 'hosts', 'host-3', 'root', 'srv', 'www', 'version.txt'), 'utf8')).toBe(
+        '1.0\n',
+      );
+      expect(counts.errors).toEqual([]);
+      expect(counts.ok).toBeGreaterThan(20);
+      // Through HAProxy now: host-2 only, serving v2.
+      const after = await fetch(`http://${lbAddress()}:${httpPort}/version`);
+      expect(await after.text()).toBe('2.0\n');
+      expect(backend()['host-3']!.status).not.toBe('UP');
+      expect(notifications).toContainEqual({
+        channel: 'oncall',
+        message: expect.stringMatching(/^rolling-patch failed on host-3; /),
+      });
+    } finally {
+      await traffic.stop();
+      await fault.restore();
+    }
+  });
+});
+
+describe('disk-cleanup', () => {
+  test('the shipped Prometheus rule raises DiskFull with the labels the runbook reads (promtool test rules)', () => {
+    const out = execFileSync('promtool', ['test', 'rules', 'disk-cleanup.rules.test.yml'], {
+      cwd: path.join(RUNBOOKS, 'prometheus'),
+      encoding: 'utf8',
+    });
+    expect(out).toContain('SUCCESS');
+  });
+
+  test('a DiskFull alert through Alertmanager cleans the scratch directory once: old files gone; new files, links and what they point to kept', async () => {
+    const scratch = path.join(dir, 'hosts', 'host-2', 'scratch');
+    const user = fleet.hosts[1]!.user;
+    const days = (n: number) => new Date(Date.now() - n * 86_400_000);
+    const file = (p: string, age: number) => {
+      fs.mkdirSync(path.dirname(p), { recursive: true });
+      fs.writeFileSync(p, 'x'.repeat(1000));
+      fs.utimesSync(p, days(age), days(age));
+      execFileSync('chown', ['-R', `${user}:${user}`, scratch]);
+    };
+    const old = [path.join(scratch, 'old.log'), path.join(scratch, 'cache', 'old.bin')];
+    const kept = [path.join(scratch, 'new.log'), path.join(scratch, 'cache', 'six-days.bin')];
+    for (const p of old) file(p, 30);
+    file(kept[0]!, 0);
+    file(kept[1]!, 6);
+    // An old file outside the scratch directory, linked from it: the link may go, its target must stay.
+    const outside = path.join(dir, 'hosts', 'host-2', 'precious.db');
+    fs.writeFileSync(outside, 'keep');
+    fs.utimesSync(outside, days(30), days(30));
+    fs.symlinkSync(outside, path.join(scratch, 'link-to-precious'));
+
+    const taskQueue = uniqueTaskQueue('disk');
+    const token = `library-${taskQueue}`;
+    const guard = env.client.workflow.getHandle(guardId('disk-cleanup'));
+    await guard.terminate('test: a fresh guard').catch(() => undefined);
+    try {
+      await withEngineWorker(
+        env,
+        taskQueue,
+        () =>
+          withReceiver(
+            { taskQueue, runbookDir: RUNBOOKS, inventory: inventory(), token, minRules: 2 },
+            async (receiver) => {
+              const am = await startAlertmanager({
+                dir: path.join(dir, 'alertmanager'),
+                webhookUrl: `${receiver.url}/alerts/alertmanager`,
+                token,
+              });
+              try {
+                await am.postAlerts([
+                  {
+                    labels: { alertname: 'DiskFull', instance: 'host-2:9100', mountpoint: '/', severity: 'page' },
+                    annotations: { summary: 'host-2:9100: / has 5% free' },
+                    startsAt: new Date(Date.now() - 60_000).toISOString(),
+                  },
+                ]);
+                const query = `WorkflowType = 'runbook' AND TaskQueue = '${taskQueue}'`;
+                const runs = async () => {
+                  const out = [];
+                  for await (const w of env.client.workflow.list({ query })) out.push(w);
+                  return out;
+                };
+                await waitUntil(
+                  async () => (await runs()).some((w) => w.status.name === 'COMPLETED'),
+                  'the remediation run to complete',
+                  60_000,
+                );
+                // Alertmanager repeats the firing alert every 2 s: give it a few more deliveries.
+                await new Promise((r) => setTimeout(r, 6_000));
+                const all = await runs();
+                expect(all.map((w) => w.status.name)).toEqual(['COMPLETED']);
+                const result = (await env.client.workflow.getHandle(all[0]!.workflowId).result()) as RunbookResult;
+                expect(result.hosts['host-2']).toMatchObject({ state: 'succeeded' });
+                expect(Object.keys(result.hosts)).toEqual(['host-2']);
+              } finally {
+                await am.stop();
+              }
+            },
+          ),
+        { config: engineConfig() },
+      );
+    } finally {
+      await guard.terminate('test: done').catch(() => undefined);
+    }
+    for (const p of old) expect(fs.existsSync(p)).toBe(false);
+    for (const p of kept) expect(fs.existsSync(p)).toBe(true);
+    expect(fs.readFileSync(outside, 'utf8')).toBe('keep');
+    expect(fs.lstatSync(path.join(scratch, 'link-to-precious')).isSymbolicLink()).toBe(true);
   });
 });

@@ -7,7 +7,7 @@ import Ajv2020 from 'ajv/dist/2020';
 import YAML from 'yaml';
 import { evaluate, render, secretToken, maskSecrets, references } from '../../dsl/expr';
 import { loadInventoryText } from '../../dsl/inventory';
-import { loadRunbookFile, loadRunbookText } from '../../dsl/load';
+import { isRunbookFileName, loadRunbookFile, loadRunbookText } from '../../dsl/load';
 import { coerceParams } from '../../dsl/params';
 import { batchSizes, failureThreshold, planRun } from '../../dsl/plan';
 import { runbookJsonSchema } from '../../dsl/schema';
@@ -16,7 +16,11 @@ import { checkFile } from '../../cli/language';
 
 const root = path.join(__dirname, '..', '..');
 const runbook = path.join(root, 'bin', 'runbook.js');
-const shipped = ['restart-service', 'rolling-patch', 'postgres-backup', 'postgres-failover', 'password-reset'];
+/** Every runbook in runbooks/: a new one is checked without being listed here. */
+const shipped = fs
+  .readdirSync(path.join(root, 'runbooks'))
+  .filter(isRunbookFileName)
+  .map((f) => f.replace(/\.ya?ml$/, ''));
 
 describe('schema', () => {
   test('runbooks/runbook.schema.json is exactly what the schema module generates (run `runbook schema --write`)', () => {
@@ -136,11 +140,11 @@ describe('params', () => {
       health_port: 9090,
       health_path: '/health',
     });
-    expect(coerceParams(patch.params!, { packages: ['a', 'b'], reboot: 'no' }, ['lb_token']).values).toEqual({
+    expect(coerceParams(patch.params!, { packages: 'a,b', service: 'nginx' }, []).values).toEqual({
       hosts: 'group:web',
       packages: ['a', 'b'],
-      reboot: false,
-      lb_api: 'http://127.0.0.1:9000',
+      service: 'nginx',
+      health_path: '/health',
     });
   });
 });
@@ -275,10 +279,10 @@ describe('inventories and selectors', () => {
     ['group:web', ['web-1', 'web-2', 'web-3', 'web-4']],
     ['host:db-2', ['db-2']],
     ['web-3, db-1', ['web-3', 'db-1']],
-    ['label:zone=eu1', ['web-1', 'web-2', 'db-1', 'db-2']],
+    ['label:zone=eu1', ['web-1', 'web-2', 'db-1', 'db-2', 'lb-1']],
     ['group:web,!label:zone=us1', ['web-1', 'web-2']],
-    ['!group:postgres', ['web-1', 'web-2', 'web-3', 'web-4']],
-    ['all,!web-1,!db-2', ['web-2', 'web-3', 'web-4', 'db-1']],
+    ['!group:postgres', ['web-1', 'web-2', 'web-3', 'web-4', 'lb-1']],
+    ['all,!web-1,!db-2', ['web-2', 'web-3', 'web-4', 'db-1', 'lb-1']],
   ])('selector %s', (selector, names) => {
     const r = resolveTargets(ours, selector);
     expect(r.errors).toEqual([]);
@@ -310,12 +314,17 @@ describe('plan, docs and injection', () => {
     );
     const batches = out.split('\n').filter((l) => l.startsWith('Batch '));
     expect(batches).toEqual(['Batch 1/3: web-1', 'Batch 2/3: web-2, web-3', 'Batch 3/3: web-4']);
+    // A command written as a YAML block is shown line by line.
     expect(out).toContain(
-      '     4. upgrade_selected  ssh      $ [as root] DEBIAN_FRONTEND=noninteractive apt-get install -y -q --only-upgrade openssl   [timeout 20m]',
+      '     4. upgrade          ssh      $ [as root] DEBIAN_FRONTEND=noninteractive:\n' +
+        '          | apt-get install -y -q --only-upgrade openssl\n' +
+        "          | dpkg-query -W -f='${Package}=${Version}\\n' openssl   [timeout 20m]\n",
     );
     expect(out).toContain(
-      '     1. drain             http     POST http://127.0.0.1:9000/pools/web/members/web-2/drain (bearer <secret:lb_token>) -> expect 200|204   [timeout 30s; 3 attempts]',
+      '     2. drain            runbook  runbook haproxy-server {"lb":"host:lb-1","backend":"web","server":"web-2","state":"drain"}',
     );
+    // Skipped steps are not rendered (their expressions may not hold where `when` is false).
+    expect(out).toContain('     5. restart          ssh         [SKIPPED (when is false); timeout 2m]');
     expect(out).not.toContain('\u0000');
   });
 
@@ -425,12 +434,11 @@ describe('plan, docs and injection', () => {
     );
     expect(md).toContain('## Rollback');
     // A command of several lines is a code block under its step, not broken inline code.
+    expect(md).toContain('1. **restart** (ssh): runs this as root — Restart the service. _(timeout 2m)_\n');
     expect(md).toContain(
-      '1. **drain** (ssh): runs this as root on `host:${{ target.vars.lb }}` — Stop new connections to this host at the load balancer.',
+      "\n   ```sh\n   case ${{ has(target.vars.service_manager) ? target.vars.service_manager : 'systemd' }} in\n     systemd) systemctl restart",
     );
-    expect(md).toContain(
-      "\n   ```sh\n   out=$(printf 'set server %s/%s state drain\\n' ${{ origin.vars.lb_backend }} ${{ origin.name }} |\n",
-    );
+    expect(md).toContain('1. **drain** (runbook): runs runbook `haproxy-server` — Take the host out');
   });
 });
 
