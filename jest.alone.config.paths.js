@@ -1,2 +1,6 @@
-// The test files `npm test` runs alone, after the main suite (jest.alone.config.js), and the main suite skips.
-module.exports = ['<rootDir>/test/integration/readme-quickstart\\.test\\.ts$'];
+// The test files the main suite skips: `npm test` runs them after it, one at a time. jest.serial.config.js (on the
+// same global setup) runs the runbook library's; jest.alone.config.js (no global setup) the README quick start.
+module.exports = [
+  '<rootDir>/test/integration/readme-quickstart\\.test\\.ts$',
+  '<rootDir>/test/integration/library\\.test\\.ts$',
+];

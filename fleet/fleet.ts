@@ -425,16 +425,21 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
     }
     await Promise.all(state.hosts.map((h) => waitForPort(h.port, h.address, 10_000)));
     progress(`${state.hosts.length} sshd hosts listening on 127.${octet}.x.y:${port}`);
+    writeNew(path.join(dir, 'known_hosts'), knownHosts.join('\n') + '\n');
     if (opts.services) {
       services = await servicesUp(state.hosts, dir);
-      progress(`services up: HAProxy on ${state.hosts[0]!.name}, nginx on the others, HTTP port ${services.httpPort}`);
+      progress(
+        `services up: HAProxy on ${state.hosts[0]!.name}; nginx on ${services.groups.web!.join(', ')} (HTTP port ${services.httpPort})` +
+          (services.groups.postgres
+            ? `; PostgreSQL primary and standby on ${services.groups.postgres.join(', ')}`
+            : ''),
+      );
     }
   } catch (err) {
     await fleetDown(dir).catch(() => undefined);
     throw err;
   }
 
-  writeNew(path.join(dir, 'known_hosts'), knownHosts.join('\n') + '\n');
   const inventory = {
     vars: { identityFile: 'id_ed25519', knownHosts: 'known_hosts' },
     hosts: Object.fromEntries(

@@ -85,7 +85,10 @@ http {
 `;
 }
 
-function haproxyConf(lb: ServiceHost, web: ServiceHost[], port: number): string {
+/** The PostgreSQL pair behind HAProxy's `pg` listener: the primary serves, the standby waits in MAINT. */
+export const LB_PG_BACKEND = 'pg';
+
+function haproxyConf(lb: ServiceHost, web: ServiceHost[], port: number, pg?: PgPair): string {
   const srv = srvDir(lb);
   return `# HAProxy of fleet host ${lb.name}: round robin over the web hosts, health-checked; runtime API on a socket.
 global
@@ -107,7 +110,19 @@ backend ${LB_BACKEND}
   option httpchk GET /health
   default-server check inter 300ms fall 2 rise 2
 ${web.map((w) => `  server ${w.name} ${w.address}:${port}`).join('\n')}
-`;
+${
+  pg
+    ? `listen ${LB_PG_BACKEND}
+  mode tcp
+  bind ${lb.address}:${pg.port}
+  timeout client 1h
+  timeout server 1h
+  default-server check inter 300ms fall 2 rise 2
+  server ${pg.primary.name} ${pg.primary.address}:${pg.port}
+  server ${pg.standby.name} ${pg.standby.address}:${pg.port} disabled
+`
+    : ''
+}`;
 }
 
 /**
@@ -186,29 +201,41 @@ function makePackageRoot(h: ServiceHost, repo: string): void {
   fs.writeFileSync(path.join(root, 'etc/apt/sources.list'), `deb [trusted=yes] file:${repo} ./\n`);
 }
 
+/** How the supervisor runs one service: its start command, and where its pid is (default `SRV/run/NAME.pid`). */
+interface SvcService {
+  start: string;
+  pidfile?: string;
+  /** Signal that stops it (default TERM; PostgreSQL's fast shutdown is INT). */
+  stopSignal?: string;
+}
+
 /** The host's supervisor: the only way the runbooks (and `fleet down`) start and stop its services. */
-function svcScript(h: ServiceHost, services: Record<string, string>): string {
+function svcScript(h: ServiceHost, services: Record<string, SvcService>): string {
   const srv = srvDir(h);
   const cases = Object.entries(services)
-    .map(([name, start]) => `  ${name}) start_cmd() { ${start}; } ;;`)
+    .map(
+      ([name, s]) =>
+        `  ${name}) start_cmd() { ${s.start}; }${s.pidfile ? `; pidfile=${s.pidfile}` : ''}${s.stopSignal ? `; signal=${s.stopSignal}` : ''} ;;`,
+    )
     .join('\n');
   return `#!/bin/bash
 # The service supervisor of test fleet host ${h.name} (no systemd here): svc start|stop|restart|status SERVICE.
 # status prints "active (pid N)" and exits 0, or prints "inactive" and exits 3, like an LSB init script.
 set -u
 action=\${1:-} name=\${2:-}
-pidfile=${srv}/run/$name.pid
+pidfile=${srv}/run/$name.pid signal=TERM
 case "$name" in
 ${cases}
   *) echo "svc: no service '$name' on ${h.name} (it has: ${Object.keys(services).join(', ')})" >&2; exit 2 ;;
 esac
-running() { [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+pid() { head -n 1 "$pidfile" 2>/dev/null; }
+running() { [ -s "$pidfile" ] && kill -0 "$(pid)" 2>/dev/null; }
 stop() {
-  running || { rm -f "$pidfile"; return 0; }
-  local pid; pid=$(cat "$pidfile")
-  kill -TERM "$pid"
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; return 0; }; sleep 0.1; done
-  echo "svc: $name (pid $pid) did not stop within 10 s" >&2; return 1
+  running || return 0
+  local p; p=$(pid)
+  kill -"$signal" "$p"
+  for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+  echo "svc: $name (pid $p) did not stop within 30 s" >&2; return 1
 }
 start() {
   running && return 0
@@ -220,7 +247,7 @@ case "$action" in
   start) start ;;
   stop) stop ;;
   restart) stop && start ;;
-  status) if running; then echo "active (pid $(cat "$pidfile"))"; else echo inactive; exit 3; fi ;;
+  status) if running; then echo "active (pid $(pid))"; else echo inactive; exit 3; fi ;;
   *) echo "usage: svc start|stop|restart|status SERVICE" >&2; exit 2 ;;
 esac
 `;
@@ -230,9 +257,10 @@ function write(file: string, text: string, mode = 0o644): void {
   fs.writeFileSync(file, text, { mode, flag: 'wx' });
 }
 
-async function pickPort(hosts: ServiceHost[]): Promise<number> {
+async function pickPort(hosts: ServiceHost[], taken: number[] = []): Promise<number> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const port = 40000 + Math.floor(Math.random() * 20000);
+    if (taken.includes(port)) continue;
     const probes = await Promise.all(hosts.map((h) => isPortFree(port, h.address)));
     if (probes.every(Boolean)) return port;
   }
@@ -243,6 +271,127 @@ function svc(h: ServiceHost, action: string, service: string): void {
   execFileSync(path.join(srvDir(h), 'bin', 'svc'), [action, service], { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/** The fleet's PostgreSQL primary and streaming standby. */
+interface PgPair {
+  primary: ServiceHost;
+  standby: ServiceHost;
+  port: number;
+  bin: string;
+}
+
+/** The newest PostgreSQL server binaries of Debian's packages. */
+export function pgBinDir(): string | undefined {
+  const root = '/usr/lib/postgresql';
+  const versions = fs.existsSync(root)
+    ? fs.readdirSync(root).filter((v) => fs.existsSync(path.join(root, v, 'bin', 'postgres')))
+    : [];
+  const newest = versions.sort((a, b) => Number(b) - Number(a))[0];
+  return newest ? path.join(root, newest, 'bin') : undefined;
+}
+
+const pgDir = (h: ServiceHost) => path.join(h.dir, 'pg');
+const pgData = (h: ServiceHost) => path.join(pgDir(h), 'data');
+
+function asPostgres(bin: string, args: string[]): void {
+  execFileSync('runuser', ['-u', 'postgres', '--', bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** The host's server settings: its own address and socket directory; replication on. */
+const pgConf = (h: ServiceHost, port: number) => `
+# test fleet host ${h.name}
+listen_addresses = '${h.address}'
+port = ${port}
+unix_socket_directories = '${path.join(pgDir(h), 'run')}'
+wal_level = replica
+max_wal_senders = 5
+hot_standby = on
+fsync = off
+logging_collector = off
+`;
+
+function pgService(h: ServiceHost, pg: PgPair): SvcService {
+  return {
+    start: `runuser -u postgres -- ${pg.bin}/pg_ctl -D ${pgData(h)} -l ${path.join(pgDir(h), 'postgresql.log')} -w -t 30 start >/dev/null`,
+    pidfile: path.join(pgData(h), 'postmaster.pid'),
+    stopSignal: 'INT',
+  };
+}
+
+/** The primary (a database \`app\` with 1,000 rows in \`items\`) and a standby streaming from it. */
+function pgUp(pg: PgPair): void {
+  for (const h of [pg.primary, pg.standby]) {
+    fs.rmSync(pgDir(h), { recursive: true, force: true });
+    fs.mkdirSync(path.join(pgDir(h), 'run'), { recursive: true, mode: 0o755 });
+    fs.mkdirSync(pgData(h), { mode: 0o700 });
+    execFileSync('chown', ['-R', 'postgres:postgres', pgDir(h)]);
+  }
+  const { primary, standby, port, bin } = pg;
+  asPostgres(path.join(bin, 'initdb'), [
+    '-D',
+    pgData(primary),
+    '-U',
+    'postgres',
+    '--auth=trust',
+    '-E',
+    'UTF8',
+    '--no-sync',
+  ]);
+  fs.appendFileSync(path.join(pgData(primary), 'postgresql.conf'), pgConf(primary, port));
+  // Loopback only, no passwords: the test fleet's hosts and nothing else reach these addresses.
+  fs.appendFileSync(
+    path.join(pgData(primary), 'pg_hba.conf'),
+    'host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n',
+  );
+  svc(primary, 'start', 'postgresql');
+  const psql = (db: string, sql: string) =>
+    execFileSync(
+      'psql',
+      ['-h', primary.address, '-p', String(port), '-U', 'postgres', '-d', db, '-v', 'ON_ERROR_STOP=1', '-qAtc', sql],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+  psql('postgres', 'create database app');
+  psql(
+    'app',
+    "create table items (id serial primary key, name text not null); insert into items (name) select 'item-' || g from generate_series(1, 1000) g",
+  );
+  fs.rmSync(pgData(standby), { recursive: true, force: true });
+  asPostgres(path.join(bin, 'pg_basebackup'), [
+    '-h',
+    primary.address,
+    '-p',
+    String(port),
+    '-U',
+    'postgres',
+    '-D',
+    pgData(standby),
+    '-R',
+    '-X',
+    'stream',
+    '--no-sync',
+    '--checkpoint=fast',
+  ]);
+  fs.appendFileSync(path.join(pgData(standby), 'postgresql.conf'), pgConf(standby, port));
+  svc(standby, 'start', 'postgresql');
+}
+
+/** The backup host's key, authorized on the database hosts, and their host keys: it pulls dumps over SFTP. */
+function backupAccess(backup: ServiceHost, dbs: ServiceHost[], fleetDir: string): string {
+  const ssh = path.join(backup.dir, 'home', '.ssh');
+  const key = path.join(ssh, 'id_ed25519');
+  fs.rmSync(key, { force: true });
+  fs.rmSync(`${key}.pub`, { force: true });
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `${backup.name} backups`, '-f', key]);
+  const pub = fs.readFileSync(`${key}.pub`, 'utf8');
+  for (const db of dbs) fs.appendFileSync(path.join(db.dir, 'home', '.ssh', 'authorized_keys'), pub);
+  fs.copyFileSync(path.join(fleetDir, 'known_hosts'), path.join(ssh, 'known_hosts'));
+  const backups = path.join(backup.dir, 'backups');
+  fs.mkdirSync(backups, { recursive: true, mode: 0o750 });
+  execFileSync('chown', ['-R', `${backup.user}:${backup.user}`, ssh, backups]);
+  return backups;
+}
+
 /**
  * Configures and starts the services: the first host balances, the others serve. Returns the inventory's vars
  * and groups. Needs at least two hosts.
@@ -250,8 +399,24 @@ function svc(h: ServiceHost, action: string, service: string): void {
 export async function servicesUp(hosts: ServiceHost[], fleetDir: string): Promise<FleetServices> {
   requireServicePrerequisites();
   if (hosts.length < 2) throw new UserError('fleet up --services needs at least 2 hosts (a balancer and a web host).');
-  const [lb, ...web] = hosts as [ServiceHost, ...ServiceHost[]];
+  const [lb, ...rest] = hosts as [ServiceHost, ...ServiceHost[]];
   const httpPort = await pickPort(hosts);
+  // From 5 hosts on, the last two are a PostgreSQL primary and its standby.
+  const bin = pgBinDir();
+  const withPg = hosts.length >= 5;
+  if (withPg && !bin)
+    throw new UserError(
+      'fleet up --services with 5 or more hosts runs PostgreSQL on the last two: apt-get install -y postgresql',
+    );
+  const web = withPg ? rest.slice(0, -2) : rest;
+  const pg: PgPair | undefined = withPg
+    ? {
+        primary: rest.at(-2)!,
+        standby: rest.at(-1)!,
+        port: await pickPort(hosts, [httpPort]),
+        bin: bin!,
+      }
+    : undefined;
   for (const h of hosts) {
     const srv = srvDir(h);
     fs.rmSync(srv, { recursive: true, force: true });
@@ -259,9 +424,9 @@ export async function servicesUp(hosts: ServiceHost[], fleetDir: string): Promis
       fs.mkdirSync(path.join(srv, d), { recursive: true });
     fs.chmodSync(srv, 0o755);
   }
-  write(path.join(srvDir(lb), 'haproxy', 'haproxy.cfg'), haproxyConf(lb, web, httpPort));
+  write(path.join(srvDir(lb), 'haproxy', 'haproxy.cfg'), haproxyConf(lb, web, httpPort, pg));
   const haproxyStart = `${HAPROXY} -D -f ${srvDir(lb)}/haproxy/haproxy.cfg -p "$pidfile"`;
-  write(path.join(srvDir(lb), 'bin', 'svc'), svcScript(lb, { haproxy: haproxyStart }), 0o755);
+  write(path.join(srvDir(lb), 'bin', 'svc'), svcScript(lb, { haproxy: { start: haproxyStart } }), 0o755);
   publishSitePackage(fleetDir, '1.0');
   for (const w of web) {
     makePackageRoot(w, path.join(fleetDir, 'repo'));
@@ -278,7 +443,12 @@ export async function servicesUp(hosts: ServiceHost[], fleetDir: string): Promis
       });
     write(path.join(srvDir(w), 'nginx', 'nginx.conf'), nginxConf(w, httpPort));
     const nginxStart = `${NGINX} -c ${srvDir(w)}/nginx/nginx.conf -p ${srvDir(w)}/nginx/`;
-    write(path.join(srvDir(w), 'bin', 'svc'), svcScript(w, { nginx: nginxStart }), 0o755);
+    write(path.join(srvDir(w), 'bin', 'svc'), svcScript(w, { nginx: { start: nginxStart } }), 0o755);
+  }
+  if (pg) {
+    for (const h of [pg.primary, pg.standby])
+      write(path.join(srvDir(h), 'bin', 'svc'), svcScript(h, { postgresql: pgService(h, pg) }), 0o755);
+    pgUp(pg);
   }
   for (const w of web) svc(w, 'start', 'nginx');
   await Promise.all(web.map((w) => waitForPort(httpPort, w.address, 10_000)));
@@ -309,11 +479,34 @@ export async function servicesUp(hosts: ServiceHost[], fleetDir: string): Promis
       apt_get: path.join(srvDir(w), 'bin', 'apt-get'),
       dpkg_query: path.join(srvDir(w), 'bin', 'dpkg-query'),
     };
-  return { httpPort, vars, groups: { lb: [lb.name], web: web.map((w) => w.name) } };
+  const groups: Record<string, string[]> = { lb: [lb.name], web: web.map((w) => w.name) };
+  if (pg) {
+    vars[lb.name]!.backup_dir = backupAccess(lb, [pg.primary, pg.standby], fleetDir);
+    for (const h of [pg.primary, pg.standby])
+      vars[h.name] = {
+        ...common(h),
+        pg_port: pg.port,
+        pg_bin: pg.bin,
+        pg_service: 'postgresql',
+        lb: lb.name,
+        lb_pg_backend: LB_PG_BACKEND,
+        dump_dir: path.join(h.dir, 'home'),
+      };
+    Object.assign(groups, { postgres: [pg.primary.name, pg.standby.name], 'postgres-primary': [pg.primary.name] });
+  }
+  return { httpPort, vars, groups };
 }
 
 /** Stops a host's services (those whose pid file its supervisor left); best effort, for `fleet down`. */
 export function servicesDown(h: ServiceHost): void {
+  // PostgreSQL's pid file is the postgres user's: trust it only for a process started on this host's data directory.
+  try {
+    const pid = Number(fs.readFileSync(path.join(pgData(h), 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    if (pid > 1 && cmdline.includes(pgData(h))) process.kill(pid, 'SIGINT');
+  } catch {
+    /* no PostgreSQL here, or already stopped */
+  }
   const run = path.join(srvDir(h), 'run');
   let files: string[];
   try {

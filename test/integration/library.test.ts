@@ -2,7 +2,9 @@
 // services they manage, asserting the real end state. restart-service: HAProxy never serves an error while every
 // web host restarts; a host whose service does not come back stops the rollout and stays out of the balancer.
 // disk-cleanup: a DiskFull alert through a real Alertmanager and the real receiver cleans the host's scratch
-// directory once, however often Alertmanager repeats it.
+// directory once, however often Alertmanager repeats it. postgres-backup: the backup host's copy restores to as
+// many rows as the source. postgres-failover: after the approval, writes through HAProxy land on the promoted
+// standby and the old primary takes none; a second failover is refused and leaves the old primary down.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -13,6 +15,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { fleetDown, fleetUp, type FleetState } from '../../fleet/fleet';
 import { publishSitePackage } from '../../fleet/services';
 import type { runbook, RunbookResult } from '../../workflows/runbook';
+import { decideSignal, stateQuery } from '../../workflows/messages';
 import { guardId } from '../../workflows/guard-state';
 import { startAlertmanager } from '../harness/alertmanager';
 import { connectTestEnv, testRoot, uniqueTaskQueue, withEngineWorker } from '../harness/env';
@@ -132,9 +135,11 @@ function load() {
   };
 }
 
+/** Runs a shipped runbook on its own task queue; `during` acts on the run while it goes (e.g. approves it). */
 async function runbookRun(
   name: string,
   params: Record<string, unknown>,
+  during?: (handle: WorkflowHandle) => Promise<void>,
 ): Promise<{ result?: RunbookResult; handle: WorkflowHandle }> {
   const taskQueue = uniqueTaskQueue(name);
   return withEngineWorker(
@@ -147,6 +152,7 @@ async function runbookRun(
         args: [{ runbook: name, params, inventory: inventory(), initiator: 'test' }],
       });
       try {
+        await during?.(handle);
         return { result: await handle.result(), handle };
       } catch (err) {
         if (!(err instanceof WorkflowFailedError)) throw err;
@@ -167,7 +173,8 @@ const engineConfig = () => ({
 
 beforeAll(async () => {
   dir = path.join(testRoot(), 'library-fleet');
-  fleet = await fleetUp({ hosts: 3, dir, services: true });
+  // host-1 HAProxy (and the backup host), host-2 and host-3 nginx, host-4 the PostgreSQL primary, host-5 its standby.
+  fleet = await fleetUp({ hosts: 5, dir, services: true });
   httpPort = Number(/http_port: (\d+)/.exec(fs.readFileSync(inventory(), 'utf8'))![1]);
   notifyServer = http.createServer((req, res) => {
     let body = '';
@@ -414,5 +421,124 @@ describe('disk-cleanup', () => {
     for (const p of kept) expect(fs.existsSync(p)).toBe(true);
     expect(fs.readFileSync(outside, 'utf8')).toBe('keep');
     expect(fs.lstatSync(path.join(scratch, 'link-to-precious')).isSymbolicLink()).toBe(true);
+  });
+});
+
+/** psql against a fleet host (or the balancer), as the test sees it: the first row's first column. */
+function psql(address: string, sql: string, db = 'app'): string {
+  return execFileSync(
+    'psql',
+    ['-h', address, '-p', String(pgPort()), '-U', 'postgres', '-d', db, '-qAtX', '-v', 'ON_ERROR_STOP=1', '-c', sql],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  ).trim();
+}
+const pgPort = () => Number(/pg_port: (\d+)/.exec(fs.readFileSync(inventory(), 'utf8'))![1]);
+const host = (name: string) => fleet.hosts.find((h) => h.name === name)!;
+
+describe('postgres-backup', () => {
+  test('dump, checksum, pull to the backup host over SFTP, restore check, prune: the copy restores to as many rows as the source', async () => {
+    const backups = path.join(dir, 'hosts', 'host-1', 'backups');
+    const stale = path.join(backups, 'host-4-app-old.dump');
+    const recent = path.join(backups, 'host-4-app-recent.dump');
+    const other = path.join(backups, 'host-4-otherdb-old.dump');
+    for (const [f, age] of [
+      [stale, 30],
+      [recent, 1],
+      [other, 30],
+    ] as const) {
+      fs.writeFileSync(f, 'x');
+      const t = new Date(Date.now() - age * 86_400_000);
+      fs.utimesSync(f, t, t);
+    }
+    psql(host('host-4').address, "insert into items (name) select 'more-' || g from generate_series(1, 234) g");
+    const source = psql(host('host-4').address, 'select count(*) from items');
+    expect(source).toBe('1234');
+    const { result } = await runbookRun('postgres-backup', {
+      database: 'app',
+      check_table: 'items',
+      backup_host: 'host:host-1',
+    });
+    expect(result?.status).toBe('succeeded');
+    expect(Object.keys(result!.hosts)).toEqual(['host-4']);
+    // Pruned: only this database's dumps past the retention.
+    expect([fs.existsSync(stale), fs.existsSync(recent), fs.existsSync(other)]).toEqual([false, true, true]);
+    const copies = fs.readdirSync(backups).filter((f) => f.startsWith('host-4-app-') && f !== 'host-4-app-recent.dump');
+    expect(copies).toHaveLength(1);
+    // The copy, restored independently of the runbook, has the source's rows; the database host kept no dump.
+    const copy = path.join(backups, copies[0]!);
+    psql(host('host-4').address, 'drop database if exists test_restore', 'postgres');
+    psql(host('host-4').address, 'create database test_restore', 'postgres');
+    execFileSync('pg_restore', [
+      '-h',
+      host('host-4').address,
+      '-p',
+      String(pgPort()),
+      '-U',
+      'postgres',
+      '-d',
+      'test_restore',
+      '--no-owner',
+      copy,
+    ]);
+    expect(psql(host('host-4').address, 'select count(*) from items', 'test_restore')).toBe(source);
+    expect(fs.readdirSync(path.join(dir, 'hosts', 'host-4', 'home')).filter((f) => f.endsWith('.dump'))).toEqual([]);
+    // The runbook's own scratch database is gone.
+    expect(
+      psql(host('host-4').address, "select count(*) from pg_database where datname = 'runbook_verify_app'", 'postgres'),
+    ).toBe('0');
+  });
+});
+
+/** Waits for a run's approval gate and approves it as a DBA. */
+async function approveAsDba(h: WorkflowHandle): Promise<void> {
+  await waitUntil(async () => (await h.query(stateQuery)).status === 'awaiting-approval', 'the approval gate', 30_000);
+  await h.signal(decideSignal, { id: 'gate', approve: true, by: 'dana', groups: ['dba'], comment: 'primary is gone' });
+}
+
+describe('postgres-failover', () => {
+  test('after the approval: the old primary is fenced, the standby promoted, and writes through HAProxy land on it', async () => {
+    const [primary, standby] = [host('host-4').address, host('host-5').address];
+    expect(psql(lbAddress(), 'select host(inet_server_addr())')).toBe(primary);
+    // The standby has what the primary had (streaming replication).
+    await waitUntil(
+      async () => psql(standby, 'select count(*) from items') === psql(primary, 'select count(*) from items'),
+      'the standby to catch up',
+      20_000,
+    );
+    const { result } = await runbookRun(
+      'postgres-failover',
+      { standby: 'host:host-5', primary: 'host:host-4' },
+      approveAsDba,
+    );
+    expect(result?.status).toBe('succeeded');
+    // A write through HAProxy lands on the new primary, which is out of recovery.
+    psql(lbAddress(), "insert into items (name) values ('after-failover')");
+    expect(psql(lbAddress(), "select host(inet_server_addr()) || ' ' || pg_is_in_recovery()")).toBe(`${standby} false`);
+    expect(psql(standby, "select count(*) from items where name = 'after-failover'")).toBe('1');
+    // The old primary takes nothing: it is stopped and out of HAProxy.
+    expect(() => psql(primary, 'select 1')).toThrow();
+    const pg = lbCommand('show stat')
+      .split('\n')
+      .filter((l) => l.startsWith('pg,host-'));
+    expect(pg.map((l) => `${l.split(',')[1]} ${l.split(',')[17]}`)).toEqual(['host-4 MAINT', 'host-5 UP']);
+    expect(notifications).toContainEqual({
+      channel: 'dba-oncall',
+      message: expect.stringMatching(/^failover done: host-5 /),
+    });
+  });
+
+  test('a second failover onto the new primary is refused before anything changes; the old primary stays down', async () => {
+    const { result } = await runbookRun(
+      'postgres-failover',
+      { standby: 'host:host-5', primary: 'host:host-4' },
+      approveAsDba,
+    );
+    expect(result?.status).toBe('failed');
+    expect(result?.hosts['host-5']?.error).toMatch(/host-5 is not a standby in recovery: refusing to promote it/);
+    expect(() => psql(host('host-4').address, 'select 1')).toThrow();
+    expect(psql(lbAddress(), 'select host(inet_server_addr())')).toBe(host('host-5').address);
   });
 });

@@ -112,9 +112,9 @@ describe('params', () => {
     ],
     [
       'enum',
-      fo,
-      { standby: 'host:db-2', primary: 'host:db-1', pg_version: '12' },
-      ['pg_version: expected one of 13, 14, 15, 16, 17, got "12" [RB1306]'],
+      loadRunbookFile(path.join(root, 'runbooks', 'haproxy-server.yaml')).runbook!,
+      { lb: 'host:lb-1', backend: 'web', server: 'web-1', state: 'paused' },
+      ['state: expected one of drain, ready, got "paused" [RB1306]'],
     ],
     ['NUL is refused', pw, { user: 'ali\u0000ce' }, ['user: must not contain NUL characters [RB1303]']],
     [
@@ -355,7 +355,21 @@ describe('plan, docs and injection', () => {
     expect(plan.approval.kind).toBe('approval');
     const steps = plan.perTarget[0]!.steps;
     expect(steps.find((s) => s.id === 'fence_primary')?.on?.map((o) => o.target)).toEqual(['db-1']);
-    expect(steps.find((s) => s.id === 'repoint')?.action?.auth?.bearer).toBe('<secret:lb_token>');
+    expect(steps.find((s) => s.id === 'into_lb')?.action).toMatchObject({
+      kind: 'runbook',
+      name: 'haproxy-server',
+      params: { lb: 'host:lb-1', server: 'db-2', state: 'ready' },
+    });
+    // A secret is shown as its reference, never read.
+    const pw = JSON.parse(
+      execFileSync('node', [runbook, 'plan', 'password-reset', '-i', inventory, '-p', 'user=alice', '--json'], {
+        encoding: 'utf8',
+        cwd: root,
+      }),
+    ) as { perTarget: { steps: { id: string; action?: { command?: string } }[] }[] };
+    expect(pw.perTarget[0]!.steps.find((s) => s.id === 'set_password')?.action?.command).toContain(
+      '<secret:new_password>',
+    );
   });
 
   test('injection strings in params and alert labels reach the command as literal data', () => {
