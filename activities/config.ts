@@ -47,4 +47,6 @@ export interface EngineConfig {
   codecKeys: CodecKey[];
   /** What the `env` secret provider reads and `exec` provider commands run with: the worker's own environment. */
   secretsEnv: NodeJS.ProcessEnv;
+  /** Where relative `file` secret paths point, generated secrets included (RUNBOOK_SECRETS_DIR). @default the worker's working directory */
+  secretsDir?: string;
 }

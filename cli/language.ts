@@ -157,7 +157,13 @@ function describeAction(a: RenderedAction | undefined): string {
   if (!a) return '';
   switch (a.kind) {
     case 'ssh': {
-      const prefix = a.user ? `[as ${a.user}] ` : a.sudo ? '[as root] ' : '';
+      const prefix = a.login
+        ? `[logs in as ${a.login.user} with <secret:${a.login.password}>] `
+        : a.user
+          ? `[as ${a.user}] `
+          : a.sudo
+            ? '[as root] '
+            : '';
       const env = Object.entries(a.env)
         .map(([k, v]) => `${k}=${quote([v])} `)
         .join('');

@@ -16,6 +16,8 @@ export type RenderedAction =
       env: Record<string, string>;
       cwd?: string;
       expectExit: number[];
+      /** Log in as this account with this password secret (its name) instead of the inventory's login. */
+      login?: { user: string; password: string };
     }
   | {
       kind: 'http';
@@ -118,6 +120,9 @@ export function renderStep(step: StepDoc, ctx: ExprContext): RenderedAction {
       env: mapValues(s.env, ctx),
       cwd: s.cwd !== undefined ? text(s.cwd, ctx) : undefined,
       expectExit: s.expectExit ?? [0],
+      ...(s.login
+        ? { login: { user: text(s.login.user, ctx), password: s.login.password.slice('secret:'.length) } }
+        : {}),
     };
   }
   if (step.http) {

@@ -186,6 +186,14 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
   const params = Object.keys(rb.params ?? {});
   const secrets = Object.keys(rb.secrets ?? {});
   checkParams(rb.params ?? {}, secrets, report);
+  for (const [name, decl] of Object.entries(rb.secrets ?? {})) {
+    if (decl.generate && decl.provider !== 'file')
+      report(
+        ['secrets', name, 'generate'],
+        `a generated secret is stored through its provider, and only the file provider can store (this one is ${decl.provider})`,
+        CODES.unknownSecret,
+      );
+  }
 
   if (rb.targets !== undefined) {
     const scope: Scope = { params, secrets, steps: new Map(), allowResult: false, allIds: [] };
@@ -309,6 +317,15 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
       checkSecretRef(step.http.auth.bearer, [...path, 'http', 'auth', 'bearer'], secrets, report);
     if (step.http?.auth?.basic)
       checkSecretRef(step.http.auth.basic.password, [...path, 'http', 'auth', 'basic', 'password'], secrets, report);
+    if (step.ssh?.login) {
+      checkSecretRef(step.ssh.login.password, [...path, 'ssh', 'login', 'password'], secrets, report);
+      if (step.ssh.sudo || step.ssh.user !== undefined)
+        report(
+          [...path, 'ssh', 'login'],
+          'a step that logs in as another account (login) runs as that account: drop sudo and user',
+          CODES.sshAction,
+        );
+    }
 
     // Rollback steps may read any main step; others only earlier ones.
     const scope: Scope = {

@@ -108,6 +108,22 @@ export const SshAction = Type.Object(
       NamedRecord('^[A-Za-z_][A-Za-z0-9_]*$', Type.String(), { description: 'Environment variables for the command.' }),
     ),
     cwd: Type.Optional(Type.String({ description: 'Working directory.' })),
+    login: Type.Optional(
+      Type.Object(
+        {
+          user: Type.String({ description: 'The account to log in as; may use `${{ }}`.' }),
+          password: Type.String({
+            pattern: '^secret:[a-z][a-z0-9_]*$',
+            description: 'Its password: a declared secret, `secret:NAME`.',
+          }),
+        },
+        {
+          ...strict,
+          description:
+            "Log in as this account with this password (SSH password auth, a fresh connection) instead of the inventory's login, e.g. to prove a reset password works. No sudo.",
+        },
+      ),
+    ),
     expectExit: Type.Optional(
       Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), {
         minItems: 1,
@@ -306,8 +322,25 @@ export const SecretDecl = Type.Object(
     provider: Type.Union([Type.Literal('env'), Type.Literal('file'), Type.Literal('exec')], {
       description: 'Where the value comes from.',
     }),
-    key: Type.String({ description: 'Variable name (env), file path (file) or command (exec).' }),
+    key: Type.String({
+      description:
+        "Variable name (env), file path (file; relative to the worker's RUNBOOK_SECRETS_DIR, else its working directory) or command (exec).",
+    }),
     description: Type.Optional(Type.String()),
+    generate: Type.Optional(
+      Type.Object(
+        {
+          length: Type.Optional(
+            Type.Integer({ minimum: 16, maximum: 256, default: 24, description: 'Characters (letters and digits).' }),
+          ),
+        },
+        {
+          ...strict,
+          description:
+            'A new random value for each run: the first step of the run that uses it generates it and stores it through its provider (file only); every later use in the run reads the stored value.',
+        },
+      ),
+    ),
   },
   { ...strict, description: 'A secret the runbook uses; referenced as secret:NAME.' },
 );

@@ -38,6 +38,8 @@ export interface SshTarget {
   hostKeyPolicy?: 'strict' | 'accept-new';
   /** Password auth from a declared secret. */
   passwordSecret?: { name: string; decl: SecretDeclDoc };
+  /** A login check (`ssh.login`): a connection of its own, closed after its one use, never one opened before. */
+  loginCheck?: boolean;
   /** Reach this host through a bastion. */
   jump?: SshTarget;
 }

@@ -245,6 +245,7 @@ export function engineConfigFromEnv(
     },
     codecKeys: codecKeysFromEnv(env),
     secretsEnv: env,
+    secretsDir: env.RUNBOOK_SECRETS_DIR ? path.resolve(env.RUNBOOK_SECRETS_DIR) : undefined,
   };
 }
 

@@ -126,7 +126,7 @@ export async function createEngineWorker(
   overrides: { workflowBundle?: WorkflowBundleOption; audit?: AuditStore; config?: EngineConfig } = {},
 ): Promise<EngineWorker> {
   const config = overrides.config ?? engineConfigFromEnv();
-  const secrets = new Secrets({ env: config.secretsEnv });
+  const secrets = new Secrets({ env: config.secretsEnv, baseDir: config.secretsDir });
   const ssh = new SshPool({ secrets, shellAgent: config.ssh.shellAgent, agentSocket: config.ssh.agentSocket });
   const audit = overrides.audit ?? (await openAuditStore(config.auditUrl));
   const dataConverter = dataConverterFor(config.codecKeys);

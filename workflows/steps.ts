@@ -128,6 +128,28 @@ function sshTarget(t: TargetRun, stepId: string): SshLogin {
 }
 
 /**
+ * The login of a step that logs in as another account with a password secret (`ssh.login`): that account, password
+ * auth, a connection of its own; the host, its known_hosts and any jump host stay the inventory's.
+ */
+function loginAs(
+  login: SshLogin,
+  action: Extract<RenderedAction, { kind: 'ssh' }>,
+  secrets: PreparedRun['runbook']['secrets'],
+): SshLogin {
+  if (!action.login) return login;
+  const decl = secrets?.[action.login.password];
+  if (!decl)
+    throw ApplicationFailure.nonRetryable(`secret "${action.login.password}" is not declared`, FAILURES.secret);
+  return {
+    ...login,
+    identityFile: undefined,
+    user: action.login.user,
+    passwordSecret: { name: action.login.password, decl },
+    loginCheck: true,
+  };
+}
+
+/**
  * The identity of a step's exactly-once record on its host. It includes the run id, so a new run under a reused
  * Workflow ID (or a Reset) acts again, while a retry within the run re-attaches. Runs recorded before run-scoped
  * keys replay with the keys they used.
@@ -203,7 +225,7 @@ async function act(
   const outputs = step.outputs ? { stepId: step.id, spec: step.outputs } : undefined;
   switch (action.kind) {
     case 'ssh': {
-      const target = sshTarget(t, step.id);
+      const target = loginAs(sshTarget(t, step.id), action, secrets);
       if (action.upload) {
         await activities.sshUpload({
           target,

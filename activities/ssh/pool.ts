@@ -54,6 +54,15 @@ export class SshPool {
 
   /** Runs `fn` with a pooled connection to `target`, opening one if needed. */
   async use<T>(target: SshTarget, fn: (client: Client) => Promise<T>): Promise<T> {
+    if (target.loginCheck) {
+      // Proves the credentials work now: a pooled connection may have logged in with an older password.
+      const own = await this.open(target, `${poolKey(target)} login check`);
+      try {
+        return await fn(own.client);
+      } finally {
+        own.client.end();
+      }
+    }
     const pooled = await this.acquire(target);
     try {
       return await fn(pooled.client);

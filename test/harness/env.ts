@@ -96,13 +96,13 @@ export async function withEngineWorker<T>(
   env: TestWorkflowEnvironment,
   taskQueue: string,
   fn: (engine: EngineWorker) => Promise<T>,
-  opts: { audit?: AuditStore; config?: Partial<EngineConfig> } = {},
+  opts: { audit?: AuditStore; config?: Partial<EngineConfig>; logger?: pino.Logger } = {},
 ): Promise<T> {
   const engine = await createEngineWorker(
     env.nativeConnection,
     env.namespace ?? 'default',
     { taskQueue, maxConcurrentActivities: 50, maxConcurrentWorkflowTasks: 50, maxCachedWorkflows: 50 },
-    testLogger(),
+    opts.logger ?? testLogger(),
     { workflowBundle: await workflowBundle(), audit: opts.audit, config: { ...engineConfigFromEnv(), ...opts.config } },
   );
   const running = engine.run();
