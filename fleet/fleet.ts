@@ -294,14 +294,16 @@ async function pickAddressesAndPort(n: number): Promise<{ octet: number; port: n
   throw new UserError('Could not find free loopback addresses and a port for the fleet after 20 tries.');
 }
 
-function sshdConfig(host: FleetHost): string {
+function sshdConfig(host: FleetHost, passwords = false): string {
   return [
     `ListenAddress ${host.address}:${host.port}`,
     `HostKey ${path.join(host.dir, 'ssh_host_ed25519_key')}`,
     `PidFile ${path.join(host.dir, 'sshd.pid')}`,
     'AuthorizedKeysFile .ssh/authorized_keys',
     'PubkeyAuthentication yes',
-    'PasswordAuthentication no',
+    // With services, the hosts accept passwords too (password-reset proves a new one logs in); no user has one until
+    // a runbook or a test sets it (useradd -p '*').
+    `PasswordAuthentication ${passwords ? 'yes' : 'no'}`,
     'KbdInteractiveAuthentication no',
     'PermitRootLogin no',
     `AllowUsers ${host.user}`,
@@ -411,7 +413,7 @@ export async function fleetUp(opts: FleetUpOptions): Promise<FleetState> {
       ]);
       const [type, blob] = fs.readFileSync(path.join(hostDir, 'ssh_host_ed25519_key.pub'), 'utf8').split(/\s+/);
       knownHosts.push(`[${host.address}]:${port} ${type} ${blob}`);
-      writeNew(path.join(hostDir, 'sshd_config'), sshdConfig(host));
+      writeNew(path.join(hostDir, 'sshd_config'), sshdConfig(host, opts.services));
       if ((i + 1) % 10 === 0 || i + 1 === opts.hosts) progress(`prepared ${i + 1}/${opts.hosts} hosts`);
     }
     const sudoers = state.hosts.map((h) => `${h.user} ALL=(ALL:ALL) NOPASSWD: ALL`).join('\n') + '\n';

@@ -5,12 +5,16 @@
 // directory once, however often Alertmanager repeats it. postgres-backup: the backup host's copy restores to as
 // many rows as the source. postgres-failover: after the approval, writes through HAProxy land on the promoted
 // standby and the old primary takes none; a second failover is refused and leaves the old primary down.
-import { execFileSync } from 'node:child_process';
+// password-reset: the generated password logs in over SSH and the old one does not; the password is in none of
+// the worker's logs, the audit records or the workflow history.
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import pino from 'pino';
+import { Client as SshClient } from 'ssh2';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { fleetDown, fleetUp, type FleetState } from '../../fleet/fleet';
 import { publishSitePackage } from '../../fleet/services';
@@ -140,6 +144,7 @@ async function runbookRun(
   name: string,
   params: Record<string, unknown>,
   during?: (handle: WorkflowHandle) => Promise<void>,
+  opts: Parameters<typeof withEngineWorker>[3] = {},
 ): Promise<{ result?: RunbookResult; handle: WorkflowHandle }> {
   const taskQueue = uniqueTaskQueue(name);
   return withEngineWorker(
@@ -160,7 +165,7 @@ async function runbookRun(
         return { result: details?.[0] as RunbookResult | undefined, handle };
       }
     },
-    { config: engineConfig() },
+    { ...opts, config: { ...engineConfig(), ...opts.config } },
   );
 }
 
@@ -363,6 +368,13 @@ describe('disk-cleanup', () => {
     fs.writeFileSync(outside, 'keep');
     fs.utimesSync(outside, days(30), days(30));
     fs.symlinkSync(outside, path.join(scratch, 'link-to-precious'));
+    // And a link to a directory outside with an old file in it: find must not follow it.
+    const outsideDir = path.join(dir, 'hosts', 'host-2', 'precious-dir');
+    fs.mkdirSync(outsideDir, { recursive: true });
+    const deep = path.join(outsideDir, 'old-but-precious.db');
+    fs.writeFileSync(deep, 'keep');
+    fs.utimesSync(deep, days(30), days(30));
+    fs.symlinkSync(outsideDir, path.join(scratch, 'link-to-dir'));
 
     const taskQueue = uniqueTaskQueue('disk');
     const token = `library-${taskQueue}`;
@@ -420,6 +432,7 @@ describe('disk-cleanup', () => {
     for (const p of old) expect(fs.existsSync(p)).toBe(false);
     for (const p of kept) expect(fs.existsSync(p)).toBe(true);
     expect(fs.readFileSync(outside, 'utf8')).toBe('keep');
+    expect(fs.readFileSync(deep, 'utf8')).toBe('keep');
     expect(fs.lstatSync(path.join(scratch, 'link-to-precious')).isSymbolicLink()).toBe(true);
   });
 });
@@ -499,6 +512,36 @@ async function approveAsDba(h: WorkflowHandle): Promise<void> {
 }
 
 describe('postgres-failover', () => {
+  test('a primary that will not stop is not promoted over: the run stops before the promotion and puts the old primary back in HAProxy', async () => {
+    const svcFile = srv('host-4', 'bin', 'svc');
+    const good = fs.readFileSync(svcFile, 'utf8');
+    expect(good).toContain('  stop) stop ;;');
+    fs.writeFileSync(
+      svcFile,
+      good.replace('  stop) stop ;;', '  stop) echo "svc: will not stop (test fault)" >&2; exit 1 ;;'),
+    );
+    try {
+      const { result } = await runbookRun(
+        'postgres-failover',
+        { standby: 'host:host-5', primary: 'host:host-4' },
+        approveAsDba,
+      );
+      expect(result?.status).toBe('failed');
+      expect(result?.hosts['host-5']?.error).toMatch(
+        /the old primary still answers \(pg_isready exit 0\): not promoting/,
+      );
+      // Nothing changed: the old primary serves through HAProxy again, the standby is still one.
+      expect(psql(lbAddress(), 'select host(inet_server_addr())')).toBe(host('host-4').address);
+      expect(psql(host('host-5').address, 'select pg_is_in_recovery()')).toBe('t');
+      const pg = lbCommand('show stat')
+        .split('\n')
+        .filter((l) => l.startsWith('pg,host-'));
+      expect(pg.map((l) => `${l.split(',')[1]} ${l.split(',')[17]}`)).toEqual(['host-4 UP', 'host-5 MAINT']);
+    } finally {
+      fs.writeFileSync(svcFile, good);
+    }
+  });
+
   test('after the approval: the old primary is fenced, the standby promoted, and writes through HAProxy land on it', async () => {
     const [primary, standby] = [host('host-4').address, host('host-5').address];
     expect(psql(lbAddress(), 'select host(inet_server_addr())')).toBe(primary);
@@ -540,5 +583,76 @@ describe('postgres-failover', () => {
     expect(result?.hosts['host-5']?.error).toMatch(/host-5 is not a standby in recovery: refusing to promote it/);
     expect(() => psql(host('host-4').address, 'select 1')).toThrow();
     expect(psql(lbAddress(), 'select host(inet_server_addr())')).toBe(host('host-5').address);
+  });
+});
+
+/** Whether an SSH password login as `user` on fleet host `name` succeeds (ssh2, no key, no agent). */
+function passwordLogin(name: string, user: string, password: string): Promise<boolean> {
+  const h = host(name);
+  return new Promise((resolve) => {
+    const c = new SshClient();
+    const timer = setTimeout(() => {
+      c.end();
+      resolve(false);
+    }, 15_000);
+    c.on('ready', () => {
+      clearTimeout(timer);
+      c.end();
+      resolve(true);
+    });
+    c.on('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+    c.connect({ host: h.address, port: h.port, username: user, password, tryKeyboard: false, readyTimeout: 10_000 });
+  });
+}
+
+describe('password-reset', () => {
+  test('a generated password is set, stored 0600 and proven by an SSH login; the old one fails; logs, audit records and history never hold it', async () => {
+    const user = host('host-3').user;
+    const old = 'Old-passw0rd-for-the-test';
+    execFileSync('chpasswd', { input: `${user}:${old}\n` });
+    expect(await passwordLogin('host-3', user, old)).toBe(true);
+    const secretsDir = path.join(dir, 'secrets');
+    const auditFile = path.join(dir, 'password-reset-audit.jsonl');
+    const logFile = path.join(dir, 'password-reset-worker.log');
+    const logger = pino({ level: 'debug' }, pino.destination({ dest: logFile, sync: true }));
+    const { result, handle } = await runbookRun(
+      'password-reset',
+      { user, hosts: 'host:host-3', force_change: false },
+      undefined,
+      { logger, config: { secretsDir, auditUrl: `file:${auditFile}` } },
+    );
+    expect(result?.status).toBe('succeeded');
+    const stored = path.join(secretsDir, 'password-reset', 'new_password');
+    expect(fs.statSync(stored).mode & 0o777).toBe(0o600);
+    const password = fs.readFileSync(stored, 'utf8').trim();
+    expect(password).toMatch(/^[A-Za-z0-9]{24}$/);
+    expect(await passwordLogin('host-3', user, password)).toBe(true);
+    expect(await passwordLogin('host-3', user, old)).toBe(false);
+    // Nowhere: the worker's debug log, the audit records, the history (every payload decoded), the host's records.
+    const history = await handle.fetchHistory();
+    const payloads: string[] = [];
+    const collect = (v: unknown): void => {
+      if (v instanceof Uint8Array) payloads.push(Buffer.from(v).toString('utf8'));
+      else if (Array.isArray(v)) v.forEach(collect);
+      else if (v && typeof v === 'object') Object.values(v).forEach(collect);
+    };
+    collect(history);
+    expect(payloads.join('\n')).toContain('login_check'); // the scan does see the history's payloads
+    expect(fs.readFileSync(auditFile, 'utf8')).toContain('set_password');
+    expect(fs.readFileSync(logFile, 'utf8').length).toBeGreaterThan(0);
+    // The host's files (its exactly-once records and step output in the home) hold it nowhere either.
+    const grep = spawnSync('grep', ['-rlF', '--', password, path.join(dir, 'hosts', 'host-3', 'home')], {
+      encoding: 'utf8',
+    });
+    expect([grep.status, grep.stdout]).toEqual([1, '']);
+    for (const [where, text] of [
+      ['history', payloads.join('\n') + JSON.stringify(history)],
+      ['audit', fs.readFileSync(auditFile, 'utf8')],
+      ['worker log', fs.readFileSync(logFile, 'utf8')],
+    ] as const)
+      expect({ where, found: text.includes(password) }).toEqual({ where, found: false });
   });
 });

@@ -44,6 +44,19 @@ describe('params', () => {
   const pw = loadRunbookFile(path.join(root, 'runbooks', 'password-reset.yaml')).runbook!;
   const patch = loadRunbookFile(path.join(root, 'runbooks', 'rolling-patch.yaml')).runbook!;
   const fo = loadRunbookFile(path.join(root, 'runbooks', 'postgres-failover.yaml')).runbook!;
+  const withSecretParam = loadRunbookText(
+    'secret-param.yaml',
+    `apiVersion: runbooks/v1
+kind: Runbook
+metadata: { name: secret-param }
+params:
+  new_password: { type: secret, default: secret:new_password }
+secrets:
+  new_password: { provider: env, key: NEW_PASSWORD }
+steps:
+  - { id: use, ssh: { run: 'use \${{ params.new_password }}' } }
+`,
+  ).runbook!;
   const cases: [string, typeof rb, Record<string, unknown>, string[]][] = [
     ['missing required', rb, {}, ['service: required, but not given (The service to restart, e.g. nginx) [RB1302]']],
     [
@@ -94,14 +107,14 @@ describe('params', () => {
     ],
     [
       'secret must be a reference',
-      pw,
-      { user: 'alice', new_password: 'hunter2' },
+      withSecretParam,
+      { new_password: 'hunter2' },
       ['new_password: expected a secret reference like secret:NAME (never the secret itself) [RB1308]'],
     ],
     [
       'secret must be declared',
-      pw,
-      { user: 'alice', new_password: 'secret:other' },
+      withSecretParam,
+      { new_password: 'secret:other' },
       ['new_password: secret "other" is not declared in the runbook\'s secrets [RB1308]'],
     ],
     [
@@ -317,8 +330,8 @@ describe('plan, docs and injection', () => {
     // A command written as a YAML block is shown line by line.
     expect(out).toContain(
       '     4. upgrade          ssh      $ [as root] DEBIAN_FRONTEND=noninteractive:\n' +
-        '          | apt-get install -y -q --only-upgrade openssl\n' +
-        "          | dpkg-query -W -f='${Package}=${Version}\\n' openssl   [timeout 20m]\n",
+        '          | apt-get install -y -q --only-upgrade openssl &&\n' +
+        "          |   dpkg-query -W -f='${Package}=${Version}\\n' openssl   [timeout 20m]\n",
     );
     expect(out).toContain(
       '     2. drain            runbook  runbook haproxy-server {"lb":"host:lb-1","backend":"web","server":"web-2","state":"drain"}',
@@ -494,6 +507,41 @@ groups: { web: [web-1] }
     const loaded = loadRunbookText('drain.yaml', text('drain ${{ origin.nmae }}'));
     expect(loaded.problems.map((p) => p.message)).toEqual([
       expect.stringMatching(/unknown origin field "nmae" .*did you mean "name"/),
+    ]);
+  });
+});
+
+describe('generated secrets and password logins', () => {
+  const doc = (secret: string, login: string) => `apiVersion: runbooks/v1
+kind: Runbook
+metadata: { name: gen }
+secrets:
+  pw: ${secret}
+steps:
+  - id: check
+    ssh: { run: 'id -un', ${login} }
+`;
+  const problems = (text: string) => loadRunbookText('gen.yaml', text).problems.map((p) => p.message);
+
+  test('a generated secret must be a file secret; a login names a declared secret and takes no sudo or user', () => {
+    expect(
+      problems(
+        doc('{ provider: file, key: x, generate: { length: 24 } }', "login: { user: alice, password: 'secret:pw' }"),
+      ),
+    ).toEqual([]);
+    expect(
+      problems(doc('{ provider: env, key: X, generate: {} }', "login: { user: alice, password: 'secret:pw' }")),
+    ).toEqual([
+      'a generated secret is stored through its provider, and only the file provider can store (this one is env)',
+    ]);
+    expect(
+      problems(doc('{ provider: file, key: x }', "login: { user: alice, password: 'secret:pwd' }, sudo: true")),
+    ).toEqual([
+      'a step that logs in as another account (login) runs as that account: drop sudo and user',
+      'unknown secret "pwd" (did you mean "pw"?); declare it under secrets',
+    ]);
+    expect(problems(doc('{ provider: file, key: x, generate: { length: 8 } }', ''))).toEqual([
+      'must be >= 16; found integer 8',
     ]);
   });
 });
