@@ -193,6 +193,12 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
         `a generated secret is stored through its provider, and only the file provider can store (this one is ${decl.provider})`,
         CODES.unknownSecret,
       );
+    else if (decl.generate && (decl.key.startsWith('/') || decl.key.split(/[\\/]/).includes('..')))
+      report(
+        ['secrets', name, 'key'],
+        "a generated secret's file is relative to the worker's secrets directory (RUNBOOK_SECRETS_DIR), without `..`",
+        CODES.unknownSecret,
+      );
   }
 
   if (rb.targets !== undefined) {
@@ -319,6 +325,14 @@ export function checkRules(rb: RunbookDoc, report: Reporter): void {
       checkSecretRef(step.http.auth.basic.password, [...path, 'http', 'auth', 'basic', 'password'], secrets, report);
     if (step.ssh?.login) {
       checkSecretRef(step.ssh.login.password, [...path, 'ssh', 'login', 'password'], secrets, report);
+      // The account's own shell runs the command: it gets no secret (its startup files could read it).
+      const used = [step.ssh.run ?? '', step.ssh.script ?? '', ...Object.values(step.ssh.env ?? {})].join('\n');
+      if (/\$\{\{[^}]*\bsecrets\./.test(used) || Object.keys(step.ssh.env ?? {}).length > 0)
+        report(
+          [...path, 'ssh', 'login'],
+          'a step that logs in as another account runs its command in that account: give it no secrets and no env',
+          CODES.sshAction,
+        );
       if (step.ssh.sudo || step.ssh.user !== undefined)
         report(
           [...path, 'ssh', 'login'],

@@ -390,12 +390,14 @@ async function withUntil(t: TargetRun, step: StepDoc, path: string, keyBase: str
 
 /**
  * Whether a step may run inside a step group: a plain SSH command without the per-step control flow the
- * workflow drives itself (retry, until, delegated targets, parallel, continue-on-error, upload).
+ * workflow drives itself (retry, until, delegated targets, parallel, continue-on-error, upload), and not a login
+ * check (a group runs on the inventory's login).
  */
 function groupable(step: StepDoc): boolean {
   return (
     step.ssh !== undefined &&
     step.ssh.upload === undefined &&
+    step.ssh.login === undefined &&
     step.retry === undefined &&
     step.until === undefined &&
     step.targets === undefined &&

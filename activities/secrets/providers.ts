@@ -110,53 +110,52 @@ export class Secrets {
   }
 
   /**
-   * A generated file secret's value for `run`: generated and stored by the run's first use, read by its later uses
-   * (a retried step, the other targets). FILE.run names the run that stored FILE; FILE.lock (create-exclusive)
-   * makes one of several concurrent first uses generate, on this worker or another sharing the directory.
+   * A generated file secret's value for `run`: FILE.d/<sha256 of the run> holds each run's value, created by the
+   * run's first use with link(2) (the first of several concurrent first uses wins, on this worker or another
+   * sharing the directory; the others read its value), so a run's value never changes however other runs
+   * interleave. FILE gets a copy, the latest run's, for the owner to collect. The key must stay inside the secrets
+   * directory (relative, no `..`, no symbolic link on the way).
    */
   private async generated(name: string, decl: SecretDeclaration, run: string): Promise<string> {
-    const file = path.resolve(this.baseDir, decl.key);
-    const mark = `${file}.run`;
-    const storedBy = () => {
-      try {
-        return fs.readFileSync(mark, 'utf8');
-      } catch {
-        return undefined;
-      }
-    };
-    if (storedBy() === run) return readFileSecret(name, file);
-    await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    const lock = `${file}.lock`;
-    for (let i = 0; ; i++) {
-      try {
-        await fs.promises.writeFile(lock, run, { flag: 'wx', mode: 0o600 });
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        // A lock older than a minute was left by a worker that died holding it.
-        const age =
-          Date.now() -
-          (await fs.promises.stat(lock).then(
-            (st) => st.mtimeMs,
-            () => Date.now(),
-          ));
-        if (age > 60_000) await fs.promises.rm(lock, { force: true });
-        else if (i >= 300) throw new SecretError(`secret "${name}": ${lock} stayed locked for 30 s`);
-        else await new Promise((r) => setTimeout(r, 100));
-      }
-    }
     try {
-      if (storedBy() === run) return readFileSecret(name, file);
-      const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-      const value = Array.from({ length: decl.generate?.length ?? 24 }, () => alphabet[crypto.randomInt(62)]).join('');
-      await this.write(name, decl, value);
-      const tmp = `${mark}.${process.pid}.tmp`;
-      await fs.promises.writeFile(tmp, run, { mode: 0o600 });
-      await fs.promises.rename(tmp, mark);
-      return value;
-    } finally {
-      await fs.promises.rm(lock, { force: true });
+      return await this.generatedIn(name, decl, run);
+    } catch (err) {
+      if (err instanceof SecretError) throw err;
+      // A file system problem no retry fixes: final, and its message names paths only.
+      throw new SecretError(`secret "${name}": cannot generate or store it: ${(err as Error).message}`);
     }
+  }
+
+  private async generatedIn(name: string, decl: SecretDeclaration, run: string): Promise<string> {
+    await fs.promises.mkdir(this.baseDir, { recursive: true, mode: 0o700 });
+    const base = await fs.promises.realpath(this.baseDir);
+    const file = path.resolve(base, decl.key);
+    if (path.isAbsolute(decl.key) || decl.key.split(/[\\/]/).includes('..') || !file.startsWith(base + path.sep))
+      throw new SecretError(`secret "${name}": a generated secret's file must be inside the secrets directory ${base}`);
+    const perRun = `${file}.d`;
+    // No symbolic link on the way, checked before anything is made: the deepest existing directory is its own path.
+    let existing = perRun;
+    while (!fs.existsSync(existing)) existing = path.dirname(existing);
+    if ((await fs.promises.realpath(existing)) !== existing)
+      throw new SecretError(`secret "${name}": ${perRun} is reached through a symbolic link; refusing to use it`);
+    await fs.promises.mkdir(perRun, { recursive: true, mode: 0o700 });
+    const mine = path.join(perRun, crypto.createHash('sha256').update(run).digest('hex').slice(0, 32));
+    if (fs.existsSync(mine)) return readFileSecret(name, mine);
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+    const value = Array.from({ length: decl.generate?.length ?? 24 }, () => alphabet[crypto.randomInt(62)]).join('');
+    rememberSecret(value);
+    const tmp = `${mine}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+    await fs.promises.writeFile(tmp, `${value}\n`, { mode: 0o600, flag: 'wx' });
+    try {
+      await fs.promises.link(tmp, mine);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      return readFileSecret(name, mine); // another first use of this run won
+    } finally {
+      await fs.promises.rm(tmp, { force: true });
+    }
+    await this.write(name, decl, value);
+    return value;
   }
 
   /** Writes a new value for a file secret (rotation): atomically, mode 0600. Other providers are read-only. */
@@ -167,8 +166,8 @@ export class Secrets {
       );
     rememberSecret(value);
     const file = path.resolve(this.baseDir, decl.key);
-    const tmp = `${file}.${process.pid}.tmp`;
-    await fs.promises.writeFile(tmp, `${value}\n`, { mode: 0o600 });
+    const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+    await fs.promises.writeFile(tmp, `${value}\n`, { mode: 0o600, flag: 'wx' });
     await fs.promises.rename(tmp, file);
   }
 }

@@ -23,6 +23,7 @@ import { decideSignal, stateQuery } from '../../workflows/messages';
 import { guardId } from '../../workflows/guard-state';
 import { startAlertmanager } from '../harness/alertmanager';
 import { connectTestEnv, testRoot, uniqueTaskQueue, withEngineWorker } from '../harness/env';
+import { waitForPort } from '../../common/ports';
 import { waitUntil } from '../harness/processes';
 import { withReceiver } from '../harness/receiver';
 
@@ -505,6 +506,21 @@ describe('postgres-backup', () => {
   });
 });
 
+/** HAProxy's `pg` listener, `SERVER STATUS` per server, once it is `want` (it flickers while checks settle). */
+async function pgServers(want: string[]): Promise<string[]> {
+  const now = () =>
+    lbCommand('show stat')
+      .split('\n')
+      .filter((l) => l.startsWith('pg,host-'))
+      .map((l) => `${l.split(',')[1]} ${l.split(',')[17]}`);
+  await waitUntil(
+    async () => JSON.stringify(now()) === JSON.stringify(want),
+    `HAProxy's pg servers ${want.join(', ')}`,
+    10_000,
+  ).catch(() => undefined);
+  return now();
+}
+
 /** Waits for a run's approval gate and approves it as a DBA. */
 async function approveAsDba(h: WorkflowHandle): Promise<void> {
   await waitUntil(async () => (await h.query(stateQuery)).status === 'awaiting-approval', 'the approval gate', 30_000);
@@ -533,10 +549,7 @@ describe('postgres-failover', () => {
       // Nothing changed: the old primary serves through HAProxy again, the standby is still one.
       expect(psql(lbAddress(), 'select host(inet_server_addr())')).toBe(host('host-4').address);
       expect(psql(host('host-5').address, 'select pg_is_in_recovery()')).toBe('t');
-      const pg = lbCommand('show stat')
-        .split('\n')
-        .filter((l) => l.startsWith('pg,host-'));
-      expect(pg.map((l) => `${l.split(',')[1]} ${l.split(',')[17]}`)).toEqual(['host-4 UP', 'host-5 MAINT']);
+      expect(await pgServers(['host-4 UP', 'host-5 MAINT'])).toEqual(['host-4 UP', 'host-5 MAINT']);
     } finally {
       fs.writeFileSync(svcFile, good);
     }
@@ -563,10 +576,7 @@ describe('postgres-failover', () => {
     expect(psql(standby, "select count(*) from items where name = 'after-failover'")).toBe('1');
     // The old primary takes nothing: it is stopped and out of HAProxy.
     expect(() => psql(primary, 'select 1')).toThrow();
-    const pg = lbCommand('show stat')
-      .split('\n')
-      .filter((l) => l.startsWith('pg,host-'));
-    expect(pg.map((l) => `${l.split(',')[1]} ${l.split(',')[17]}`)).toEqual(['host-4 MAINT', 'host-5 UP']);
+    expect(await pgServers(['host-4 MAINT', 'host-5 UP'])).toEqual(['host-4 MAINT', 'host-5 UP']);
     expect(notifications).toContainEqual({
       channel: 'dba-oncall',
       message: expect.stringMatching(/^failover done: host-5 /),
@@ -608,51 +618,137 @@ function passwordLogin(name: string, user: string, password: string): Promise<bo
   });
 }
 
-describe('password-reset', () => {
-  test('a generated password is set, stored 0600 and proven by an SSH login; the old one fails; logs, audit records and history never hold it', async () => {
-    const user = host('host-3').user;
-    const old = 'Old-passw0rd-for-the-test';
-    execFileSync('chpasswd', { input: `${user}:${old}\n` });
-    expect(await passwordLogin('host-3', user, old)).toBe(true);
-    const secretsDir = path.join(dir, 'secrets');
-    const auditFile = path.join(dir, 'password-reset-audit.jsonl');
-    const logFile = path.join(dir, 'password-reset-worker.log');
-    const logger = pino({ level: 'debug' }, pino.destination({ dest: logFile, sync: true }));
-    const { result, handle } = await runbookRun(
-      'password-reset',
-      { user, hosts: 'host:host-3', force_change: false },
-      undefined,
-      { logger, config: { secretsDir, auditUrl: `file:${auditFile}` } },
-    );
-    expect(result?.status).toBe('succeeded');
-    const stored = path.join(secretsDir, 'password-reset', 'new_password');
-    expect(fs.statSync(stored).mode & 0o777).toBe(0o600);
-    const password = fs.readFileSync(stored, 'utf8').trim();
-    expect(password).toMatch(/^[A-Za-z0-9]{24}$/);
-    expect(await passwordLogin('host-3', user, password)).toBe(true);
-    expect(await passwordLogin('host-3', user, old)).toBe(false);
-    // Nowhere: the worker's debug log, the audit records, the history (every payload decoded), the host's records.
-    const history = await handle.fetchHistory();
-    const payloads: string[] = [];
-    const collect = (v: unknown): void => {
-      if (v instanceof Uint8Array) payloads.push(Buffer.from(v).toString('utf8'));
-      else if (Array.isArray(v)) v.forEach(collect);
-      else if (v && typeof v === 'object') Object.values(v).forEach(collect);
-    };
-    collect(history);
-    expect(payloads.join('\n')).toContain('login_check'); // the scan does see the history's payloads
-    expect(fs.readFileSync(auditFile, 'utf8')).toContain('set_password');
-    expect(fs.readFileSync(logFile, 'utf8').length).toBeGreaterThan(0);
-    // The host's files (its exactly-once records and step output in the home) hold it nowhere either.
-    const grep = spawnSync('grep', ['-rlF', '--', password, path.join(dir, 'hosts', 'host-3', 'home')], {
-      encoding: 'utf8',
+/**
+ * A person's account on host-3 (not the engine's login), for password-reset; `allowSsh` adds it to host-3's sshd
+ * AllowUsers. Removed, and sshd's configuration restored, after `fn`.
+ */
+async function withPerson<T>(fn: (person: { user: string; allowSsh: () => Promise<void> }) => Promise<T>): Promise<T> {
+  const h = host('host-3');
+  const user = `rb${fleet.id}p3`;
+  const home = path.join(h.dir, 'person');
+  const config = path.join(h.dir, 'sshd_config');
+  const original = fs.readFileSync(config, 'utf8');
+  const reload = async () => {
+    process.kill(Number(fs.readFileSync(path.join(h.dir, 'sshd.pid'), 'utf8').trim()), 'SIGHUP');
+    await new Promise((r) => setTimeout(r, 300));
+    await waitForPort(h.port, h.address, 10_000);
+  };
+  execFileSync('useradd', ['-M', '-d', home, '-s', '/bin/bash', '-p', '*', '-c', 'runbook test person', user]);
+  try {
+    fs.mkdirSync(home, { mode: 0o755 });
+    execFileSync('chown', [`${user}:${user}`, home]);
+    return await fn({
+      user,
+      allowSsh: async () => {
+        fs.writeFileSync(config, original.replace(`AllowUsers ${h.user}`, `AllowUsers ${h.user} ${user}`));
+        await reload();
+      },
     });
-    expect([grep.status, grep.stdout]).toEqual([1, '']);
-    for (const [where, text] of [
-      ['history', payloads.join('\n') + JSON.stringify(history)],
-      ['audit', fs.readFileSync(auditFile, 'utf8')],
-      ['worker log', fs.readFileSync(logFile, 'utf8')],
-    ] as const)
-      expect({ where, found: text.includes(password) }).toEqual({ where, found: false });
+  } finally {
+    execFileSync('userdel', ['-f', user]);
+    fs.rmSync(home, { recursive: true, force: true });
+    if (fs.readFileSync(config, 'utf8') !== original) {
+      fs.writeFileSync(config, original);
+      await reload();
+    }
+  }
+}
+
+const passwdStatus = (user: string) => execFileSync('passwd', ['--status', user], { encoding: 'utf8' }).split(' ')[1];
+
+describe('password-reset', () => {
+  test("system accounts (root) and the engine's own login are refused before anything changes", async () => {
+    const shadow = () =>
+      fs
+        .readFileSync('/etc/shadow', 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('root:') || l.startsWith(`${host('host-3').user}:`));
+    const before = shadow();
+    for (const user of ['root', host('host-3').user]) {
+      const { result } = await runbookRun('password-reset', { user, hosts: 'host:host-3' }, undefined, {
+        config: { secretsDir: path.join(dir, 'secrets-refused') },
+      });
+      expect(result?.status).toBe('failed');
+      expect(result?.hosts['host-3']?.error).toMatch(
+        new RegExp(
+          `${user} is not a person's account here \\(uid \\d+; system accounts and the engine's own login are refused\\)`,
+        ),
+      );
+    }
+    expect(shadow()).toEqual(before);
+    expect(fs.existsSync(path.join(dir, 'secrets-refused', 'password-reset', 'new_password'))).toBe(false);
   });
+
+  test('a login check that cannot log in with the new password fails the run, and the account is locked', () =>
+    withPerson(async ({ user }) => {
+      // sshd does not let this account in: the check's password login fails (the engine's own key would not).
+      const { result } = await runbookRun(
+        'password-reset',
+        { user, hosts: 'host:host-3', force_change: false },
+        undefined,
+        {
+          config: { secretsDir: path.join(dir, 'secrets-locked') },
+        },
+      );
+      expect(result?.status).toBe('failed');
+      expect(result?.hosts['host-3']).toMatchObject({ state: 'rolled-back' });
+      expect(result?.hosts['host-3']?.error).toMatch(/refused the password/);
+      expect(passwdStatus(user)).toBe('L');
+    }));
+
+  test('a generated password is set, stored 0600 and proven by an SSH login; the old one fails; logs, audit records and history never hold it', () =>
+    withPerson(async ({ user, allowSsh }) => {
+      await allowSsh();
+      const old = 'Old-passw0rd-for-the-test';
+      execFileSync('chpasswd', { input: `${user}:${old}\n` });
+      expect(await passwordLogin('host-3', user, old)).toBe(true);
+      const secretsDir = path.join(dir, 'secrets');
+      const auditFile = path.join(dir, 'password-reset-audit.jsonl');
+      const logFile = path.join(dir, 'password-reset-worker.log');
+      const logger = pino({ level: 'debug' }, pino.destination({ dest: logFile, sync: true }));
+      const { result, handle } = await runbookRun(
+        'password-reset',
+        { user, hosts: 'host:host-3', force_change: false },
+        undefined,
+        { logger, config: { secretsDir, auditUrl: `file:${auditFile}` } },
+      );
+      expect(result?.status).toBe('succeeded');
+      const stored = path.join(secretsDir, 'password-reset', 'new_password');
+      expect(fs.statSync(stored).mode & 0o777).toBe(0o600);
+      const password = fs.readFileSync(stored, 'utf8').trim();
+      expect(password).toMatch(/^[A-Za-z0-9]{24}$/);
+      expect(await passwordLogin('host-3', user, password)).toBe(true);
+      expect(await passwordLogin('host-3', user, old)).toBe(false);
+      expect(passwdStatus(user)).toBe('P');
+      // Nowhere: the worker's debug log, the audit records, the history (every payload decoded), the host's files.
+      const history = await handle.fetchHistory();
+      const payloads: string[] = [];
+      const collect = (v: unknown): void => {
+        if (v instanceof Uint8Array) payloads.push(Buffer.from(v).toString('utf8'));
+        else if (Array.isArray(v)) v.forEach(collect);
+        else if (v && typeof v === 'object') Object.values(v).forEach(collect);
+      };
+      collect(history);
+      expect(payloads.join('\n')).toContain('login_check'); // the scan does see the history's payloads
+      expect(fs.readFileSync(auditFile, 'utf8')).toContain('set_password');
+      expect(fs.readFileSync(logFile, 'utf8').length).toBeGreaterThan(0);
+      const grep = spawnSync(
+        'grep',
+        [
+          '-rlF',
+          '--',
+          password,
+          path.join(dir, 'hosts', 'host-3', 'home'),
+          path.join(dir, 'hosts', 'host-3', 'person'),
+        ],
+        { encoding: 'utf8' },
+      );
+      expect([grep.status, grep.stdout]).toEqual([1, '']);
+      for (const [where, text] of [
+        ['history', payloads.join('\n') + JSON.stringify(history)],
+        ['audit', fs.readFileSync(auditFile, 'utf8')],
+        ['worker log', fs.readFileSync(logFile, 'utf8')],
+      ] as const)
+        expect({ where, found: text.includes(password) }).toEqual({ where, found: false });
+    }));
 });

@@ -329,15 +329,15 @@ describe('plan, docs and injection', () => {
     expect(batches).toEqual(['Batch 1/3: web-1', 'Batch 2/3: web-2, web-3', 'Batch 3/3: web-4']);
     // A command written as a YAML block is shown line by line.
     expect(out).toContain(
-      '     4. upgrade          ssh      $ [as root] DEBIAN_FRONTEND=noninteractive:\n' +
+      '     5. upgrade          ssh      $ [as root] DEBIAN_FRONTEND=noninteractive:\n' +
         '          | apt-get install -y -q --only-upgrade openssl &&\n' +
         "          |   dpkg-query -W -f='${Package}=${Version}\\n' openssl   [timeout 20m]\n",
     );
     expect(out).toContain(
-      '     2. drain            runbook  runbook haproxy-server {"lb":"host:lb-1","backend":"web","server":"web-2","state":"drain"}',
+      '     3. drain            runbook  runbook haproxy-server {"lb":"host:lb-1","backend":"web","server":"web-2","state":"drain"}',
     );
     // Skipped steps are not rendered (their expressions may not hold where `when` is false).
-    expect(out).toContain('     5. restart          ssh         [SKIPPED (when is false); timeout 2m]');
+    expect(out).toContain('     6. restart          ssh         [SKIPPED (when is false); timeout 2m]');
     expect(out).not.toContain('\u0000');
   });
 
@@ -542,6 +542,19 @@ steps:
     ]);
     expect(problems(doc('{ provider: file, key: x, generate: { length: 8 } }', ''))).toEqual([
       'must be >= 16; found integer 8',
+    ]);
+    expect(problems(doc('{ provider: file, key: ../x, generate: {} }', ''))).toEqual([
+      "a generated secret's file is relative to the worker's secrets directory (RUNBOOK_SECRETS_DIR), without `..`",
+    ]);
+    expect(
+      problems(
+        doc(
+          '{ provider: file, key: x }',
+          "login: { user: alice, password: 'secret:pw' }, env: { PW: '${{ secrets.pw }}' }",
+        ),
+      ),
+    ).toEqual([
+      'a step that logs in as another account runs its command in that account: give it no secrets and no env',
     ]);
   });
 });
