@@ -229,6 +229,24 @@ describe('restart-service', () => {
     expect(seen.every(([a, b]) => a === 'UP' || b === 'UP')).toBe(true);
   });
 
+  test('two at once: with host-2 out of the backend, draining host-3 (the last one UP) is refused before anything changes', async () => {
+    await allUp();
+    const before = nginxPid('host-3');
+    lbCommand('set server web/host-2 state drain'); // as another run's drain would
+    try {
+      const { result } = await runbookRun('restart-service', { service: 'nginx', hosts: 'host:host-3' });
+      expect(result?.status).toBe('failed');
+      expect(result?.hosts['host-3']?.error).toMatch(
+        /only 0 other servers of web are UP \(at least 1 must stay\): not draining host-3/,
+      );
+      expect(nginxPid('host-3')).toBe(before);
+      expect(backend()['host-3']!.status).toBe('UP');
+    } finally {
+      lbCommand('set server web/host-2 state ready');
+    }
+    await allUp();
+  });
+
   test('control: the same traffic check sees errors when HAProxy sends requests to a stopped nginx', async () => {
     // HAProxy's health checks take a stopped server out within a second and redispatch what it had sent there, so
     // the check that stands in for "no draining" turns them off for host-2, as a balancer that cannot see it.
