@@ -139,6 +139,20 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
 }
 
 async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
+  // The state query answers from the first activation on: a status asked right after the start (before the input is
+  // checked and the starter looked up, which can wait on activities) must not fail with "query not registered".
+  const named = (input as { runbook?: unknown } | null)?.runbook;
+  const name = typeof named === 'string' && /^[a-z][a-z0-9-]{0,127}$/.test(named) ? named : '';
+  const early: RunState = {
+    runbook: name,
+    contentHash: '',
+    status: 'preparing',
+    batch: { index: 0, of: 0 },
+    hosts: {},
+    pendingApprovals: [],
+    decisions: [],
+  };
+  setHandler(stateQuery, () => early);
   await refuseBadInput(input);
   const { initiator, trigger } = await startedBy(input);
   const audit = startAudit(input.runbook, trigger, initiator);
