@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import { eventSubject, eventTypeName } from '../common/history-events';
 import { dataConverterFromEnv } from '../common/codec';
 import { DEFAULT_SSH_LOGIN, loadInventory, sshTargetFor } from '../dsl/inventory';
 import { fleetDown, fleetUp } from '../fleet/fleet';
@@ -228,15 +228,8 @@ steps:
         Number(e.eventTime?.seconds ?? 0) * 1000 + (e.eventTime?.nanos ?? 0) / 1e6;
       const t0 = ms(events[0]!);
       const timeline = events.map((e) => {
-        const type = String(temporal.api.enums.v1.EventType[e.eventType ?? 0] ?? e.eventType)
-          .replace('EVENT_TYPE_', '')
-          .toLowerCase();
-        const what =
-          e.activityTaskScheduledEventAttributes?.activityType?.name ??
-          e.signalExternalWorkflowExecutionInitiatedEventAttributes?.signalName ??
-          e.workflowExecutionSignaledEventAttributes?.signalName ??
-          e.markerRecordedEventAttributes?.markerName ??
-          '';
+        const type = eventTypeName(e).replace('EVENT_TYPE_', '').toLowerCase();
+        const what = eventSubject(e);
         return `+${(ms(e) - t0).toFixed(1)} ${type}${what ? ` ${what}` : ''}`;
       });
       log(`timeline of the last one-host run (${last}):\n  ${timeline.join('\n  ')}`);

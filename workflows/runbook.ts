@@ -141,10 +141,8 @@ export async function runbook(input: RunbookInput): Promise<RunbookResult> {
 async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
   // The state query answers from the first activation on: a status asked right after the start (before the input is
   // checked and the starter looked up, which can wait on activities) must not fail with "query not registered".
-  const named = (input as { runbook?: unknown } | null)?.runbook;
-  const name = typeof named === 'string' && /^[a-z][a-z0-9-]{0,127}$/.test(named) ? named : '';
-  const early: RunState = {
-    runbook: name,
+  const state: RunState = {
+    runbook: namedRunbook(input) ?? '',
     contentHash: '',
     status: 'preparing',
     batch: { index: 0, of: 0 },
@@ -152,11 +150,12 @@ async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
     pendingApprovals: [],
     decisions: [],
   };
-  setHandler(stateQuery, () => early);
+  setHandler(stateQuery, () => state);
   await refuseBadInput(input);
   const { initiator, trigger } = await startedBy(input);
   const audit = startAudit(input.runbook, trigger, initiator);
-  const { state, inbox } = openRun(input.runbook, initiator, trigger);
+  state.runbook = input.runbook;
+  const inbox = openRun(state, initiator, trigger);
   const prepared = await prepareRun(input, audit, state);
   const rb = prepared.runbook;
 
@@ -217,10 +216,7 @@ async function refuseBadInput(input: RunbookInput): Promise<void> {
   try {
     checkRunInput(input, RunbookInputSchema);
   } catch (err) {
-    const name =
-      typeof input?.runbook === 'string' && /^[a-z][a-z0-9-]{0,127}$/.test(input.runbook)
-        ? input.runbook
-        : '(invalid input)';
+    const name = namedRunbook(input) ?? '(invalid input)';
     countRun(name, 'unknown', 'rejected');
     await recordEvents(
       startAudit(name, 'manual', 'unknown'),
@@ -259,25 +255,21 @@ async function startedBy(input: RunbookInput): Promise<{ initiator: string; trig
   };
 }
 
-/** The run's live state (query), its decision inbox (signal) and its search attributes. */
-function openRun(
-  runbookName: string,
-  initiator: string,
-  trigger: string,
-): { state: RunState; inbox: ApprovalDecision[] } {
-  const state: RunState = {
-    runbook: runbookName,
-    contentHash: '',
-    status: 'preparing',
-    batch: { index: 0, of: 0 },
-    hosts: {},
-    pendingApprovals: [],
-    decisions: [],
-  };
+/** The runbook a run's input names, when that is a valid name (a refused input may name anything). */
+function namedRunbook(input: unknown): string | undefined {
+  const named = (input as { runbook?: unknown } | null)?.runbook;
+  return typeof named === 'string' && /^[a-z][a-z0-9-]{0,127}$/.test(named) ? named : undefined;
+}
+
+/**
+ * Opens a checked run: its live state (queried since the first activation), its decision inbox (signal) and its
+ * search attributes.
+ */
+function openRun(state: RunState, initiator: string, trigger: string): ApprovalDecision[] {
+  const runbookName = state.runbook;
   const inbox: ApprovalDecision[] = [];
   observeHosts(state);
   showProgress(state);
-  setHandler(stateQuery, () => state);
   setHandler(alertResolvedSignal, () => {
     // Only a run an alert started, and only before it passed its gate or while it waits for its change window with
     // no target started (once changes began, the run finishes what it started). A resolution that comes before the
@@ -311,7 +303,7 @@ function openRun(
     { key: Trigger, value: trigger },
     { key: RunbookStatus, value: 'preparing' },
   ]);
-  return { state, inbox };
+  return inbox;
 }
 
 /** Loads and checks the run (prepare activity); a refusal fails the run with its located message. */

@@ -11,7 +11,7 @@ import { Worker } from '@temporalio/worker';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure, type Duration } from '@temporalio/common';
 import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import { eventSubject, eventTypeName } from '../../common/history-events';
 import { FAILURES, HOST_LOCK_MANAGER_PREFIX, hostLockManagerId } from '../../common/failure-types';
 import type { Activities } from '../../activities';
 import { stateQuery, type RunState } from '../../workflows/messages';
@@ -202,15 +202,8 @@ export async function resultOf<R>(
 async function printHistory(handle: WorkflowHandle): Promise<void> {
   const { events } = await handle.fetchHistory();
   const lines = (events ?? []).map((e) => {
-    const what =
-      e.markerRecordedEventAttributes?.markerName ??
-      e.activityTaskScheduledEventAttributes?.activityType?.name ??
-      e.workflowExecutionSignaledEventAttributes?.signalName ??
-      e.signalExternalWorkflowExecutionInitiatedEventAttributes?.signalName ??
-      e.timerStartedEventAttributes?.timerId ??
-      '';
     const patch = e.markerRecordedEventAttributes?.details?.patch_data?.payloads?.[0]?.data;
-    return `${String(e.eventId)} ${temporal.api.enums.v1.EventType[e.eventType ?? 0] ?? String(e.eventType)} ${what}${patch ? ` ${Buffer.from(patch).toString()}` : ''}`;
+    return `${String(e.eventId)} ${eventTypeName(e)} ${eventSubject(e)}${patch ? ` ${Buffer.from(patch).toString()}` : ''}`;
   });
   process.stderr.write(`history of ${handle.workflowId} (it failed to replay):\n${lines.join('\n')}\n`);
 }

@@ -50,13 +50,13 @@ const lbCommand = (command: string) =>
     encoding: 'utf8',
   });
 
-/** HAProxy's view of the web backend, from its runtime API: server name → status and current sessions. */
-function backend(): Record<string, { status: string; sessions: number }> {
+/** HAProxy's view of a backend (`web` or `pg`), from its runtime API: server name → status and current sessions. */
+function backend(name = 'web'): Record<string, { status: string; sessions: number }> {
   const csv = lbCommand('show stat');
   const out: Record<string, { status: string; sessions: number }> = {};
   for (const line of csv.split('\n')) {
     const f = line.split(',');
-    if (f[0] === 'web' && f[1] !== 'FRONTEND' && f[1] !== 'BACKEND' && f[1])
+    if (f[0] === name && f[1] !== 'FRONTEND' && f[1] !== 'BACKEND' && f[1])
       out[f[1]] = { status: f[17]!, sessions: Number(f[4]) };
   }
   return out;
@@ -526,11 +526,7 @@ describe('postgres-backup', () => {
 
 /** HAProxy's `pg` listener, `SERVER STATUS` per server, once it is `want` (it flickers while checks settle). */
 async function pgServers(want: string[]): Promise<string[]> {
-  const now = () =>
-    lbCommand('show stat')
-      .split('\n')
-      .filter((l) => l.startsWith('pg,host-'))
-      .map((l) => `${l.split(',')[1]} ${l.split(',')[17]}`);
+  const now = () => Object.entries(backend('pg')).map(([server, { status }]) => `${server} ${status}`);
   await waitUntil(
     async () => JSON.stringify(now()) === JSON.stringify(want),
     `HAProxy's pg servers ${want.join(', ')}`,
