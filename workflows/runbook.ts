@@ -151,7 +151,10 @@ async function runRunbook(input: RunbookInput): Promise<RunbookResult> {
     decisions: [],
   };
   setHandler(stateQuery, () => state);
-  await refuseBadInput(input);
+  await refuseBadInput(input).catch((err: unknown) => {
+    state.status = 'failed'; // its state says so, not `preparing`
+    throw err;
+  });
   const { initiator, trigger } = await startedBy(input);
   const audit = startAudit(input.runbook, trigger, initiator);
   state.runbook = input.runbook;

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
+import { stateQuery } from '../../workflows/messages';
 import type { RunbookResult } from '../../workflows/runbook';
 import { useFleetRuns, fleetHost, temporalAddress, testRoot, uniqueTaskQueue, withEngineWorker } from '../harness/env';
 import { waitUntil } from '../harness/processes';
@@ -195,6 +196,11 @@ test('malformed inputs of every shape fail the run at once with the field named,
       expect([name, f.type]).toEqual([name, name === 'list' || name === 'big' ? 'ParamsInvalid' : 'InputInvalid']);
       expect(f.message).toMatch(message);
       expect(f.message.length).toBeLessThan(2000);
+      // Its state, asked after the end, says it failed (a refused input used to stay `preparing`).
+      expect([name, (await fleet.env.client.workflow.getHandle(`${tq}-${name}`).query(stateQuery)).status]).toEqual([
+        name,
+        'failed',
+      ]);
     }
   });
 });
